@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs everything cloudmerge needs to build, test and benchmark on Debian 12.
+# Idempotent: a second run checks and returns in a few seconds.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --bench  also the benchmark peers (DuckDB, Polars) in .venv
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_bench=0
+[[ "${1:-}" == "--bench" ]] && want_bench=1
+
+# C++ toolchain and libraries from Debian; the oracle's pandas is Debian's 1.5.3
+# (the version that made ../shared/conformance's expected files).
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config
+  libcli11-dev libfmt-dev libxxhash-dev libgtest-dev
+  python3 python3-venv python3-pandas python3-numpy time)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Test tools in a virtual environment built on Debian's python3, so it sees Debian's pandas.
+if [[ ! -x .venv/bin/python ]]; then
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+need_pip=()
+.venv/bin/python -c 'import pytest' 2>/dev/null || need_pip+=(pytest)
+if ((want_bench)); then
+  .venv/bin/python -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
+  .venv/bin/python -c 'import polars' 2>/dev/null || need_pip+=(polars)
+fi
+if ((${#need_pip[@]})); then
+  echo "install-deps: pip install ${need_pip[*]}"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${need_pip[@]}"
+fi
+echo "install-deps: ok"

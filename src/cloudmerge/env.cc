@@ -1,0 +1,236 @@
+#include "cloudmerge/env.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+namespace cloudmerge {
+namespace {
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+std::string DisplayName(const std::string& path) {
+  return path == "-" ? std::string("standard input") : path;
+}
+
+Status IoFailure(const std::string& what, const std::string& path, int err) {
+  std::string hint;
+  switch (err) {
+    case ENOENT: hint = "Check the path; relative paths are resolved from the current directory."; break;
+    case EACCES:
+    case EPERM: hint = "Check the file's permissions, or run as a user who may read/write it."; break;
+    case EISDIR: hint = "Give a file, not a directory."; break;
+    case ENOSPC:
+    case EDQUOT:
+      return Status::NoSpace(fmt::format(
+          "{} {}: no space left on device. Nothing was written to the destination. "
+          "Free some space or write the result elsewhere with -o.",
+          what, path));
+    default: hint = "Check that the file system is available and retry.";
+  }
+  return Status::IOError(fmt::format("{} {}: {}. {}", what, path, ErrnoText(err), hint));
+}
+
+class MappedInput final : public InputData {
+ public:
+  MappedInput(const char* data, size_t size) : data_(data), size_(size) {}
+  ~MappedInput() override {
+    if (size_) munmap(const_cast<char*>(data_), size_);
+  }
+  std::string_view bytes() const override { return {data_, size_}; }
+  void Release(size_t begin, size_t end) override {
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_t b = (begin + page - 1) / page * page;
+    size_t e = std::min(end, size_) / page * page;
+    if (e > b) madvise(const_cast<char*>(data_) + b, e - b, MADV_DONTNEED);
+  }
+
+ private:
+  const char* data_;
+  size_t size_;
+};
+
+class BufferInput final : public InputData {
+ public:
+  explicit BufferInput(std::string data) : data_(std::move(data)) {}
+  std::string_view bytes() const override { return data_; }
+
+ private:
+  std::string data_;
+};
+
+Result<std::unique_ptr<InputData>> ReadAll(int fd, const std::string& path) {
+  std::string data;
+  std::vector<char> buf(1 << 20);
+  for (;;) {
+    ssize_t n = ::read(fd, buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return IoFailure("cannot read", DisplayName(path), errno);
+    }
+    if (n == 0) break;
+    data.append(buf.data(), static_cast<size_t>(n));
+  }
+  return std::unique_ptr<InputData>(new BufferInput(std::move(data)));
+}
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(int fd, std::string path, bool owns) : fd_(fd), path_(std::move(path)), owns_(owns) {}
+  ~PosixWritableFile() override {
+    if (owns_ && fd_ >= 0) ::close(fd_);
+  }
+  Status Append(std::string_view data) override {
+    while (!data.empty()) {
+      ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return IoFailure("cannot write", path_ == "-" ? "standard output" : path_, errno);
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return Status::OK();
+  }
+  Status Close() override {
+    if (!owns_ || fd_ < 0) return Status::OK();
+    int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) return IoFailure("cannot finish writing", path_, errno);
+    return Status::OK();
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+  bool owns_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) override {
+    if (path == "-") return ReadAll(STDIN_FILENO, path);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoFailure("cannot open input", path, errno);
+    struct stat st {};
+    if (fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return IoFailure("cannot stat input", path, err);
+    }
+    if (S_ISDIR(st.st_mode)) {
+      ::close(fd);
+      return IoFailure("cannot read input", path, EISDIR);
+    }
+    if (!S_ISREG(st.st_mode)) {  // pipe, FIFO, character device: read it
+      auto r = ReadAll(fd, path);
+      ::close(fd);
+      return r;
+    }
+    if (st.st_size == 0) {
+      ::close(fd);
+      return std::unique_ptr<InputData>(new BufferInput(std::string()));
+    }
+    void* p = mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (p == MAP_FAILED) return IoFailure("cannot map input", path, errno);
+    madvise(p, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
+    return std::unique_ptr<InputData>(new MappedInput(static_cast<const char*>(p), static_cast<size_t>(st.st_size)));
+  }
+
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    if (path == "-") return std::unique_ptr<WritableFile>(new PosixWritableFile(STDOUT_FILENO, path, false));
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return IoFailure("cannot create output", path, errno);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path, true));
+  }
+
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return IoFailure("cannot move the result into place at", to, errno);
+    return Status::OK();
+  }
+
+  Status RemoveFile(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return IoFailure("cannot remove", path, errno);
+    return Status::OK();
+  }
+};
+
+// --- Removing the temporary when the process is interrupted -------------------
+// The handler may only use async-signal-safe calls, so the path sits in a
+// fixed buffer published with an atomic flag.
+char g_cleanup_path[4096];
+std::atomic<bool> g_cleanup_armed{false};
+
+void OnFatalSignal(int sig) {
+  if (g_cleanup_armed.load()) ::unlink(g_cleanup_path);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void ArmCleanup(const std::string& path) {
+  if (path.size() >= sizeof(g_cleanup_path)) return;
+  std::memcpy(g_cleanup_path, path.c_str(), path.size() + 1);
+  g_cleanup_armed.store(true);
+  static bool installed = [] {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) signal(sig, OnFatalSignal);
+    return true;
+  }();
+  (void)installed;
+}
+
+void DisarmCleanup() { g_cleanup_armed.store(false); }
+
+}  // namespace
+
+Env* Env::Default() {
+  static PosixEnv env;
+  return &env;
+}
+
+Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
+  std::string temp;
+  if (path != "-") {
+    // Same directory as OUT so that the final rename is atomic (same file system).
+    std::random_device rd;
+    temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), rd());
+  }
+  auto file = env->NewWritableFile(temp.empty() ? path : temp);
+  if (!file.ok()) return file.status();
+  if (!temp.empty()) ArmCleanup(temp);
+  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, temp, std::move(file.value())));
+}
+
+AtomicOutput::AtomicOutput(Env* env, std::string path, std::string temp, std::unique_ptr<WritableFile> file)
+    : env_(env), path_(std::move(path)), temp_path_(std::move(temp)), file_(std::move(file)) {}
+
+AtomicOutput::~AtomicOutput() {
+  if (!committed_ && !temp_path_.empty()) {
+    file_.reset();
+    (void)env_->RemoveFile(temp_path_);
+    DisarmCleanup();
+  }
+}
+
+Status AtomicOutput::Append(std::string_view data) { return file_->Append(data); }
+
+Status AtomicOutput::Commit() {
+  CM_RETURN_IF_ERROR(file_->Close());
+  if (!temp_path_.empty()) {
+    CM_RETURN_IF_ERROR(env_->RenameFile(temp_path_, path_));
+    DisarmCleanup();
+  }
+  committed_ = true;
+  return Status::OK();
+}
+
+}  // namespace cloudmerge

@@ -1,0 +1,285 @@
+#include "cloudmerge/key_types.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace cloudmerge {
+namespace {
+
+inline bool IsSpaceAscii(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+inline bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+const char* KeyModeName(KeyMode m) {
+  switch (m) {
+    case KeyMode::kInt64: return "int64";
+    case KeyMode::kUInt64: return "uint64";
+    case KeyMode::kFloat: return "float64";
+    case KeyMode::kBool: return "bool";
+    case KeyMode::kText: return "text";
+    case KeyMode::kTextRaw: return "text (NA markers kept as text)";
+  }
+  return "?";
+}
+
+bool IsNaMarker(std::string_view v) {
+  if (v.empty()) return true;
+  if (v.size() > 8) return false;
+  switch (v[0]) {  // cheap dispatch: most IDs fail here
+    case '#': return v == "#N/A" || v == "#N/A N/A" || v == "#NA";
+    case '-': return v == "-1.#IND" || v == "-1.#QNAN" || v == "-NaN" || v == "-nan";
+    case '1': return v == "1.#IND" || v == "1.#QNAN";
+    case '<': return v == "<NA>";
+    case 'N': return v == "N/A" || v == "NA" || v == "NULL" || v == "NaN";
+    case 'n': return v == "n/a" || v == "nan" || v == "null";
+    default: return false;
+  }
+}
+
+IntParse ParseInt64(std::string_view v, int64_t* out) {
+  const char* p = v.data();
+  const char* e = p + v.size();
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  bool neg = false;
+  if (p < e && *p == '-') { neg = true; ++p; }
+  else if (p < e && *p == '+') ++p;
+  if (p == e || !IsDigit(*p)) return IntParse::kInvalid;
+  // Overflow is detected digit by digit, before trailing characters are looked
+  // at, as pandas does: "99999999999999999999x" is an overflow, not invalid.
+  int64_t number = 0;
+  if (neg) {
+    constexpr int64_t pre_min = std::numeric_limits<int64_t>::min() / 10;
+    constexpr int dig_pre_min = -static_cast<int>(std::numeric_limits<int64_t>::min() % 10);
+    while (p < e && IsDigit(*p)) {
+      int d = *p - '0';
+      if (number > pre_min || (number == pre_min && d <= dig_pre_min)) number = number * 10 - d;
+      else return IntParse::kOverflow;
+      ++p;
+    }
+  } else {
+    constexpr int64_t pre_max = std::numeric_limits<int64_t>::max() / 10;
+    constexpr int dig_pre_max = static_cast<int>(std::numeric_limits<int64_t>::max() % 10);
+    while (p < e && IsDigit(*p)) {
+      int d = *p - '0';
+      if (number < pre_max || (number == pre_max && d <= dig_pre_max)) number = number * 10 + d;
+      else return IntParse::kOverflow;
+      ++p;
+    }
+  }
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  if (p != e) return IntParse::kInvalid;
+  *out = number;
+  return IntParse::kOk;
+}
+
+UIntParse ParseUInt64(std::string_view v, uint64_t* out) {
+  const char* p = v.data();
+  const char* e = p + v.size();
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  if (p < e && *p == '-') return UIntParse::kNegative;  // pandas: seen_sint, no error
+  if (p < e && *p == '+') ++p;
+  if (p == e || !IsDigit(*p)) return UIntParse::kInvalid;
+  constexpr uint64_t pre_max = std::numeric_limits<uint64_t>::max() / 10;
+  constexpr unsigned dig_pre_max = std::numeric_limits<uint64_t>::max() % 10;
+  uint64_t number = 0;
+  while (p < e && IsDigit(*p)) {
+    unsigned d = static_cast<unsigned>(*p - '0');
+    if (number < pre_max || (number == pre_max && d <= dig_pre_max)) number = number * 10 + d;
+    else return UIntParse::kOverflow;
+    ++p;
+  }
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  if (p != e) return UIntParse::kInvalid;
+  *out = number;
+  return UIntParse::kOk;
+}
+
+bool ParseDouble(std::string_view v, double* out) {
+  // Grammar first, so that strtod's extras (hex, nan, inf with spaces) are refused.
+  const char* p = v.data();
+  const char* e = p + v.size();
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  const char* num_begin = p;
+  if (p < e && (*p == '+' || *p == '-')) ++p;
+  size_t digits = 0;
+  while (p < e && IsDigit(*p)) { ++p; ++digits; }
+  if (p < e && *p == '.') {
+    ++p;
+    while (p < e && IsDigit(*p)) { ++p; ++digits; }
+  }
+  bool ok = digits > 0;
+  if (ok && p < e && (*p == 'e' || *p == 'E')) {
+    ++p;
+    if (p < e && (*p == '+' || *p == '-')) ++p;
+    size_t exp_digits = 0;
+    while (p < e && IsDigit(*p)) { ++p; ++exp_digits; }
+    ok = exp_digits > 0;
+  }
+  const char* num_end = p;
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  ok = ok && p == e;
+  if (ok) {
+    char small[128];
+    std::string big;
+    const char* s;
+    size_t n = static_cast<size_t>(num_end - num_begin);
+    if (n < sizeof(small)) {
+      std::memcpy(small, num_begin, n);
+      small[n] = '\0';
+      s = small;
+    } else {
+      big.assign(num_begin, n);
+      s = big.c_str();
+    }
+    double d = std::strtod(s, nullptr);
+    if (std::isinf(d)) return false;  // beyond double range: pandas keeps the text
+    *out = d;
+    return true;
+  }
+  // pandas' fallback words, matched against the whole field.
+  std::string_view w = v;
+  bool neg = false;
+  if (!w.empty() && (w[0] == '+' || w[0] == '-')) { neg = w[0] == '-'; w.remove_prefix(1); }
+  if (EqualsIgnoreCase(w, "inf") || EqualsIgnoreCase(w, "infinity")) {
+    *out = neg ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+    return true;
+  }
+  return false;
+}
+
+bool ParseBool(std::string_view v, bool* out) {
+  if (EqualsIgnoreCase(v, "true")) { *out = true; return true; }
+  if (EqualsIgnoreCase(v, "false")) { *out = false; return true; }
+  return false;
+}
+
+void KeyScan::Add(std::string_view value) {
+  ++values_;
+  if (IsNaMarker(value)) { any_na_ = true; return; }
+  int64_t i;
+  IntParse ip = ParseInt64(value, &i);
+  if (ip == IntParse::kOk) {
+    all_bool_ = false;
+    if (i < 0 || value.find('-') != std::string_view::npos) seen_sint_ = true;  // "-0" too
+    return;
+  }
+  if (!int_broken_) { int_broken_ = true; int_broken_by_overflow_ = ip == IntParse::kOverflow; }
+  uint64_t u;
+  switch (ParseUInt64(value, &u)) {
+    case UIntParse::kOk: if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) seen_uint_ = true; break;
+    case UIntParse::kNegative: seen_sint_ = true; break;
+    case UIntParse::kOverflow:
+    case UIntParse::kInvalid:
+      if (!uint_error_) { uint_error_ = true; uint_error_overflow_ = ParseUInt64(value, &u) == UIntParse::kOverflow; }
+      break;
+  }
+  double d;
+  if (all_float_ && !ParseDouble(value, &d)) all_float_ = false;
+  bool b;
+  if (all_bool_ && !ParseBool(value, &b)) all_bool_ = false;
+}
+
+void KeyScan::Append(const KeyScan& later) {
+  values_ += later.values_;
+  any_na_ |= later.any_na_;
+  if (!int_broken_ && later.int_broken_) {
+    int_broken_ = true;
+    int_broken_by_overflow_ = later.int_broken_by_overflow_;
+  }
+  if (!uint_error_ && later.uint_error_) {
+    uint_error_ = true;
+    uint_error_overflow_ = later.uint_error_overflow_;
+  }
+  seen_sint_ |= later.seen_sint_;
+  seen_uint_ |= later.seen_uint_;
+  all_float_ &= later.all_float_;
+  all_bool_ &= later.all_bool_;
+}
+
+KeyMode KeyScan::Decide() const {
+  if (values_ == 0) return KeyMode::kText;  // pandas: an empty column is object
+  if (!int_broken_) return KeyMode::kInt64;  // (with NAs pandas makes it float64: same values)
+  if (int_broken_by_overflow_) {
+    // pandas retries as uint64 (parsers.pyx _try_uint64 / tokenizer.c uint_state).
+    if (uint_error_) {
+      if (uint_error_overflow_) return KeyMode::kText;
+      // invalid value: fall through to float64
+    } else {
+      if (seen_uint_ && (seen_sint_ || any_na_)) return KeyMode::kTextRaw;
+      if (seen_sint_) return KeyMode::kText;
+      return KeyMode::kUInt64;
+    }
+  }
+  if (all_float_) return KeyMode::kFloat;
+  if (all_bool_) return KeyMode::kBool;
+  return KeyMode::kText;
+}
+
+NumericKey CanonicalFromDouble(double d) {
+  if (std::isfinite(d) && d == std::trunc(d)) {
+    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0)
+      return NumericKey{static_cast<uint64_t>(static_cast<int64_t>(d)), NumericKey::kSigned};
+    if (d >= 0 && d < 18446744073709551616.0)
+      return NumericKey{static_cast<uint64_t>(d), NumericKey::kUnsigned};
+  }
+  uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  return NumericKey{bits, NumericKey::kDouble};
+}
+
+bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out) {
+  if (IsNaMarker(value)) return false;
+  switch (mode) {
+    case KeyMode::kInt64: {
+      int64_t i;
+      if (ParseInt64(value, &i) != IntParse::kOk) return false;
+      *out = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
+      return true;
+    }
+    case KeyMode::kUInt64: {
+      uint64_t u;
+      if (ParseUInt64(value, &u) != UIntParse::kOk) return false;
+      *out = NumericKey{u, u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ? NumericKey::kUnsigned
+                                                                                            : NumericKey::kSigned};
+      return true;
+    }
+    case KeyMode::kFloat: {
+      int64_t i;
+      // Integers up to 2^53 are exact doubles: skip strtod for them.
+      if (ParseInt64(value, &i) == IntParse::kOk && i >= -(int64_t{1} << 53) && i <= (int64_t{1} << 53)) {
+        *out = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
+        return true;
+      }
+      double d;
+      if (!ParseDouble(value, &d)) return false;
+      *out = CanonicalFromDouble(d);
+      return true;
+    }
+    case KeyMode::kBool: {
+      bool b;
+      if (!ParseBool(value, &b)) return false;
+      *out = NumericKey{b ? 1u : 0u, NumericKey::kSigned};
+      return true;
+    }
+    default: return false;
+  }
+}
+
+}  // namespace cloudmerge

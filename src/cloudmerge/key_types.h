@@ -1,0 +1,90 @@
+// Key types: how the script decides whether two IDs are equal.
+//
+// pandas' read_csv infers one dtype per column (file), trying int64, then
+// (after an int64 overflow only) uint64, then float64, then bool, else object.
+// The script then compares x's and y's ID values with Python's ==, so:
+//   - numeric files (int64/uint64/float64/bool) compare by value (007 == 7 == 7.0,
+//     True == 1), a number never equals a text, NaN never equals anything;
+//   - text files compare exact strings; NA markers ("", NA, NaN, null, ...) are NaN.
+// KeyScan reproduces the inference from one pass over a file's ID values, in
+// file order, including pandas' quirks: an integer too large for uint64 makes the
+// column text; a uint64 column mixed with negatives or NAs becomes text in which
+// NA markers stay literal strings (KeyMode::kTextRaw).
+//
+// Deliberate deviation: pandas upcasts int64 columns containing NAs (and the
+// script upcasts all-numeric rows) to float64, so 2^53+1 == 2^53 there; we
+// compare 64-bit integers exactly.
+//
+// Thread safety: all functions are pure; a KeyScan is owned by one thread, and
+// partial scans of consecutive chunks are combined with Append in file order.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace cloudmerge {
+
+enum class KeyMode : uint8_t { kInt64, kUInt64, kFloat, kBool, kText, kTextRaw };
+
+inline bool IsNumeric(KeyMode m) { return m != KeyMode::kText && m != KeyMode::kTextRaw; }
+const char* KeyModeName(KeyMode m);
+
+// pandas' default missing-value markers, matched against the whole field.
+bool IsNaMarker(std::string_view v);
+
+// pandas' str_to_int64 / str_to_uint64 (surrounding ASCII whitespace allowed).
+enum class IntParse : uint8_t { kOk, kOverflow, kInvalid };
+IntParse ParseInt64(std::string_view v, int64_t* out);
+// For uint64: kNegative is pandas' "seen a signed value" (no error, no value).
+enum class UIntParse : uint8_t { kOk, kNegative, kOverflow, kInvalid };
+UIntParse ParseUInt64(std::string_view v, uint64_t* out);
+// pandas' float parsing: decimal, optional exponent, surrounding whitespace, and the
+// exact words inf/+inf/-inf/infinity (any case). Values beyond double range fail.
+bool ParseDouble(std::string_view v, double* out);
+// pandas' bool words: true/false in any case, nothing else.
+bool ParseBool(std::string_view v, bool* out);
+
+// Running inference over a file's ID values in file order.
+class KeyScan {
+ public:
+  void Add(std::string_view value);
+  // Combines with the scan of the values that follow this one's in the file.
+  void Append(const KeyScan& later);
+  KeyMode Decide() const;
+  uint64_t values() const { return values_; }
+
+ private:
+  uint64_t values_ = 0;
+  bool any_na_ = false;
+  // int64 pass: the first non-NA value that is not an int64, and why.
+  bool int_broken_ = false, int_broken_by_overflow_ = false;
+  // uint64 pass (run by pandas only after an int64 overflow).
+  bool uint_error_ = false, uint_error_overflow_ = false;
+  bool seen_sint_ = false, seen_uint_ = false;
+  bool all_float_ = true, all_bool_ = true;
+};
+
+// A numeric ID normalised so that equal values have equal representations:
+// integral values in [-2^63, 2^64) are integers (tag kSigned/kUnsigned), other
+// values are doubles. -0.0 == 0.
+struct NumericKey {
+  enum Tag : uint8_t { kSigned = 0, kUnsigned = 1, kDouble = 2 };
+  uint64_t bits;
+  uint8_t tag;
+  bool operator==(const NumericKey& o) const { return bits == o.bits && tag == o.tag; }
+};
+
+NumericKey CanonicalFromDouble(double d);
+// The normalised key of a value of a numeric file; false for a missing value.
+// REQUIRES: mode is numeric and value was part of the scan that decided mode.
+bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out);
+
+inline uint64_t HashNumericKey(const NumericKey& k) {
+  uint64_t h = k.bits ^ (static_cast<uint64_t>(k.tag) << 56) ^ 0x9e3779b97f4a7c15ull;
+  h ^= h >> 33; h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33; h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  return h;
+}
+
+}  // namespace cloudmerge

@@ -1,0 +1,418 @@
+#include "cloudmerge/merge.h"
+
+#include <xxhash.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/arena.h"
+#include "cloudmerge/join_hash_table.h"
+#include "cloudmerge/parallel.h"
+#include "cloudmerge/table_scan.h"
+
+namespace cloudmerge {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+constexpr uint32_t kMissingKey = 0xffffffffu;  // YRow::key_len of a row whose ID never matches
+
+// One row of y as the probe needs it: the key, and the text written after the
+// x row (y's fields without its key, encoded for output).
+struct YRow {
+  const char* out;
+  const char* key;
+  uint32_t out_len;
+  uint32_t key_len;
+};
+
+// Encodes fields [0, n) except `skip` (npos: none) as output TSV.
+void EncodeFields(const Record& r, size_t skip, std::string& out) {
+  out.clear();
+  bool first = true;
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    if (i == skip) continue;
+    if (!first) out.push_back('\t');
+    first = false;
+    AppendEncoded(out, r.fields[i].view());
+  }
+}
+
+std::string OutputHeader(const Table& x, const Table& y) {
+  const auto& xn = x.column_names();
+  const auto& yn = y.column_names();
+  // The script's fixed names for its two-column files, whatever the input headers say.
+  if (xn.size() == 2 && yn.size() == 2 && x.key_index() == 0 && y.key_index() == 0) return "ID_x\tvalue_x\tvalue_y\n";
+  std::string h;
+  for (size_t i = 0; i < xn.size(); ++i) {
+    if (i) h.push_back('\t');
+    AppendEncoded(h, xn[i] + "_x");
+  }
+  for (size_t i = 0; i < yn.size(); ++i) {
+    if (i == y.key_index()) continue;
+    h.push_back('\t');
+    AppendEncoded(h, yn[i] + "_y");
+  }
+  h.push_back('\n');
+  return h;
+}
+
+// The first problem over chunks, in file order.
+Status FirstProblem(const Table& t, const std::vector<ScanProblem>& problems) {
+  for (const ScanProblem& p : problems)
+    if (p.found) return t.Error(p);
+  return Status::OK();
+}
+
+struct ScannedY {
+  std::vector<YRow> rows;
+  std::vector<Arena> arenas;
+  KeyMode mode = KeyMode::kText;
+};
+
+Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
+  const auto& chunks = y.chunks();
+  const size_t ki = y.key_index();
+  const size_t ncols = y.column_names().size();
+  std::vector<std::vector<YRow>> rows(chunks.size());
+  std::vector<KeyScan> scans(chunks.size());
+  std::vector<ScanProblem> problems(chunks.size());
+  out->arenas.resize(chunks.size());
+  ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
+    Record rec;
+    std::string tmp;
+    Arena& arena = out->arenas[c];
+    auto& rs = rows[c];
+    rs.reserve((chunks[c].end - chunks[c].begin) / 16);
+    y.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
+      std::string_view key = r.fields[ki].view();
+      scans[c].Add(key);
+      std::string_view text;
+      if (r.has_quote_char) {
+        key = arena.Copy(key);
+        EncodeFields(r, ki, tmp);
+        text = arena.Copy(tmp);
+      } else if (ncols == 1) {
+        text = {};
+      } else if (ki == 0) {
+        text = {r.fields[1].data, static_cast<size_t>(r.end - r.fields[1].data)};
+      } else if (ki == ncols - 1) {
+        text = {r.begin, static_cast<size_t>(r.fields[ki].data - 1 - r.begin)};
+      } else {
+        EncodeFields(r, ki, tmp);
+        text = arena.Copy(tmp);
+      }
+      rs.push_back(YRow{text.data(), key.data(), static_cast<uint32_t>(text.size()), static_cast<uint32_t>(key.size())});
+    });
+  });
+  CM_RETURN_IF_ERROR(FirstProblem(y, problems));
+  KeyScan total;
+  size_t n = 0;
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    total.Append(scans[c]);
+    n += rows[c].size();
+  }
+  if (n >= kNoRow)
+    return Status::InvalidInput(fmt::format(
+        "{} has {} rows; the in-memory engine holds at most {} rows of y. Split y into parts and merge each part.",
+        y.path(), n, kNoRow - 1));
+  out->mode = total.Decide();
+  out->rows.reserve(n);
+  for (auto& rs : rows) {
+    out->rows.insert(out->rows.end(), rs.begin(), rs.end());
+    std::vector<YRow>().swap(rs);
+  }
+  return Status::OK();
+}
+
+Status ScanXKeys(const Table& x, unsigned threads, KeyMode* mode, uint64_t* rows) {
+  const auto& chunks = x.chunks();
+  const size_t ki = x.key_index();
+  std::vector<KeyScan> scans(chunks.size());
+  std::vector<ScanProblem> problems(chunks.size());
+  ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
+    Record rec;
+    x.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) { scans[c].Add(r.fields[ki].view()); });
+    x.Release(chunks[c]);
+  });
+  CM_RETURN_IF_ERROR(FirstProblem(x, problems));
+  KeyScan total;
+  for (const KeyScan& s : scans) total.Append(s);
+  *mode = total.Decide();
+  *rows = total.values();
+  return Status::OK();
+}
+
+// Key of one value under its file's mode, with its hash. false: never matches.
+struct ProbeKey {
+  NumericKey num;
+  std::string_view text;
+  uint64_t hash;
+};
+
+inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k) {
+  if (IsNumeric(mode)) {
+    if (!ToNumericKey(mode, v, &k->num)) return false;
+    k->hash = HashNumericKey(k->num);
+    return true;
+  }
+  if (mode == KeyMode::kText && IsNaMarker(v)) return false;
+  k->text = v;
+  k->hash = XXH3_64bits(v.data(), v.size());
+  return true;
+}
+
+inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash >> 40) % partitions; }
+
+// The build side: y's rows, the chains through them, and one table per partition.
+struct BuildSide {
+  const ScannedY* y = nullptr;
+  bool numeric = false;
+  std::vector<uint32_t> next;
+  std::vector<NumericHashTable> numeric_tables;
+  std::vector<TextHashTable> text_tables;
+
+  uint32_t Head(const ProbeKey& k) const {
+    size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
+    if (numeric) {
+      const NumericSlot* s = numeric_tables[p].Find(k.num, k.hash);
+      return s ? s->head : kNoRow;
+    }
+    const TextSlot* s = text_tables[p].Find(k.text, k.hash);
+    return s ? s->head : kNoRow;
+  }
+};
+
+Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
+  b->y = &y;
+  b->numeric = IsNumeric(y.mode);
+  const size_t n = y.rows.size();
+  std::vector<uint64_t> hashes(n);
+  // Keys and hashes, in parallel by row range.
+  const size_t block = 1 << 16;
+  ParallelFor((n + block - 1) / block, threads, [&](size_t t, unsigned) {
+    size_t end = std::min(n, (t + 1) * block);
+    for (size_t i = t * block; i < end; ++i) {
+      ProbeKey k;
+      YRow& r = y.rows[i];
+      if (MakeKey(y.mode, {r.key, r.key_len}, &k)) hashes[i] = k.hash;
+      else r.key_len = kMissingKey;
+    }
+  });
+  const size_t partitions = std::max(1u, threads);
+  b->next.assign(n, kNoRow);
+  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(n / partitions + 16);
+  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(n / partitions + 16);
+  std::vector<uint8_t> overflow(partitions, 0);
+  ParallelFor(partitions, threads, [&](size_t p, unsigned) {
+    uint32_t* next = b->next.data();
+    for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
+      const YRow& r = y.rows[i];
+      if (r.key_len == kMissingKey || PartitionOf(hashes[i], partitions) != p) continue;
+      bool ok;
+      if (b->numeric) {
+        NumericKey k;
+        ToNumericKey(y.mode, {r.key, r.key_len}, &k);
+        ok = b->numeric_tables[p].Insert(k, hashes[i], static_cast<uint32_t>(i), next);
+      } else {
+        ok = b->text_tables[p].Insert({r.key, r.key_len}, hashes[i], static_cast<uint32_t>(i), next);
+      }
+      if (!ok) { overflow[p] = 1; return; }
+    }
+  });
+  for (uint8_t o : overflow)
+    if (o) return Status::InvalidInput("one ID of y occurs more than 2^30 times; the in-memory engine cannot chain "
+                                       "that many rows for one key. Check the ID column of y.");
+  return Status::OK();
+}
+
+// Hands chunk outputs from the probe workers to the writer: in chunk order, or
+// with any_order in the order they finish. Workers may run at most `window`
+// chunks ahead of the writer, which bounds the memory held by waiting outputs.
+class OrderedSink {
+ public:
+  OrderedSink(size_t chunks, size_t window, bool any_order)
+      : outputs_(chunks), state_(chunks, kPending), window_(window), any_order_(any_order) {}
+
+  // Worker: blocks until chunk c is within the window; false once the run failed.
+  bool WaitTurn(size_t c) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return failed_ || c < taken_ + window_; });
+    return !failed_;
+  }
+  void Deliver(size_t c, std::string out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    outputs_[c] = std::move(out);
+    state_[c] = kReady;
+    cv_.notify_all();
+  }
+  // Writer: the next output to write, or nullopt when all have been taken.
+  std::optional<std::string> Next() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (taken_ == outputs_.size()) return std::nullopt;
+    size_t pick = 0;
+    cv_.wait(lock, [&] {
+      if (failed_) return true;
+      if (!any_order_) { pick = next_in_order_; return state_[pick] == kReady; }
+      for (size_t i = first_untaken_; i < state_.size(); ++i)
+        if (state_[i] == kReady) { pick = i; return true; }
+      return false;
+    });
+    if (failed_) return std::nullopt;
+    std::string out = std::move(outputs_[pick]);
+    outputs_[pick].clear();
+    outputs_[pick].shrink_to_fit();
+    state_[pick] = kTaken;
+    ++taken_;
+    if (!any_order_) ++next_in_order_;
+    while (first_untaken_ < state_.size() && state_[first_untaken_] == kTaken) ++first_untaken_;
+    cv_.notify_all();
+    return out;
+  }
+  void Fail() {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  enum : uint8_t { kPending, kReady, kTaken };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> outputs_;
+  std::vector<uint8_t> state_;
+  size_t window_;
+  bool any_order_;
+  size_t taken_ = 0, next_in_order_ = 0, first_untaken_ = 0;
+  bool failed_ = false;
+};
+
+struct ProbeCounts {
+  uint64_t x_rows = 0, output_rows = 0;
+};
+
+Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_values, unsigned threads,
+             bool any_order, AtomicOutput* out, ProbeCounts* counts) {
+  const auto& chunks = x.chunks();
+  const size_t ki = x.key_index();
+  const std::vector<YRow>& yrows = b.y->rows;
+  const uint32_t* next = b.next.data();
+  std::vector<ProbeCounts> per_chunk(chunks.size());
+  const unsigned workers = std::max(1u, threads);
+  OrderedSink sink(chunks.size(), 2 * workers + 2, any_order);
+
+  auto probe_chunk = [&](size_t c, unsigned) {
+    if (!sink.WaitTurn(c)) return;
+    Record rec;
+    std::string xenc;
+    std::string buf;
+    buf.reserve(chunks[c].end - chunks[c].begin + 4096);
+    ScanProblem problem;  // x was validated by ScanXKeys; kept for safety
+    ProbeCounts pc;
+    x.ScanChunk(chunks[c], rec, &problem, [&](const Record& r) {
+      ++pc.x_rows;
+      ProbeKey k;
+      if (!MakeKey(x_mode, r.fields[ki].view(), &k)) return;
+      uint32_t j = b.Head(k);
+      if (j == kNoRow) return;
+      std::string_view xo;
+      if (r.has_quote_char) {
+        EncodeFields(r, std::string::npos, xenc);
+        xo = xenc;
+      } else {
+        xo = {r.begin, static_cast<size_t>(r.end - r.begin)};
+      }
+      for (; j != kNoRow; j = next[j]) {
+        const YRow& yr = yrows[j];
+        buf.append(xo);
+        if (y_has_values) {
+          buf.push_back('\t');
+          buf.append(yr.out, yr.out_len);
+        }
+        buf.push_back('\n');
+        ++pc.output_rows;
+      }
+    });
+    x.Release(chunks[c]);
+    per_chunk[c] = pc;
+    sink.Deliver(c, std::move(buf));
+  };
+
+  Status write_status;
+  std::thread writer([&] {
+    while (auto piece = sink.Next()) {
+      write_status = out->Append(*piece);
+      if (!write_status.ok()) sink.Fail();  // workers stop; the writer's Next() returns nullopt
+    }
+  });
+  ParallelFor(chunks.size(), workers, probe_chunk);
+  writer.join();
+  CM_RETURN_IF_ERROR(write_status);
+  for (const ProbeCounts& pc : per_chunk) {
+    counts->x_rows += pc.x_rows;
+    counts->output_rows += pc.output_rows;
+  }
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
+  auto t0 = Clock::now();
+  unsigned threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  stats->threads = threads;
+  if (o.x_path == "-" && o.y_path == "-")
+    return Status::InvalidArgument("x and y cannot both be standard input (-): give at least one of them as a file.");
+
+  // Open the destination first: a bad output path fails before any work.
+  auto out = AtomicOutput::Open(env, o.out_path);
+  if (!out.ok()) return out.status();
+
+  auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes);
+  if (!y.ok()) return y.status();
+  auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes);
+  if (!x.ok()) return x.status();
+
+  ScannedY ys;
+  auto t = Clock::now();
+  CM_RETURN_IF_ERROR(ScanY(**y, threads, &ys));
+  stats->seconds_scan_y = Since(t);
+  stats->y_rows = ys.rows.size();
+  stats->y_mode = ys.mode;
+
+  t = Clock::now();
+  KeyMode x_mode = KeyMode::kText;
+  CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
+  stats->seconds_scan_x = Since(t);
+  stats->x_mode = x_mode;
+
+  CM_RETURN_IF_ERROR((*out)->Append(OutputHeader(**x, **y)));
+  // A number never equals a text: with one numeric and one text file nothing matches.
+  if (IsNumeric(x_mode) == IsNumeric(ys.mode) && !ys.rows.empty()) {
+    t = Clock::now();
+    BuildSide build;
+    CM_RETURN_IF_ERROR(Build(ys, threads, &build));
+    stats->seconds_build = Since(t);
+    for (const auto& tb : build.numeric_tables) stats->y_distinct_keys += tb.size();
+    for (const auto& tb : build.text_tables) stats->y_distinct_keys += tb.size();
+
+    t = Clock::now();
+    ProbeCounts counts;
+    bool y_has_values = (*y)->column_names().size() > 1;
+    CM_RETURN_IF_ERROR(Probe(**x, x_mode, build, y_has_values, threads, o.any_order, out->get(), &counts));
+    stats->seconds_probe = Since(t);
+    stats->output_rows = counts.output_rows;
+  }
+  CM_RETURN_IF_ERROR((*out)->Commit());
+  stats->seconds_total = Since(t0);
+  return Status::OK();
+}
+
+}  // namespace cloudmerge

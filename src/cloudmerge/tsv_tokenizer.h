@@ -1,0 +1,146 @@
+// TSV tokenizer: splits bytes into records and fields exactly as pandas'
+// read_csv(sep="\t") C parser does with its defaults:
+//   - records end at "\n", "\r\n" or a lone "\r";
+//   - lines that are empty or hold only spaces are skipped;
+//   - a field starting with '"' is quoted: '""' inside is one '"', tabs and line
+//     breaks inside are data; characters after the closing quote up to the next
+//     tab or line end are appended (pandas does the same);
+//   - a '"' inside an unquoted field is an ordinary character.
+// It does not check field counts or encodings: table_scan does, with context.
+//
+// Hot loop: no allocation per record (Record is reused), no exceptions. Fields
+// point into the input, except quoted fields, whose unescaped text lives in the
+// Record's scratch buffer until the next record.
+// Thread safety: Tokenize is reentrant; each thread uses its own Record.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cloudmerge {
+
+struct Field {
+  const char* data;
+  uint32_t size;
+  std::string_view view() const { return {data, size}; }
+};
+
+struct Record {
+  const char* begin = nullptr;  // first byte of the record
+  const char* end = nullptr;    // one past its last byte, line terminator excluded
+  bool has_quote_char = false;  // a '"' occurs: fields must be re-encoded on output
+  std::vector<Field> fields;
+  std::string scratch;          // unescaped text of quoted fields
+};
+
+enum class TokenizeError { kNone, kUnterminatedQuote };
+
+struct TokenizeOutcome {
+  TokenizeError error = TokenizeError::kNone;
+  const char* where = nullptr;  // for errors: where the offending field starts
+  const char* stopped_at = nullptr;  // where tokenizing stopped (end, or after the last record consumed)
+};
+
+namespace detail {
+// 1 for bytes that end an unquoted field: tab, LF, CR; 2 for '"'.
+struct FieldStopTable {
+  uint8_t v[256] = {};
+  constexpr FieldStopTable() {
+    v[static_cast<uint8_t>('\t')] = 1;
+    v[static_cast<uint8_t>('\n')] = 1;
+    v[static_cast<uint8_t>('\r')] = 1;
+    v[static_cast<uint8_t>('"')] = 2;
+  }
+};
+inline constexpr FieldStopTable kFieldStop{};
+}  // namespace detail
+
+// Calls on_record(const Record&) for each record in [begin, end), which must
+// start at a record boundary. on_record returns false to stop early.
+template <class OnRecord>
+TokenizeOutcome Tokenize(const char* begin, const char* end, Record& rec, OnRecord&& on_record) {
+  TokenizeOutcome outcome;
+  const char* p = begin;
+  while (p < end) {
+    // Skip blank lines and lines of spaces only (pandas' skip_blank_lines).
+    const char* q = p;
+    while (q < end && *q == ' ') ++q;
+    if (q == end) { p = end; break; }
+    if (*q == '\n') { p = q + 1; continue; }
+    if (*q == '\r') { p = q + 1; if (p < end && *p == '\n') ++p; continue; }
+
+    rec.begin = p;
+    rec.has_quote_char = false;
+    rec.fields.clear();
+    rec.scratch.clear();
+    bool any_quoted = false;
+    // Quoted fields first store offsets into scratch (it may grow); fixed below.
+    for (;;) {
+      if (p < end && *p == '"') {
+        const char* field_start = p;
+        rec.has_quote_char = true;
+        any_quoted = true;
+        size_t off = rec.scratch.size();
+        ++p;
+        for (;;) {
+          const char* close = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(end - p)));
+          if (!close) {
+            outcome.error = TokenizeError::kUnterminatedQuote;
+            outcome.where = field_start;
+            outcome.stopped_at = field_start;
+            return outcome;
+          }
+          rec.scratch.append(p, close);
+          p = close + 1;
+          if (p < end && *p == '"') { rec.scratch.push_back('"'); ++p; continue; }
+          break;
+        }
+        while (p < end && *p != '\t' && *p != '\n' && *p != '\r') rec.scratch.push_back(*p++);
+        // Sentinel pointer: offset into scratch, resolved after the record.
+        rec.fields.push_back(Field{reinterpret_cast<const char*>(off + 1),
+                                   static_cast<uint32_t>(rec.scratch.size() - off)});
+        rec.fields.back().size |= 0x80000000u;  // mark as scratch-relative
+      } else {
+        const char* f = p;
+        uint8_t stop = 0;
+        while (p < end && !(stop = detail::kFieldStop.v[static_cast<uint8_t>(*p)])) ++p;
+        while (stop == 2) {  // a literal '"' inside an unquoted field
+          rec.has_quote_char = true;
+          ++p;
+          stop = 0;
+          while (p < end && !(stop = detail::kFieldStop.v[static_cast<uint8_t>(*p)])) ++p;
+        }
+        rec.fields.push_back(Field{f, static_cast<uint32_t>(p - f)});
+      }
+      if (p < end && *p == '\t') { ++p; continue; }
+      break;
+    }
+    rec.end = p;
+    if (p < end) {  // consume the line terminator
+      if (*p == '\r') { ++p; if (p < end && *p == '\n') ++p; }
+      else ++p;
+    }
+    if (any_quoted) {
+      for (Field& fld : rec.fields) {
+        if (fld.size & 0x80000000u) {
+          size_t off = reinterpret_cast<size_t>(fld.data) - 1;
+          fld.size &= 0x7fffffffu;
+          fld.data = rec.scratch.data() + off;
+        }
+      }
+    }
+    if (!on_record(static_cast<const Record&>(rec))) { outcome.stopped_at = p; return outcome; }
+  }
+  outcome.stopped_at = p;
+  return outcome;
+}
+
+// True when a value must be quoted on output: it holds a tab, quote or line break.
+bool NeedsQuoting(std::string_view value);
+// Appends value to out, quoted (with '"' doubled) only when NeedsQuoting.
+void AppendEncoded(std::string& out, std::string_view value);
+
+}  // namespace cloudmerge

@@ -33,9 +33,8 @@ Status IoFailure(const std::string& what, const std::string& path, int err) {
     case ENOSPC:
     case EDQUOT:
       return Status::NoSpace(fmt::format(
-          "{} {}: no space left on device. Nothing was written to the destination. "
-          "Free some space or write the result elsewhere with -o.",
-          what, path));
+          "{} {}: no space left on device. {}Free some space or write the result elsewhere with -o.", what, path,
+          path == "standard output" ? "The output is incomplete. " : "Nothing was written to the destination. "));
     default: hint = "Check that the file system is available and retry.";
   }
   return Status::IOError(fmt::format("{} {}: {}. {}", what, path, ErrnoText(err), hint));
@@ -204,9 +203,18 @@ Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::st
     std::random_device rd;
     temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), rd());
   }
-  auto file = env->NewWritableFile(temp.empty() ? path : temp);
-  if (!file.ok()) return file.status();
+  // Armed before the file exists, so that no signal can leave it behind.
   if (!temp.empty()) ArmCleanup(temp);
+  auto file = env->NewWritableFile(temp.empty() ? path : temp);
+  if (!file.ok()) {
+    DisarmCleanup();
+    if (temp.empty()) return file.status();
+    return Status(file.status().code() == Status::Code::kNoSpace
+                      ? file.status()
+                      : Status::IOError(fmt::format(
+                            "cannot create output {} (cloudmerge first writes {} next to it, then renames it): {}",
+                            path, temp, file.status().message())));
+  }
   return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, temp, std::move(file.value())));
 }
 

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cloudmerge/big_array.h"
 #include "cloudmerge/key_types.h"
 
 namespace cloudmerge {
@@ -76,6 +77,8 @@ class NumericHashTable {
     }
   }
 
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
+
   const NumericSlot* Find(const NumericKey& key, uint64_t hash) const {
     size_t i = hash & mask_;
     uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
@@ -88,22 +91,22 @@ class NumericHashTable {
   }
 
   size_t size() const { return size_; }
-  size_t memory_bytes() const { return slots_.capacity() * sizeof(NumericSlot); }
+  size_t memory_bytes() const { return slots_.size() * sizeof(NumericSlot); }
 
  private:
   void Reset(size_t expected) {
     size_t cap = 16;
     while (cap * 3 < expected * 4 + 4) cap <<= 1;
-    slots_.assign(cap, NumericSlot{0, 0, 0});
+    slots_ = BigArray<NumericSlot>(cap);  // zeroed: all slots empty
     mask_ = cap - 1;
     size_ = 0;
   }
   void Grow() {
-    std::vector<NumericSlot> old;
-    old.swap(slots_);
-    slots_.assign(old.size() * 2, NumericSlot{0, 0, 0});
+    BigArray<NumericSlot> old(std::move(slots_));
+    slots_ = BigArray<NumericSlot>(old.size() * 2);
     mask_ = slots_.size() - 1;
-    for (const NumericSlot& s : old) {
+    for (size_t o = 0; o < old.size(); ++o) {
+      const NumericSlot& s = old[o];
       if (s.empty()) continue;
       NumericKey k{s.bits, static_cast<uint8_t>(s.count_tag >> 30)};
       size_t i = HashNumericKey(k) & mask_;
@@ -112,7 +115,7 @@ class NumericHashTable {
     }
   }
 
-  std::vector<NumericSlot> slots_;
+  BigArray<NumericSlot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };
@@ -122,7 +125,7 @@ class TextHashTable {
   explicit TextHashTable(size_t expected_keys) {
     size_t cap = 16;
     while (cap * 3 < expected_keys * 4 + 4) cap <<= 1;
-    slots_.assign(cap, TextSlot{});
+    slots_ = BigArray<TextSlot>(cap);
     mask_ = cap - 1;
   }
 
@@ -148,6 +151,8 @@ class TextHashTable {
     }
   }
 
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
+
   const TextSlot* Find(std::string_view key, uint64_t hash) const {
     size_t i = hash & mask_;
     for (;;) {
@@ -159,15 +164,15 @@ class TextHashTable {
   }
 
   size_t size() const { return size_; }
-  size_t memory_bytes() const { return slots_.capacity() * sizeof(TextSlot); }
+  size_t memory_bytes() const { return slots_.size() * sizeof(TextSlot); }
 
  private:
   void Grow() {
-    std::vector<TextSlot> old;
-    old.swap(slots_);
-    slots_.assign(old.size() * 2, TextSlot{});
+    BigArray<TextSlot> old(std::move(slots_));
+    slots_ = BigArray<TextSlot>(old.size() * 2);
     mask_ = slots_.size() - 1;
-    for (const TextSlot& s : old) {
+    for (size_t o = 0; o < old.size(); ++o) {
+      const TextSlot& s = old[o];
       if (s.empty()) continue;
       size_t i = s.hash & mask_;
       while (!slots_[i].empty()) i = (i + 1) & mask_;
@@ -175,7 +180,7 @@ class TextHashTable {
     }
   }
 
-  std::vector<TextSlot> slots_;
+  BigArray<TextSlot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
 };

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/arena.h"
+#include "cloudmerge/big_array.h"
 #include "cloudmerge/join_hash_table.h"
 #include "cloudmerge/parallel.h"
 #include "cloudmerge/table_scan.h"
@@ -72,25 +73,47 @@ Status FirstProblem(const Table& t, const std::vector<ScanProblem>& problems) {
 }
 
 struct ScannedY {
-  std::vector<YRow> rows;
+  // One entry per possible record: chunk c owns [base[c], base[c+1]); entries a
+  // chunk did not fill (blank lines) have key_len == kMissingKey.
+  BigArray<YRow> rows;
+  uint64_t record_count = 0;
   std::vector<Arena> arenas;
   KeyMode mode = KeyMode::kText;
 };
+
+// An upper bound on the records in [b, e): line terminators + 1.
+size_t MaxRecords(const char* b, const char* e) {
+  size_t n = 1;
+  for (const char* p = b; p < e; ++p) n += (*p == '\n') + (*p == '\r');
+  return n;
+}
 
 Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
   const auto& chunks = y.chunks();
   const size_t ki = y.key_index();
   const size_t ncols = y.column_names().size();
-  std::vector<std::vector<YRow>> rows(chunks.size());
+  const char* base = y.data().data();
+  // Rows go straight to their final place in one array: count first (cheap), then fill.
+  std::vector<size_t> first(chunks.size() + 1, 0);
+  ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
+    first[c + 1] = MaxRecords(base + chunks[c].begin, base + chunks[c].end);
+  });
+  for (size_t c = 0; c < chunks.size(); ++c) first[c + 1] += first[c];
+  if (first.back() >= kNoRow)
+    return Status::InvalidInput(fmt::format(
+        "{} has about {} rows; the in-memory engine holds at most {} rows of y. Split y into parts and merge each "
+        "part.",
+        y.path(), first.back(), kNoRow - 1));
+  out->rows = BigArray<YRow>(first.back());
   std::vector<KeyScan> scans(chunks.size());
   std::vector<ScanProblem> problems(chunks.size());
+  std::vector<uint64_t> counts(chunks.size(), 0);
   out->arenas.resize(chunks.size());
   ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
     Record rec;
     std::string tmp;
     Arena& arena = out->arenas[c];
-    auto& rs = rows[c];
-    rs.reserve((chunks[c].end - chunks[c].begin) / 16);
+    YRow* dst = out->rows.data() + first[c];
     y.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
       std::string_view key = r.fields[ki].view();
       scans[c].Add(key);
@@ -109,26 +132,18 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
         EncodeFields(r, ki, tmp);
         text = arena.Copy(tmp);
       }
-      rs.push_back(YRow{text.data(), key.data(), static_cast<uint32_t>(text.size()), static_cast<uint32_t>(key.size())});
+      *dst++ = YRow{text.data(), key.data(), static_cast<uint32_t>(text.size()), static_cast<uint32_t>(key.size())};
     });
+    counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
+    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, nullptr, 0, kMissingKey};
   });
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
   KeyScan total;
-  size_t n = 0;
   for (size_t c = 0; c < chunks.size(); ++c) {
     total.Append(scans[c]);
-    n += rows[c].size();
+    out->record_count += counts[c];
   }
-  if (n >= kNoRow)
-    return Status::InvalidInput(fmt::format(
-        "{} has {} rows; the in-memory engine holds at most {} rows of y. Split y into parts and merge each part.",
-        y.path(), n, kNoRow - 1));
   out->mode = total.Decide();
-  out->rows.reserve(n);
-  for (auto& rs : rows) {
-    out->rows.insert(out->rows.end(), rs.begin(), rs.end());
-    std::vector<YRow>().swap(rs);
-  }
   return Status::OK();
 }
 
@@ -175,9 +190,14 @@ inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash >> 40
 struct BuildSide {
   const ScannedY* y = nullptr;
   bool numeric = false;
-  std::vector<uint32_t> next;
+  BigArray<uint32_t> next;
   std::vector<NumericHashTable> numeric_tables;
   std::vector<TextHashTable> text_tables;
+
+  void Prefetch(const ProbeKey& k) const {
+    if (numeric) numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Prefetch(k.hash);
+    else text_tables[PartitionOf(k.hash, text_tables.size())].Prefetch(k.hash);
+  }
 
   uint32_t Head(const ProbeKey& k) const {
     size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
@@ -194,7 +214,7 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
   b->y = &y;
   b->numeric = IsNumeric(y.mode);
   const size_t n = y.rows.size();
-  std::vector<uint64_t> hashes(n);
+  BigArray<uint64_t> hashes(n);
   // Keys and hashes, in parallel by row range.
   const size_t block = 1 << 16;
   ParallelFor((n + block - 1) / block, threads, [&](size_t t, unsigned) {
@@ -202,18 +222,28 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
     for (size_t i = t * block; i < end; ++i) {
       ProbeKey k;
       YRow& r = y.rows[i];
+      if (r.key_len == kMissingKey) continue;
       if (MakeKey(y.mode, {r.key, r.key_len}, &k)) hashes[i] = k.hash;
       else r.key_len = kMissingKey;
     }
   });
   const size_t partitions = std::max(1u, threads);
-  b->next.assign(n, kNoRow);
-  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(n / partitions + 16);
-  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(n / partitions + 16);
+  b->next = BigArray<uint32_t>(n);
+  size_t expected = y.record_count / partitions + 16;
+  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected);
+  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected);
   std::vector<uint8_t> overflow(partitions, 0);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
     uint32_t* next = b->next.data();
+    constexpr size_t kAhead = 16;  // prefetch the slot of the row this far ahead
     for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
+      if (i >= kAhead) {
+        size_t a = i - kAhead;
+        if (y.rows[a].key_len != kMissingKey && PartitionOf(hashes[a], partitions) == p) {
+          if (b->numeric) b->numeric_tables[p].Prefetch(hashes[a]);
+          else b->text_tables[p].Prefetch(hashes[a]);
+        }
+      }
       const YRow& r = y.rows[i];
       if (r.key_len == kMissingKey || PartitionOf(hashes[i], partitions) != p) continue;
       bool ok;
@@ -302,7 +332,7 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
              bool any_order, AtomicOutput* out, ProbeCounts* counts) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
-  const std::vector<YRow>& yrows = b.y->rows;
+  const BigArray<YRow>& yrows = b.y->rows;
   const uint32_t* next = b.next.data();
   std::vector<ProbeCounts> per_chunk(chunks.size());
   const unsigned workers = std::max(1u, threads);
@@ -314,21 +344,9 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
     std::string xenc;
     std::string buf;
     buf.reserve(chunks[c].end - chunks[c].begin + 4096);
-    ScanProblem problem;  // x was validated by ScanXKeys; kept for safety
+    ScanProblem problem;  // x was validated by ScanXKeys
     ProbeCounts pc;
-    x.ScanChunk(chunks[c], rec, &problem, [&](const Record& r) {
-      ++pc.x_rows;
-      ProbeKey k;
-      if (!MakeKey(x_mode, r.fields[ki].view(), &k)) return;
-      uint32_t j = b.Head(k);
-      if (j == kNoRow) return;
-      std::string_view xo;
-      if (r.has_quote_char) {
-        EncodeFields(r, std::string::npos, xenc);
-        xo = xenc;
-      } else {
-        xo = {r.begin, static_cast<size_t>(r.end - r.begin)};
-      }
+    auto emit = [&](std::string_view xo, uint32_t j) {
       for (; j != kNoRow; j = next[j]) {
         const YRow& yr = yrows[j];
         buf.append(xo);
@@ -339,7 +357,47 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
         buf.push_back('\n');
         ++pc.output_rows;
       }
+    };
+    // Rows are probed in small batches so that the memory accesses of one row
+    // (table slot, y row, y text) overlap with those of the others: prefetch,
+    // then use, stage by stage. Order within the chunk is kept.
+    struct Pending {
+      const char* row;
+      uint32_t len;
+      uint32_t head;
+      ProbeKey key;
+    };
+    constexpr size_t kBatch = 32;
+    Pending batch[kBatch];
+    size_t pending = 0;
+    auto flush = [&] {
+      for (size_t i = 0; i < pending; ++i) {
+        batch[i].head = b.Head(batch[i].key);
+        if (batch[i].head != kNoRow) __builtin_prefetch(&yrows[batch[i].head]);
+      }
+      for (size_t i = 0; i < pending; ++i)
+        if (batch[i].head != kNoRow) __builtin_prefetch(yrows[batch[i].head].out);
+      for (size_t i = 0; i < pending; ++i)
+        if (batch[i].head != kNoRow) emit({batch[i].row, batch[i].len}, batch[i].head);
+      pending = 0;
+    };
+    x.ScanChunk(chunks[c], rec, &problem, [&](const Record& r) {
+      ++pc.x_rows;
+      ProbeKey k;
+      if (!MakeKey(x_mode, r.fields[ki].view(), &k)) return;
+      if (r.has_quote_char) {  // its fields live in the record's scratch: handle it now, in order
+        flush();
+        uint32_t j = b.Head(k);
+        if (j == kNoRow) return;
+        EncodeFields(r, std::string::npos, xenc);
+        emit(xenc, j);
+        return;
+      }
+      b.Prefetch(k);
+      batch[pending++] = Pending{r.begin, static_cast<uint32_t>(r.end - r.begin), kNoRow, k};
+      if (pending == kBatch) flush();
     });
+    flush();
     x.Release(chunks[c]);
     per_chunk[c] = pc;
     sink.Deliver(c, std::move(buf));
@@ -384,7 +442,7 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto t = Clock::now();
   CM_RETURN_IF_ERROR(ScanY(**y, threads, &ys));
   stats->seconds_scan_y = Since(t);
-  stats->y_rows = ys.rows.size();
+  stats->y_rows = ys.record_count;
   stats->y_mode = ys.mode;
 
   t = Clock::now();
@@ -395,7 +453,7 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
 
   CM_RETURN_IF_ERROR((*out)->Append(OutputHeader(**x, **y)));
   // A number never equals a text: with one numeric and one text file nothing matches.
-  if (IsNumeric(x_mode) == IsNumeric(ys.mode) && !ys.rows.empty()) {
+  if (IsNumeric(x_mode) == IsNumeric(ys.mode) && ys.record_count > 0) {
     t = Clock::now();
     BuildSide build;
     CM_RETURN_IF_ERROR(Build(ys, threads, &build));

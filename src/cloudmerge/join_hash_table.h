@@ -3,14 +3,18 @@
 // their index; the chains live in a `next` array owned by the caller, so a
 // probe walks head -> next[head] -> ... and emits matches in y order.
 //
-// Open addressing with linear probing over a power-of-two slot array; a slot is
-// 16 bytes for numeric keys (the key, chain head, count and tag) and 32 bytes
-// for text keys (hash, pointer to the key bytes, length, head, count). Built by
-// inserting rows from last to first, prepending to each chain, which yields
-// chains in file order without a tail pointer.
+// Open addressing with linear probing. The slot index is the hash scaled to
+// the capacity (multiply-shift, any capacity, not only powers of two), so the
+// table can be sized to the key count at ~0.75 load; memory is what bounds
+// in-memory joins and, on virtual machines, fresh memory is slow to fault in.
+// A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
+// text slot 24 (hash, pointer to the key bytes, length, chain head + 1). An
+// all-zero slot is empty, so the tables need no initialisation pass.
 //
-// The join splits the key space into partitions by hash, one table per
-// partition, so that threads build their partitions without synchronisation.
+// Built by inserting rows from last to first and prepending to each chain,
+// which yields chains in file order without a tail pointer. The join splits
+// the key space into partitions by hash (low bits), one table per partition,
+// so threads build their partitions without synchronisation.
 // Thread safety: Insert on one table from one thread; Find is safe from many
 // threads once building is over.
 #pragma once
@@ -18,7 +22,6 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
-#include <vector>
 
 #include "cloudmerge/big_array.h"
 #include "cloudmerge/key_types.h"
@@ -26,163 +29,142 @@
 namespace cloudmerge {
 
 inline constexpr uint32_t kNoRow = 0xffffffffu;
+// Rows are numbered below 2^30 in the in-memory engine (the top 2 bits of a
+// numeric slot carry the key's tag).
+inline constexpr uint64_t kMaxBuildRows = (uint64_t{1} << 30) - 2;
 
+#pragma pack(push, 4)
 struct NumericSlot {
   uint64_t bits;
-  uint32_t head;
-  uint32_t count_tag;  // count in the low 30 bits, NumericKey tag in the top 2; 0 = empty slot
-  static constexpr uint32_t kCountMask = (1u << 30) - 1;
-  bool empty() const { return count_tag == 0; }
-  uint32_t count() const { return count_tag & kCountMask; }
+  uint32_t head_tag;  // (chain head + 1) in the low 30 bits, NumericKey tag in the top 2; 0 = empty
+  bool empty() const { return head_tag == 0; }
+  uint32_t head() const { return (head_tag & ((1u << 30) - 1)) - 1; }
+  uint32_t tag_bits() const { return head_tag & ~((1u << 30) - 1); }
 };
+#pragma pack(pop)
+static_assert(sizeof(NumericSlot) == 12);
 
 struct TextSlot {
   uint64_t hash;
   const char* key;
   uint32_t key_len;
-  uint32_t head;
-  uint32_t count;  // 0 = empty slot
-  uint32_t pad_;
-  bool empty() const { return count == 0; }
+  uint32_t head_plus_one;  // 0 = empty
+  bool empty() const { return head_plus_one == 0; }
+  uint32_t head() const { return head_plus_one - 1; }
 };
 
-class NumericHashTable {
+namespace detail {
+inline size_t CapacityFor(size_t keys) { return keys + keys / 3 + 16; }  // load <= 0.75
+inline size_t SlotOf(uint64_t hash, size_t capacity) {
+  return static_cast<size_t>((static_cast<unsigned __int128>(hash) * capacity) >> 64);
+}
+}  // namespace detail
+
+template <class Slot>
+class SlotArray {
  public:
-  explicit NumericHashTable(size_t expected_keys) { Reset(expected_keys); }
-
-  // Prepends row to the chain of key; next is the caller's chain array.
-  // Returns false when one key would hold more rows than a chain can count.
-  bool Insert(const NumericKey& key, uint64_t hash, uint32_t row, uint32_t* next) {
-    if ((size_ + 1) * 4 > slots_.size() * 3) Grow();
-    size_t i = hash & mask_;
-    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
-    for (;;) {
-      NumericSlot& s = slots_[i];
-      if (s.empty()) {
-        s.bits = key.bits;
-        s.head = row;
-        s.count_tag = tag_bits | 1u;
-        next[row] = kNoRow;
-        ++size_;
-        return true;
-      }
-      if (s.bits == key.bits && (s.count_tag & ~NumericSlot::kCountMask) == tag_bits) {
-        if (s.count() == NumericSlot::kCountMask) return false;
-        next[row] = s.head;
-        s.head = row;
-        ++s.count_tag;
-        return true;
-      }
-      i = (i + 1) & mask_;
-    }
-  }
-
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
-
-  const NumericSlot* Find(const NumericKey& key, uint64_t hash) const {
-    size_t i = hash & mask_;
-    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
-    for (;;) {
-      const NumericSlot& s = slots_[i];
-      if (s.empty()) return nullptr;
-      if (s.bits == key.bits && (s.count_tag & ~NumericSlot::kCountMask) == tag_bits) return &s;
-      i = (i + 1) & mask_;
-    }
-  }
-
+  explicit SlotArray(size_t expected_keys) : slots_(detail::CapacityFor(expected_keys)) {}
+  size_t capacity() const { return slots_.size(); }
   size_t size() const { return size_; }
-  size_t memory_bytes() const { return slots_.size() * sizeof(NumericSlot); }
+  size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[detail::SlotOf(hash, slots_.size())]); }
 
- private:
-  void Reset(size_t expected) {
-    size_t cap = 16;
-    while (cap * 3 < expected * 4 + 4) cap <<= 1;
-    slots_ = BigArray<NumericSlot>(cap);  // zeroed: all slots empty
-    mask_ = cap - 1;
-    size_ = 0;
+ protected:
+  bool NeedsGrow() const { return (size_ + 1) * 20 > slots_.size() * 17; }  // keep load <= 0.85
+  // Finds the slot of the key that `same(slot)` recognises, or the empty slot where it belongs.
+  template <class Same>
+  Slot* Locate(uint64_t hash, Same&& same) {
+    size_t cap = slots_.size();
+    size_t i = detail::SlotOf(hash, cap);
+    for (;;) {
+      Slot& s = slots_[i];
+      if (s.empty() || same(s)) return &s;
+      if (++i == cap) i = 0;
+    }
   }
-  void Grow() {
-    BigArray<NumericSlot> old(std::move(slots_));
-    slots_ = BigArray<NumericSlot>(old.size() * 2);
-    mask_ = slots_.size() - 1;
+  template <class Same>
+  const Slot* Lookup(uint64_t hash, Same&& same) const {
+    return const_cast<SlotArray*>(this)->Locate(hash, same);
+  }
+  template <class HashOf>
+  void Grow(HashOf&& hash_of) {
+    BigArray<Slot> old(std::move(slots_));
+    slots_ = BigArray<Slot>(old.size() * 2);
     for (size_t o = 0; o < old.size(); ++o) {
-      const NumericSlot& s = old[o];
-      if (s.empty()) continue;
-      NumericKey k{s.bits, static_cast<uint8_t>(s.count_tag >> 30)};
-      size_t i = HashNumericKey(k) & mask_;
-      while (!slots_[i].empty()) i = (i + 1) & mask_;
-      slots_[i] = s;
+      if (old[o].empty()) continue;
+      size_t cap = slots_.size();
+      size_t i = detail::SlotOf(hash_of(old[o]), cap);
+      while (!slots_[i].empty())
+        if (++i == cap) i = 0;
+      slots_[i] = old[o];
     }
   }
 
-  BigArray<NumericSlot> slots_;
-  size_t mask_ = 0;
+  BigArray<Slot> slots_;
   size_t size_ = 0;
 };
 
-class TextHashTable {
+class NumericHashTable : public SlotArray<NumericSlot> {
  public:
-  explicit TextHashTable(size_t expected_keys) {
-    size_t cap = 16;
-    while (cap * 3 < expected_keys * 4 + 4) cap <<= 1;
-    slots_ = BigArray<TextSlot>(cap);
-    mask_ = cap - 1;
-  }
+  using SlotArray::SlotArray;
 
-  bool Insert(std::string_view key, uint64_t hash, uint32_t row, uint32_t* next) {
-    if ((size_ + 1) * 4 > slots_.size() * 3) Grow();
-    size_t i = hash & mask_;
-    for (;;) {
-      TextSlot& s = slots_[i];
-      if (s.empty()) {
-        s = TextSlot{hash, key.data(), static_cast<uint32_t>(key.size()), row, 1, 0};
-        next[row] = kNoRow;
-        ++size_;
-        return true;
-      }
-      if (s.hash == hash && s.key_len == key.size() && std::memcmp(s.key, key.data(), key.size()) == 0) {
-        if (s.count == 0xffffffffu) return false;
-        next[row] = s.head;
-        s.head = row;
-        ++s.count;
-        return true;
-      }
-      i = (i + 1) & mask_;
+  // Prepends row (< kMaxBuildRows) to the chain of key; next is the caller's chain array.
+  void Insert(const NumericKey& key, uint64_t hash, uint32_t row, uint32_t* next) {
+    if (NeedsGrow()) Grow([](const NumericSlot& s) { return HashNumericKey(KeyOf(s)); });
+    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
+    NumericSlot* s = Locate(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
+    if (s->empty()) {
+      s->bits = key.bits;
+      next[row] = kNoRow;
+      ++size_;
+    } else {
+      next[row] = s->head();
     }
+    s->head_tag = tag_bits | (row + 1);
   }
 
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[hash & mask_]); }
-
-  const TextSlot* Find(std::string_view key, uint64_t hash) const {
-    size_t i = hash & mask_;
-    for (;;) {
-      const TextSlot& s = slots_[i];
-      if (s.empty()) return nullptr;
-      if (s.hash == hash && s.key_len == key.size() && std::memcmp(s.key, key.data(), key.size()) == 0) return &s;
-      i = (i + 1) & mask_;
-    }
+  // Head of the chain of key, or kNoRow.
+  uint32_t Find(const NumericKey& key, uint64_t hash) const {
+    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
+    const NumericSlot* s =
+        Lookup(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
+    return s->empty() ? kNoRow : s->head();
   }
-
-  size_t size() const { return size_; }
-  size_t memory_bytes() const { return slots_.size() * sizeof(TextSlot); }
 
  private:
-  void Grow() {
-    BigArray<TextSlot> old(std::move(slots_));
-    slots_ = BigArray<TextSlot>(old.size() * 2);
-    mask_ = slots_.size() - 1;
-    for (size_t o = 0; o < old.size(); ++o) {
-      const TextSlot& s = old[o];
-      if (s.empty()) continue;
-      size_t i = s.hash & mask_;
-      while (!slots_[i].empty()) i = (i + 1) & mask_;
-      slots_[i] = s;
+  static NumericKey KeyOf(const NumericSlot& s) {
+    return NumericKey{s.bits, static_cast<uint8_t>(s.tag_bits() >> 30)};
+  }
+};
+
+class TextHashTable : public SlotArray<TextSlot> {
+ public:
+  using SlotArray::SlotArray;
+
+  void Insert(std::string_view key, uint64_t hash, uint32_t row, uint32_t* next) {
+    if (NeedsGrow()) Grow([](const TextSlot& s) { return s.hash; });
+    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    if (s->empty()) {
+      s->hash = hash;
+      s->key = key.data();
+      s->key_len = static_cast<uint32_t>(key.size());
+      next[row] = kNoRow;
+      ++size_;
+    } else {
+      next[row] = s->head();
     }
+    s->head_plus_one = row + 1;
   }
 
-  BigArray<TextSlot> slots_;
-  size_t mask_ = 0;
-  size_t size_ = 0;
+  uint32_t Find(std::string_view key, uint64_t hash) const {
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    return s->empty() ? kNoRow : s->head();
+  }
+
+ private:
+  static bool Same(const TextSlot& c, std::string_view key, uint64_t hash) {
+    return c.hash == hash && c.key_len == key.size() && std::memcmp(c.key, key.data(), key.size()) == 0;
+  }
 };
 
 }  // namespace cloudmerge

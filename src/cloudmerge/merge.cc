@@ -25,14 +25,23 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 constexpr uint32_t kMissingKey = 0xffffffffu;  // YRow::key_len of a row whose ID never matches
 
-// One row of y as the probe needs it: the key, and the text written after the
-// x row (y's fields without its key, encoded for output).
+// One row of y as the join needs it, in 16 bytes: the text written after the x
+// row (y's fields without its key, encoded for output) and where the key is.
+// The key sits right before the text (key, one separator byte, text), or, when
+// y's key is its last column, right after it (text, separator, key); rows that
+// need re-encoding are laid out the first way in an arena.
 struct YRow {
   const char* out;
-  const char* key;
   uint32_t out_len;
-  uint32_t key_len;
+  uint32_t key_info;  // key length | kKeyAfterText; kMissingKey: never matches (or no record)
+  static constexpr uint32_t kKeyAfterText = 0x80000000u;
+  bool missing() const { return key_info == kMissingKey; }
+  std::string_view key() const {
+    uint32_t len = key_info & ~kKeyAfterText;
+    return (key_info & kKeyAfterText) ? std::string_view(out + out_len + 1, len) : std::string_view(out - 1 - len, len);
+  }
 };
+static_assert(sizeof(YRow) == 16);
 
 // Encodes fields [0, n) except `skip` (npos: none) as output TSV.
 void EncodeFields(const Record& r, size_t skip, std::string& out) {
@@ -99,11 +108,11 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
     first[c + 1] = MaxRecords(base + chunks[c].begin, base + chunks[c].end);
   });
   for (size_t c = 0; c < chunks.size(); ++c) first[c + 1] += first[c];
-  if (first.back() >= kNoRow)
+  if (first.back() > kMaxBuildRows)
     return Status::InvalidInput(fmt::format(
         "{} has about {} rows; the in-memory engine holds at most {} rows of y. Split y into parts and merge each "
         "part.",
-        y.path(), first.back(), kNoRow - 1));
+        y.path(), first.back(), kMaxBuildRows));
   out->rows = BigArray<YRow>(first.back());
   std::vector<KeyScan> scans(chunks.size());
   std::vector<ScanProblem> problems(chunks.size());
@@ -117,25 +126,25 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
     y.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
       std::string_view key = r.fields[ki].view();
       scans[c].Add(key);
-      std::string_view text;
-      if (r.has_quote_char) {
-        key = arena.Copy(key);
-        EncodeFields(r, ki, tmp);
-        text = arena.Copy(tmp);
-      } else if (ncols == 1) {
-        text = {};
-      } else if (ki == 0) {
-        text = {r.fields[1].data, static_cast<size_t>(r.end - r.fields[1].data)};
-      } else if (ki == ncols - 1) {
-        text = {r.begin, static_cast<size_t>(r.fields[ki].data - 1 - r.begin)};
-      } else {
-        EncodeFields(r, ki, tmp);
-        text = arena.Copy(tmp);
+      uint32_t key_len = static_cast<uint32_t>(key.size());
+      if (!r.has_quote_char && ki == 0) {  // the common layout: ID first, no quotes
+        const char* text = ncols == 1 ? key.data() + key.size() + 1 : r.fields[1].data;
+        *dst++ = YRow{text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len};
+      } else if (!r.has_quote_char && ki == ncols - 1) {
+        *dst++ = YRow{r.begin, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len | YRow::kKeyAfterText};
+      } else {  // re-encode into the arena as key, tab, text
+        tmp.assign(key);
+        tmp.push_back('\t');
+        size_t text_at = tmp.size();
+        std::string fields;
+        EncodeFields(r, ki, fields);
+        tmp += fields;
+        std::string_view stored = arena.Copy(tmp);
+        *dst++ = YRow{stored.data() + text_at, static_cast<uint32_t>(stored.size() - text_at), key_len};
       }
-      *dst++ = YRow{text.data(), key.data(), static_cast<uint32_t>(text.size()), static_cast<uint32_t>(key.size())};
     });
     counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
-    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, nullptr, 0, kMissingKey};
+    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey};
   });
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
   KeyScan total;
@@ -184,7 +193,8 @@ inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k) {
   return true;
 }
 
-inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash >> 40) % partitions; }
+// Low bits pick the partition; the slot index within a table comes from the high bits.
+inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xffff) % partitions; }
 
 // The build side: y's rows, the chains through them, and one table per partition.
 struct BuildSide {
@@ -201,12 +211,7 @@ struct BuildSide {
 
   uint32_t Head(const ProbeKey& k) const {
     size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
-    if (numeric) {
-      const NumericSlot* s = numeric_tables[p].Find(k.num, k.hash);
-      return s ? s->head : kNoRow;
-    }
-    const TextSlot* s = text_tables[p].Find(k.text, k.hash);
-    return s ? s->head : kNoRow;
+    return numeric ? numeric_tables[p].Find(k.num, k.hash) : text_tables[p].Find(k.text, k.hash);
   }
 };
 
@@ -214,52 +219,49 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
   b->y = &y;
   b->numeric = IsNumeric(y.mode);
   const size_t n = y.rows.size();
-  BigArray<uint64_t> hashes(n);
-  // Keys and hashes, in parallel by row range.
+  const size_t partitions = std::max(1u, std::min(threads, 255u));
+  // Each row's partition (one byte), in parallel by row range; rows whose key
+  // never matches are marked missing.
+  constexpr uint8_t kNoPartition = 0xff;
+  BigArray<uint8_t> part(n);
   const size_t block = 1 << 16;
   ParallelFor((n + block - 1) / block, threads, [&](size_t t, unsigned) {
     size_t end = std::min(n, (t + 1) * block);
     for (size_t i = t * block; i < end; ++i) {
-      ProbeKey k;
       YRow& r = y.rows[i];
-      if (r.key_len == kMissingKey) continue;
-      if (MakeKey(y.mode, {r.key, r.key_len}, &k)) hashes[i] = k.hash;
-      else r.key_len = kMissingKey;
+      ProbeKey k;
+      if (!r.missing() && MakeKey(y.mode, r.key(), &k)) part[i] = static_cast<uint8_t>(PartitionOf(k.hash, partitions));
+      else { r.key_info = kMissingKey; part[i] = kNoPartition; }
     }
   });
-  const size_t partitions = std::max(1u, threads);
   b->next = BigArray<uint32_t>(n);
-  size_t expected = y.record_count / partitions + 16;
+  size_t expected = y.record_count / partitions + y.record_count / partitions / 16 + 16;
   if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected);
   else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected);
-  std::vector<uint8_t> overflow(partitions, 0);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
     uint32_t* next = b->next.data();
-    constexpr size_t kAhead = 16;  // prefetch the slot of the row this far ahead
+    // Keys of the rows this far ahead are computed early so their slots can be prefetched.
+    constexpr size_t kAhead = 8;
+    ProbeKey ring[kAhead];
+    bool valid[kAhead] = {};
+    auto stage = [&](size_t i) {  // compute and prefetch row i's key
+      size_t r = i % kAhead;
+      valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r]);
+      if (valid[r]) {
+        if (b->numeric) b->numeric_tables[p].Prefetch(ring[r].hash);
+        else b->text_tables[p].Prefetch(ring[r].hash);
+      }
+    };
+    for (size_t i = n; i-- > 0 && i + kAhead >= n;) stage(i);
     for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
-      if (i >= kAhead) {
-        size_t a = i - kAhead;
-        if (y.rows[a].key_len != kMissingKey && PartitionOf(hashes[a], partitions) == p) {
-          if (b->numeric) b->numeric_tables[p].Prefetch(hashes[a]);
-          else b->text_tables[p].Prefetch(hashes[a]);
-        }
+      size_t r = i % kAhead;  // row i was staged kAhead iterations ago
+      if (valid[r]) {
+        if (b->numeric) b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i), next);
+        else b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i), next);
       }
-      const YRow& r = y.rows[i];
-      if (r.key_len == kMissingKey || PartitionOf(hashes[i], partitions) != p) continue;
-      bool ok;
-      if (b->numeric) {
-        NumericKey k;
-        ToNumericKey(y.mode, {r.key, r.key_len}, &k);
-        ok = b->numeric_tables[p].Insert(k, hashes[i], static_cast<uint32_t>(i), next);
-      } else {
-        ok = b->text_tables[p].Insert({r.key, r.key_len}, hashes[i], static_cast<uint32_t>(i), next);
-      }
-      if (!ok) { overflow[p] = 1; return; }
+      if (i >= kAhead) stage(i - kAhead);  // reuses ring slot r, just consumed
     }
   });
-  for (uint8_t o : overflow)
-    if (o) return Status::InvalidInput("one ID of y occurs more than 2^30 times; the in-memory engine cannot chain "
-                                       "that many rows for one key. Check the ID column of y.");
   return Status::OK();
 }
 

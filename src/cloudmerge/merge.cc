@@ -375,7 +375,10 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
     auto flush = [&] {
       for (size_t i = 0; i < pending; ++i) {
         batch[i].head = b.Head(batch[i].key);
-        if (batch[i].head != kNoRow) __builtin_prefetch(&yrows[batch[i].head]);
+        if (batch[i].head != kNoRow) {
+          __builtin_prefetch(&yrows[batch[i].head]);
+          __builtin_prefetch(&next[batch[i].head]);
+        }
       }
       for (size_t i = 0; i < pending; ++i)
         if (batch[i].head != kNoRow) __builtin_prefetch(yrows[batch[i].head].out);

@@ -231,6 +231,15 @@ AtomicOutput::~AtomicOutput() {
 
 Status AtomicOutput::Append(std::string_view data) { return file_->Append(data); }
 
+Status AtomicOutput::Restart() {
+  if (temp_path_.empty()) return Status::Internal("standard output cannot be rewound");
+  file_.reset();
+  auto file = env_->NewWritableFile(temp_path_);  // truncates
+  if (!file.ok()) return file.status();
+  file_ = std::move(file.value());
+  return Status::OK();
+}
+
 Status AtomicOutput::Commit() {
   CM_RETURN_IF_ERROR(file_->Close());
   if (!temp_path_.empty()) {

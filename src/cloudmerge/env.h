@@ -60,6 +60,9 @@ class AtomicOutput {
   static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path);
   ~AtomicOutput();
   Status Append(std::string_view data);
+  // Discards everything appended so far. REQUIRES: can_restart().
+  Status Restart();
+  bool can_restart() const { return !temp_path_.empty(); }
   Status Commit();
   const std::string& path() const { return path_; }
 

@@ -194,6 +194,27 @@ inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k) {
 }
 
 // Low bits pick the partition; the slot index within a table comes from the high bits.
+// The probe key of an x value before x's type is known, for a numeric y: the
+// value as an integer when it is one, else as a double. It equals MakeKey's
+// under the type x turns out to have if that type is int64, or float64 when no
+// integer beyond 2^53 occurred (*big flags those); otherwise the probe reruns.
+inline bool MakeSpeculativeNumericKey(std::string_view v, ProbeKey* k, bool* big) {
+  if (IsNaMarker(v)) return false;
+  int64_t i;
+  IntParse ip = ParseInt64(v, &i);
+  if (ip == IntParse::kOk) {
+    if (i > (int64_t{1} << 53) || i < -(int64_t{1} << 53)) *big = true;
+    k->num = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
+  } else {
+    if (ip == IntParse::kOverflow) *big = true;
+    double d;
+    if (!ParseDouble(v, &d)) return false;
+    k->num = CanonicalFromDouble(d);
+  }
+  k->hash = HashNumericKey(k->num);
+  return true;
+}
+
 inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xffff) % partitions; }
 
 // The build side: y's rows, the chains through them, and one table per partition.
@@ -328,15 +349,26 @@ class OrderedSink {
 
 struct ProbeCounts {
   uint64_t x_rows = 0, output_rows = 0;
+  bool big_int = false;  // speculative probe: an integer beyond 2^53 (or int64) was seen
 };
 
-Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_values, unsigned threads,
-             bool any_order, AtomicOutput* out, ProbeCounts* counts) {
+// How the probe keys x's values: with x's known type, or speculatively (while
+// inferring x's type in the same pass).
+struct ProbeMode {
+  bool speculative = false;
+  KeyMode x_mode = KeyMode::kText;  // the known type, or the one assumed for a text y
+  bool y_numeric = false;
+};
+
+Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_values, unsigned threads,
+             bool any_order, AtomicOutput* out, ProbeCounts* counts, KeyScan* x_scan) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   const BigArray<YRow>& yrows = b.y->rows;
   const uint32_t* next = b.next.data();
   std::vector<ProbeCounts> per_chunk(chunks.size());
+  std::vector<KeyScan> scans(mode.speculative ? chunks.size() : 0);
+  std::vector<ScanProblem> problems(chunks.size());
   const unsigned workers = std::max(1u, threads);
   OrderedSink sink(chunks.size(), 2 * workers + 2, any_order);
 
@@ -346,8 +378,15 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
     std::string xenc;
     std::string buf;
     buf.reserve(chunks[c].end - chunks[c].begin + 4096);
-    ScanProblem problem;  // x was validated by ScanXKeys
     ProbeCounts pc;
+    KeyScan* scan = mode.speculative ? &scans[c] : nullptr;
+    auto key_of = [&](std::string_view v, ProbeKey* k) {
+      if (scan) {
+        scan->Add(v);
+        if (mode.y_numeric) return MakeSpeculativeNumericKey(v, k, &pc.big_int);
+      }
+      return MakeKey(mode.x_mode, v, k);
+    };
     auto emit = [&](std::string_view xo, uint32_t j) {
       for (; j != kNoRow; j = next[j]) {
         const YRow& yr = yrows[j];
@@ -386,10 +425,10 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
         if (batch[i].head != kNoRow) emit({batch[i].row, batch[i].len}, batch[i].head);
       pending = 0;
     };
-    x.ScanChunk(chunks[c], rec, &problem, [&](const Record& r) {
+    bool valid = x.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
       ++pc.x_rows;
       ProbeKey k;
-      if (!MakeKey(x_mode, r.fields[ki].view(), &k)) return;
+      if (!key_of(r.fields[ki].view(), &k)) return;
       if (r.has_quote_char) {  // its fields live in the record's scratch: handle it now, in order
         flush();
         uint32_t j = b.Head(k);
@@ -405,6 +444,7 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
     flush();
     x.Release(chunks[c]);
     per_chunk[c] = pc;
+    if (!valid) sink.Fail();  // bad input: stop; the error is reported below
     sink.Deliver(c, std::move(buf));
   };
 
@@ -417,11 +457,14 @@ Status Probe(const Table& x, KeyMode x_mode, const BuildSide& b, bool y_has_valu
   });
   ParallelFor(chunks.size(), workers, probe_chunk);
   writer.join();
+  CM_RETURN_IF_ERROR(FirstProblem(x, problems));
   CM_RETURN_IF_ERROR(write_status);
   for (const ProbeCounts& pc : per_chunk) {
     counts->x_rows += pc.x_rows;
     counts->output_rows += pc.output_rows;
+    counts->big_int |= pc.big_int;
   }
+  for (const KeyScan& sc : scans) x_scan->Append(sc);
   return Status::OK();
 }
 
@@ -449,29 +492,68 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   stats->seconds_scan_y = Since(t);
   stats->y_rows = ys.record_count;
   stats->y_mode = ys.mode;
+  const bool y_has_values = (*y)->column_names().size() > 1;
+  const std::string header = OutputHeader(**x, **y);
 
-  t = Clock::now();
-  KeyMode x_mode = KeyMode::kText;
-  CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
-  stats->seconds_scan_x = Since(t);
-  stats->x_mode = x_mode;
+  BuildSide build;
+  auto build_once = [&]() -> Status {
+    if (!build.y) {
+      auto tb = Clock::now();
+      CM_RETURN_IF_ERROR(Build(ys, threads, &build));
+      stats->seconds_build = Since(tb);
+      for (const auto& tab : build.numeric_tables) stats->y_distinct_keys += tab.size();
+      for (const auto& tab : build.text_tables) stats->y_distinct_keys += tab.size();
+    }
+    return Status::OK();
+  };
+  // The join with x's type known.
+  auto probe_known = [&](KeyMode x_mode) -> Status {
+    CM_RETURN_IF_ERROR((*out)->Append(header));
+    // A number never equals a text: with one numeric and one text file nothing matches.
+    if (IsNumeric(x_mode) != IsNumeric(ys.mode) || ys.record_count == 0) return Status::OK();
+    CM_RETURN_IF_ERROR(build_once());
+    auto tp = Clock::now();
+    ProbeCounts counts;
+    KeyScan unused;
+    CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode)}, build, y_has_values, threads,
+                             o.any_order, out->get(), &counts, &unused));
+    stats->seconds_probe += Since(tp);
+    stats->output_rows = counts.output_rows;
+    return Status::OK();
+  };
 
-  CM_RETURN_IF_ERROR((*out)->Append(OutputHeader(**x, **y)));
-  // A number never equals a text: with one numeric and one text file nothing matches.
-  if (IsNumeric(x_mode) == IsNumeric(ys.mode) && ys.record_count > 0) {
-    t = Clock::now();
-    BuildSide build;
-    CM_RETURN_IF_ERROR(Build(ys, threads, &build));
-    stats->seconds_build = Since(t);
-    for (const auto& tb : build.numeric_tables) stats->y_distinct_keys += tb.size();
-    for (const auto& tb : build.text_tables) stats->y_distinct_keys += tb.size();
-
+  if ((*out)->can_restart() && ys.record_count > 0) {
+    // One pass over x: probe while inferring x's type, assuming the common case
+    // (numbers if y is numeric, text otherwise); if x's type turns out to give
+    // different keys, rewind the output and probe again with the type now known.
+    CM_RETURN_IF_ERROR(build_once());
+    CM_RETURN_IF_ERROR((*out)->Append(header));
     t = Clock::now();
     ProbeCounts counts;
-    bool y_has_values = (*y)->column_names().size() > 1;
-    CM_RETURN_IF_ERROR(Probe(**x, x_mode, build, y_has_values, threads, o.any_order, out->get(), &counts));
+    KeyScan x_scan;
+    const bool y_numeric = IsNumeric(ys.mode);
+    CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+                             o.any_order, out->get(), &counts, &x_scan));
     stats->seconds_probe = Since(t);
+    stats->x_rows = counts.x_rows;
     stats->output_rows = counts.output_rows;
+    KeyMode x_mode = x_scan.Decide();
+    stats->x_mode = x_mode;
+    bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
+                               : x_mode == KeyMode::kText;
+    if (!same_keys) {
+      stats->speculation_failed = true;
+      CM_RETURN_IF_ERROR((*out)->Restart());
+      CM_RETURN_IF_ERROR(probe_known(x_mode));
+    }
+  } else {
+    // Standard output cannot be rewound: infer x's type first, then probe.
+    t = Clock::now();
+    KeyMode x_mode = KeyMode::kText;
+    CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
+    stats->seconds_scan_x = Since(t);
+    stats->x_mode = x_mode;
+    CM_RETURN_IF_ERROR(probe_known(x_mode));
   }
   CM_RETURN_IF_ERROR((*out)->Commit());
   stats->seconds_total = Since(t0);

@@ -4,12 +4,15 @@
 //
 //   1. scan y (parallel by chunk): validate, infer y's key type, keep each row's
 //      key and output text (pointers into the mapped input where possible);
-//   2. scan x (parallel): validate and infer x's key type;
-//   3. build (parallel by hash partition) the hash table over y's keys;
-//   4. probe (parallel by chunk of x): each x row's matches are appended to the
-//      chunk's output buffer; buffers are written in chunk order, so output is
-//      in the script's order without sorting (--any-order writes them as they
-//      finish).
+//   2. build (parallel by hash partition) the hash table over y's keys;
+//   3. probe (parallel by chunk of x): validate x and infer its key type while
+//      each x row's matches are appended to the chunk's output buffer; buffers
+//      are written in chunk order, so output is in the script's order without
+//      sorting (--any-order writes them as they finish). The probe assumes x's
+//      IDs are numbers when y's are (text when y's are text); when x's type
+//      turns out to key differently, the output is rewound and x probed again.
+//      To standard output, which cannot be rewound, x is scanned for its type
+//      first and probed second.
 //
 // The output is written to a temporary next to OUT and renamed on success.
 // Thread safety: RunMerge may be called from any thread; it starts its own.
@@ -41,6 +44,7 @@ struct MergeStats {
   uint64_t y_distinct_keys = 0;
   KeyMode x_mode = KeyMode::kText, y_mode = KeyMode::kText;
   unsigned threads = 1;
+  bool speculation_failed = false;  // x's type was not the one assumed: x was probed twice
   double seconds_scan_y = 0, seconds_scan_x = 0, seconds_build = 0, seconds_probe = 0, seconds_total = 0;
 };
 

@@ -85,6 +85,7 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
   size_t body = header_range.end;
   size_t n = d.size();
   bool splittable = std::memchr(d.data() + body, '"', n - body) == nullptr;
+  t->quote_free_ = splittable;
   t->input_->Release(body, n);  // that look mapped the whole file: give the pages back until they are scanned
   if (!splittable || n - body <= target_chunk_bytes) {
     if (n > body) t->chunks_.push_back({body, n});

@@ -69,6 +69,7 @@ class Table {
   std::vector<std::string> names_;
   size_t key_index_ = 0;
   std::vector<ChunkRange> chunks_;
+  bool quote_free_ = false;  // no '"' in the body: TokenizeSimple applies
 };
 
 template <class OnRow>
@@ -77,7 +78,7 @@ bool Table::ScanChunk(const ChunkRange& c, Record& rec, ScanProblem* problem, On
   const char* base = data().data();
   const size_t ncols = names_.size();
   bool ok = true;
-  TokenizeOutcome out = Tokenize(base + c.begin, base + c.end, rec, [&](const Record& r) {
+  auto checked = [&](const Record& r) {
     if (r.fields.size() != ncols) {
       FieldCountProblem(r, problem);
       ok = false;
@@ -85,7 +86,9 @@ bool Table::ScanChunk(const ChunkRange& c, Record& rec, ScanProblem* problem, On
     }
     on_row(r);
     return true;
-  });
+  };
+  TokenizeOutcome out = quote_free_ ? TokenizeSimple(base + c.begin, base + c.end, rec, checked)
+                                    : Tokenize(base + c.begin, base + c.end, rec, checked);
   if (out.error != TokenizeError::kNone) {
     QuoteProblem(out.where, problem);
     return false;

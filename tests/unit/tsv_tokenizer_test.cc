@@ -65,3 +65,44 @@ TEST(Encoding, QuotesOnlyWhenNeeded) {
 
 }  // namespace
 }  // namespace cloudmerge
+
+namespace cloudmerge {
+namespace {
+
+Rows TokSimple(const std::string& s) {
+  Rows rows;
+  Record rec;
+  TokenizeSimple(s.data(), s.data() + s.size(), rec, [&](const Record& r) {
+    std::vector<std::string> row;
+    for (const Field& f : r.fields) row.emplace_back(f.view());
+    rows.push_back(row);
+    // The record's span must be the line without its terminator.
+    EXPECT_EQ(std::string(r.begin, r.end).find_first_of("\r\n"), std::string::npos);
+    return true;
+  });
+  return rows;
+}
+
+// The SIMD tokenizer must split every quote-free input exactly as the reference one.
+TEST(TokenizeSimple, AgreesWithTokenizeOnRandomQuoteFreeInput) {
+  const char alphabet[] = {'a', 'b', '1', ' ', ' ', '\t', '\t', '\n', '\n', '\r', '.', '-'};
+  uint64_t state = 12345;
+  auto next = [&] {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<uint32_t>(state >> 33);
+  };
+  for (int iter = 0; iter < 20000; ++iter) {
+    std::string s(next() % 300, 'x');
+    for (char& c : s) c = alphabet[next() % sizeof(alphabet)];
+    ASSERT_EQ(TokSimple(s), Tok(s)) << "input: " << ::testing::PrintToString(s);
+  }
+}
+
+TEST(TokenizeSimple, AwkwardLines) {
+  for (std::string s : std::vector<std::string>{"a\tb\r\n1\t2\r\n", "a\tb\r1\t2\r", "\n  \na\n\r\n   \r\nb\n   ", " \t \n", "\t\n", "",
+                        "x", "x\r", "a\tb\n1\t2", std::string(200, 'a') + "\t" + std::string(100, 'b') + "\r\n"})
+    EXPECT_EQ(TokSimple(s), Tok(s)) << ::testing::PrintToString(s);
+}
+
+}  // namespace
+}  // namespace cloudmerge

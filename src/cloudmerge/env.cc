@@ -148,7 +148,7 @@ class PosixEnv final : public Env {
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     if (path == "-") return std::unique_ptr<WritableFile>(new PosixWritableFile(STDOUT_FILENO, path, false));
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  // O_TRUNC is ignored by devices
     if (fd < 0) return IoFailure("cannot create output", path, errno);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path, true));
   }
@@ -156,6 +156,11 @@ class PosixEnv final : public Env {
   Status RenameFile(const std::string& from, const std::string& to) override {
     if (::rename(from.c_str(), to.c_str()) != 0) return IoFailure("cannot move the result into place at", to, errno);
     return Status::OK();
+  }
+
+  bool IsSpecialFile(const std::string& path) override {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
   }
 
   Status RemoveFile(const std::string& path) override {
@@ -198,7 +203,7 @@ Env* Env::Default() {
 
 Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
   std::string temp;
-  if (path != "-") {
+  if (path != "-" && !env->IsSpecialFile(path)) {
     // Same directory as OUT so that the final rename is atomic (same file system).
     std::random_device rd;
     temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), rd());

@@ -50,11 +50,16 @@ class Env {
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual Status RemoveFile(const std::string& path) = 0;
+  // True when path names an existing file that is not a regular file (a
+  // device such as /dev/null, a FIFO): such a destination is written directly,
+  // never replaced by a rename.
+  virtual bool IsSpecialFile(const std::string& path) { return false; }
 };
 
 // Writes `path` atomically: callers Append, then Commit. Destroying an
 // uncommitted AtomicOutput removes the temporary; no half-written OUT is ever
-// visible. Standard output ("-") is written directly (it cannot be renamed).
+// visible. Standard output ("-") and special files (/dev/null, FIFOs) are
+// written directly: they cannot be renamed into place.
 class AtomicOutput {
  public:
   static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path);

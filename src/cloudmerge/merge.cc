@@ -262,7 +262,7 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
     uint32_t* next = b->next.data();
     // Keys of the rows this far ahead are computed early so their slots can be prefetched.
-    constexpr size_t kAhead = 8;
+    constexpr size_t kAhead = 16;
     ProbeKey ring[kAhead];
     bool valid[kAhead] = {};
     auto stage = [&](size_t i) {  // compute and prefetch row i's key

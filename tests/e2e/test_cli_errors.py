@@ -1,6 +1,7 @@
 """Bad input and bad conditions: a one-paragraph error naming the file, line and
 column, a non-zero exit, and never a half-written OUT (golden-style checks)."""
 import os
+import pathlib
 import signal
 import subprocess
 import time
@@ -127,3 +128,11 @@ def test_values_pass_through_and_requote(tmp_path):
     (tmp_path / "y.tsv").write_text('ID\tvalue\n007\t"x\ty"\n8.0\t1e3\n')
     proc = run_merge("x.tsv", "y.tsv", cwd=tmp_path)
     assert proc.stdout.decode() == 'ID_x\tvalue_x\tvalue_y\n7\t1.50\t"x\ty"\n8\t"a""b"\t1e3\n'
+
+
+def test_device_destination_is_written_not_replaced(tmp_path):
+    (tmp_path / "x.tsv").write_text(OK)
+    run_merge("x.tsv", "x.tsv", "-o", "/dev/null", cwd=tmp_path)
+    import stat
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null must stay a device"
+    assert not any(p.name.startswith("null.cloudmerge-tmp") for p in pathlib.Path("/dev").iterdir())

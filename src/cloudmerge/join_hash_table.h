@@ -108,19 +108,21 @@ class NumericHashTable : public SlotArray<NumericSlot> {
  public:
   using SlotArray::SlotArray;
 
-  // Prepends row (< kMaxBuildRows) to the chain of key; next is the caller's chain array.
-  void Insert(const NumericKey& key, uint64_t hash, uint32_t row, uint32_t* next) {
+  // Prepends row (< kMaxBuildRows) to the chain of key; returns the row that
+  // follows it in the chain (kNoRow for a new key).
+  uint32_t Insert(const NumericKey& key, uint64_t hash, uint32_t row) {
     if (NeedsGrow()) Grow([](const NumericSlot& s) { return HashNumericKey(KeyOf(s)); });
     uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
     NumericSlot* s = Locate(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
+    uint32_t successor = kNoRow;
     if (s->empty()) {
       s->bits = key.bits;
-      next[row] = kNoRow;
       ++size_;
     } else {
-      next[row] = s->head();
+      successor = s->head();
     }
     s->head_tag = tag_bits | (row + 1);
+    return successor;
   }
 
   // Head of the chain of key, or kNoRow.
@@ -141,19 +143,20 @@ class TextHashTable : public SlotArray<TextSlot> {
  public:
   using SlotArray::SlotArray;
 
-  void Insert(std::string_view key, uint64_t hash, uint32_t row, uint32_t* next) {
+  uint32_t Insert(std::string_view key, uint64_t hash, uint32_t row) {
     if (NeedsGrow()) Grow([](const TextSlot& s) { return s.hash; });
     TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    uint32_t successor = kNoRow;
     if (s->empty()) {
       s->hash = hash;
       s->key = key.data();
       s->key_len = static_cast<uint32_t>(key.size());
-      next[row] = kNoRow;
       ++size_;
     } else {
-      next[row] = s->head();
+      successor = s->head();
     }
     s->head_plus_one = row + 1;
+    return successor;
   }
 
   uint32_t Find(std::string_view key, uint64_t hash) const {

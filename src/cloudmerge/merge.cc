@@ -25,15 +25,18 @@ double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 constexpr uint32_t kMissingKey = 0xffffffffu;  // YRow::key_len of a row whose ID never matches
 
-// One row of y as the join needs it, in 16 bytes: the text written after the x
-// row (y's fields without its key, encoded for output) and where the key is.
+// One row of y as the join needs it, in 20 bytes: the text written after the x
+// row (y's fields without its key, encoded for output), where the key is, and
+// the next row with the same key (so a match costs one random access, not two).
 // The key sits right before the text (key, one separator byte, text), or, when
 // y's key is its last column, right after it (text, separator, key); rows that
 // need re-encoding are laid out the first way in an arena.
+#pragma pack(push, 4)
 struct YRow {
   const char* out;
   uint32_t out_len;
   uint32_t key_info;  // key length | kKeyAfterText; kMissingKey: never matches (or no record)
+  uint32_t next;      // next row of y with the same key, in file order; kNoRow ends the chain
   static constexpr uint32_t kKeyAfterText = 0x80000000u;
   bool missing() const { return key_info == kMissingKey; }
   std::string_view key() const {
@@ -41,7 +44,8 @@ struct YRow {
     return (key_info & kKeyAfterText) ? std::string_view(out + out_len + 1, len) : std::string_view(out - 1 - len, len);
   }
 };
-static_assert(sizeof(YRow) == 16);
+#pragma pack(pop)
+static_assert(sizeof(YRow) == 20);
 
 // Encodes fields [0, n) except `skip` (npos: none) as output TSV.
 void EncodeFields(const Record& r, size_t skip, std::string& out) {
@@ -129,9 +133,9 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
       uint32_t key_len = static_cast<uint32_t>(key.size());
       if (!r.has_quote_char && ki == 0) {  // the common layout: ID first, no quotes
         const char* text = ncols == 1 ? key.data() + key.size() + 1 : r.fields[1].data;
-        *dst++ = YRow{text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len};
+        *dst++ = YRow{text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len, kNoRow};
       } else if (!r.has_quote_char && ki == ncols - 1) {
-        *dst++ = YRow{r.begin, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len | YRow::kKeyAfterText};
+        *dst++ = YRow{r.begin, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len | YRow::kKeyAfterText, kNoRow};
       } else {  // re-encode into the arena as key, tab, text
         tmp.assign(key);
         tmp.push_back('\t');
@@ -140,11 +144,11 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
         EncodeFields(r, ki, fields);
         tmp += fields;
         std::string_view stored = arena.Copy(tmp);
-        *dst++ = YRow{stored.data() + text_at, static_cast<uint32_t>(stored.size() - text_at), key_len};
+        *dst++ = YRow{stored.data() + text_at, static_cast<uint32_t>(stored.size() - text_at), key_len, kNoRow};
       }
     });
     counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
-    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey};
+    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey, kNoRow};
   });
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
   KeyScan total;
@@ -221,7 +225,6 @@ inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xf
 struct BuildSide {
   const ScannedY* y = nullptr;
   bool numeric = false;
-  BigArray<uint32_t> next;
   std::vector<NumericHashTable> numeric_tables;
   std::vector<TextHashTable> text_tables;
 
@@ -255,14 +258,12 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
       else { r.key_info = kMissingKey; part[i] = kNoPartition; }
     }
   });
-  b->next = BigArray<uint32_t>(n);
   size_t expected = y.record_count / partitions + y.record_count / partitions / 16 + 16;
   if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected);
   else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
-    uint32_t* next = b->next.data();
     // Keys of the rows this far ahead are computed early so their slots can be prefetched.
-    constexpr size_t kAhead = 16;
+    constexpr size_t kAhead = 8;
     ProbeKey ring[kAhead];
     bool valid[kAhead] = {};
     auto stage = [&](size_t i) {  // compute and prefetch row i's key
@@ -277,8 +278,8 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
     for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
       size_t r = i % kAhead;  // row i was staged kAhead iterations ago
       if (valid[r]) {
-        if (b->numeric) b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i), next);
-        else b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i), next);
+        y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i))
+                                    : b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i));
       }
       if (i >= kAhead) stage(i - kAhead);  // reuses ring slot r, just consumed
     }
@@ -365,7 +366,6 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   const BigArray<YRow>& yrows = b.y->rows;
-  const uint32_t* next = b.next.data();
   std::vector<ProbeCounts> per_chunk(chunks.size());
   std::vector<KeyScan> scans(mode.speculative ? chunks.size() : 0);
   std::vector<ScanProblem> problems(chunks.size());
@@ -388,7 +388,7 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
       return MakeKey(mode.x_mode, v, k);
     };
     auto emit = [&](std::string_view xo, uint32_t j) {
-      for (; j != kNoRow; j = next[j]) {
+      for (; j != kNoRow; j = yrows[j].next) {
         const YRow& yr = yrows[j];
         buf.append(xo);
         if (y_has_values) {
@@ -414,10 +414,7 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
     auto flush = [&] {
       for (size_t i = 0; i < pending; ++i) {
         batch[i].head = b.Head(batch[i].key);
-        if (batch[i].head != kNoRow) {
-          __builtin_prefetch(&yrows[batch[i].head]);
-          __builtin_prefetch(&next[batch[i].head]);
-        }
+        if (batch[i].head != kNoRow) __builtin_prefetch(&yrows[batch[i].head]);
       }
       for (size_t i = 0; i < pending; ++i)
         if (batch[i].head != kNoRow) __builtin_prefetch(yrows[batch[i].head].out);

@@ -201,16 +201,51 @@ Env* Env::Default() {
   return &env;
 }
 
-Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
+namespace {
+
+// A temporary next to OUT (same file system, so the rename is atomic), renamed
+// into place on Commit and removed otherwise, also on a fatal signal.
+class TempThenRename final : public AtomicFile {
+ public:
+  TempThenRename(Env* env, std::string path, std::string temp, std::unique_ptr<WritableFile> file)
+      : env_(env), path_(std::move(path)), temp_(std::move(temp)), file_(std::move(file)) {}
+  ~TempThenRename() override {
+    if (committed_ || temp_.empty()) return;
+    file_.reset();
+    (void)env_->RemoveFile(temp_);
+    DisarmCleanup();
+  }
+  Status Append(std::string_view data) override { return file_->Append(data); }
+  Status Commit() override {
+    CM_RETURN_IF_ERROR(file_->Close());
+    if (!temp_.empty()) {
+      CM_RETURN_IF_ERROR(env_->RenameFile(temp_, path_));
+      DisarmCleanup();
+    }
+    committed_ = true;
+    return Status::OK();
+  }
+  bool atomic() const override { return !temp_.empty(); }
+
+ private:
+  Env* env_;
+  std::string path_;
+  std::string temp_;  // empty: written directly (standard output, devices)
+  std::unique_ptr<WritableFile> file_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) {
   std::string temp;
-  if (path != "-" && !env->IsSpecialFile(path)) {
-    // Same directory as OUT so that the final rename is atomic (same file system).
+  if (path != "-" && !IsSpecialFile(path)) {
     std::random_device rd;
     temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), rd());
   }
   // Armed before the file exists, so that no signal can leave it behind.
   if (!temp.empty()) ArmCleanup(temp);
-  auto file = env->NewWritableFile(temp.empty() ? path : temp);
+  auto file = NewWritableFile(temp.empty() ? path : temp);
   if (!file.ok()) {
     DisarmCleanup();
     if (temp.empty()) return file.status();
@@ -220,38 +255,21 @@ Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::st
                             "cannot create output {} (cloudmerge first writes {} next to it, then renames it): {}",
                             path, temp, file.status().message())));
   }
-  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, temp, std::move(file.value())));
+  return std::unique_ptr<AtomicFile>(new TempThenRename(this, path, temp, std::move(file.value())));
 }
 
-AtomicOutput::AtomicOutput(Env* env, std::string path, std::string temp, std::unique_ptr<WritableFile> file)
-    : env_(env), path_(std::move(path)), temp_path_(std::move(temp)), file_(std::move(file)) {}
-
-AtomicOutput::~AtomicOutput() {
-  if (!committed_ && !temp_path_.empty()) {
-    file_.reset();
-    (void)env_->RemoveFile(temp_path_);
-    DisarmCleanup();
-  }
+Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
+  auto file = env->NewAtomicFile(path);
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, std::move(file.value())));
 }
-
-Status AtomicOutput::Append(std::string_view data) { return file_->Append(data); }
 
 Status AtomicOutput::Restart() {
-  if (temp_path_.empty()) return Status::Internal("standard output cannot be rewound");
-  file_.reset();
-  auto file = env_->NewWritableFile(temp_path_);  // truncates
+  if (!file_->atomic()) return Status::Internal("standard output cannot be rewound");
+  file_.reset();  // discards
+  auto file = env_->NewAtomicFile(path_);
   if (!file.ok()) return file.status();
   file_ = std::move(file.value());
-  return Status::OK();
-}
-
-Status AtomicOutput::Commit() {
-  CM_RETURN_IF_ERROR(file_->Close());
-  if (!temp_path_.empty()) {
-    CM_RETURN_IF_ERROR(env_->RenameFile(temp_path_, path_));
-    DisarmCleanup();
-  }
-  committed_ = true;
   return Status::OK();
 }
 

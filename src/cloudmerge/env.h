@@ -5,9 +5,13 @@
 // InputData   the bytes of one input, memory-mapped when it is a regular file,
 //             read into memory for pipes and standard input ("-").
 // WritableFile an append-only output; Append batches are large (MiBs).
-// AtomicOutput writes OUT through a temporary next to it and renames it into
-//             place only on Commit(); otherwise the temporary is removed, also
-//             when the process is interrupted by SIGINT/SIGTERM/SIGHUP.
+// AtomicFile  a destination that appears only when complete: locally a
+//             temporary next to OUT renamed into place on Commit() (removed
+//             otherwise, also when the process is interrupted by SIGINT/SIGTERM/
+//             SIGHUP); on S3 a multipart upload completed on Commit() and
+//             aborted otherwise.
+// AtomicOutput the engine's handle on its output: an AtomicFile that can also
+//             be rewound (discarded and begun again).
 //
 // Thread safety: an Env may be shared by threads. An InputData may be read by
 // many threads at once; Release() must not race with reads of the same range.
@@ -39,6 +43,18 @@ class WritableFile {
   virtual Status Close() = 0;
 };
 
+// Written through, visible at its destination only after Commit(). Destroying
+// an uncommitted AtomicFile discards everything written.
+class AtomicFile {
+ public:
+  virtual ~AtomicFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  virtual Status Commit() = 0;
+  // False for destinations written directly (standard output, devices, FIFOs),
+  // which cannot be discarded.
+  virtual bool atomic() const { return true; }
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -54,30 +70,33 @@ class Env {
   // device such as /dev/null, a FIFO): such a destination is written directly,
   // never replaced by a rename.
   virtual bool IsSpecialFile(const std::string& path) { return false; }
+  // The destination `path`, written atomically. The default writes a temporary
+  // next to it through NewWritableFile and renames it with RenameFile, so an
+  // Env that overrides those primitives (tests injecting faults) gets the same
+  // guarantees; an Env for object stores overrides this instead.
+  virtual Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path);
 };
 
-// Writes `path` atomically: callers Append, then Commit. Destroying an
-// uncommitted AtomicOutput removes the temporary; no half-written OUT is ever
-// visible. Standard output ("-") and special files (/dev/null, FIFOs) are
-// written directly: they cannot be renamed into place.
+// The engine's output: Append, then Commit. Destroying an uncommitted
+// AtomicOutput discards what was written; no half-written OUT is ever visible.
+// Standard output ("-") and special files (/dev/null, FIFOs) are written
+// directly and cannot be rewound.
 class AtomicOutput {
  public:
   static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path);
-  ~AtomicOutput();
-  Status Append(std::string_view data);
+  Status Append(std::string_view data) { return file_->Append(data); }
   // Discards everything appended so far. REQUIRES: can_restart().
   Status Restart();
-  bool can_restart() const { return !temp_path_.empty(); }
-  Status Commit();
+  bool can_restart() const { return file_->atomic(); }
+  Status Commit() { return file_->Commit(); }
   const std::string& path() const { return path_; }
 
  private:
-  AtomicOutput(Env* env, std::string path, std::string temp, std::unique_ptr<WritableFile> file);
+  AtomicOutput(Env* env, std::string path, std::unique_ptr<AtomicFile> file)
+      : env_(env), path_(std::move(path)), file_(std::move(file)) {}
   Env* env_;
   std::string path_;
-  std::string temp_path_;  // empty for standard output
-  std::unique_ptr<WritableFile> file_;
-  bool committed_ = false;
+  std::unique_ptr<AtomicFile> file_;
 };
 
 }  // namespace cloudmerge

@@ -13,7 +13,8 @@ want_bench=0
 # (the version that made ../shared/conformance's expected files).
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config
   libcli11-dev libfmt-dev libxxhash-dev libgtest-dev
-  python3 python3-venv python3-pandas python3-numpy time)
+  libcurl4-openssl-dev libssl-dev libpugixml-dev nlohmann-json3-dev zlib1g-dev libzstd-dev
+  python3 python3-venv python3-pandas python3-numpy time zstd)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +32,13 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 need_pip=()
 .venv/bin/python -c 'import pytest' 2>/dev/null || need_pip+=(pytest)
+# A real S3-compatible server for the tests (moto in server mode) and AWS
+# clients no one here wrote (boto3, the AWS CLI) to upload inputs and check outputs.
+.venv/bin/python -c 'import moto.server, flask_cors' 2>/dev/null || need_pip+=("moto[server]==5.1.22")
+.venv/bin/python -c 'import boto3' 2>/dev/null || need_pip+=(boto3)
+[[ -x .venv/bin/cfn-lint ]] || need_pip+=(cfn-lint)
+.venv/bin/python -c 'import aiosmtpd' 2>/dev/null || need_pip+=(aiosmtpd)
+[[ -x .venv/bin/aws ]] || need_pip+=(awscli)
 if ((want_bench)); then
   .venv/bin/python -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
   .venv/bin/python -c 'import polars' 2>/dev/null || need_pip+=(polars)

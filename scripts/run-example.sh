@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# README command (a): install, build, and run the main job on the bundled example data.
+# README command (a): install, build, and run the main job on the bundled example data,
+# first as a direct merge, then through the pipeline in its embedded, no-cloud mode
+# (`cloudmerge serve --local`): a job folder in, result + report + emails out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
@@ -11,3 +13,15 @@ echo "First rows of the result:"
 head -n 6 out/merged.tsv
 echo
 echo "Result: $(pwd)/out/merged.tsv ($(($(wc -l < out/merged.tsv) - 1)) rows)"
+
+# The pipeline: drop the two files into a job folder, run what is ready.
+rm -rf out/pipeline
+mkdir -p out/pipeline/input/example
+cp examples/x_list.txt examples/y_list.txt out/pipeline/input/example/
+echo
+echo "Pipeline (cloudmerge serve --local out/pipeline --once), JSON log:"
+build/cloudmerge serve --local out/pipeline --once --mail-to scientist@example.org | cut -c1-160
+echo
+echo "Pipeline result: $(pwd)/out/pipeline/output/example/merged.tsv"
+echo "Run report:      $(pwd)/out/pipeline/output/example/report.json"
+echo "Emails sent:     $(ls out/pipeline/outbox | sed "s|^|$(pwd)/out/pipeline/outbox/|" | tr '\n' ' ')"

@@ -186,7 +186,13 @@ void ArmCleanup(const std::string& path) {
   std::memcpy(g_cleanup_path, path.c_str(), path.size() + 1);
   g_cleanup_armed.store(true);
   static bool installed = [] {
-    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) signal(sig, OnFatalSignal);
+    // Only where the signal would kill the process anyway: a program that
+    // handles a signal itself (`serve` finishes its current job on SIGTERM)
+    // keeps its handler, and its output is committed or discarded normally.
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) {
+      struct sigaction old {};
+      if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) signal(sig, OnFatalSignal);
+    }
     return true;
   }();
   (void)installed;

@@ -13,7 +13,7 @@ namespace cloudmerge {
 
 class Status {
  public:
-  enum class Code { kOk = 0, kInvalidInput, kIOError, kInvalidArgument, kNoSpace, kInternal };
+  enum class Code { kOk = 0, kInvalidInput, kIOError, kInvalidArgument, kNoSpace, kInternal, kNotFound };
 
   Status() = default;
   static Status OK() { return Status(); }
@@ -22,6 +22,8 @@ class Status {
   static Status InvalidArgument(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
   static Status NoSpace(std::string msg) { return Status(Code::kNoSpace, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
+  // An object, key or bucket that does not exist (an I/O error the caller may expect).
+  static Status NotFound(std::string msg) { return Status(Code::kNotFound, std::move(msg)); }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
@@ -66,7 +68,8 @@ inline int Status::ExitCode() const {
     case Code::kInvalidArgument: return 2;
     case Code::kInvalidInput: return 3;
     case Code::kIOError:
-    case Code::kNoSpace: return 4;
+    case Code::kNoSpace:
+    case Code::kNotFound: return 4;
     default: return 5;
   }
 }

@@ -1,0 +1,356 @@
+// The job runner: state markers, claims with leases, the engine call, the
+// report and the notifications. See job_runner.h for the protocol.
+#include "cloudmerge/pipeline/job_runner.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cloudmerge/compression.h"
+#include "cloudmerge/merge.h"
+#include "cloudmerge/pipeline/command_engine.h"
+
+namespace cloudmerge {
+namespace {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string HtmlEscape(const std::string& s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Bad input is the scientist's to fix: retrying cannot help.
+bool IsPermanent(const Status& s) {
+  return s.code() == Status::Code::kInvalidInput || s.code() == Status::Code::kInvalidArgument;
+}
+
+std::string DefaultWorkerId() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  return fmt::format("{}:{}", host, getpid());
+}
+
+// The first `rows` lines (after the header) of a TSV text, and the header.
+std::vector<std::string> PreviewLines(const std::string& head, int rows) {
+  std::vector<std::string> lines;
+  size_t pos = 0;
+  while (pos < head.size() && static_cast<int>(lines.size()) <= rows) {
+    size_t nl = head.find('\n', pos);
+    if (nl == std::string::npos) break;  // a cut line is not shown
+    std::string line = head.substr(pos, nl - pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+    pos = nl + 1;
+  }
+  return lines;
+}
+
+// Keeps a claim alive while the run goes on, by rewriting it with a later
+// expiry every third of the lease.
+class LeaseKeeper {
+ public:
+  LeaseKeeper(JobStore* store, std::string key, std::string worker, int64_t lease_ms)
+      : store_(store), key_(std::move(key)), worker_(std::move(worker)), lease_ms_(lease_ms) {
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~LeaseKeeper() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 10)), [&] { return stop_; })) {
+      json claim = {{"worker", worker_}, {"expires_ms", NowMillis() + lease_ms_}};
+      (void)store_->Put(key_, claim.dump(), "application/json");  // a missed renewal only shortens the lease
+    }
+  }
+  JobStore* store_;
+  std::string key_, worker_;
+  int64_t lease_ms_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+struct RunRecord {
+  std::string job, run, state_prefix;
+  JobInputs inputs;
+  JobSpec spec;
+};
+
+const char* JobOutcomeName(JobOutcome o) {
+  switch (o) {
+    case JobOutcome::kSucceeded: return "succeeded";
+    case JobOutcome::kFailed: return "failed";
+    case JobOutcome::kWaiting: return "waiting";
+    case JobOutcome::kAlreadyDone: return "already_done";
+    case JobOutcome::kBusy: return "busy";
+  }
+  return "?";
+}
+
+JobRunner::JobRunner(JobStore* input, JobStore* output, Env* env, Notifier* notifier, JsonLog* log,
+                     PipelineOptions options)
+    : in_(input), out_(output), env_(env), notifier_(notifier), log_(log), o_(std::move(options)) {
+  if (o_.worker_id.empty()) o_.worker_id = DefaultWorkerId();
+}
+
+Status JobRunner::CheckNoSelfTrigger(const JobStore& input, const JobStore& output) {
+  std::string in = input.Uri(""), out = output.Uri("");
+  if (!in.empty() && in.back() != '/') in += '/';
+  if (!out.empty() && out.back() != '/') out += '/';
+  if (out.rfind(in, 0) == 0)
+    return Status::InvalidArgument(fmt::format(
+        "the output location {} is inside the input location {}: every result would start the pipeline again. "
+        "Write results to another bucket, or to a prefix outside the input prefix.",
+        output.Describe(), input.Describe()));
+  return Status::OK();
+}
+
+Result<JobOutcome> JobRunner::Run(const std::string& job) {
+  auto found = FindJobInputs(in_, job, o_.naming);
+  if (!found.ok()) {
+    if (IsPermanent(found.status())) {  // a hostile job name: nothing to run, nothing to retry
+      log_->Error("job.rejected", "", found.status().message());
+      return JobOutcome::kFailed;
+    }
+    return found.status();
+  }
+  if (!found->has_value()) {
+    log_->Info("job.waiting", job, "waiting for the other input");
+    return JobOutcome::kWaiting;
+  }
+  RunRecord r;
+  r.job = job;
+  r.inputs = **found;
+  r.run = r.inputs.RunId();
+  r.state_prefix = fmt::format("{}/_state/{}/", job, r.run);
+
+  for (const char* marker : {"done.json", "failed.json"}) {
+    auto h = out_->Head(r.state_prefix + marker);
+    if (!h.ok()) return h.status();
+    if (h->has_value()) {
+      log_->Info("job.duplicate", job, fmt::format("run {} already ended ({}): nothing to do", r.run, marker),
+                 {{"run", r.run}});
+      return JobOutcome::kAlreadyDone;
+    }
+  }
+  if (o_.stop && o_.stop->load()) return Status::IOError("stopping: the job is left for another worker");
+
+  // Claim the run.
+  auto claims = out_->List(r.state_prefix + "claim-");
+  if (!claims.ok()) return claims.status();
+  int highest = 0;
+  for (const auto& c : *claims) highest = std::max(highest, std::atoi(c.key.substr(c.key.rfind('-') + 1).c_str()));
+  if (highest > 0) {
+    auto text = out_->Get(fmt::format("{}claim-{}", r.state_prefix, highest));
+    json claim = text.ok() ? json::parse(*text, nullptr, false) : json();
+    int64_t expires = claim.is_object() ? claim.value("expires_ms", int64_t{0}) : 0;
+    if (expires > NowMillis()) {
+      log_->Info("job.busy", job, fmt::format("run {} is being processed by {}", r.run, claim.value("worker", "?")),
+                 {{"run", r.run}});
+      return JobOutcome::kBusy;
+    }
+    log_->Warn("job.takeover", job, fmt::format("the claim of {} expired: taking the run over", claim.value("worker", "?")),
+               {{"run", r.run}});
+  }
+  std::string claim_key = fmt::format("{}claim-{}", r.state_prefix, highest + 1);
+  json claim = {{"worker", o_.worker_id}, {"expires_ms", NowMillis() + o_.lease_ms}};
+  auto won = out_->CreateIfAbsent(claim_key, claim.dump());
+  if (!won.ok()) return won.status();
+  if (!*won) {
+    log_->Info("job.busy", job, "another worker claimed the run first", {{"run", r.run}});
+    return JobOutcome::kBusy;
+  }
+  if (highest > 0) {
+    Status cleaned = out_->AbortAbandonedWrites(job + "/");
+    if (!cleaned.ok()) log_->Warn("job.cleanup_failed", job, cleaned.message(), {{"run", r.run}});
+  }
+  LeaseKeeper keeper(out_, claim_key, o_.worker_id, o_.lease_ms);
+  auto release = [&] { (void)out_->Delete(claim_key); };
+
+  // The spec.
+  if (r.inputs.spec) {
+    auto text = in_->Get(r.inputs.spec->key);
+    if (!text.ok()) {
+      release();
+      return text.status();
+    }
+    auto spec = ParseJobSpec(*text, in_->Uri(r.inputs.spec->key));
+    if (!spec.ok()) return Fail(r, spec.status());
+    r.spec = *spec;
+  }
+  log_->Info("job.started", job, fmt::format("run {} started on {}", r.run, o_.worker_id),
+             {{"run", r.run}, {"x", in_->Uri(r.inputs.x.key)}, {"y", in_->Uri(r.inputs.y.key)}});
+
+  auto received = out_->CreateIfAbsent(r.state_prefix + "received", NowIso8601());
+  if (received.ok() && *received) Notify(r, "received", {});
+
+  // The engine.
+  auto t0 = Clock::now();
+  std::string out_key = job + "/" + r.spec.output;
+  MergeStats stats;
+  Status st;
+  if (r.spec.engine == "command") {
+    st = RunCommandEngine(env_, in_->Uri(r.inputs.x.key), in_->Uri(r.inputs.y.key), out_->Uri(out_key),
+                          r.spec.command, &stats);
+  } else {
+    MergeOptions mo;
+    mo.x_path = in_->Uri(r.inputs.x.key);
+    mo.y_path = in_->Uri(r.inputs.y.key);
+    mo.out_path = out_->Uri(out_key);
+    mo.x_key = r.spec.x_key;
+    mo.y_key = r.spec.y_key;
+    mo.any_order = r.spec.any_order;
+    mo.threads = o_.threads;
+    st = RunMerge(env_, mo, &stats);
+  }
+  double seconds = SecondsSince(t0);
+  if (!st.ok()) {
+    if (IsPermanent(st)) return Fail(r, st);
+    log_->Error("job.retry", job, st.message(), {{"run", r.run}});
+    release();
+    return st;
+  }
+
+  json report = Report(r, stats, seconds, out_key);
+  Status put = out_->Put(job + "/report.json", report.dump(2), "application/json");
+  if (!put.ok()) {
+    release();
+    return put;
+  }
+  auto done = out_->CreateIfAbsent(r.state_prefix + "done.json", report.dump());
+  if (!done.ok()) {
+    release();
+    return done.status();
+  }
+  log_->Info("job.succeeded", job,
+             fmt::format("{} rows written to {} in {:.2f} s", stats.output_rows, out_->Uri(out_key), seconds),
+             {{"run", r.run}, {"rows", stats.output_rows}, {"seconds", seconds}, {"result", out_->Uri(out_key)}});
+  log_->Metrics(job, r.spec.engine,
+                {{"RowsWritten", static_cast<double>(stats.output_rows), "Count"},
+                 {"RowsRead", static_cast<double>(stats.x_rows + stats.y_rows), "Count"},
+                 {"InputBytes", static_cast<double>(r.inputs.x.size + r.inputs.y.size), "Bytes"},
+                 {"Duration", seconds, "Seconds"},
+                 {"Failures", 0, "Count"}});
+  NotifyOnce(r, "succeeded", report);
+  return JobOutcome::kSucceeded;
+}
+
+JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
+  json failure = {{"job", r.job},     {"run", r.run},           {"error", why.message()},
+                  {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION}};
+  (void)out_->CreateIfAbsent(r.state_prefix + "failed.json", failure.dump(2));
+  log_->Error("job.failed", r.job, why.message(), {{"run", r.run}});
+  log_->Metrics(r.job, r.spec.engine, {{"Failures", 1, "Count"}});
+  NotifyOnce(r, "failed", failure);
+  return JobOutcome::kFailed;
+}
+
+void JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details) {
+  // Sent, then marked: a crash in between may repeat the email, never lose it.
+  std::string marker = r.state_prefix + "notified-" + kind;
+  auto h = out_->Head(marker);
+  if (h.ok() && h->has_value()) return;
+  if (Notify(r, kind, details)) (void)out_->CreateIfAbsent(marker, NowIso8601());
+}
+
+bool JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& details) {
+  if (!notifier_) return true;
+  Notification n;
+  n.kind = kind;
+  n.job = r.job;
+  n.extra_recipients = r.spec.recipients;
+  std::string x = in_->Uri(r.inputs.x.key), y = in_->Uri(r.inputs.y.key);
+  if (kind == "received") {
+    n.subject = fmt::format("cloudmerge: inputs received for job {}", r.job);
+    n.text = fmt::format("Your files for job {} have arrived and the merge has started.\n\n  x: {} ({} bytes)\n"
+                         "  y: {} ({} bytes)\n\nYou will get another email when the result is ready.\n",
+                         r.job, x, r.inputs.x.size, y, r.inputs.y.size);
+  } else if (kind == "succeeded") {
+    std::string result = details.value("result", "");
+    n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", r.job,
+                            details["rows"].value("output", uint64_t{0}));
+    n.text = fmt::format("The merge of job {} is done.\n\n  result: {}\n  rows:   {}\n  time:   {:.1f} s\n"
+                         "  report: {}\n\nInputs: {} and {}.\n",
+                         r.job, result, details["rows"].value("output", uint64_t{0}),
+                         details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"), x, y);
+  } else {
+    n.subject = fmt::format("cloudmerge: job {} failed", r.job);
+    n.text = fmt::format("The merge of job {} could not be done.\n\nWhat went wrong:\n  {}\n\nWhat to do: fix the "
+                         "file named above and upload it again to the same folder; a new upload starts a new run.\n"
+                         "\nInputs: {} and {}.\n",
+                         r.job, details.value("error", ""), x, y);
+  }
+  n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
+  Status st = notifier_->Send(n);
+  if (!st.ok()) {
+    log_->Error("notify.failed", r.job, st.message(), {{"kind", kind}, {"channel", notifier_->Describe()}});
+    return false;
+  }
+  log_->Info("notify.sent", r.job, n.subject, {{"kind", kind}, {"channel", notifier_->Describe()}});
+  return true;
+}
+
+json JobRunner::Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key) {
+  auto input = [&](const StoredObject& o) {
+    json j = {{"uri", in_->Uri(o.key)}, {"size", o.size}, {"etag", o.etag}};
+    auto head = in_->GetHead(o.key, 64 << 10);
+    if (head.ok() && CompressionForPath(o.key) == Compression::kNone) j["first_rows"] = PreviewLines(*head, o_.preview_rows);
+    return j;
+  };
+  json report = {{"job", r.job},
+                 {"run", r.run},
+                 {"status", "succeeded"},
+                 {"engine", r.spec.engine},
+                 {"version", CLOUDMERGE_VERSION},
+                 {"worker", o_.worker_id},
+                 {"finished", NowIso8601()},
+                 {"seconds", seconds},
+                 {"result", out_->Uri(out_key)},
+                 {"inputs", {{"x", input(r.inputs.x)}, {"y", input(r.inputs.y)}}},
+                 {"rows", {{"x", s.x_rows}, {"y", s.y_rows}, {"output", s.output_rows}}},
+                 {"y_distinct_keys", s.y_distinct_keys},
+                 {"key_types", {{"x", KeyModeName(s.x_mode)}, {"y", KeyModeName(s.y_mode)}}},
+                 {"threads", s.threads},
+                 {"phases_seconds",
+                  {{"scan_y", s.seconds_scan_y},
+                   {"scan_x", s.seconds_scan_x},
+                   {"build", s.seconds_build},
+                   {"probe_and_write", s.seconds_probe},
+                   {"total", s.seconds_total}}}};
+  if (r.inputs.spec) report["inputs"]["job_spec"] = {{"uri", in_->Uri(r.inputs.spec->key)}, {"etag", r.inputs.spec->etag}};
+  auto head = out_->GetHead(out_key, 64 << 10);
+  if (head.ok()) report["result_first_rows"] = PreviewLines(*head, o_.preview_rows);
+  return report;
+}
+
+}  // namespace cloudmerge

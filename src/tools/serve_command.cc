@@ -1,0 +1,186 @@
+// `cloudmerge serve`: builds the stores, the notifier (directory, SMTP, SNS),
+// the JSON log and the job runner, then runs the local or the queue loop.
+#include "tools/serve_command.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/pipeline/serve.h"
+
+namespace cloudmerge_cli {
+namespace {
+
+using namespace cloudmerge;
+
+constexpr const char* kServeHelp = R"(Run the pipeline: each job is a folder holding x_list.txt and y_list.txt
+(optionally job.json); when both are there the merge runs, the result and a
+report.json go to the output under the same folder, and an email tells the
+scientist (inputs received, result ready, or what went wrong).
+
+Local, no cloud (the embedded default):
+  cloudmerge serve --local pipeline/        # pipeline/input/<job>/ -> pipeline/output/<job>/,
+                                            # emails as .eml files in pipeline/outbox/
+  cloudmerge serve --local pipeline/ --once # run what is ready, then exit
+
+On AWS (S3 event notifications delivered to an SQS queue):
+  cloudmerge serve --queue-url https://sqs.eu-west-1.amazonaws.com/123456789012/cloudmerge-events \
+      --input s3://lab-input/ --output s3://lab-results/ --sns-topic-arn arn:aws:sns:...:cloudmerge
+
+SMTP user and password come from CLOUDMERGE_SMTP_USER / CLOUDMERGE_SMTP_PASSWORD
+or --smtp-secrets-file (lines user=... and password=...), never the command line.)";
+
+// s3://bucket/prefix/ -> (bucket, "prefix/")
+Result<std::pair<std::string, std::string>> SplitS3(const std::string& uri, const char* what) {
+  auto u = S3Uri::Parse(uri);
+  if (!u.ok())
+    return Status::InvalidArgument(fmt::format("--{} must be an s3://bucket/prefix/ URI: {}", what, u.status().message()));
+  std::string prefix = u->key;
+  if (!prefix.empty() && prefix.back() != '/') prefix += '/';
+  return std::make_pair(u->bucket, prefix);
+}
+
+Status LoadSmtpSecrets(const std::string& file, SmtpOptions* o) {
+  if (const char* u = std::getenv("CLOUDMERGE_SMTP_USER")) o->username = u;
+  if (const char* p = std::getenv("CLOUDMERGE_SMTP_PASSWORD")) o->password = p;
+  if (file.empty()) return Status::OK();
+  std::ifstream in(file);
+  if (!in) return Status::InvalidArgument(fmt::format("cannot read the SMTP secrets file {}", file));
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("user=", 0) == 0) o->username = line.substr(5);
+    if (line.rfind("password=", 0) == 0) o->password = line.substr(9);
+  }
+  return Status::OK();
+}
+
+int Fail(JsonLog* log, const Status& st) {
+  log->Error("serve.failed", "", st.message());
+  fmt::print(stderr, "Error [cloudmerge serve]: {}\n", st.message());
+  return st.ExitCode();
+}
+
+}  // namespace
+
+CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
+  auto* cmd = app->add_subcommand("serve", kServeHelp);
+  cmd->add_option("--local", f->local_dir, "Local mode: watch DIR/input, write DIR/output and DIR/outbox");
+  cmd->add_flag("--once", f->once, "Local mode: run the jobs that are ready, then exit");
+  cmd->add_option("--poll-ms", f->poll_ms, "Local mode: scan interval in ms (default 1000)")->check(CLI::Range(10, 3600000));
+  cmd->add_option("--queue-url", f->queue_url, "SQS queue receiving the input bucket's S3 event notifications");
+  cmd->add_option("--input", f->input, "Queue mode: the input location, s3://bucket/prefix/");
+  cmd->add_option("--output", f->output, "Queue mode: the output location, s3://bucket/prefix/ (not inside --input)");
+  cmd->add_option("--sns-topic-arn", f->sns_topic_arn, "Publish notifications to this SNS topic");
+  cmd->add_option("--smtp-url", f->smtp_url, "Send notifications by SMTP, e.g. smtp://mail.example.org:587");
+  cmd->add_option("--mail-from", f->mail_from, "Sender address of notification emails");
+  cmd->add_option("--mail-to", f->mail_to, "Recipient of every notification (repeatable; job.json may add more)");
+  cmd->add_option("--smtp-secrets-file", f->smtp_secrets_file, "File with user=... and password=... for SMTP AUTH");
+  cmd->add_flag("--smtp-require-tls", f->smtp_require_tls, "Refuse to send unless the SMTP server offers STARTTLS");
+  cmd->add_option("--lease-seconds", f->lease_s, "A claimed job not renewed for this long is taken over (default 300)")
+      ->check(CLI::Range(1, 86400));
+  cmd->add_option("--visibility-timeout", f->visibility_s, "Queue mode: visibility timeout while a job runs (default 300)")
+      ->check(CLI::Range(1, 43200));
+  cmd->add_option("--wait-seconds", f->wait_s, "Queue mode: long-poll wait (default 20)")->check(CLI::Range(0, 20));
+  cmd->add_option("--max-messages", f->max_messages, "Queue mode: exit after this many messages (default: never)");
+  cmd->add_option("--idle-exit-seconds", f->idle_exit_s, "Queue mode: exit when no message came for this long (default: never)");
+  cmd->add_option("-t,--threads", f->threads, "Engine threads (default: one per CPU)")->check(CLI::Range(1u, 256u));
+  cmd->add_option("--x-name", f->x_name, "Name of a job's x input (default x_list.txt)");
+  cmd->add_option("--y-name", f->y_name, "Name of a job's y input (default y_list.txt)");
+  AddS3Options(cmd, s3);
+  return cmd;
+}
+
+int RunServe(const ServeFlags& f, const S3Flags& s3) {
+  JsonLog log(stdout);
+  if (f.local_dir.empty() == f.queue_url.empty())
+    return Fail(&log, Status::InvalidArgument("give either --local DIR or --queue-url URL (with --input and --output)"));
+
+  std::shared_ptr<S3Client> client;
+  auto s3_client = [&]() -> Result<std::shared_ptr<S3Client>> {
+    if (!client) {
+      auto c = MakeS3Client(s3);
+      if (!c.ok()) return c.status();
+      client = *c;
+    }
+    return client;
+  };
+  UriEnvOptions eo;
+  eo.make_s3_client = s3_client;
+  auto env = NewUriEnv(Env::Default(), eo);
+
+  PipelineOptions po;
+  po.naming.x_name = f.x_name;
+  po.naming.y_name = f.y_name;
+  po.lease_ms = int64_t{f.lease_s} * 1000;
+  po.threads = f.threads;
+  po.stop = InstallStopFlag();
+
+  std::unique_ptr<JobStore> in, out;
+  std::string in_bucket, in_prefix;
+  std::vector<std::unique_ptr<Notifier>> channels;
+  if (!f.local_dir.empty()) {
+    in = NewLocalJobStore(f.local_dir + "/input");
+    out = NewLocalJobStore(f.local_dir + "/output");
+    channels.push_back(NewDirectoryNotifier(f.local_dir + "/outbox", f.mail_from, f.mail_to));
+  } else {
+    if (f.input.empty() || f.output.empty())
+      return Fail(&log, Status::InvalidArgument("queue mode needs --input s3://bucket/prefix/ and --output s3://bucket/prefix/"));
+    auto i = SplitS3(f.input, "input");
+    if (!i.ok()) return Fail(&log, i.status());
+    auto o = SplitS3(f.output, "output");
+    if (!o.ok()) return Fail(&log, o.status());
+    auto c = s3_client();
+    if (!c.ok()) return Fail(&log, c.status());
+    std::tie(in_bucket, in_prefix) = *i;
+    in = NewS3JobStore(*c, in_bucket, in_prefix);
+    out = NewS3JobStore(*c, o->first, o->second);
+  }
+  if (!f.smtp_url.empty()) {
+    SmtpOptions so;
+    so.url = f.smtp_url;
+    so.from = f.mail_from;
+    so.to = f.mail_to;
+    so.require_tls = f.smtp_require_tls;
+    Status st = LoadSmtpSecrets(f.smtp_secrets_file, &so);
+    if (!st.ok()) return Fail(&log, st);
+    channels.push_back(NewSmtpNotifier(so));
+  }
+  auto aws_env = AwsEnvironment::FromProcess();
+  auto transport = NewCurlTransport();
+  auto credentials = NewDefaultCredentialsChain(aws_env, transport);
+  if (!f.sns_topic_arn.empty()) {
+    SnsOptions so;
+    so.topic_arn = f.sns_topic_arn;
+    so.region = ResolveRegion(aws_env);
+    so.endpoint_url = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
+    channels.push_back(NewSnsNotifier(so, credentials, transport));
+  }
+  auto notifier = NewFanoutNotifier(std::move(channels));
+
+  Status check = JobRunner::CheckNoSelfTrigger(*in, *out);
+  if (!check.ok()) return Fail(&log, check);
+  JobRunner runner(in.get(), out.get(), env.get(), notifier.get(), &log, po);
+
+  ServeOptions so;
+  so.poll_ms = f.poll_ms;
+  so.once = f.once;
+  so.visibility_s = f.visibility_s;
+  so.wait_s = f.wait_s;
+  so.max_messages = f.max_messages;
+  so.idle_exit_s = f.idle_exit_s;
+  Status st;
+  if (!f.local_dir.empty()) {
+    st = ServeLocal(&runner, in.get(), &log, so);
+  } else {
+    std::string endpoint = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
+    SqsClient sqs(f.queue_url, ResolveRegion(aws_env), endpoint, credentials, transport);
+    st = ServeQueue(&sqs, &runner, in_bucket, in_prefix, &log, so);
+  }
+  if (!st.ok()) return Fail(&log, st);
+  return 0;
+}
+
+}  // namespace cloudmerge_cli

@@ -31,14 +31,14 @@ if [[ ! -x .venv/bin/python ]]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 need_pip=()
-.venv/bin/python -c 'import pytest' 2>/dev/null || need_pip+=(pytest)
+.venv/bin/python -c 'import pytest' 2>/dev/null || need_pip+=(pytest==9.2.0)
 # A real S3-compatible server for the tests (moto in server mode) and AWS
 # clients no one here wrote (boto3, the AWS CLI) to upload inputs and check outputs.
 .venv/bin/python -c 'import moto.server, flask_cors' 2>/dev/null || need_pip+=("moto[server]==5.1.22")
-.venv/bin/python -c 'import boto3' 2>/dev/null || need_pip+=(boto3)
-[[ -x .venv/bin/cfn-lint ]] || need_pip+=(cfn-lint)
-.venv/bin/python -c 'import aiosmtpd' 2>/dev/null || need_pip+=(aiosmtpd)
-[[ -x .venv/bin/aws ]] || need_pip+=(awscli)
+.venv/bin/python -c 'import boto3' 2>/dev/null || need_pip+=(boto3==1.44.8)
+[[ -x .venv/bin/cfn-lint ]] || need_pip+=(cfn-lint==1.41.0)
+.venv/bin/python -c 'import aiosmtpd' 2>/dev/null || need_pip+=(aiosmtpd==1.4.6)
+[[ -x .venv/bin/aws ]] || need_pip+=(awscli==1.46.3)
 if ((want_bench)); then
   .venv/bin/python -c 'import duckdb' 2>/dev/null || need_pip+=(duckdb)
   .venv/bin/python -c 'import polars' 2>/dev/null || need_pip+=(polars)
@@ -47,4 +47,6 @@ if ((${#need_pip[@]})); then
   echo "install-deps: pip install ${need_pip[*]}"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${need_pip[@]}"
 fi
+# AWS's Lambda Runtime Interface Emulator (a Go module) for the Lambda tests.
+scripts/install-rie.sh >/dev/null
 echo "install-deps: ok"

@@ -1,3 +1,4 @@
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/env.h"
 
 #include <fcntl.h>
@@ -246,8 +247,7 @@ class TempThenRename final : public AtomicFile {
 Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) {
   std::string temp;
   if (path != "-" && !IsSpecialFile(path)) {
-    std::random_device rd;
-    temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), rd());
+    temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), static_cast<uint32_t>(RandomSeed()));
   }
   // Armed before the file exists, so that no signal can leave it behind.
   if (!temp.empty()) ArmCleanup(temp);

@@ -15,6 +15,7 @@
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
 #include "cloudmerge/merge.h"
+#include "tools/lambda_command.h"
 #include "tools/s3_flags.h"
 #include "tools/serve_command.h"
 
@@ -93,6 +94,9 @@ int main(int argc, char** argv) {
   // the heap for reuse instead of fresh (zero-filled) mappings each time.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);  // the largest value glibc accepts
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  // Lambda runs a custom runtime's executable as `bootstrap`.
+  std::string self = argv[0];
+  if (self.substr(self.rfind('/') + 1) == "bootstrap") return cloudmerge_cli::RunLambda();
   CLI::App app{"cloudmerge: the merge of analysis.py as a fast, exact C++ engine."};
   app.set_version_flag("--version", std::string("cloudmerge ") + CLOUDMERGE_VERSION);
   app.require_subcommand(1);
@@ -138,7 +142,11 @@ int main(int argc, char** argv) {
   cloudmerge_cli::ServeFlags serve_flags;
   auto* serve = cloudmerge_cli::AddServeCommand(&app, &serve_flags, &s3_flags);
 
+  auto* lambda = app.add_subcommand("lambda", "Run as an AWS Lambda custom runtime (what `bootstrap` does); "
+                                              "configured by CLOUDMERGE_OUTPUT and the function's environment");
+
   CLI11_PARSE(app, argc, argv);
+  if (*lambda) return cloudmerge_cli::RunLambda();
   if (*serve) return cloudmerge_cli::RunServe(serve_flags, s3_flags);
 
   cloudmerge::UriEnvOptions env_options;

@@ -5,6 +5,7 @@
 // Threading: an S3Client holds only its configuration and shared pointers to
 // a thread-safe credentials provider and transport, so every method may run
 // on many threads at once; all per-request state lives on the stack.
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/aws/s3_client.h"
 
 #include <algorithm>
@@ -110,7 +111,7 @@ Result<HttpResponse> Attempt(const S3Config& cfg, HttpTransport& transport, cons
 // Exponential backoff with full jitter (AWS architecture blog): spreads the
 // retries of many threads hitting the same throttled prefix.
 void Backoff(const S3Config& cfg, int failures) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng{RandomSeed()};
   int64_t cap = cfg.base_backoff_ms;
   for (int i = 1; i < failures && cap < cfg.max_backoff_ms; ++i) cap *= 2;
   cap = std::min<int64_t>(cap, cfg.max_backoff_ms);

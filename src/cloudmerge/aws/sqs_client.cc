@@ -1,4 +1,5 @@
 // SQS over AWS JSON 1.0: POST / with X-Amz-Target: AmazonSQS.<Action>.
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/aws/sqs_client.h"
 
 #include <chrono>
@@ -45,7 +46,7 @@ SqsClient::SqsClient(std::string queue_url, std::string region, std::string endp
 }
 
 Result<std::string> SqsClient::Call(const std::string& action, const std::string& body) {
-  std::mt19937_64 rng(std::random_device{}());
+  std::mt19937_64 rng(RandomSeed());
   Status last;
   for (int attempt = 0; attempt < 5; ++attempt) {
     if (attempt > 0) {

@@ -1,4 +1,5 @@
 // Local-directory and S3 JobStores.
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/pipeline/job_store.h"
 
 #include <fcntl.h>
@@ -166,8 +167,7 @@ class LocalJobStore final : public JobStore {
     std::error_code ec;
     fs::create_directories(dest.parent_path(), ec);
     if (ec) return LocalError("create folder", dest.parent_path(), ec);
-    std::random_device rd;
-    fs::path tmp = dest.string() + fmt::format(".cloudmerge-tmp-{}-{:08x}", ::getpid(), rd());
+    fs::path tmp = dest.string() + fmt::format(".cloudmerge-tmp-{}-{:08x}", ::getpid(), static_cast<uint32_t>(RandomSeed()));
     {
       std::ofstream out(tmp, std::ios::binary);
       out.write(body.data(), static_cast<std::streamsize>(body.size()));

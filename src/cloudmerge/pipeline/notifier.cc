@@ -7,6 +7,7 @@
 // Threading: FormatEmail is a pure function (its random numbers come from a
 // thread_local generator); the directory and fan-out notifiers hold only
 // configuration fixed at construction, so Send may run on many threads at once.
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/pipeline/notifier.h"
 
 #include <fcntl.h>
@@ -128,7 +129,7 @@ constexpr size_t kHeaderLineLimit = 78;
 constexpr size_t kEncodedWordBytes = 39;
 
 std::mt19937_64& Rng() {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng{RandomSeed()};
   return rng;
 }
 

@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/random_seed.h"
 #include "cloudmerge/aws/sigv4.h"
 #include "cloudmerge/pipeline/notifier.h"
 #include "cloudmerge/pipeline/notifier_internal.h"
@@ -151,7 +152,7 @@ bool Retryable(long status, const std::string& code) {
 // Exponential backoff with full jitter, so that many workers throttled
 // together do not retry together.
 void Backoff(int failures) {
-  thread_local std::mt19937_64 rng{std::random_device{}()};
+  thread_local std::mt19937_64 rng{RandomSeed()};
   int64_t cap = kBaseBackoffMs << std::min(failures - 1, 4);
   std::uniform_int_distribution<int64_t> dist(cap / 4, cap);
   std::this_thread::sleep_for(std::chrono::milliseconds(dist(rng)));

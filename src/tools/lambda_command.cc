@@ -1,0 +1,161 @@
+// Lambda mode: clients built once at cold start, then the Runtime API loop.
+// Events: S3 notifications directly, or wrapped in SQS (then each SQS record
+// is handled on its own and failures are reported as batchItemFailures, so
+// only those messages come back) or in SNS.
+#include "tools/lambda_command.h"
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/s3_client.h"
+#include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/pipeline/events.h"
+#include "cloudmerge/pipeline/lambda_runtime.h"
+#include "cloudmerge/pipeline/serve.h"
+
+namespace cloudmerge_cli {
+namespace {
+
+using namespace cloudmerge;
+using nlohmann::json;
+
+std::string Getenv(const char* name, const char* fallback = "") {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+// Everything built once, at cold start.
+struct LambdaApp {
+  AwsEnvironment aws_env = AwsEnvironment::FromProcess();
+  std::shared_ptr<HttpTransport> transport;
+  std::shared_ptr<S3Client> s3;
+  std::unique_ptr<cloudmerge::Env> env;
+  std::unique_ptr<JobStore> output;
+  std::unique_ptr<Notifier> notifier;
+  JsonLog log{stdout};
+  PipelineOptions options;
+  std::string input_prefix;
+  std::map<std::string, std::unique_ptr<JobStore>> inputs;  // by bucket
+
+  Status Init() {
+    transport = NewCurlTransport();
+    auto credentials = NewDefaultCredentialsChain(aws_env, transport);
+    s3 = std::make_shared<S3Client>(S3Config::FromEnvironment(aws_env), credentials, transport);
+    UriEnvOptions eo;
+    eo.make_s3_client = [this]() -> Result<std::shared_ptr<S3Client>> { return s3; };
+    env = NewUriEnv(cloudmerge::Env::Default(), eo);
+    std::string out = Getenv("CLOUDMERGE_OUTPUT");
+    if (out.empty())
+      return Status::InvalidArgument("CLOUDMERGE_OUTPUT is not set: give the function the results location, "
+                                     "s3://bucket/prefix/");
+    auto uri = S3Uri::Parse(out);
+    if (!uri.ok()) return Status::InvalidArgument("CLOUDMERGE_OUTPUT: " + uri.status().message());
+    output = NewS3JobStore(s3, uri->bucket, uri->key);
+    input_prefix = Getenv("CLOUDMERGE_INPUT_PREFIX");
+    if (!input_prefix.empty() && input_prefix.back() != '/') input_prefix += '/';
+
+    std::vector<std::unique_ptr<Notifier>> channels;
+    if (std::string topic = Getenv("CLOUDMERGE_SNS_TOPIC_ARN"); !topic.empty())
+      channels.push_back(NewSnsNotifier({topic, ResolveRegion(aws_env), aws_env.getenv("AWS_ENDPOINT_URL")},
+                                        credentials, transport));
+    if (std::string smtp = Getenv("CLOUDMERGE_SMTP_URL"); !smtp.empty()) {
+      SmtpOptions so;
+      so.url = smtp;
+      so.from = Getenv("CLOUDMERGE_MAIL_FROM", "cloudmerge@localhost");
+      std::stringstream to(Getenv("CLOUDMERGE_MAIL_TO"));
+      for (std::string a; std::getline(to, a, ',');)
+        if (!a.empty()) so.to.push_back(a);
+      so.username = Getenv("CLOUDMERGE_SMTP_USER");
+      so.password = Getenv("CLOUDMERGE_SMTP_PASSWORD");
+      channels.push_back(NewSmtpNotifier(so));
+    }
+    notifier = NewFanoutNotifier(std::move(channels));
+    options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
+    return Status::OK();
+  }
+
+  JobStore* InputFor(const std::string& bucket) {
+    auto& store = inputs[bucket];
+    if (!store) store = NewS3JobStore(s3, bucket, input_prefix);
+    return store.get();
+  }
+
+  // One S3 notification (any wrapping): its jobs run; non-ok when one must be retried.
+  Status HandleNotification(const std::string& body) {
+    auto parsed = ParseS3Events(body);
+    if (!parsed.ok()) return parsed.status();
+    std::map<std::string, bool> buckets;
+    for (const auto& e : parsed->created) buckets[e.bucket] = true;
+    for (const auto& [bucket, unused] : buckets) {
+      JobStore* in = InputFor(bucket);
+      CM_RETURN_IF_ERROR(JobRunner::CheckNoSelfTrigger(*in, *output));
+      JobRunner runner(in, output.get(), env.get(), notifier.get(), &log, options);
+      auto outcomes = HandleS3Event(body, &runner, bucket, input_prefix, &log);
+      if (!outcomes.ok()) return outcomes.status();
+      for (const auto& [job, outcome] : *outcomes)
+        if (outcome == JobOutcome::kBusy)
+          return Status::IOError(fmt::format("job {} is being processed by another invocation; retry later", job));
+    }
+    return Status::OK();
+  }
+
+  Result<std::string> Handle(const std::string& event, const LambdaContext& ctx) {
+    json doc = json::parse(event, nullptr, false);
+    bool sqs_batch = doc.is_object() && doc.contains("Records") && doc["Records"].is_array() &&
+                     !doc["Records"].empty() && doc["Records"][0].is_object() &&
+                     doc["Records"][0].value("eventSource", "") == "aws:sqs";
+    if (!sqs_batch) {
+      CM_RETURN_IF_ERROR(HandleNotification(event));
+      return std::string(R"({"status":"ok"})");
+    }
+    json failures = json::array();
+    for (const auto& record : doc["Records"]) {
+      Status st = HandleNotification(record.value("body", ""));
+      if (!st.ok()) {
+        log.Error("lambda.record_failed", "", st.message(), {{"message_id", record.value("messageId", "")}});
+        failures.push_back({{"itemIdentifier", record.value("messageId", "")}});
+      }
+    }
+    return json{{"batchItemFailures", failures}}.dump();
+  }
+};
+
+}  // namespace
+
+int RunLambda() {
+  std::string api = Getenv("AWS_LAMBDA_RUNTIME_API");
+  if (api.empty()) {
+    fmt::print(stderr, "Error [cloudmerge lambda]: AWS_LAMBDA_RUNTIME_API is not set: this mode runs inside AWS "
+                       "Lambda (or the Runtime Interface Emulator).\n");
+    return 2;
+  }
+  // The Runtime API's /next blocks until an event comes: no idle timeout on it.
+  HttpTransportOptions runtime_options;
+  runtime_options.low_speed_timeout_s = 0;
+  auto runtime_transport = NewCurlTransport(runtime_options);
+  static LambdaApp app;
+  Status init = app.Init();
+  if (!init.ok()) {
+    app.log.Error("lambda.init_failed", "", init.message());
+    (void)ReportLambdaInitError(runtime_transport.get(), api, init);
+    return 1;
+  }
+  Status st = RunLambdaLoop(
+      runtime_transport.get(), api,
+      [](const std::string& event, const LambdaContext& ctx) { return app.Handle(event, ctx); }, &app.log);
+  if (!st.ok()) {
+    app.log.Error("lambda.stopped", "", st.message());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace cloudmerge_cli

@@ -1,0 +1,114 @@
+"""cloudmerge as an AWS Lambda custom runtime, under AWS's Runtime Interface
+Emulator (RIE) on 127.0.0.1, running real jobs against moto (S3, SNS, SQS;
+signatures checked): recorded S3 events (direct and SQS-wrapped, with their
+bucket and keys pointed at the test's buckets) give the oracle's result, a
+report and one success notification; redelivered events change nothing; a
+poison SQS record is reported in batchItemFailures; a bad input fails once."""
+import json
+import shlex
+
+import boto3
+import pytest
+
+from conftest import CASES, oracle_agrees
+from s3_server import s3  # noqa: F401  (fixture)
+from test_lambda_rie import BOOTSTRAP, DATA, lambda_emulator  # noqa: F401
+
+CASE = {c.name: c for c in CASES}
+
+
+def recorded_event(name, bucket, keys):
+    """A recorded event with its bucket and object keys replaced."""
+    doc = json.loads((DATA / name).read_text())
+
+    def fix(s3_event):
+        for r, key in zip(s3_event["Records"], keys):
+            r["s3"]["bucket"]["name"] = bucket
+            r["s3"]["bucket"]["arn"] = f"arn:aws:s3:::{bucket}"
+            r["s3"]["object"]["key"] = key
+        return s3_event
+
+    if doc["Records"][0]["eventSource"] == "aws:sqs":
+        for rec, key in zip(doc["Records"], keys):
+            body = json.loads(rec["body"])
+            body["Records"] = body["Records"][:1]
+            body["Records"][0]["s3"]["bucket"]["name"] = bucket
+            body["Records"][0]["s3"]["object"]["key"] = key
+            rec["body"] = json.dumps(body)
+        return doc
+    return fix(doc)
+
+
+@pytest.fixture
+def world(s3, lambda_emulator):
+    sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                       aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
+    sns = boto3.client("sns", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                       aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
+    inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
+    topic = sns.create_topic(Name=f"lambda-{inb}")["TopicArn"]
+    mailq = sqs.create_queue(QueueName=f"mail-{inb}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=mailq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    env = {k: v for k, v in s3.env().items() if k.startswith("AWS_") or k == "HOME"}
+    env.update(CLOUDMERGE_OUTPUT=f"s3://{outb}/", CLOUDMERGE_SNS_TOPIC_ARN=topic)
+    emu = lambda_emulator(shlex.split(BOOTSTRAP), env=env)
+
+    class W:
+        pass
+
+    w = W()
+    w.s3, w.sqs, w.inb, w.outb, w.emu, w.mailq = s3, sqs, inb, outb, emu, mailq
+    return w
+
+
+def sns_subjects(w):
+    out = []
+    while True:
+        got = w.sqs.receive_message(QueueUrl=w.mailq, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(json.loads(m["Body"]).get("Subject", ""))
+            w.sqs.delete_message(QueueUrl=w.mailq, ReceiptHandle=m["ReceiptHandle"])
+
+
+def invoke(w, event):
+    status, body = w.emu.invoke(json.dumps(event))
+    assert status == 200, (body, w.emu.logs()[-3000:])
+    return json.loads(body)
+
+
+def test_s3_event_runs_the_job_once(world, oracle, tmp_path):
+    w = world
+    case = CASE["many_to_many"]
+    w.s3.client.upload_file(str(case / "x.tsv"), w.inb, "exp42/x_list.txt")
+    w.s3.client.upload_file(str(case / "y.tsv"), w.inb, "exp42/y_list.txt")
+    answer = invoke(w, recorded_event("s3_put_event.json", w.inb, ["exp42/y_list.txt"]))
+    assert answer == {"status": "ok"}, (answer, w.emu.logs()[-3000:])
+    w.s3.client.download_file(w.outb, "exp42/merged.tsv", str(tmp_path / "merged.tsv"))
+    assert oracle_agrees(oracle, case / "expected.tsv", tmp_path / "merged.tsv")
+    report = json.loads(w.s3.client.get_object(Bucket=w.outb, Key="exp42/report.json")["Body"].read())
+    assert report["status"] == "succeeded"
+    subjects = sns_subjects(w)
+    assert sum("result ready" in s for s in subjects) == 1, subjects
+
+    # The same events again, wrapped in SQS (a redelivery): nothing new, no failures.
+    answer = invoke(w, recorded_event("sqs_s3_put_event.json", w.inb, ["exp42/x_list.txt", "exp42/y_list.txt"]))
+    assert answer == {"batchItemFailures": []}, answer
+    assert not [s for s in sns_subjects(w) if "result ready" in s]
+    logs = w.emu.json_lines()
+    assert sum(l.get("event") == "job.duplicate" for l in logs) >= 2
+
+
+def test_bad_input_and_poison_record(world):
+    w = world
+    w.s3.client.put_object(Bucket=w.inb, Key="bad/x_list.txt", Body=b"ID\tvalue\n1\ta\tb\n")
+    w.s3.client.put_object(Bucket=w.inb, Key="bad/y_list.txt", Body=b"ID\tvalue\n1\tz\n")
+    event = recorded_event("sqs_s3_put_event.json", w.inb, ["bad/x_list.txt", "bad/y_list.txt"])
+    event["Records"][1]["body"] = "not an S3 notification"
+    answer = invoke(w, event)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}, answer
+    subjects = sns_subjects(w)
+    assert sum("failed" in s for s in subjects) == 1, subjects
+    assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="bad/merged").get("KeyCount", 0) == 0

@@ -17,14 +17,14 @@ import struct
 import threading
 import urllib.parse
 
-KINDS = ("503", "500", "reset", "truncate")
+KINDS = ("503", "500", "reset", "truncate")  # also "corrupt": one byte of a GET body flipped, length kept
 
 
 class FaultProxy:
-    def __init__(self, upstream, rate=0.3, seed=0, kinds=KINDS, methods=None):
+    def __init__(self, upstream, rate=0.3, seed=0, kinds=KINDS, methods=None, max_faults=None):
         u = urllib.parse.urlsplit(upstream)
         self.upstream = (u.hostname, u.port)
-        self.rate, self.kinds, self.methods = rate, kinds, methods
+        self.rate, self.kinds, self.methods, self.max_faults = rate, kinds, methods, max_faults
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.injected = collections.Counter()
@@ -66,6 +66,12 @@ class FaultProxy:
                 # A HEAD response has no body but the object's Content-Length.
                 length = resp.getheader("Content-Length") if self.command == "HEAD" else None
                 self.send_header("Content-Length", length if length is not None else str(len(data)))
+                if fault == "corrupt" and self.command == "GET" and data and resp.status in (200, 206):
+                    mid = len(data) // 2
+                    data = data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:]
+                elif fault == "corrupt":
+                    with proxy.lock:
+                        proxy.injected["corrupt"] -= 1  # nothing to corrupt
                 if fault == "truncate" and len(data) > 1 and self.command != "HEAD":
                     self.send_header("Connection", "close")
                     self.end_headers()
@@ -99,6 +105,8 @@ class FaultProxy:
     def _choose(self, method):
         with self.lock:
             if self.methods and method not in self.methods:
+                return None
+            if self.max_faults is not None and sum(self.injected.values()) >= self.max_faults:
                 return None
             if self.rng.random() >= self.rate:
                 return None

@@ -213,3 +213,23 @@ def test_persistent_faults_fail_cleanly(s3, tmp_path):
     assert "503" in err or "SlowDown" in err, err
     assert attempts == 3, f"expected exactly 3 attempts of the first request, saw {attempts}"
     assert s3.client.list_objects_v2(Bucket=bucket, Prefix="o.tsv").get("KeyCount", 0) == 0
+
+
+def test_damaged_transfer_is_detected_by_the_etag(s3, tmp_path):
+    """A body altered in transit (same length) is caught by the MD5 ETag: fetched
+    again once; altered every time, a clear error and nothing written."""
+    case = next(c for c in CASES if c.name == "random_1_005")
+    bucket = s3.new_bucket()
+    s3.client.upload_file(str(case / "x.tsv"), bucket, "x.tsv")
+    s3.client.upload_file(str(case / "y.tsv"), bucket, "y.tsv")
+    merge(s3, case / "x.tsv", case / "y.tsv", "-o", tmp_path / "local.tsv")
+    with FaultProxy(s3.endpoint_url, rate=1.0, kinds=("corrupt",), methods=("GET",), max_faults=1) as proxy:
+        merge(s3, f"s3://{bucket}/x.tsv", f"s3://{bucket}/y.tsv", "-o", tmp_path / "once.tsv", endpoint=proxy.url)
+        assert proxy.injected["corrupt"] == 1
+    assert (tmp_path / "once.tsv").read_bytes() == (tmp_path / "local.tsv").read_bytes()
+    with FaultProxy(s3.endpoint_url, rate=1.0, kinds=("corrupt",), methods=("GET",)) as proxy:
+        proc = merge(s3, f"s3://{bucket}/x.tsv", f"s3://{bucket}/y.tsv", "-o", tmp_path / "never.tsv",
+                     endpoint=proxy.url, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 4 and "do not match the object's checksum" in err, err
+    assert not (tmp_path / "never.tsv").exists()

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <openssl/evp.h>
 
 #include "cloudmerge/aws/s3_object_writer.h"
 #include "cloudmerge/compression.h"
@@ -89,6 +90,23 @@ Status ParallelDownload(S3Client* client, const S3Uri& uri, const ObjectInfo& in
   worker();
   for (auto& t : threads) t.join();
   return first_error;
+}
+
+// A single-part upload's ETag is the MD5 of the object (SSE-S3 or none): the
+// bytes assembled from ranges are checked against it. Multipart ETags
+// ("<md5 of md5s>-<parts>") and SSE-KMS ones cannot be checked this way.
+Status VerifySinglePartEtag(const std::string& path, const ObjectInfo& info, std::string_view bytes) {
+  const std::string& etag = info.etag;
+  if (etag.size() != 32 || etag.find_first_not_of("0123456789abcdef") != std::string::npos) return Status::OK();
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_md5(), nullptr) != 1) return Status::OK();
+  std::string hex;
+  for (unsigned int i = 0; i < len; ++i) hex += fmt::format("{:02x}", md[i]);
+  if (hex == etag) return Status::OK();
+  return Status::IOError(fmt::format("{}: the bytes received do not match the object's checksum (ETag {}, received "
+                                     "MD5 {}): the transfer was damaged. Run again.",
+                                     path, etag, hex));
 }
 
 class S3AtomicFile final : public AtomicFile {
@@ -201,9 +219,16 @@ class UriEnv final : public Env {
     }
     auto buf = AnonymousInput::Allocate(info->size, path);
     if (!buf.ok()) return buf.status();
-    if (info->size > 0)
-      CM_RETURN_IF_ERROR(ParallelDownload(client->get(), *uri, *info, o_.range_bytes,
-                                          (*client)->config().parallel_requests, (*buf)->data()));
+    // A damaged transfer (the checksum disagrees) is fetched once more.
+    Status verified;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (info->size > 0)
+        CM_RETURN_IF_ERROR(ParallelDownload(client->get(), *uri, *info, o_.range_bytes,
+                                            (*client)->config().parallel_requests, (*buf)->data()));
+      verified = VerifySinglePartEtag(path, *info, (*buf)->bytes());
+      if (verified.ok()) break;
+    }
+    CM_RETURN_IF_ERROR(verified);
     return std::unique_ptr<InputData>(std::move(buf.value()));
   }
 

@@ -1,14 +1,23 @@
 // Lambda mode: clients built once at cold start, then the Runtime API loop.
+// A watchdog per invocation ends a run that would outlive the function's
+// timeout: it reports the invocation error itself, shortly before the
+// deadline, and ends the process (Lambda starts a fresh one), instead of
+// being killed without a word. The unfinished output is never visible (an
+// uncompleted multipart upload; the output bucket's lifecycle rule removes
+// it) and the run's claim expires, so a retry starts clean.
 // Events: S3 notifications directly, or wrapped in SQS (then each SQS record
 // is handled on its own and failures are reported as batchItemFailures, so
 // only those messages come back) or in SNS.
 #include "tools/lambda_command.h"
 
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -32,6 +41,55 @@ std::string Getenv(const char* name, const char* fallback = "") {
   return v && *v ? v : fallback;
 }
 
+class DeadlineWatchdog {
+ public:
+  DeadlineWatchdog(const LambdaContext& ctx, HttpTransport* runtime, std::string api, JsonLog* log, int64_t margin_ms)
+      : ctx_(ctx), runtime_(runtime), api_(std::move(api)), log_(log), margin_ms_(margin_ms) {
+    if (ctx_.deadline_ms > 0) thread_ = std::thread([this] { Watch(); });
+  }
+  ~DeadlineWatchdog() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void Watch() {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto wait = std::chrono::milliseconds(std::max<int64_t>(ctx_.RemainingMs() - margin_ms_, 0));
+    if (cv_.wait_for(lock, wait, [&] { return done_; })) return;
+    std::string message = fmt::format(
+        "the job did not finish within the function's time limit ({} ms were left when it was stopped). "
+        "Nothing was written to the output. Give the function more memory (more CPU), split the input, or run "
+        "this job on the cluster engine (job.json: \"engine\": \"emr-serverless\").",
+        ctx_.RemainingMs());
+    log_->Error("lambda.deadline", "", message, {{"request_id", ctx_.request_id}});
+    std::string body = json{{"errorMessage", message}, {"errorType", "Function.DeadlineExceeded"}}.dump();
+    HttpRequest req;
+    req.method = "POST";
+    req.url = fmt::format("http://{}/2018-06-01/runtime/invocation/{}/error", api_, ctx_.request_id);
+    req.headers = {{"Content-Type", "application/json"},
+                   {"Lambda-Runtime-Function-Error-Type", "Function.DeadlineExceeded"}};
+    req.body = body;
+    req.timeout_ms = 2000;
+    (void)runtime_->Send(req);
+    std::fflush(stdout);
+    std::_Exit(1);  // the merge cannot be interrupted cleanly mid-flight; nothing partial is visible
+  }
+  LambdaContext ctx_;
+  HttpTransport* runtime_;
+  std::string api_;
+  JsonLog* log_;
+  int64_t margin_ms_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 // Everything built once, at cold start.
 struct LambdaApp {
   AwsEnvironment aws_env = AwsEnvironment::FromProcess();
@@ -44,6 +102,9 @@ struct LambdaApp {
   PipelineOptions options;
   std::string input_prefix;
   std::map<std::string, std::unique_ptr<JobStore>> inputs;  // by bucket
+  HttpTransport* runtime = nullptr;
+  std::string runtime_api;
+  int64_t deadline_margin_ms = 10000;
 
   Status Init() {
     transport = NewCurlTransport();
@@ -79,6 +140,7 @@ struct LambdaApp {
     }
     notifier = NewFanoutNotifier(std::move(channels));
     options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
+    deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
     return Status::OK();
   }
 
@@ -108,6 +170,7 @@ struct LambdaApp {
   }
 
   Result<std::string> Handle(const std::string& event, const LambdaContext& ctx) {
+    DeadlineWatchdog watchdog(ctx, runtime, runtime_api, &log, deadline_margin_ms);
     json doc = json::parse(event, nullptr, false);
     bool sqs_batch = doc.is_object() && doc.contains("Records") && doc["Records"].is_array() &&
                      !doc["Records"].empty() && doc["Records"][0].is_object() &&
@@ -142,6 +205,8 @@ int RunLambda() {
   runtime_options.low_speed_timeout_s = 0;
   auto runtime_transport = NewCurlTransport(runtime_options);
   static LambdaApp app;
+  app.runtime = runtime_transport.get();
+  app.runtime_api = api;
   Status init = app.Init();
   if (!init.ok()) {
     app.log.Error("lambda.init_failed", "", init.message());

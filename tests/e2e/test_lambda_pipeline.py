@@ -40,7 +40,7 @@ def recorded_event(name, bucket, keys):
 
 
 @pytest.fixture
-def world(s3, lambda_emulator):
+def world(s3, lambda_emulator, request):
     sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region,
                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
     sns = boto3.client("sns", endpoint_url=s3.endpoint_url, region_name=s3.region,
@@ -52,7 +52,9 @@ def world(s3, lambda_emulator):
     sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
     env = {k: v for k, v in s3.env().items() if k.startswith("AWS_") or k == "HOME"}
     env.update(CLOUDMERGE_OUTPUT=f"s3://{outb}/", CLOUDMERGE_SNS_TOPIC_ARN=topic)
-    emu = lambda_emulator(shlex.split(BOOTSTRAP), env=env)
+    env.update(getattr(request, "param", {}))
+    timeout_s = int(env.pop("TIMEOUT_S", "60"))
+    emu = lambda_emulator(shlex.split(BOOTSTRAP), env=env, timeout_s=timeout_s)
 
     class W:
         pass
@@ -112,3 +114,20 @@ def test_bad_input_and_poison_record(world):
     subjects = sns_subjects(w)
     assert sum("failed" in s for s in subjects) == 1, subjects
     assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="bad/merged").get("KeyCount", 0) == 0
+
+
+@pytest.mark.parametrize("world", [{"TIMEOUT_S": "4", "CLOUDMERGE_DEADLINE_MARGIN_MS": "2500"}], indirect=True)
+def test_deadline_fails_cleanly_before_lambda_kills_it(world):
+    """A run that would outlive the function's timeout is reported as an error
+    by the runtime itself before the deadline, and leaves no output."""
+    w = world
+    case = CASE["basic_int"]
+    w.s3.client.upload_file(str(case / "x.tsv"), w.inb, "slow/x_list.txt")
+    w.s3.client.upload_file(str(case / "y.tsv"), w.inb, "slow/y_list.txt")
+    w.s3.client.put_object(Bucket=w.inb, Key="slow/job.json", Body=json.dumps(
+        {"engine": "command", "command": ["python3", "-c", "import time; time.sleep(8)", "{x}", "{y}", "{out}"]}))
+    status, body = w.emu.invoke(json.dumps(recorded_event("s3_put_event.json", w.inb, ["slow/job.json"])))
+    answer = json.loads(body)
+    assert answer.get("errorType") == "Function.DeadlineExceeded", (status, body, w.emu.logs()[-2000:])
+    assert "time limit" in answer["errorMessage"]
+    assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="slow/merged").get("KeyCount", 0) == 0

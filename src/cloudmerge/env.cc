@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -41,10 +42,76 @@ Status IoFailure(const std::string& what, const std::string& path, int err) {
   return Status::IOError(fmt::format("{} {}: {}. {}", what, path, ErrnoText(err), hint));
 }
 
+// --- Mapped inputs that survive truncation ------------------------------------
+// Another program may truncate a file while it is mapped here; touching a page
+// beyond its new end raises SIGBUS, which would kill the process (and leave the
+// output's temporary behind). The handler finds the mapping the address belongs
+// to, maps zero pages over the rest of it, so that the reader carries on seeing
+// NULs, and marks it truncated; MappedInput::Intact() then reports an IOError
+// that RunMerge prefers to whatever the zeros made the scan say. The table is
+// fixed-size and lock-free because the handler may run on any thread at any
+// time: it only reads atomics and calls mmap (a plain system call).
+struct MapSlot {
+  std::atomic<uintptr_t> begin{0};
+  std::atomic<size_t> size{0};
+  std::atomic<bool> truncated{false};
+};
+constexpr int kMapSlots = 256;  // more inputs mapped at once go unguarded (a SIGBUS as before)
+MapSlot g_maps[kMapSlots];
+uintptr_t g_page_size = 4096;
+struct sigaction g_previous_sigbus;
+
+void OnSigbus(int sig, siginfo_t* info, void* ctx) {
+  uintptr_t addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  for (MapSlot& slot : g_maps) {
+    uintptr_t begin = slot.begin.load();
+    size_t size = slot.size.load();
+    if (begin == 0 || addr < begin || addr >= begin + size) continue;
+    uintptr_t from = addr & ~(g_page_size - 1);
+    void* p = mmap(reinterpret_cast<void*>(from), begin + size - from, PROT_READ,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    if (p == MAP_FAILED) break;
+    slot.truncated.store(true);
+    return;  // the faulting read is retried and now sees zeros
+  }
+  // Not one of our mappings: restore the previous disposition; the access faults again under it.
+  sigaction(SIGBUS, &g_previous_sigbus, nullptr);
+}
+
+// Claims a slot for [begin, begin + size); -1 when all are taken.
+int GuardMapping(const void* begin, size_t size) {
+  static const bool installed = [] {
+    g_page_size = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    struct sigaction sa {};
+    sa.sa_sigaction = OnSigbus;
+    sa.sa_flags = SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGBUS, &sa, &g_previous_sigbus) == 0;
+  }();
+  if (!installed) return -1;
+  for (int i = 0; i < kMapSlots; ++i) {
+    uintptr_t expected = 0;
+    if (g_maps[i].begin.compare_exchange_strong(expected, reinterpret_cast<uintptr_t>(begin))) {
+      g_maps[i].truncated.store(false);
+      g_maps[i].size.store(size);
+      return i;
+    }
+  }
+  return -1;
+}
+
+void UnguardMapping(int slot) {
+  if (slot < 0) return;
+  g_maps[slot].size.store(0);
+  g_maps[slot].begin.store(0);
+}
+
 class MappedInput final : public InputData {
  public:
-  MappedInput(const char* data, size_t size) : data_(data), size_(size) {}
+  MappedInput(const char* data, size_t size, std::string path)
+      : data_(data), size_(size), path_(std::move(path)), slot_(GuardMapping(data, size)) {}
   ~MappedInput() override {
+    UnguardMapping(slot_);
     if (size_) munmap(const_cast<char*>(data_), size_);
   }
   std::string_view bytes() const override { return {data_, size_}; }
@@ -54,10 +121,20 @@ class MappedInput final : public InputData {
     size_t e = std::min(end, size_) / page * page;
     if (e > b) madvise(const_cast<char*>(data_) + b, e - b, MADV_DONTNEED);
   }
+  Status Intact() const override {
+    if (slot_ < 0 || !g_maps[slot_].truncated.load()) return Status::OK();
+    return Status::IOError(fmt::format(
+        "{} was truncated (made shorter) by another program while cloudmerge was reading it, so the result "
+        "would be wrong; nothing was written. Wait until whatever writes {} has finished (or copy it first), "
+        "then run again.",
+        path_, path_));
+  }
 
  private:
   const char* data_;
   size_t size_;
+  std::string path_;
+  int slot_;
 };
 
 class BufferInput final : public InputData {
@@ -144,7 +221,7 @@ class PosixEnv final : public Env {
     ::close(fd);
     if (p == MAP_FAILED) return IoFailure("cannot map input", path, errno);
     madvise(p, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
-    return std::unique_ptr<InputData>(new MappedInput(static_cast<const char*>(p), static_cast<size_t>(st.st_size)));
+    return std::unique_ptr<InputData>(new MappedInput(static_cast<const char*>(p), static_cast<size_t>(st.st_size), path));
   }
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {

@@ -34,6 +34,11 @@ class InputData {
   // Hint that [begin, end) will not be read again: lets a mapped file give its
   // pages back so that streaming over a large input keeps resident memory low.
   virtual void Release(size_t begin, size_t end) {}
+  // OK while the bytes are the ones the input had when opened. A mapped file
+  // truncated by another process while being read would raise SIGBUS on the
+  // vanished pages; they read as zeros instead and this says so (an IOError
+  // naming the file): check it before trusting a result or an input error.
+  virtual Status Intact() const { return Status::OK(); }
 };
 
 class WritableFile {

@@ -483,75 +483,85 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes);
   if (!x.ok()) return x.status();
 
-  ScannedY ys;
-  auto t = Clock::now();
-  CM_RETURN_IF_ERROR(ScanY(**y, threads, &ys));
-  stats->seconds_scan_y = Since(t);
-  stats->y_rows = ys.record_count;
-  stats->y_mode = ys.mode;
-  const bool y_has_values = (*y)->column_names().size() > 1;
-  const std::string header = OutputHeader(**x, **y);
+  // The join proper. Its outcome counts only while both inputs are intact: a
+  // file truncated under us reads as zeros (see InputData::Intact), and the
+  // truncation, not the NULs, is what to report.
+  auto join = [&]() -> Status {
+    ScannedY ys;
+    auto t = Clock::now();
+    CM_RETURN_IF_ERROR(ScanY(**y, threads, &ys));
+    stats->seconds_scan_y = Since(t);
+    stats->y_rows = ys.record_count;
+    stats->y_mode = ys.mode;
+    const bool y_has_values = (*y)->column_names().size() > 1;
+    const std::string header = OutputHeader(**x, **y);
 
-  BuildSide build;
-  auto build_once = [&]() -> Status {
-    if (!build.y) {
-      auto tb = Clock::now();
-      CM_RETURN_IF_ERROR(Build(ys, threads, &build));
-      stats->seconds_build = Since(tb);
-      for (const auto& tab : build.numeric_tables) stats->y_distinct_keys += tab.size();
-      for (const auto& tab : build.text_tables) stats->y_distinct_keys += tab.size();
-    }
-    return Status::OK();
-  };
-  // The join with x's type known.
-  auto probe_known = [&](KeyMode x_mode) -> Status {
-    CM_RETURN_IF_ERROR((*out)->Append(header));
-    // A number never equals a text: with one numeric and one text file nothing matches.
-    if (IsNumeric(x_mode) != IsNumeric(ys.mode) || ys.record_count == 0) return Status::OK();
-    CM_RETURN_IF_ERROR(build_once());
-    auto tp = Clock::now();
-    ProbeCounts counts;
-    KeyScan unused;
-    CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode)}, build, y_has_values, threads,
-                             o.any_order, out->get(), &counts, &unused));
-    stats->seconds_probe += Since(tp);
-    stats->output_rows = counts.output_rows;
-    return Status::OK();
-  };
+    BuildSide build;
+    auto build_once = [&]() -> Status {
+      if (!build.y) {
+        auto tb = Clock::now();
+        CM_RETURN_IF_ERROR(Build(ys, threads, &build));
+        stats->seconds_build = Since(tb);
+        for (const auto& tab : build.numeric_tables) stats->y_distinct_keys += tab.size();
+        for (const auto& tab : build.text_tables) stats->y_distinct_keys += tab.size();
+      }
+      return Status::OK();
+    };
+    // The join with x's type known.
+    auto probe_known = [&](KeyMode x_mode) -> Status {
+      CM_RETURN_IF_ERROR((*out)->Append(header));
+      // A number never equals a text: with one numeric and one text file nothing matches.
+      if (IsNumeric(x_mode) != IsNumeric(ys.mode) || ys.record_count == 0) return Status::OK();
+      CM_RETURN_IF_ERROR(build_once());
+      auto tp = Clock::now();
+      ProbeCounts counts;
+      KeyScan unused;
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode)}, build, y_has_values, threads,
+                               o.any_order, out->get(), &counts, &unused));
+      stats->seconds_probe += Since(tp);
+      stats->output_rows = counts.output_rows;
+      return Status::OK();
+    };
 
-  if ((*out)->can_restart() && ys.record_count > 0) {
-    // One pass over x: probe while inferring x's type, assuming the common case
-    // (numbers if y is numeric, text otherwise); if x's type turns out to give
-    // different keys, rewind the output and probe again with the type now known.
-    CM_RETURN_IF_ERROR(build_once());
-    CM_RETURN_IF_ERROR((*out)->Append(header));
-    t = Clock::now();
-    ProbeCounts counts;
-    KeyScan x_scan;
-    const bool y_numeric = IsNumeric(ys.mode);
-    CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
-                             o.any_order, out->get(), &counts, &x_scan));
-    stats->seconds_probe = Since(t);
-    stats->x_rows = counts.x_rows;
-    stats->output_rows = counts.output_rows;
-    KeyMode x_mode = x_scan.Decide();
-    stats->x_mode = x_mode;
-    bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
-                               : x_mode == KeyMode::kText;
-    if (!same_keys) {
-      stats->speculation_failed = true;
-      CM_RETURN_IF_ERROR((*out)->Restart());
+    if ((*out)->can_restart() && ys.record_count > 0) {
+      // One pass over x: probe while inferring x's type, assuming the common case
+      // (numbers if y is numeric, text otherwise); if x's type turns out to give
+      // different keys, rewind the output and probe again with the type now known.
+      CM_RETURN_IF_ERROR(build_once());
+      CM_RETURN_IF_ERROR((*out)->Append(header));
+      t = Clock::now();
+      ProbeCounts counts;
+      KeyScan x_scan;
+      const bool y_numeric = IsNumeric(ys.mode);
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+                               o.any_order, out->get(), &counts, &x_scan));
+      stats->seconds_probe = Since(t);
+      stats->x_rows = counts.x_rows;
+      stats->output_rows = counts.output_rows;
+      KeyMode x_mode = x_scan.Decide();
+      stats->x_mode = x_mode;
+      bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
+                                 : x_mode == KeyMode::kText;
+      if (!same_keys) {
+        stats->speculation_failed = true;
+        CM_RETURN_IF_ERROR((*out)->Restart());
+        CM_RETURN_IF_ERROR(probe_known(x_mode));
+      }
+    } else {
+      // Standard output cannot be rewound: infer x's type first, then probe.
+      t = Clock::now();
+      KeyMode x_mode = KeyMode::kText;
+      CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
+      stats->seconds_scan_x = Since(t);
+      stats->x_mode = x_mode;
       CM_RETURN_IF_ERROR(probe_known(x_mode));
     }
-  } else {
-    // Standard output cannot be rewound: infer x's type first, then probe.
-    t = Clock::now();
-    KeyMode x_mode = KeyMode::kText;
-    CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
-    stats->seconds_scan_x = Since(t);
-    stats->x_mode = x_mode;
-    CM_RETURN_IF_ERROR(probe_known(x_mode));
-  }
+    return Status::OK();
+  };
+  Status joined = join();
+  CM_RETURN_IF_ERROR((*y)->Intact());
+  CM_RETURN_IF_ERROR((*x)->Intact());
+  CM_RETURN_IF_ERROR(joined);
   CM_RETURN_IF_ERROR((*out)->Commit());
   stats->seconds_total = Since(t0);
   return Status::OK();

@@ -50,6 +50,7 @@ class Table {
   size_t key_index() const { return key_index_; }
   const std::vector<ChunkRange>& chunks() const { return chunks_; }
   void Release(const ChunkRange& c) const { input_->Release(c.begin, c.end); }
+  Status Intact() const { return input_->Intact(); }  // see InputData::Intact
 
   Status Error(const ScanProblem& p) const { return InputError(path_, data(), p.offset, p.what, p.fix); }
 

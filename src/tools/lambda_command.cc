@@ -141,6 +141,13 @@ struct LambdaApp {
     notifier = NewFanoutNotifier(std::move(channels));
     options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
     deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
+    // Success emails link the result and report.html by presigned URLs.
+    options.share_link = [this](const std::string& uri, int64_t expires_s) -> Result<std::string> {
+      if (!S3Uri::IsS3(uri)) return uri;
+      auto parsed = S3Uri::Parse(uri);
+      if (!parsed.ok()) return parsed.status();
+      return s3->PresignGet(*parsed, expires_s);
+    };
     return Status::OK();
   }
 

@@ -18,6 +18,7 @@
 #include "tools/lambda_command.h"
 #include "tools/s3_flags.h"
 #include "tools/serve_command.h"
+#include "tools/spark_command.h"
 
 namespace {
 
@@ -126,6 +127,8 @@ int main(int argc, char** argv) {
 
   cloudmerge_cli::S3Flags s3_flags;
   cloudmerge_cli::AddS3Options(merge, &s3_flags);
+  cloudmerge_cli::SparkFlags spark_flags;
+  cloudmerge_cli::AddSparkOptions(merge, &spark_flags);
 
   std::string max_decompressed = "64GiB";
   merge->add_option("--max-decompressed-size", max_decompressed,
@@ -167,6 +170,7 @@ int main(int argc, char** argv) {
       if (merge->count("--y-key") == 0) o.y_key = key;
     }
     o.chunk_bytes = chunk_kib * 1024;
+    if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
     cloudmerge::MergeStats stats;
     cloudmerge::Status st = cloudmerge::RunMerge(env.get(), o, &stats);
     if (!st.ok()) {

@@ -10,6 +10,8 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/pipeline/cloudwatch_logs.h"
+#include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
 
 namespace cloudmerge_cli {
@@ -32,7 +34,11 @@ On AWS (S3 event notifications delivered to an SQS queue):
       --input s3://lab-input/ --output s3://lab-results/ --sns-topic-arn arn:aws:sns:...:cloudmerge
 
 SMTP user and password come from CLOUDMERGE_SMTP_USER / CLOUDMERGE_SMTP_PASSWORD
-or --smtp-secrets-file (lines user=... and password=...), never the command line.)";
+or --smtp-secrets-file (lines user=... and password=...), never the command line.
+
+Dashboard: --http 127.0.0.1:8080 serves the jobs' states and reports, /metrics
+(Prometheus) and /healthz; another address needs --http-token (or
+CLOUDMERGE_HTTP_TOKEN), then required as a bearer token or ?token=.)";
 
 // s3://bucket/prefix/ -> (bucket, "prefix/")
 Result<std::pair<std::string, std::string>> SplitS3(const std::string& uri, const char* what) {
@@ -55,6 +61,21 @@ Status LoadSmtpSecrets(const std::string& file, SmtpOptions* o) {
     if (line.rfind("password=", 0) == 0) o->password = line.substr(9);
   }
   return Status::OK();
+}
+
+// Environment prices, then the flags that were given.
+CostPrices Prices(const ServeFlags& f) {
+  CostPrices p = CostPrices::FromEnvironment(std::getenv);
+  auto set = [](double flag, double* field) {
+    if (flag >= 0) *field = flag;
+  };
+  set(f.lambda_memory_mb, &p.lambda_memory_mb);
+  set(f.price_lambda_gb_s, &p.lambda_gb_second);
+  set(f.price_lambda_million, &p.lambda_per_million_requests);
+  set(f.price_s3_get, &p.s3_get_per_1000);
+  set(f.price_s3_put, &p.s3_put_per_1000);
+  set(f.price_transfer_gb, &p.transfer_per_gb);
+  return p;
 }
 
 int Fail(JsonLog* log, const Status& st) {
@@ -89,6 +110,29 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
   cmd->add_option("-t,--threads", f->threads, "Engine threads (default: one per CPU)")->check(CLI::Range(1u, 256u));
   cmd->add_option("--x-name", f->x_name, "Name of a job's x input (default x_list.txt)");
   cmd->add_option("--y-name", f->y_name, "Name of a job's y input (default y_list.txt)");
+  cmd->add_option("--cloudwatch-log-group", f->cloudwatch_log_group,
+                  "Also send the log lines to this CloudWatch Logs group (for serve outside Lambda)");
+  cmd->add_option("--cloudwatch-log-stream", f->cloudwatch_log_stream,
+                  "Log stream for --cloudwatch-log-group (default: host-pid-start time)");
+  cmd->add_option("--http", f->http, "Serve a read-only dashboard, /metrics and /healthz on HOST:PORT (e.g. 127.0.0.1:8080)");
+  cmd->add_option("--http-token", f->http_token,
+                  "Token the dashboard requires (bearer or ?token=); needed to bind a non-loopback address. "
+                  "Prefer CLOUDMERGE_HTTP_TOKEN: the command line is visible to other users");
+  cmd->add_option("--link-expiry-seconds", f->link_expiry_s,
+                  "Validity of the presigned links in success emails (default 604800 = 7 days, S3's maximum)")
+      ->check(CLI::Range(int64_t{1}, int64_t{604800}));
+  cmd->add_option("--lambda-memory-mb", f->lambda_memory_mb, "Cost estimate: Lambda memory (default 10240, or CLOUDMERGE_LAMBDA_MEMORY_MB)")
+      ->check(CLI::Range(128.0, 10240.0));
+  cmd->add_option("--price-lambda-gb-second", f->price_lambda_gb_s, "Cost estimate: USD per Lambda GB-second (default 0.0000166667)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--price-lambda-million-requests", f->price_lambda_million, "Cost estimate: USD per 1M Lambda requests (default 0.20)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--price-s3-get-1000", f->price_s3_get, "Cost estimate: USD per 1000 S3 GETs (default 0.0004)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--price-s3-put-1000", f->price_s3_put, "Cost estimate: USD per 1000 S3 PUT/LIST requests (default 0.005)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--price-transfer-gb", f->price_transfer_gb, "Cost estimate: USD per GB moved (default 0: same region)")
+      ->check(CLI::NonNegativeNumber);
   AddS3Options(cmd, s3);
   return cmd;
 }
@@ -97,6 +141,20 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   JsonLog log(stdout);
   if (f.local_dir.empty() == f.queue_url.empty())
     return Fail(&log, Status::InvalidArgument("give either --local DIR or --queue-url URL (with --input and --output)"));
+  std::unique_ptr<CloudWatchLogsSink> cloudwatch;  // declared before anything that logs through it
+  if (!f.cloudwatch_log_group.empty()) {
+    auto aws_env = AwsEnvironment::FromProcess();
+    auto transport = NewCurlTransport();
+    CloudWatchLogsOptions co;
+    co.log_group = f.cloudwatch_log_group;
+    co.log_stream = f.cloudwatch_log_stream;
+    co.region = ResolveRegion(aws_env);
+    co.endpoint_url = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
+    cloudwatch = std::make_unique<CloudWatchLogsSink>(co, NewDefaultCredentialsChain(aws_env, transport), transport);
+    Status st = cloudwatch->Start();
+    if (!st.ok()) return Fail(&log, st);
+    log.AddSink([sink = cloudwatch.get()](const std::string& line, long long ms) { sink->Add(line, ms); });
+  }
 
   std::shared_ptr<S3Client> client;
   auto s3_client = [&]() -> Result<std::shared_ptr<S3Client>> {
@@ -117,6 +175,17 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.lease_ms = int64_t{f.lease_s} * 1000;
   po.threads = f.threads;
   po.stop = InstallStopFlag();
+  po.prices = Prices(f);
+  po.link_expiry_s = f.link_expiry_s;
+  // Emails link S3 objects by presigned GET URLs (the recipient needs no AWS account).
+  po.share_link = [&](const std::string& uri, int64_t expires_s) -> Result<std::string> {
+    if (!S3Uri::IsS3(uri)) return uri;
+    auto parsed = S3Uri::Parse(uri);
+    if (!parsed.ok()) return parsed.status();
+    auto c = s3_client();
+    if (!c.ok()) return c.status();
+    return (*c)->PresignGet(*parsed, expires_s);
+  };
 
   std::unique_ptr<JobStore> in, out;
   std::string in_bucket, in_prefix;
@@ -163,6 +232,17 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   Status check = JobRunner::CheckNoSelfTrigger(*in, *out);
   if (!check.ok()) return Fail(&log, check);
   JobRunner runner(in.get(), out.get(), env.get(), notifier.get(), &log, po);
+
+  std::unique_ptr<Dashboard> dashboard;
+  if (!f.http.empty()) {
+    std::string token = f.http_token;
+    if (const char* t = std::getenv("CLOUDMERGE_HTTP_TOKEN"); token.empty() && t) token = t;
+    auto address = ParseHttpAddress(f.http, token);
+    if (!address.ok()) return Fail(&log, address.status());
+    dashboard = std::make_unique<Dashboard>(in.get(), out.get(), po.naming, &log, *address);
+    Status started = dashboard->Start();
+    if (!started.ok()) return Fail(&log, started);
+  }
 
   ServeOptions so;
   so.poll_ms = f.poll_ms;

@@ -2,6 +2,7 @@
 // stores, notifier, log and runner they share.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,15 @@ struct ServeFlags {
   int wait_s = 20;
   int max_messages = 0;
   int idle_exit_s = 0;
+  std::string cloudwatch_log_group, cloudwatch_log_stream;
   unsigned threads = 0;
   std::string x_name = "x_list.txt", y_name = "y_list.txt";
+  // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
+  std::string http, http_token;
+  int64_t link_expiry_s = 7 * 24 * 3600;
+  // Cost estimate overrides (negative: CostPrices::FromEnvironment's value).
+  double lambda_memory_mb = -1, price_lambda_gb_s = -1, price_lambda_million = -1, price_s3_get = -1,
+         price_s3_put = -1, price_transfer_gb = -1;
 };
 
 CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3);

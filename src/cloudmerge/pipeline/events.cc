@@ -22,6 +22,15 @@ std::string StringField(const json& j, const char* name) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// The member `name` of j, or null when j is not an object or lacks it. Not
+// json::value(), which throws on a non-object: an event can say "s3": 5.
+const json& Member(const json& j, const char* name) {
+  static const json kNull;
+  if (!j.is_object()) return kNull;
+  auto it = j.find(name);
+  return it != j.end() ? *it : kNull;
+}
+
 Status Collect(const json& doc, int depth, ParsedEvents* out);
 
 // A string holding JSON (an SQS body, an SNS Message): parsed and collected.
@@ -43,15 +52,15 @@ Status CollectRecord(const json& r, int depth, ParsedEvents* out) {
   if (source.empty()) source = StringField(r, "EventSource");
   if (source == "aws:s3") {
     std::string name = StringField(r, "eventName");
-    const json& s3 = r.value("s3", json::object());
-    const json& obj = s3.value("object", json::object());
+    const json& s3 = Member(r, "s3");
+    const json& obj = Member(s3, "object");
     if (name.rfind("ObjectCreated:", 0) != 0 || !obj.is_object()) {
       ++out->ignored;
       return Status::OK();
     }
     S3ObjectEvent e;
     e.event_name = name;
-    e.bucket = StringField(s3.value("bucket", json::object()), "name");
+    e.bucket = StringField(Member(s3, "bucket"), "name");
     e.key = DecodeEventKey(StringField(obj, "key"));
     if (obj.contains("size") && obj["size"].is_number_unsigned()) e.size = obj["size"].get<uint64_t>();
     e.etag = StringField(obj, "eTag");
@@ -62,7 +71,7 @@ Status CollectRecord(const json& r, int depth, ParsedEvents* out) {
     return Status::OK();
   }
   if (source == "aws:sqs") return CollectNested(StringField(r, "body"), depth, out);
-  if (source == "aws:sns") return CollectNested(StringField(r.value("Sns", json::object()), "Message"), depth, out);
+  if (source == "aws:sns") return CollectNested(StringField(Member(r, "Sns"), "Message"), depth, out);
   ++out->ignored;
   return Status::OK();
 }

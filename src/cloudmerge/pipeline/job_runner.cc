@@ -4,8 +4,10 @@
 
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -24,18 +26,22 @@ using Clock = std::chrono::steady_clock;
 
 double SecondsSince(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-std::string HtmlEscape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
+// A local path as a file:// URL (percent-encoded: job names may hold spaces or '#').
+std::string FileUrl(const std::string& path) {
+  std::string out = "file://";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || c == '/' || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+    else out += fmt::format("%{:02X}", c);
   }
   return out;
+}
+
+std::string Plural(int64_t n, const char* unit) { return fmt::format("{} {}{}", n, unit, n == 1 ? "" : "s"); }
+
+std::string Expiry(int64_t s) {
+  if (s % 86400 == 0) return Plural(s / 86400, "day");
+  if (s % 3600 == 0) return Plural(s / 3600, "hour");
+  return Plural(s, "second");
 }
 
 // Bad input is the scientist's to fix: retrying cannot help.
@@ -243,6 +249,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
 
   json report = Report(r, stats, seconds, out_key);
   Status put = out_->Put(job + "/report.json", report.dump(2), "application/json");
+  if (put.ok()) put = out_->Put(job + "/report.html", RenderReportHtml(report), "text/html; charset=utf-8");
   if (!put.ok()) {
     release();
     return put;
@@ -267,8 +274,12 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
 
 JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
   json failure = {{"job", r.job},     {"run", r.run},           {"error", why.message()},
-                  {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION}};
+                  {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION},
+                  {"logs", LogLocation(r.job)}};
   (void)out_->CreateIfAbsent(r.state_prefix + "failed.json", failure.dump(2));
+  // Best effort: the email and failed.json carry the same error.
+  Status page = out_->Put(r.job + "/report.html", RenderFailureHtml(failure), "text/html; charset=utf-8");
+  if (!page.ok()) log_->Warn("job.report_failed", r.job, page.message(), {{"run", r.run}});
   log_->Error("job.failed", r.job, why.message(), {{"run", r.run}});
   log_->Metrics(r.job, r.spec.engine, {{"Failures", 1, "Count"}});
   NotifyOnce(r, "failed", failure);
@@ -297,20 +308,27 @@ bool JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& 
                          r.job, x, r.inputs.x.size, y, r.inputs.y.size);
   } else if (kind == "succeeded") {
     std::string result = details.value("result", "");
-    n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", r.job,
-                            details["rows"].value("output", uint64_t{0}));
+    std::string result_link = Link(result), report_link = Link(out_->Uri(r.job + "/report.html"));
+    uint64_t rows = details["rows"].value("output", uint64_t{0});
+    n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", r.job, rows);
     n.text = fmt::format("The merge of job {} is done.\n\n  result: {}\n  rows:   {}\n  time:   {:.1f} s\n"
-                         "  report: {}\n\nInputs: {} and {}.\n",
-                         r.job, result, details["rows"].value("output", uint64_t{0}),
-                         details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"), x, y);
+                         "  report: {}\n\nDownload the result:\n  {}\nOpen the report:\n  {}\n"
+                         "(links valid for {})\n\nInputs: {} and {}.\n",
+                         r.job, result, rows, details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"),
+                         result_link, report_link, Expiry(o_.link_expiry_s), x, y);
+    n.html = fmt::format("<p>The merge of job <b>{}</b> is done: {} rows in {:.1f} s.</p>"
+                         "<p><a href=\"{}\">Open the report</a> &middot; <a href=\"{}\">Download the result</a> "
+                         "(links valid for {})</p><pre>{}</pre>",
+                         HtmlEscape(r.job), rows, details.value("seconds", 0.0), HtmlEscape(report_link),
+                         HtmlEscape(result_link), Expiry(o_.link_expiry_s), HtmlEscape(n.text));
   } else {
     n.subject = fmt::format("cloudmerge: job {} failed", r.job);
     n.text = fmt::format("The merge of job {} could not be done.\n\nWhat went wrong:\n  {}\n\nWhat to do: fix the "
                          "file named above and upload it again to the same folder; a new upload starts a new run.\n"
-                         "\nInputs: {} and {}.\n",
-                         r.job, details.value("error", ""), x, y);
+                         "\nInputs: {} and {}.\nLogs: {}\n",
+                         r.job, details.value("error", ""), x, y, details.value("logs", LogLocation(r.job)));
   }
-  n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
+  if (n.html.empty()) n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
   Status st = notifier_->Send(n);
   if (!st.ok()) {
     log_->Error("notify.failed", r.job, st.message(), {{"kind", kind}, {"channel", notifier_->Describe()}});
@@ -350,7 +368,37 @@ json JobRunner::Report(const RunRecord& r, const MergeStats& s, double seconds, 
   if (r.inputs.spec) report["inputs"]["job_spec"] = {{"uri", in_->Uri(r.inputs.spec->key)}, {"etag", r.inputs.spec->etag}};
   auto head = out_->GetHead(out_key, 64 << 10);
   if (head.ok()) report["result_first_rows"] = PreviewLines(*head, o_.preview_rows);
+  auto written = out_->Head(out_key);
+  RunUsage usage;
+  usage.seconds = seconds;
+  usage.x_bytes = static_cast<double>(r.inputs.x.size);
+  usage.y_bytes = static_cast<double>(r.inputs.y.size);
+  if (written.ok() && written->has_value()) {
+    usage.result_bytes = static_cast<double>((*written)->size);
+    report["result_size"] = (*written)->size;
+  }
+  report["cost"] = EstimateCost(usage, o_.prices ? *o_.prices : CostPrices::FromEnvironment(std::getenv));
   return report;
+}
+
+std::string JobRunner::Link(const std::string& uri) {
+  if (!uri.empty() && uri[0] == '/') return FileUrl(uri);
+  if (o_.share_link) {
+    auto link = o_.share_link(uri, o_.link_expiry_s);
+    if (link.ok()) return *link;
+    log_->Warn("notify.link_failed", "", link.status().message(), {{"uri", uri}});
+  }
+  return uri;
+}
+
+// Where this run's log lines are: CloudWatch under Lambda, else this worker's output.
+std::string JobRunner::LogLocation(const std::string& job) const {
+  const char* group = std::getenv("AWS_LAMBDA_LOG_GROUP_NAME");
+  const char* stream = std::getenv("AWS_LAMBDA_LOG_STREAM_NAME");
+  if (group && *group && stream && *stream)
+    return fmt::format("CloudWatch Logs, log group {}, log stream {} (JSON lines with \"job\": \"{}\")", group, stream,
+                       job);
+  return fmt::format("the JSON log (standard output) of worker {} (lines with \"job\": \"{}\")", o_.worker_id, job);
 }
 
 }  // namespace cloudmerge

@@ -13,11 +13,12 @@
 //   3. received   "inputs received" notification, once per run (marker);
 //   4. run        the engine writes `<job>/<output>` atomically (temporary +
 //                 rename, or a multipart upload completed only on success);
-//   5. report     `<job>/report.json`;
+//   5. report     `<job>/report.json` and `<job>/report.html` (report_html.h);
 //   6. done       `done.json` created; then the success notification, once
 //                 (marker `notified-succeeded` created after it is sent).
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
-// notification once, kFailed. Anything transient (storage or network down)
+// notification once (with the error and where the logs are), `report.html`
+// showing the error (best effort), kFailed. Anything transient (storage or network down)
 // releases the claim and returns the error: the caller retries (the SQS
 // message becomes visible again; after N receives it goes to the DLQ).
 //
@@ -27,6 +28,8 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -37,6 +40,7 @@
 #include "cloudmerge/pipeline/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
 #include "cloudmerge/pipeline/notifier.h"
+#include "cloudmerge/pipeline/report_html.h"
 #include "cloudmerge/status.h"
 
 namespace cloudmerge {
@@ -47,9 +51,17 @@ const char* JobOutcomeName(JobOutcome o);
 struct PipelineOptions {
   JobNaming naming;
   int64_t lease_ms = 5 * 60 * 1000;  // a claim not renewed for this long may be taken over
-  int preview_rows = 5;              // rows of each input and of the result in the report
+  int preview_rows = 10;             // rows of each input and of the result in the report
   unsigned threads = 0;              // engine threads (0: all cores)
   std::string worker_id;             // for claims and logs (default: host:pid)
+  // Prices of the report's AWS cost estimate; nullopt: CostPrices::FromEnvironment.
+  std::optional<CostPrices> prices;
+  // The link a success email gives for a stored object's URI (report.html, the
+  // result), valid for link_expiry_s: a presigned GET for s3:// URIs (set by
+  // the caller that has the S3 client). Local paths are linked as file://
+  // URLs; unset or failing, the URI itself.
+  std::function<Result<std::string>(const std::string& uri, int64_t expires_s)> share_link;
+  int64_t link_expiry_s = 7 * 24 * 3600;  // S3's maximum for SigV4 presigned URLs
   // Set by SIGTERM: a run in progress finishes; no new run starts.
   std::atomic<bool>* stop = nullptr;
 };
@@ -75,6 +87,8 @@ class JobRunner {
   void NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   bool Notify(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   nlohmann::json Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key);
+  std::string Link(const std::string& uri);
+  std::string LogLocation(const std::string& job) const;
 
   JobStore* in_;
   JobStore* out_;

@@ -57,6 +57,10 @@ void JsonLog::Write(const nlohmann::json& line) {
   std::fputc('\n', out_);
   std::fflush(out_);
   ++lines_;
+  if (!sinks_.empty()) {
+    long long now = NowMillis();
+    for (auto& sink : sinks_) sink(text, now);
+  }
 }
 
 }  // namespace cloudmerge

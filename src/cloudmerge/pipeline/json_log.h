@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -46,6 +47,12 @@ class JsonLog {
   // One EMF record in namespace "cloudmerge", dimension "Engine".
   void Metrics(const std::string& job, const std::string& engine, const std::vector<Metric>& metrics);
 
+  // Also hands every line to `sink` (e.g. a CloudWatchLogsSink), with its time.
+  void AddSink(std::function<void(const std::string& line, long long time_ms)> sink) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sinks_.push_back(std::move(sink));
+  }
+
   // Lines written so far (for tests and the summary).
   size_t lines() const { return lines_; }
 
@@ -54,6 +61,7 @@ class JsonLog {
   FILE* out_;
   std::mutex mu_;
   size_t lines_ = 0;
+  std::vector<std::function<void(const std::string&, long long)>> sinks_;
 };
 
 // ISO 8601 UTC with milliseconds, e.g. "2026-11-24T22:50:01.123Z".

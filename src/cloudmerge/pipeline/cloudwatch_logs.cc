@@ -1,0 +1,160 @@
+// CloudWatch Logs over AWS JSON 1.1: POST / with X-Amz-Target: Logs_20140328.<Action>.
+#include "cloudmerge/pipeline/cloudwatch_logs.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cloudmerge/aws/sigv4.h"
+
+namespace cloudmerge {
+namespace {
+
+using nlohmann::json;
+
+constexpr size_t kMaxBatchEvents = 10000;
+constexpr size_t kMaxBatchBytes = 1000000;  // the API's limit is 1,048,576 incl. 26 bytes per event
+
+std::string HostOf(const std::string& endpoint) {
+  size_t scheme = endpoint.find("://");
+  std::string rest = scheme == std::string::npos ? endpoint : endpoint.substr(scheme + 3);
+  return rest.substr(0, rest.find('/'));
+}
+
+}  // namespace
+
+CloudWatchLogsSink::CloudWatchLogsSink(CloudWatchLogsOptions o, std::shared_ptr<CredentialsProvider> credentials,
+                                       std::shared_ptr<HttpTransport> transport)
+    : o_(std::move(o)), credentials_(std::move(credentials)), transport_(std::move(transport)) {
+  if (o_.endpoint_url.empty()) o_.endpoint_url = fmt::format("https://logs.{}.amazonaws.com", o_.region);
+  while (!o_.endpoint_url.empty() && o_.endpoint_url.back() == '/') o_.endpoint_url.pop_back();
+  if (o_.log_stream.empty()) {
+    char host[128] = {0};
+    gethostname(host, sizeof(host) - 1);
+    o_.log_stream = fmt::format("{}-{}-{}", host, getpid(), std::time(nullptr));
+  }
+}
+
+CloudWatchLogsSink::~CloudWatchLogsSink() {
+  if (!thread_.joinable()) return;
+  Flush();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+Result<std::string> CloudWatchLogsSink::Call(const std::string& action, const std::string& body) {
+  Status last;
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    auto creds = credentials_->Get();
+    if (!creds.ok()) return creds.status();
+    SigningInput in;
+    in.method = "POST";
+    in.host = HostOf(o_.endpoint_url);
+    in.canonical_uri = "/";
+    in.headers = {{"content-type", "application/x-amz-json-1.1"}, {"x-amz-target", "Logs_20140328." + action}};
+    in.payload_sha256 = Sha256Hex(body);
+    in.region = o_.region;
+    in.service = "logs";
+    in.now = std::time(nullptr);
+    HttpRequest req;
+    req.method = "POST";
+    req.url = o_.endpoint_url + "/";
+    req.headers = in.headers;
+    for (auto& h : SignRequest(in, *creds)) req.headers.push_back(h);
+    req.body = body;
+    req.timeout_ms = 30000;
+    auto resp = transport_->Send(req);
+    if (!resp.ok()) {
+      last = resp.status();
+      continue;
+    }
+    if (resp->status == 200) return resp->body;
+    json err = json::parse(resp->body, nullptr, false);
+    std::string type = err.is_object() ? err.value("__type", "") : "";
+    last = Status::IOError(fmt::format("CloudWatch Logs {} for group {}: {} ({} {}) with {}", action, o_.log_group,
+                                       err.is_object() ? err.value("message", "") : "", resp->status, type,
+                                       creds->Describe()));
+    if (type.find("ResourceAlreadyExists") != std::string::npos) return std::string("{}");
+    if (resp->status < 500 && resp->status != 429 && type.find("Throttling") == std::string::npos) return last;
+  }
+  return last;
+}
+
+Status CloudWatchLogsSink::Start() {
+  auto g = Call("CreateLogGroup", json{{"logGroupName", o_.log_group}}.dump());
+  if (!g.ok()) return g.status();
+  auto s = Call("CreateLogStream", json{{"logGroupName", o_.log_group}, {"logStreamName", o_.log_stream}}.dump());
+  if (!s.ok()) return s.status();
+  thread_ = std::thread([this] { Loop(); });
+  return Status::OK();
+}
+
+void CloudWatchLogsSink::Add(std::string line, long long time_ms) {
+  std::lock_guard<std::mutex> lock(mu_);
+  queued_bytes_ += line.size() + 26;
+  queue_.emplace_back(time_ms, std::move(line));
+  if (queue_.size() >= kMaxBatchEvents || queued_bytes_ >= kMaxBatchBytes) cv_.notify_all();
+}
+
+void CloudWatchLogsSink::Flush() {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!thread_.joinable()) return;
+  flush_requested_ = true;
+  cv_.notify_all();
+  drained_.wait_for(lock, std::chrono::seconds(30), [&] { return queue_.empty() && in_flight_ == 0; });
+}
+
+Status CloudWatchLogsSink::SendBatch(std::deque<std::pair<long long, std::string>>* batch) {
+  json events = json::array();
+  for (auto& [t, line] : *batch) events.push_back({{"timestamp", t}, {"message", line}});
+  auto r = Call("PutLogEvents",
+                json{{"logGroupName", o_.log_group}, {"logStreamName", o_.log_stream}, {"logEvents", events}}.dump(
+                    -1, ' ', false, json::error_handler_t::replace));
+  return r.ok() ? Status::OK() : r.status();
+}
+
+void CloudWatchLogsSink::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait_for(lock, std::chrono::milliseconds(o_.flush_ms), [&] {
+      return stop_ || flush_requested_ || queue_.size() >= kMaxBatchEvents || queued_bytes_ >= kMaxBatchBytes;
+    });
+    while (!queue_.empty()) {
+      std::deque<std::pair<long long, std::string>> batch;
+      size_t bytes = 0;
+      while (!queue_.empty() && batch.size() < kMaxBatchEvents &&
+             bytes + queue_.front().second.size() + 26 <= kMaxBatchBytes) {
+        bytes += queue_.front().second.size() + 26;
+        batch.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      if (batch.empty()) {  // one line over the limit: it cannot be sent whole
+        queue_.pop_front();
+        continue;
+      }
+      queued_bytes_ -= std::min(queued_bytes_, bytes);
+      ++in_flight_;
+      lock.unlock();
+      Status st = SendBatch(&batch);
+      if (!st.ok()) std::fprintf(stderr, "cloudmerge: %zu log lines not sent to CloudWatch Logs: %s\n", batch.size(),
+                                 st.message().c_str());
+      lock.lock();
+      --in_flight_;
+    }
+    flush_requested_ = false;
+    drained_.notify_all();
+    if (stop_) return;
+  }
+}
+
+}  // namespace cloudmerge

@@ -1,0 +1,63 @@
+// CloudWatchLogsSink: ships the JSON log lines of `serve` (outside Lambda,
+// where stdout is not collected) to a CloudWatch Logs stream with
+// CreateLogGroup / CreateLogStream / PutLogEvents (AWS JSON 1.1, our SigV4).
+// Lines are queued by Add() and sent by a background thread in batches (every
+// second, or sooner when 1 MB or 10,000 events are queued, the API's limits);
+// Flush() sends what is queued and waits. A failed batch is retried a few
+// times, then dropped with a message on stderr: logging must never stop the
+// pipeline.
+//
+// Thread safety: Add may be called from any thread; one background sender.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/http.h"
+#include "cloudmerge/status.h"
+
+namespace cloudmerge {
+
+struct CloudWatchLogsOptions {
+  std::string log_group;
+  std::string log_stream;    // default: host-pid-start time
+  std::string region;
+  std::string endpoint_url;  // empty: https://logs.<region>.amazonaws.com
+  int flush_ms = 1000;
+};
+
+class CloudWatchLogsSink {
+ public:
+  CloudWatchLogsSink(CloudWatchLogsOptions options, std::shared_ptr<CredentialsProvider> credentials,
+                     std::shared_ptr<HttpTransport> transport);
+  ~CloudWatchLogsSink();  // flushes
+  // Creates the group (if missing) and the stream, then starts sending.
+  Status Start();
+  void Add(std::string line, long long time_ms);
+  void Flush();
+  const CloudWatchLogsOptions& options() const { return o_; }
+
+ private:
+  Result<std::string> Call(const std::string& action, const std::string& body);
+  void Loop();
+  Status SendBatch(std::deque<std::pair<long long, std::string>>* batch);
+
+  CloudWatchLogsOptions o_;
+  std::shared_ptr<CredentialsProvider> credentials_;
+  std::shared_ptr<HttpTransport> transport_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::pair<long long, std::string>> queue_;
+  size_t queued_bytes_ = 0;
+  bool stop_ = false, flush_requested_ = false;
+  size_t in_flight_ = 0;
+  std::condition_variable drained_;
+  std::thread thread_;
+};
+
+}  // namespace cloudmerge

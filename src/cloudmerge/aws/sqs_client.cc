@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/aws_json.h"
 
 namespace cloudmerge {
 namespace {
@@ -21,11 +21,6 @@ std::string EndpointOf(const std::string& url) {
   size_t scheme = url.find("://");
   size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
   return slash == std::string::npos ? url : url.substr(0, slash);
-}
-
-std::string HostOf(const std::string& endpoint) {
-  size_t scheme = endpoint.find("://");
-  return scheme == std::string::npos ? endpoint : endpoint.substr(scheme + 3);
 }
 
 bool Retryable(long status, const std::string& body) {
@@ -55,23 +50,8 @@ Result<std::string> SqsClient::Call(const std::string& action, const std::string
     }
     auto creds = credentials_->Get();
     if (!creds.ok()) return creds.status();
-    SigningInput in;
-    in.method = "POST";
-    in.host = HostOf(endpoint_);
-    in.canonical_uri = "/";
-    in.headers = {{"content-type", "application/x-amz-json-1.0"}, {"x-amz-target", "AmazonSQS." + action}};
-    in.payload_sha256 = Sha256Hex(body);
-    in.region = region_;
-    in.service = "sqs";
-    in.now = std::time(nullptr);
-    HttpRequest req;
-    req.method = "POST";
-    req.url = endpoint_ + "/";
-    req.headers = in.headers;
-    for (auto& h : SignRequest(in, *creds)) req.headers.push_back(h);
-    req.body = body;
-    req.timeout_ms = 60000;  // long polls take up to 20 s
-    auto resp = transport_->Send(req);
+    AwsJsonService svc{endpoint_, region_, "sqs", "AmazonSQS", "application/x-amz-json-1.0"};
+    auto resp = SendAwsJson(*transport_, *creds, svc, action, body, 60000);  // long polls take up to 20 s
     if (!resp.ok()) {
       last = resp.status();
       continue;

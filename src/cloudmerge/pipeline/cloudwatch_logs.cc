@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/aws_json.h"
 
 namespace cloudmerge {
 namespace {
@@ -19,12 +19,6 @@ using nlohmann::json;
 
 constexpr size_t kMaxBatchEvents = 10000;
 constexpr size_t kMaxBatchBytes = 1000000;  // the API's limit is 1,048,576 incl. 26 bytes per event
-
-std::string HostOf(const std::string& endpoint) {
-  size_t scheme = endpoint.find("://");
-  std::string rest = scheme == std::string::npos ? endpoint : endpoint.substr(scheme + 3);
-  return rest.substr(0, rest.find('/'));
-}
 
 }  // namespace
 
@@ -57,23 +51,8 @@ Result<std::string> CloudWatchLogsSink::Call(const std::string& action, const st
     if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
     auto creds = credentials_->Get();
     if (!creds.ok()) return creds.status();
-    SigningInput in;
-    in.method = "POST";
-    in.host = HostOf(o_.endpoint_url);
-    in.canonical_uri = "/";
-    in.headers = {{"content-type", "application/x-amz-json-1.1"}, {"x-amz-target", "Logs_20140328." + action}};
-    in.payload_sha256 = Sha256Hex(body);
-    in.region = o_.region;
-    in.service = "logs";
-    in.now = std::time(nullptr);
-    HttpRequest req;
-    req.method = "POST";
-    req.url = o_.endpoint_url + "/";
-    req.headers = in.headers;
-    for (auto& h : SignRequest(in, *creds)) req.headers.push_back(h);
-    req.body = body;
-    req.timeout_ms = 30000;
-    auto resp = transport_->Send(req);
+    AwsJsonService svc{o_.endpoint_url, o_.region, "logs", "Logs_20140328", "application/x-amz-json-1.1"};
+    auto resp = SendAwsJson(*transport_, *creds, svc, action, body, 30000);
     if (!resp.ok()) {
       last = resp.status();
       continue;

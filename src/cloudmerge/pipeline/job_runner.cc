@@ -16,6 +16,7 @@
 
 #include "cloudmerge/compression.h"
 #include "cloudmerge/merge.h"
+#include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/command_engine.h"
 
 namespace cloudmerge {
@@ -71,38 +72,14 @@ std::vector<std::string> PreviewLines(const std::string& head, int rows) {
 }
 
 // Keeps a claim alive while the run goes on, by rewriting it with a later
-// expiry every third of the lease.
-class LeaseKeeper {
- public:
-  LeaseKeeper(JobStore* store, std::string key, std::string worker, int64_t lease_ms)
-      : store_(store), key_(std::move(key)), worker_(std::move(worker)), lease_ms_(lease_ms) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~LeaseKeeper() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!cv_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(lease_ms_ / 3, 10)), [&] { return stop_; })) {
-      json claim = {{"worker", worker_}, {"expires_ms", NowMillis() + lease_ms_}};
-      (void)store_->Put(key_, claim.dump(), "application/json");  // a missed renewal only shortens the lease
-    }
-  }
-  JobStore* store_;
-  std::string key_, worker_;
-  int64_t lease_ms_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+// expiry every third of the lease; a missed renewal only shortens the lease.
+std::unique_ptr<PeriodicTask> KeepLease(JobStore* store, const std::string& key, const std::string& worker,
+                                        int64_t lease_ms) {
+  return std::make_unique<PeriodicTask>(std::chrono::milliseconds(std::max<int64_t>(lease_ms / 3, 10)), [=] {
+    json claim = {{"worker", worker}, {"expires_ms", NowMillis() + lease_ms}};
+    (void)store->Put(key, claim.dump(), "application/json");
+  });
+}
 
 }  // namespace
 
@@ -200,7 +177,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     Status cleaned = out_->AbortAbandonedWrites(job + "/");
     if (!cleaned.ok()) log_->Warn("job.cleanup_failed", job, cleaned.message(), {{"run", r.run}});
   }
-  LeaseKeeper keeper(out_, claim_key, o_.worker_id, o_.lease_ms);
+  auto keeper = KeepLease(out_, claim_key, o_.worker_id, o_.lease_ms);
   auto release = [&] { (void)out_->Delete(claim_key); };
 
   // The spec.

@@ -27,6 +27,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/pipeline/notifier_internal.h"
+#include "cloudmerge/pipeline/report_html.h"  // HtmlEscape
 
 namespace cloudmerge {
 
@@ -190,20 +191,6 @@ std::string ToCrlf(std::string_view text) {
       out += "\r\n";
     } else {
       out += c;
-    }
-  }
-  return out;
-}
-
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
     }
   }
   return out;

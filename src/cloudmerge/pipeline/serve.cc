@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/events.h"
 
 namespace cloudmerge {
@@ -27,40 +28,13 @@ void SleepUnlessStopped(int ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(std::min(50, ms - waited)));
 }
 
-// Extends a message's visibility while its jobs run.
-class VisibilityHeartbeat {
- public:
-  VisibilityHeartbeat(SqsClient* sqs, std::string receipt, int visibility_s, JsonLog* log)
-      : sqs_(sqs), receipt_(std::move(receipt)), visibility_s_(visibility_s), log_(log) {
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~VisibilityHeartbeat() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  void Loop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    auto period = std::chrono::milliseconds(std::max(1000, visibility_s_ * 1000 / 2));
-    while (!cv_.wait_for(lock, period, [&] { return stop_; })) {
-      Status st = sqs_->ChangeVisibility(receipt_, visibility_s_);
-      if (!st.ok()) log_->Warn("queue.heartbeat_failed", "", st.message());
-    }
-  }
-  SqsClient* sqs_;
-  std::string receipt_;
-  int visibility_s_;
-  JsonLog* log_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::thread thread_;
-};
+// Extends a message's visibility while its jobs run, every half timeout.
+std::unique_ptr<PeriodicTask> KeepInvisible(SqsClient* sqs, const std::string& receipt, int visibility_s, JsonLog* log) {
+  return std::make_unique<PeriodicTask>(std::chrono::milliseconds(std::max(1000, visibility_s * 1000 / 2)), [=] {
+    Status st = sqs->ChangeVisibility(receipt, visibility_s);
+    if (!st.ok()) log->Warn("queue.heartbeat_failed", "", st.message());
+  });
+}
 
 }  // namespace
 
@@ -169,7 +143,7 @@ Status ServeQueue(SqsClient* sqs, JobRunner* runner, const std::string& input_bu
       std::vector<std::pair<std::string, JobOutcome>> outcomes;
       Status st;
       {
-        VisibilityHeartbeat heartbeat(sqs, m.receipt_handle, o.visibility_s, log);
+        auto heartbeat = KeepInvisible(sqs, m.receipt_handle, o.visibility_s, log);
         auto r = HandleS3Event(m.body, runner, input_bucket, input_prefix, log);
         if (r.ok()) outcomes = std::move(*r);
         else st = r.status();

@@ -26,6 +26,7 @@
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/json_fields.h"
 #include "cloudmerge/pipeline/events.h"
 #include "cloudmerge/pipeline/lambda_runtime.h"
 #include "cloudmerge/pipeline/serve.h"
@@ -179,19 +180,18 @@ struct LambdaApp {
   Result<std::string> Handle(const std::string& event, const LambdaContext& ctx) {
     DeadlineWatchdog watchdog(ctx, runtime, runtime_api, &log, deadline_margin_ms);
     json doc = json::parse(event, nullptr, false);
-    bool sqs_batch = doc.is_object() && doc.contains("Records") && doc["Records"].is_array() &&
-                     !doc["Records"].empty() && doc["Records"][0].is_object() &&
-                     doc["Records"][0].value("eventSource", "") == "aws:sqs";
+    const json& records = JsonMember(doc, "Records");
+    bool sqs_batch = records.is_array() && !records.empty() && JsonString(records[0], "eventSource") == "aws:sqs";
     if (!sqs_batch) {
       CM_RETURN_IF_ERROR(HandleNotification(event));
       return std::string(R"({"status":"ok"})");
     }
     json failures = json::array();
-    for (const auto& record : doc["Records"]) {
-      Status st = HandleNotification(record.value("body", ""));
+    for (const auto& record : records) {
+      Status st = HandleNotification(JsonString(record, "body"));
       if (!st.ok()) {
-        log.Error("lambda.record_failed", "", st.message(), {{"message_id", record.value("messageId", "")}});
-        failures.push_back({{"itemIdentifier", record.value("messageId", "")}});
+        log.Error("lambda.record_failed", "", st.message(), {{"message_id", JsonString(record, "messageId")}});
+        failures.push_back({{"itemIdentifier", JsonString(record, "messageId")}});
       }
     }
     return json{{"batchItemFailures", failures}}.dump();

@@ -131,3 +131,14 @@ def test_deadline_fails_cleanly_before_lambda_kills_it(world):
     assert answer.get("errorType") == "Function.DeadlineExceeded", (status, body, w.emu.logs()[-2000:])
     assert "time limit" in answer["errorMessage"]
     assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="slow/merged").get("KeyCount", 0) == 0
+
+
+def test_malformed_records_are_reported_not_fatal(world):
+    """Records that are not objects, or whose fields have the wrong types, fail
+    alone (batchItemFailures), and the runtime keeps answering."""
+    w = world
+    good = recorded_event("sqs_s3_put_event.json", w.inb, ["none/x_list.txt", "none/y_list.txt"])
+    event = {"Records": [good["Records"][0], 5, {"eventSource": "aws:sqs", "messageId": 7, "body": ["x"]}]}
+    answer = invoke(w, event)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": ""}, {"itemIdentifier": ""}]}, answer
+    assert invoke(w, good) == {"batchItemFailures": []}

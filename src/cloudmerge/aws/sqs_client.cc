@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/aws_json.h"
+#include "cloudmerge/json_fields.h"
 
 namespace cloudmerge {
 namespace {
@@ -58,8 +59,8 @@ Result<std::string> SqsClient::Call(const std::string& action, const std::string
     }
     if (resp->status == 200) return resp->body;
     json err = json::parse(resp->body, nullptr, false);
-    std::string type = err.is_object() ? err.value("__type", "") : "";
-    std::string message = err.is_object() ? err.value("message", err.value("Message", "")) : resp->body.substr(0, 300);
+    std::string type = JsonString(err, "__type");
+    std::string message = JsonString(err, "message", JsonString(err, "Message", resp->body.substr(0, 300)));
     last = Status::IOError(fmt::format("SQS {} on {}: {} ({} {}). Check the queue URL and that {} may sqs:{} on it.",
                                        action, queue_url_, message, resp->status, type, creds->Describe(), action));
     if (!Retryable(resp->status, resp->body)) return last;
@@ -81,11 +82,11 @@ Result<std::vector<SqsMessage>> SqsClient::Receive(int max_messages, int wait_se
   if (!j.is_object() || !j.contains("Messages") || !j["Messages"].is_array()) return out;
   for (const auto& m : j["Messages"]) {
     SqsMessage msg;
-    msg.message_id = m.value("MessageId", "");
-    msg.receipt_handle = m.value("ReceiptHandle", "");
-    msg.body = m.value("Body", "");
+    msg.message_id = JsonString(m, "MessageId");
+    msg.receipt_handle = JsonString(m, "ReceiptHandle");
+    msg.body = JsonString(m, "Body");
     if (m.contains("Attributes") && m["Attributes"].is_object())
-      msg.receive_count = std::atoi(m["Attributes"].value("ApproximateReceiveCount", "0").c_str());
+      msg.receive_count = std::atoi(JsonString(m["Attributes"], "ApproximateReceiveCount", "0").c_str());
     out.push_back(std::move(msg));
   }
   return out;

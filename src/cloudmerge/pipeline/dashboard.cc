@@ -1,6 +1,7 @@
 // The dashboard: job states from the stores, the pages, and the HTTP server.
 // See dashboard.h.
 #include "cloudmerge/pipeline/dashboard.h"
+#include "cloudmerge/json_fields.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -100,30 +101,30 @@ JobView ViewOf(JobStore* in, JobStore* out, const std::string& job, const JobNam
     auto text = out->Get(prefix + "done.json");
     json d = text.ok() ? json::parse(*text, nullptr, false) : json();
     if (d.is_object()) {
-      v.rows = d.value("rows", json::object()).value("output", -1.0);
-      v.seconds = d.value("seconds", -1.0);
-      v.finished = d.value("finished", "");
-      v.detail = d.value("result", "");
+      v.rows = JsonNumber(JsonMember(d, "rows"), "output", -1.0);
+      v.seconds = JsonNumber(d, "seconds", -1.0);
+      v.finished = JsonString(d, "finished");
+      v.detail = JsonString(d, "result");
     }
   } else if (out_keys.count(prefix + "failed.json")) {
     v.state = "failed";
     auto text = out->Get(prefix + "failed.json");
     json f = text.ok() ? json::parse(*text, nullptr, false) : json();
     if (f.is_object()) {
-      v.detail = f.value("error", "");
-      v.finished = f.value("time", "");
+      v.detail = JsonString(f, "error");
+      v.finished = JsonString(f, "time");
     }
   } else if (auto claim = LatestClaim(out, prefix, out_keys); claim.is_object()) {
-    if (claim.value("expires_ms", int64_t{0}) < NowMillis()) {  // its worker died: the run will be taken over
+    if (JsonInt(claim, "expires_ms", 0) < NowMillis()) {  // its worker died: the run will be taken over
       v.state = "queued";
-      v.detail = fmt::format("the claim of {} expired: waiting for another worker", claim.value("worker", "?"));
+      v.detail = fmt::format("the claim of {} expired: waiting for another worker", JsonString(claim, "worker", "?"));
       return v;
     }
     v.state = "running";
     auto started = out->Get(prefix + "received");
     double t0 = started.ok() ? ParseIso8601(*started) : -1;
     if (t0 > 0) v.elapsed_s = std::max(0.0, NowMillis() / 1000.0 - t0);
-    v.detail = "merging on " + claim.value("worker", std::string("?"));
+    v.detail = "merging on " + JsonString(claim, "worker", "?");
   } else {
     v.state = "queued";
     v.detail = "inputs complete, waiting for a worker";

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/compression.h"
+#include "cloudmerge/json_fields.h"
 #include "cloudmerge/merge.h"
 #include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/command_engine.h"
@@ -156,13 +157,13 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   if (highest > 0) {
     auto text = out_->Get(fmt::format("{}claim-{}", r.state_prefix, highest));
     json claim = text.ok() ? json::parse(*text, nullptr, false) : json();
-    int64_t expires = claim.is_object() ? claim.value("expires_ms", int64_t{0}) : 0;
+    int64_t expires = JsonInt(claim, "expires_ms", 0);
     if (expires > NowMillis()) {
-      log_->Info("job.busy", job, fmt::format("run {} is being processed by {}", r.run, claim.value("worker", "?")),
+      log_->Info("job.busy", job, fmt::format("run {} is being processed by {}", r.run, JsonString(claim, "worker", "?")),
                  {{"run", r.run}});
       return JobOutcome::kBusy;
     }
-    log_->Warn("job.takeover", job, fmt::format("the claim of {} expired: taking the run over", claim.value("worker", "?")),
+    log_->Warn("job.takeover", job, fmt::format("the claim of {} expired: taking the run over", JsonString(claim, "worker", "?")),
                {{"run", r.run}});
   }
   std::string claim_key = fmt::format("{}claim-{}", r.state_prefix, highest + 1);

@@ -23,5 +23,5 @@ echo "Pipeline (cloudmerge serve --local out/pipeline --once), JSON log:"
 build/cloudmerge serve --local out/pipeline --once --mail-to scientist@example.org | cut -c1-160
 echo
 echo "Pipeline result: $(pwd)/out/pipeline/output/example/merged.tsv"
-echo "Run report:      $(pwd)/out/pipeline/output/example/report.json"
+echo "Run report:      $(pwd)/out/pipeline/output/example/report.html (and report.json)"
 echo "Emails sent:     $(ls out/pipeline/outbox | sed "s|^|$(pwd)/out/pipeline/outbox/|" | tr '\n' ' ')"

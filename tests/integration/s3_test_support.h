@@ -92,7 +92,17 @@ class HookTransport final : public HttpTransport {
  public:
   using Hook = std::function<Result<HttpResponse>(const HttpRequest&, int n, HttpTransport& inner)>;
   HookTransport(std::shared_ptr<HttpTransport> inner, Hook hook) : inner_(std::move(inner)), hook_(std::move(hook)) {}
-  Result<HttpResponse> Send(const HttpRequest& request) override { return hook_(request, calls_++, *inner_); }
+  Result<HttpResponse> Send(const HttpRequest& request) override {
+    // Hooks that answer every request themselves have no inner transport:
+    // hand them one that refuses, never a null reference.
+    struct Refuse final : HttpTransport {
+      Result<HttpResponse> Send(const HttpRequest&) override {
+        return Status::Internal("this test's transport has no inner transport");
+      }
+    };
+    static Refuse refuse;
+    return hook_(request, calls_++, inner_ ? *inner_ : static_cast<HttpTransport&>(refuse));
+  }
   int calls() const { return calls_; }
 
  private:

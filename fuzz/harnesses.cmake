@@ -1,7 +1,7 @@
 # The fuzz harnesses and the libraries each one needs. Included by
 # fuzz/CMakeLists.txt (libFuzzer builds, clang) and tests/CMakeLists.txt
 # (replay builds with any compiler, run by ctest over fuzz/corpus/<name>/).
-set(CLOUDMERGE_FUZZ_HARNESSES tokenizer key_types s3_xml events job_spec check_key merge)
+set(CLOUDMERGE_FUZZ_HARNESSES tokenizer key_types s3_xml events job_spec check_key merge spill_reader)
 set(CLOUDMERGE_FUZZ_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 # cloudmerge_fuzz_harness(<target> <name> [extra sources...]): an executable from

@@ -6,6 +6,8 @@ Files are named by content hash, so re-running is idempotent; regression inputs
 (crashes found and fixed) live beside them under names starting 'regress-'."""
 import hashlib
 import pathlib
+import struct
+import subprocess
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CASES = ROOT.parent / "shared" / "conformance" / "cases"
@@ -84,10 +86,59 @@ def key_seeds():
         put("job_spec", key)
 
 
+def spill_frame(raw, records, flags=None, raw_length=None, reserved=b"\0\0\0"):
+    """One spill block (docs/spill-format.md) with a zero checksum: the
+    spill_reader harness recomputes checksums when its mode byte is odd. flags
+    None: zstd (the zstd command, level 1) when that saves an eighth, as the
+    writer does; otherwise the stored bytes are `raw` as given."""
+    stored = raw
+    if flags is None:
+        flags = 0
+        if raw:
+            z = subprocess.run(["zstd", "-1", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
+            if len(z) * 8 < len(raw) * 7:
+                stored, flags = z, 1
+    if raw_length is None:
+        raw_length = len(raw)
+    return (b"CMSB" + bytes([flags]) + reserved + struct.pack("<III", len(stored), raw_length, records)
+            + b"\0" * 8 + stored)
+
+
+def partition_records(rows):
+    """Partition-file records: (position, key, text), see docs/spill-format.md."""
+    return b"".join(struct.pack("<QII", pos, len(k), len(t)) + k + t for pos, k, t in rows)
+
+
+def spill_seeds():
+    rows = [((u << 40) | i, b"id%d" % (i % 7), b"id%d\tvalue %d\tgene%d" % (i % 7, i, i * 31)) for u in range(2)
+            for i in range(40)]
+    small, big = partition_records(rows[:3]), partition_records(rows)
+    run = b"".join(struct.pack("<QQI", i, 1000 + i, 9) + b"a\tb\tc\td\te" for i in range(30))
+    repaired = [
+        b"",
+        spill_frame(small, 3),
+        spill_frame(big, len(rows)),
+        spill_frame(run, 30),
+        spill_frame(small, 3) + spill_frame(b"", 5) + spill_frame(big, len(rows)),
+        spill_frame(big, len(rows))[:60],  # truncated
+        spill_frame(small, 3, flags=2),  # unknown flags
+        spill_frame(small, 3, reserved=b"\0\1\0"),
+        spill_frame(big, len(rows))[:28] + b"\0" * 8,  # stored length beyond the end
+        spill_frame(small, 3, flags=1),  # "compressed" but not a zstd frame
+        spill_frame(big, len(rows), raw_length=17),  # decompresses to another size
+        spill_frame(small, 3) + b"CMS",  # trailing garbage
+    ]
+    for f in repaired:
+        put("spill_reader", b"\x01" + f)
+    for f in [spill_frame(small, 3), b"XXXX" + spill_frame(small, 3)[4:], b"\0" * 40]:
+        put("spill_reader", b"\x00" + f)  # checksums left wrong
+
+
 if __name__ == "__main__":
     tsv_seeds()
     xml_seeds()
     json_seeds()
     key_seeds()
+    spill_seeds()
     for d in sorted(OUT.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} files")

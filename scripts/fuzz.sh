@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-20}"
 shift || true
 harnesses=("$@")
-((${#harnesses[@]})) || harnesses=(tokenizer key_types s3_xml events job_spec check_key merge)
+((${#harnesses[@]})) || harnesses=(tokenizer key_types s3_xml events job_spec check_key merge spill_reader)
 
 scripts/install-deps.sh --fuzz >/dev/null
 command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found; run scripts/install-deps.sh --fuzz" >&2; exit 2; }

@@ -1,9 +1,12 @@
 // gzip through zlib's inflate (windowBits 15+32: gzip or zlib headers,
-// restarted after each member), zstd through ZSTD_decompressStream.
+// restarted after each member) and deflate (16+15: a gzip member), zstd
+// through ZSTD_decompressStream and ZSTD_compressStream2.
 #include "cloudmerge/compression.h"
 
 #include <zlib.h>
 #include <zstd.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -110,6 +113,95 @@ class ZstdDecoder final : public Decoder {
   bool frame_open_ = false;
 };
 
+// Encoders. Errors here mean a bug or memory exhaustion (the codecs do not
+// fail on valid input): Internal, naming the codec's own message.
+Status EncodeFailure(const char* codec, const char* what) {
+  return Status::Internal(fmt::format("{} compression of the output failed: {}. This is a bug in cloudmerge or the "
+                                      "machine is out of memory; write an uncompressed output instead.",
+                                      codec, what));
+}
+
+class GzipEncoder final : public Encoder {
+ public:
+  explicit GzipEncoder(int level) {
+    // windowBits 16 + 15: a gzip header and trailer, not zlib's.
+    init_ = deflateInit2(&z_, level, Z_DEFLATED, 16 + MAX_WBITS, 8, Z_DEFAULT_STRATEGY);
+  }
+  ~GzipEncoder() override {
+    if (init_ == Z_OK) deflateEnd(&z_);
+  }
+
+  Status Feed(std::string_view in, std::string* out) override {
+    if (init_ != Z_OK) return EncodeFailure("gzip", "deflateInit2 failed");
+    // avail_in is 32 bits: feed large pieces in slices.
+    while (!in.empty()) {
+      size_t n = std::min<size_t>(in.size(), 1u << 30);
+      CM_RETURN_IF_ERROR(Run(in.substr(0, n), Z_NO_FLUSH, out));
+      in.remove_prefix(n);
+    }
+    return Status::OK();
+  }
+
+  Status Finish(std::string* out) override {
+    if (init_ != Z_OK) return EncodeFailure("gzip", "deflateInit2 failed");
+    return Run({}, Z_FINISH, out);
+  }
+
+ private:
+  Status Run(std::string_view in, int flush, std::string* out) {
+    z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
+    z_.avail_in = static_cast<uInt>(in.size());
+    for (;;) {
+      size_t old = out->size();
+      constexpr size_t step = 256 << 10;
+      out->resize(old + step);
+      z_.next_out = reinterpret_cast<Bytef*>(out->data() + old);
+      z_.avail_out = static_cast<uInt>(step);
+      int rc = deflate(&z_, flush);
+      out->resize(old + (step - z_.avail_out));
+      if (rc == Z_STREAM_END) return Status::OK();
+      if (rc != Z_OK && rc != Z_BUF_ERROR) return EncodeFailure("gzip", z_.msg ? z_.msg : "deflate failed");
+      // Done with this input once deflate left output space unused (nothing pending).
+      if (flush != Z_FINISH && z_.avail_in == 0 && z_.avail_out > 0) return Status::OK();
+    }
+  }
+
+  z_stream z_{};
+  int init_;
+};
+
+class ZstdEncoder final : public Encoder {
+ public:
+  explicit ZstdEncoder(int level) : c_(ZSTD_createCCtx()) {
+    if (c_ == nullptr) return;
+    ZSTD_CCtx_setParameter(c_, ZSTD_c_compressionLevel, level);
+    ZSTD_CCtx_setParameter(c_, ZSTD_c_checksumFlag, 1);  // so that `zstd -t` can vouch for the result
+  }
+  ~ZstdEncoder() override { ZSTD_freeCCtx(c_); }
+
+  Status Feed(std::string_view in, std::string* out) override { return Run(in, ZSTD_e_continue, out); }
+  Status Finish(std::string* out) override { return Run({}, ZSTD_e_end, out); }
+
+ private:
+  Status Run(std::string_view in, ZSTD_EndDirective mode, std::string* out) {
+    if (c_ == nullptr) return EncodeFailure("zstd", "ZSTD_createCCtx failed");
+    ZSTD_inBuffer ib{in.data(), in.size(), 0};
+    for (;;) {
+      size_t old = out->size();
+      const size_t step = ZSTD_CStreamOutSize();
+      out->resize(old + step);
+      ZSTD_outBuffer ob{out->data() + old, step, 0};
+      size_t rc = ZSTD_compressStream2(c_, &ob, &ib, mode);
+      out->resize(old + ob.pos);
+      if (ZSTD_isError(rc)) return EncodeFailure("zstd", ZSTD_getErrorName(rc));
+      // e_continue: done once all input is taken; e_end: once the frame is flushed (rc == 0).
+      if (mode == ZSTD_e_end ? rc == 0 : ib.pos == ib.size) return Status::OK();
+    }
+  }
+
+  ZSTD_CCtx* c_;
+};
+
 }  // namespace
 
 Compression CompressionForPath(std::string_view path) {
@@ -122,6 +214,18 @@ std::unique_ptr<Decoder> NewDecoder(Compression c, std::string name, uint64_t ma
   switch (c) {
     case Compression::kGzip: return std::make_unique<GzipDecoder>(std::move(name), max_output_bytes);
     case Compression::kZstd: return std::make_unique<ZstdDecoder>(std::move(name), max_output_bytes);
+    default: return nullptr;
+  }
+}
+
+}  // namespace cloudmerge
+
+namespace cloudmerge {
+
+std::unique_ptr<Encoder> NewEncoder(Compression c, int level) {
+  switch (c) {
+    case Compression::kGzip: return std::make_unique<GzipEncoder>(level < 0 ? kOutputGzipLevel : level);
+    case Compression::kZstd: return std::make_unique<ZstdEncoder>(level < 0 ? kOutputZstdLevel : level);
     default: return nullptr;
   }
 }

@@ -1,11 +1,14 @@
-// Streaming decompression of inputs by their name: `.gz` (zlib, gzip and
-// multi-member gzip as written by pigz/bgzip) and `.zst` (zstd, multi-frame).
+// Streaming compression by name: inputs named `.gz` (zlib, gzip and
+// multi-member gzip as written by pigz/bgzip) and `.zst` (zstd, multi-frame)
+// are decompressed, outputs so named are compressed (AtomicOutput, env.h).
 // A Decoder turns compressed bytes, fed in any pieces, into the plain bytes
-// appended to `out`; Finish() reports a truncated stream.
+// appended to `out`; Finish() reports a truncated stream. An Encoder is the
+// reverse: plain bytes in any pieces, one gzip member or one zstd frame out,
+// completed by Finish().
 //
 // The decoded size is bounded (max_output_bytes) so that a small hostile file
 // (a "gzip bomb") fails with a clear error instead of exhausting memory.
-// Thread safety: a Decoder is used by one thread.
+// Thread safety: a Decoder or Encoder is used by one thread.
 #pragma once
 
 #include <cstdint>
@@ -31,5 +34,26 @@ class Decoder {
 
 // `name` is used in error messages only.
 std::unique_ptr<Decoder> NewDecoder(Compression c, std::string name, uint64_t max_output_bytes);
+
+class Encoder {
+ public:
+  virtual ~Encoder() = default;
+  // Compresses `in`, appending to *out whatever compressed bytes are ready
+  // (the codec keeps some back until it has a block's worth).
+  virtual Status Feed(std::string_view in, std::string* out) = 0;
+  // Ends the stream (the gzip trailer, the zstd frame's end) into *out. The
+  // Encoder accepts no more input afterwards.
+  virtual Status Finish(std::string* out) = 0;
+};
+
+// Output levels. A merge's output can be GBs and is compressed on the writer
+// thread, so speed matters: on a 47 MB merge output, gzip -1 took 1.6 s for
+// 19.4 MB, gzip -6 (gzip's default) 9.5 s for 17.2 MB; zstd -3 (zstd's
+// default) 1.3 s for 18.4 MB.
+inline constexpr int kOutputGzipLevel = 1;
+inline constexpr int kOutputZstdLevel = 3;
+
+// nullptr for kNone. `level` < 0: the output level above.
+std::unique_ptr<Encoder> NewEncoder(Compression c, int level = -1);
 
 }  // namespace cloudmerge

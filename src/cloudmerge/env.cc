@@ -1,13 +1,18 @@
-#include "cloudmerge/random_seed.h"
 #include "cloudmerge/env.h"
+
+#include "cloudmerge/compression.h"
+#include "cloudmerge/random_seed.h"
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <filesystem>
 #include <cstdint>
 #include <cerrno>
 #include <cstring>
@@ -253,16 +258,82 @@ class PosixEnv final : public Env {
 char g_cleanup_path[4096];
 std::atomic<bool> g_cleanup_armed{false};
 
+// Registered directories (RegisterCleanupDirectory), removed with their
+// contents. A slot is claimed (kFree -> kBusy), filled, then published
+// (kArmed); the handler only touches kArmed slots. The handler opens the
+// directory by path rather than through a descriptor opened at registration:
+// a descriptor closed by Unregister on one thread could be reused for some
+// other directory while the handler runs on another, and the handler would
+// then empty the wrong directory; a path cannot be retargeted that way.
+enum : int { kFree = 0, kBusy = 1, kArmed = 2 };
+struct DirSlot {
+  std::atomic<int> state{kFree};
+  char path[4096];
+};
+constexpr int kDirSlots = 16;
+DirSlot g_dirs[kDirSlots];
+
+// getdents64(2)'s record; glibc's struct dirent64 is not guaranteed to match.
+struct Dirent64 {
+  uint64_t d_ino;
+  int64_t d_off;
+  unsigned short d_reclen;
+  unsigned char d_type;
+  char d_name[];
+};
+
+// Removes everything inside the directory open as `fd`, subdirectories up to
+// `depth` more levels. Async-signal-safe: raw system calls and a stack buffer.
+// Entries are unlinked while the directory is being listed, which may make the
+// listing skip some: it is listed again from the start until a pass removes
+// nothing.
+void RemoveContentsAt(int fd, int depth) {
+  alignas(8) char buf[4096];
+  for (int pass = 0; pass < 64; ++pass) {
+    bool removed = false;
+    if (lseek(fd, 0, SEEK_SET) != 0) return;
+    for (;;) {
+      long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
+        off += d->d_reclen;
+        const char* name = d->d_name;
+        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
+        if (unlinkat(fd, name, 0) == 0) {
+          removed = true;
+          continue;
+        }
+        if (errno != EISDIR || depth == 0) continue;
+        int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) {
+          RemoveContentsAt(sub, depth - 1);
+          close(sub);
+        }
+        if (unlinkat(fd, name, AT_REMOVEDIR) == 0) removed = true;
+      }
+    }
+    if (!removed) return;
+  }
+}
+
+void RemoveDirectoryInHandler(const char* path) {
+  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  RemoveContentsAt(fd, 4);
+  close(fd);
+  rmdir(path);
+}
+
 void OnFatalSignal(int sig) {
   if (g_cleanup_armed.load()) ::unlink(g_cleanup_path);
+  for (DirSlot& slot : g_dirs)
+    if (slot.state.load() == kArmed) RemoveDirectoryInHandler(slot.path);
   signal(sig, SIG_DFL);
   raise(sig);
 }
 
-void ArmCleanup(const std::string& path) {
-  if (path.size() >= sizeof(g_cleanup_path)) return;
-  std::memcpy(g_cleanup_path, path.c_str(), path.size() + 1);
-  g_cleanup_armed.store(true);
+void InstallFatalSignalHandlers() {
   static bool installed = [] {
     // Only where the signal would kill the process anyway: a program that
     // handles a signal itself (`serve` finishes its current job on SIGTERM)
@@ -276,9 +347,42 @@ void ArmCleanup(const std::string& path) {
   (void)installed;
 }
 
+void ArmCleanup(const std::string& path) {
+  if (path.size() >= sizeof(g_cleanup_path)) return;
+  std::memcpy(g_cleanup_path, path.c_str(), path.size() + 1);
+  g_cleanup_armed.store(true);
+  InstallFatalSignalHandlers();
+}
+
 void DisarmCleanup() { g_cleanup_armed.store(false); }
 
 }  // namespace
+
+bool RegisterCleanupDirectory(const std::string& dir) {
+  if (dir.empty() || dir.size() >= sizeof(DirSlot::path)) return false;
+  InstallFatalSignalHandlers();
+  for (DirSlot& slot : g_dirs) {
+    int expected = kFree;
+    if (!slot.state.compare_exchange_strong(expected, kBusy)) continue;
+    std::memcpy(slot.path, dir.c_str(), dir.size() + 1);
+    slot.state.store(kArmed);
+    return true;
+  }
+  return false;
+}
+
+void UnregisterCleanupDirectory(const std::string& dir) {
+  for (DirSlot& slot : g_dirs) {
+    // Held busy while its path is compared, so that no Register rewrites it meanwhile.
+    int expected = kArmed;
+    if (!slot.state.compare_exchange_strong(expected, kBusy)) continue;
+    if (dir == slot.path) {
+      slot.state.store(kFree);
+      return;
+    }
+    slot.state.store(kArmed);
+  }
+}
 
 Env* Env::Default() {
   static PosixEnv env;
@@ -321,9 +425,35 @@ class TempThenRename final : public AtomicFile {
 
 }  // namespace
 
+namespace {
+
+// A run killed with SIGKILL leaves its OUT.cloudmerge-tmp-<pid>-<random> behind.
+// The next run writing the same OUT removes such leftovers when their process
+// is gone from this machine and they have not been written to for ten minutes
+// (so that a live writer on another machine sharing the directory is safe).
+void RemoveStaleTemporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::path out(path);
+  fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  const std::string prefix = out.filename().string() + ".cloudmerge-tmp-";
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    std::string name = entry.path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid <= 0 || pid == getpid() || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), ec);
+    if (ec || age < std::chrono::minutes(10)) continue;
+    fs::remove(entry.path(), ec);
+  }
+}
+
+}  // namespace
+
 Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) {
   std::string temp;
   if (path != "-" && !IsSpecialFile(path)) {
+    RemoveStaleTemporaries(path);
     temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), static_cast<uint32_t>(RandomSeed()));
   }
   // Armed before the file exists, so that no signal can leave it behind.
@@ -341,16 +471,59 @@ Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) 
   return std::unique_ptr<AtomicFile>(new TempThenRename(this, path, temp, std::move(file.value())));
 }
 
-Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
+namespace {
+
+// An AtomicFile whose bytes are compressed on their way to `base`. Compressed
+// output is collected into ~1 MiB appends: the base may be an S3 multipart
+// upload or a file, both happier with large writes. Everything up to Commit
+// is discarded with `base` when the object is destroyed uncommitted.
+class CompressingAtomicFile final : public AtomicFile {
+ public:
+  CompressingAtomicFile(std::unique_ptr<AtomicFile> base, std::unique_ptr<Encoder> encoder)
+      : base_(std::move(base)), encoder_(std::move(encoder)) {}
+  Status Append(std::string_view data) override {
+    CM_RETURN_IF_ERROR(encoder_->Feed(data, &pending_));
+    if (pending_.size() < kFlushBytes) return Status::OK();
+    Status st = base_->Append(pending_);
+    pending_.clear();
+    return st;
+  }
+  Status Commit() override {
+    CM_RETURN_IF_ERROR(encoder_->Finish(&pending_));
+    CM_RETURN_IF_ERROR(base_->Append(pending_));
+    pending_.clear();
+    return base_->Commit();
+  }
+  bool atomic() const override { return base_->atomic(); }
+
+ private:
+  static constexpr size_t kFlushBytes = 1 << 20;
+  std::unique_ptr<AtomicFile> base_;
+  std::unique_ptr<Encoder> encoder_;
+  std::string pending_;
+};
+
+// The destination, compressed when its name says so (never standard output).
+Result<std::unique_ptr<AtomicFile>> OpenDestination(Env* env, const std::string& path) {
   auto file = env->NewAtomicFile(path);
+  if (!file.ok()) return file.status();
+  Compression c = path == "-" ? Compression::kNone : CompressionForPath(path);
+  if (c == Compression::kNone) return file;
+  return std::unique_ptr<AtomicFile>(new CompressingAtomicFile(std::move(file.value()), NewEncoder(c)));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
+  auto file = OpenDestination(env, path);
   if (!file.ok()) return file.status();
   return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, std::move(file.value())));
 }
 
 Status AtomicOutput::Restart() {
   if (!file_->atomic()) return Status::Internal("standard output cannot be rewound");
-  file_.reset();  // discards
-  auto file = env_->NewAtomicFile(path_);
+  file_.reset();  // discards, and with it the encoder's state: the new file starts a fresh stream
+  auto file = OpenDestination(env_, path_);
   if (!file.ok()) return file.status();
   file_ = std::move(file.value());
   return Status::OK();

@@ -11,7 +11,8 @@
 //             SIGHUP); on S3 a multipart upload completed on Commit() and
 //             aborted otherwise.
 // AtomicOutput the engine's handle on its output: an AtomicFile that can also
-//             be rewound (discarded and begun again).
+//             be rewound (discarded and begun again), compressed by the
+//             destination's name (.gz gzip, .zst zstd; see compression.h).
 //
 // Thread safety: an Env may be shared by threads. An InputData may be read by
 // many threads at once; Release() must not race with reads of the same range.
@@ -85,7 +86,9 @@ class Env {
 // The engine's output: Append, then Commit. Destroying an uncommitted
 // AtomicOutput discards what was written; no half-written OUT is ever visible.
 // Standard output ("-") and special files (/dev/null, FIFOs) are written
-// directly and cannot be rewound.
+// directly and cannot be rewound. A destination named *.gz / *.zst (local or
+// S3) receives the appended bytes gzip- / zstd-compressed; standard output is
+// never compressed.
 class AtomicOutput {
  public:
   static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path);
@@ -103,5 +106,17 @@ class AtomicOutput {
   std::string path_;
   std::unique_ptr<AtomicFile> file_;
 };
+
+// --- Directories removed when the process is interrupted ---------------------
+// The fatal-signal hook that removes an uncommitted output's temporary (SIGINT,
+// SIGTERM, SIGHUP, SIGPIPE, where their disposition is the default) also
+// removes registered directories with their contents: the spill directory of
+// an out-of-core run (spill_directory.h). The handler uses only
+// async-signal-safe calls (open, getdents64, unlinkat, rmdir). At most 16
+// directories are registered at once; RegisterCleanupDirectory returns false
+// when the table is full or the path too long (the directory is then removed
+// only normally, or by a later run's reclaim). Thread-safe.
+bool RegisterCleanupDirectory(const std::string& dir);
+void UnregisterCleanupDirectory(const std::string& dir);
 
 }  // namespace cloudmerge

@@ -2,7 +2,9 @@
 
 #include <xxhash.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -13,8 +15,13 @@
 
 #include "cloudmerge/arena.h"
 #include "cloudmerge/big_array.h"
+#include "cloudmerge/grace_join.h"
 #include "cloudmerge/join_hash_table.h"
+#include "cloudmerge/join_keys.h"
+#include "cloudmerge/key_stats.h"
+#include "cloudmerge/memory_info.h"
 #include "cloudmerge/parallel.h"
+#include "cloudmerge/phase_timer.h"
 #include "cloudmerge/table_scan.h"
 
 namespace cloudmerge {
@@ -46,18 +53,6 @@ struct YRow {
 };
 #pragma pack(pop)
 static_assert(sizeof(YRow) == 20);
-
-// Encodes fields [0, n) except `skip` (npos: none) as output TSV.
-void EncodeFields(const Record& r, size_t skip, std::string& out) {
-  out.clear();
-  bool first = true;
-  for (size_t i = 0; i < r.fields.size(); ++i) {
-    if (i == skip) continue;
-    if (!first) out.push_back('\t');
-    first = false;
-    AppendEncoded(out, r.fields[i].view());
-  }
-}
 
 std::string OutputHeader(const Table& x, const Table& y) {
   const auto& xn = x.column_names();
@@ -101,7 +96,7 @@ size_t MaxRecords(const char* b, const char* e) {
   return n;
 }
 
-Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
+Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out) {
   const auto& chunks = y.chunks();
   const size_t ki = y.key_index();
   const size_t ncols = y.column_names().size();
@@ -148,6 +143,7 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
       }
     });
     counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
+    if (progress) progress->Add(counts[c], chunks[c].end - chunks[c].begin);
     for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey, kNoRow};
   });
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
@@ -160,15 +156,17 @@ Status ScanY(const Table& y, unsigned threads, ScannedY* out) {
   return Status::OK();
 }
 
-Status ScanXKeys(const Table& x, unsigned threads, KeyMode* mode, uint64_t* rows) {
+Status ScanXKeys(const Table& x, unsigned threads, Progress* progress, KeyMode* mode, uint64_t* rows) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   std::vector<KeyScan> scans(chunks.size());
   std::vector<ScanProblem> problems(chunks.size());
   ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
     Record rec;
+    uint64_t before = scans[c].values();
     x.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) { scans[c].Add(r.fields[ki].view()); });
     x.Release(chunks[c]);
+    if (progress) progress->Add(scans[c].values() - before, chunks[c].end - chunks[c].begin);
   });
   CM_RETURN_IF_ERROR(FirstProblem(x, problems));
   KeyScan total;
@@ -176,25 +174,6 @@ Status ScanXKeys(const Table& x, unsigned threads, KeyMode* mode, uint64_t* rows
   *mode = total.Decide();
   *rows = total.values();
   return Status::OK();
-}
-
-// Key of one value under its file's mode, with its hash. false: never matches.
-struct ProbeKey {
-  NumericKey num;
-  std::string_view text;
-  uint64_t hash;
-};
-
-inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k) {
-  if (IsNumeric(mode)) {
-    if (!ToNumericKey(mode, v, &k->num)) return false;
-    k->hash = HashNumericKey(k->num);
-    return true;
-  }
-  if (mode == KeyMode::kText && IsNaMarker(v)) return false;
-  k->text = v;
-  k->hash = XXH3_64bits(v.data(), v.size());
-  return true;
 }
 
 // Low bits pick the partition; the slot index within a table comes from the high bits.
@@ -361,8 +340,18 @@ struct ProbeMode {
   bool y_numeric = false;
 };
 
+// Per-key counting during a probe (key statistics, --max-output-rows). x_counts[head]
+// counts the x rows that found a key (atomically: threads share heads); chain[head]
+// is the key's row count in y. count_only: no output, only output_rows.
+struct ProbeCounting {
+  uint32_t* x_counts = nullptr;
+  const uint32_t* chain = nullptr;
+  bool count_only = false;
+};
+
 Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_values, unsigned threads,
-             bool any_order, AtomicOutput* out, ProbeCounts* counts, KeyScan* x_scan) {
+             bool any_order, const ProbeCounting& counting, Progress* progress, AtomicOutput* out, ProbeCounts* counts,
+             KeyScan* x_scan) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   const BigArray<YRow>& yrows = b.y->rows;
@@ -388,6 +377,11 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
       return MakeKey(mode.x_mode, v, k);
     };
     auto emit = [&](std::string_view xo, uint32_t j) {
+      if (counting.x_counts) std::atomic_ref<uint32_t>(counting.x_counts[j]).fetch_add(1, std::memory_order_relaxed);
+      if (counting.count_only) {
+        pc.output_rows += counting.chain[j];
+        return;
+      }
       for (; j != kNoRow; j = yrows[j].next) {
         const YRow& yr = yrows[j];
         buf.append(xo);
@@ -441,6 +435,7 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
     flush();
     x.Release(chunks[c]);
     per_chunk[c] = pc;
+    if (progress) progress->Add(pc.x_rows, chunks[c].end - chunks[c].begin);
     if (!valid) sink.Fail();  // bad input: stop; the error is reported below
     sink.Deliver(c, std::move(buf));
   };
@@ -448,6 +443,7 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
   Status write_status;
   std::thread writer([&] {
     while (auto piece = sink.Next()) {
+      if (piece->empty()) continue;
       write_status = out->Append(*piece);
       if (!write_status.ok()) sink.Fail();  // workers stop; the writer's Next() returns nullopt
     }
@@ -483,29 +479,61 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes);
   if (!x.ok()) return x.status();
 
+  stats->memory_limit = o.memory_limit ? o.memory_limit : DefaultMemoryLimit();
+  stats->x_bytes = (*x)->data().size();
+  stats->y_bytes = (*y)->data().size();
+  const bool out_of_core =
+      EstimateInMemoryJoinBytes(**y, threads, o.chunk_bytes) > stats->memory_limit;
+
   // The join proper. Its outcome counts only while both inputs are intact: a
   // file truncated under us reads as zeros (see InputData::Intact), and the
   // truncation, not the NULs, is what to report.
   auto join = [&]() -> Status {
+    if (out_of_core) return RunGraceJoin(env, **x, **y, o, threads, OutputHeader(**x, **y), out->get(), stats);
     ScannedY ys;
-    auto t = Clock::now();
-    CM_RETURN_IF_ERROR(ScanY(**y, threads, &ys));
-    stats->seconds_scan_y = Since(t);
+    {
+      PhaseTimer phase(o.progress, &stats->phases, "scan y", stats->y_bytes, 0);
+      CM_RETURN_IF_ERROR(ScanY(**y, threads, o.progress, &ys));
+      stats->seconds_scan_y = phase.End(ys.record_count, stats->y_bytes);
+    }
     stats->y_rows = ys.record_count;
     stats->y_mode = ys.mode;
     const bool y_has_values = (*y)->column_names().size() > 1;
     const std::string header = OutputHeader(**x, **y);
 
+    // Per-key counts (see ProbeCounting): for key statistics and the output-row guard.
+    const bool guard = o.max_output_rows > 0;
+    const bool want_keys = o.key_stats || guard;
+    BigArray<uint32_t> chain, x_counts;
     BuildSide build;
     auto build_once = [&]() -> Status {
       if (!build.y) {
-        auto tb = Clock::now();
+        PhaseTimer phase(o.progress, &stats->phases, "build", 0, ys.record_count);
         CM_RETURN_IF_ERROR(Build(ys, threads, &build));
-        stats->seconds_build = Since(tb);
+        stats->seconds_build = phase.End(ys.record_count, 0);
         for (const auto& tab : build.numeric_tables) stats->y_distinct_keys += tab.size();
         for (const auto& tab : build.text_tables) stats->y_distinct_keys += tab.size();
+        if (want_keys) {
+          const size_t n = ys.rows.size();
+          chain = BigArray<uint32_t>(n);
+          x_counts = BigArray<uint32_t>(n);
+          for (size_t i = n; i-- > 0;)  // chains run forward in the file: next > i
+            if (!ys.rows[i].missing()) chain[i] = 1 + (ys.rows[i].next == kNoRow ? 0 : chain[ys.rows[i].next]);
+        }
       }
       return Status::OK();
+    };
+    auto reset_counts = [&] {
+      if (x_counts.size()) std::memset(x_counts.data(), 0, x_counts.size() * sizeof(uint32_t));
+    };
+    const ProbeCounting no_counting;
+    auto counting = [&](bool count_only) { return ProbeCounting{x_counts.data(), chain.data(), count_only}; };
+    auto collect_key_stats = [&] {
+      if (!want_keys || !x_counts.size()) return;
+      KeyStats keys;
+      for (size_t i = 0; i < x_counts.size(); ++i)
+        if (x_counts[i]) keys.Add(ys.rows[i].key(), x_counts[i], chain[i]);
+      keys.AddTo(stats);
     };
     // The join with x's type known.
     auto probe_known = [&](KeyMode x_mode) -> Status {
@@ -513,29 +541,69 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
       // A number never equals a text: with one numeric and one text file nothing matches.
       if (IsNumeric(x_mode) != IsNumeric(ys.mode) || ys.record_count == 0) return Status::OK();
       CM_RETURN_IF_ERROR(build_once());
-      auto tp = Clock::now();
+      PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
       ProbeCounts counts;
       KeyScan unused;
       CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode)}, build, y_has_values, threads,
-                               o.any_order, out->get(), &counts, &unused));
-      stats->seconds_probe += Since(tp);
+                               o.any_order, want_keys ? counting(false) : no_counting, o.progress, out->get(), &counts, &unused));
+      stats->seconds_probe += phase.End(counts.x_rows, stats->x_bytes);
       stats->output_rows = counts.output_rows;
       return Status::OK();
     };
 
+    const bool y_numeric = IsNumeric(ys.mode);
+    if (guard && ys.record_count > 0) {
+      // --max-output-rows: count first (a probe that writes nothing, inferring x's
+      // type on the way), refuse or write second.
+      CM_RETURN_IF_ERROR(build_once());
+      PhaseTimer count_phase(o.progress, &stats->phases, "count", stats->x_bytes, 0);
+      ProbeCounts counts;
+      KeyScan x_scan;
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+                               o.any_order, counting(true), o.progress, out->get(), &counts, &x_scan));
+      KeyMode x_mode = x_scan.Decide();
+      stats->x_rows = counts.x_rows;
+      stats->x_mode = x_mode;
+      bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
+                                 : x_mode == KeyMode::kText;
+      bool comparable = IsNumeric(x_mode) == y_numeric;
+      if (!same_keys) {
+        stats->speculation_failed = true;
+        reset_counts();
+        counts.output_rows = 0;
+        KeyScan unused;
+        if (comparable)
+          CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric}, build, y_has_values, threads,
+                                   o.any_order, counting(true), o.progress, out->get(), &counts, &unused));
+      }
+      stats->seconds_scan_x = count_phase.End(counts.x_rows, stats->x_bytes);
+      stats->output_rows = counts.output_rows;
+      collect_key_stats();
+      if (counts.output_rows > o.max_output_rows) return OutputRowLimitError(*stats, o.max_output_rows);
+      CM_RETURN_IF_ERROR((*out)->Append(header));
+      if (!comparable) return Status::OK();
+      PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
+      KeyScan unused;
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric}, build, y_has_values, threads, o.any_order,
+                               no_counting, o.progress, out->get(), &counts, &unused));
+      stats->seconds_probe = phase.End(counts.x_rows, stats->x_bytes);
+      return Status::OK();
+    }
     if ((*out)->can_restart() && ys.record_count > 0) {
       // One pass over x: probe while inferring x's type, assuming the common case
       // (numbers if y is numeric, text otherwise); if x's type turns out to give
       // different keys, rewind the output and probe again with the type now known.
       CM_RETURN_IF_ERROR(build_once());
       CM_RETURN_IF_ERROR((*out)->Append(header));
-      t = Clock::now();
       ProbeCounts counts;
       KeyScan x_scan;
-      const bool y_numeric = IsNumeric(ys.mode);
-      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
-                               o.any_order, out->get(), &counts, &x_scan));
-      stats->seconds_probe = Since(t);
+      {
+        PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
+        CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+                                 o.any_order, want_keys ? counting(false) : no_counting, o.progress, out->get(), &counts,
+                                 &x_scan));
+        stats->seconds_probe = phase.End(counts.x_rows, stats->x_bytes);
+      }
       stats->x_rows = counts.x_rows;
       stats->output_rows = counts.output_rows;
       KeyMode x_mode = x_scan.Decide();
@@ -544,18 +612,20 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
                                  : x_mode == KeyMode::kText;
       if (!same_keys) {
         stats->speculation_failed = true;
+        reset_counts();
         CM_RETURN_IF_ERROR((*out)->Restart());
         CM_RETURN_IF_ERROR(probe_known(x_mode));
       }
     } else {
       // Standard output cannot be rewound: infer x's type first, then probe.
-      t = Clock::now();
+      PhaseTimer phase(o.progress, &stats->phases, "scan x", stats->x_bytes, 0);
       KeyMode x_mode = KeyMode::kText;
-      CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, &x_mode, &stats->x_rows));
-      stats->seconds_scan_x = Since(t);
+      CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, o.progress, &x_mode, &stats->x_rows));
+      stats->seconds_scan_x = phase.End(stats->x_rows, stats->x_bytes);
       stats->x_mode = x_mode;
       CM_RETURN_IF_ERROR(probe_known(x_mode));
     }
+    collect_key_stats();
     return Status::OK();
   };
   Status joined = join();
@@ -564,6 +634,7 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   CM_RETURN_IF_ERROR(joined);
   CM_RETURN_IF_ERROR((*out)->Commit());
   stats->seconds_total = Since(t0);
+  stats->peak_rss_bytes = PeakRssBytes();
   return Status::OK();
 }
 

@@ -143,4 +143,15 @@ void Table::QuoteProblem(const char* where, ScanProblem* problem) const {
   problem->fix = "Close the quote, or write a literal quote inside a quoted field as two quotes (\"\").";
 }
 
+void EncodeFields(const Record& r, size_t skip, std::string& out) {
+  out.clear();
+  bool first = true;
+  for (size_t i = 0; i < r.fields.size(); ++i) {
+    if (i == skip) continue;
+    if (!first) out.push_back('\t');
+    first = false;
+    AppendEncoded(out, r.fields[i].view());
+  }
+}
+
 }  // namespace cloudmerge

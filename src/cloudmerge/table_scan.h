@@ -73,6 +73,9 @@ class Table {
   bool quote_free_ = false;  // no '"' in the body: TokenizeSimple applies
 };
 
+// Encodes the record's fields except `skip` (npos: none) as output TSV into *out (replaced).
+void EncodeFields(const Record& r, size_t skip, std::string& out);
+
 template <class OnRow>
 bool Table::ScanChunk(const ChunkRange& c, Record& rec, ScanProblem* problem, OnRow&& on_row) const {
   if (!CheckEncoding(c, problem)) return false;

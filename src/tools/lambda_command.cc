@@ -142,6 +142,10 @@ struct LambdaApp {
     notifier = NewFanoutNotifier(std::move(channels));
     options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
     deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
+    // options.memory_limit and temp_dir stay unset on purpose: the engine's
+    // defaults are Lambda's own limits (DefaultMemoryLimit() reads
+    // AWS_LAMBDA_FUNCTION_MEMORY_SIZE; DefaultTempParent() is $TMPDIR, which
+    // Lambda leaves unset, else /tmp, the function's ephemeral storage).
     // Success emails link the result and report.html by presigned URLs.
     options.share_link = [this](const std::string& uri, int64_t expires_s) -> Result<std::string> {
       if (!S3Uri::IsS3(uri)) return uri;

@@ -14,33 +14,16 @@
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/memory_info.h"
 #include "cloudmerge/merge.h"
+#include "cloudmerge/merge_report.h"
+#include "cloudmerge/progress.h"
 #include "tools/lambda_command.h"
 #include "tools/s3_flags.h"
 #include "tools/serve_command.h"
 #include "tools/spark_command.h"
 
 namespace {
-
-// "512MiB", "2GiB", "1.5G", "100000" (bytes) -> bytes; 0 when malformed.
-uint64_t ParseSize(const std::string& text) {
-  size_t pos = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &pos);
-  } catch (...) {
-    return 0;
-  }
-  std::string unit = text.substr(pos);
-  while (!unit.empty() && unit.front() == ' ') unit.erase(unit.begin());
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  if (!unit.empty() && unit.back() == 'B') unit.pop_back();
-  if (!unit.empty() && unit.back() == 'I') unit.pop_back();
-  double mult = unit.empty() ? 1 : unit == "K" ? 1024.0 : unit == "M" ? 1048576.0 : unit == "G" ? 1073741824.0
-                                                                   : unit == "T" ? 1099511627776.0 : -1;
-  if (mult < 0 || v <= 0) return 0;
-  return static_cast<uint64_t>(v * mult);
-}
 
 constexpr const char* kMergeHelp = R"(Merge two TSV files the way analysis.py does, fast.
 
@@ -58,11 +41,20 @@ the container or instance role). Inputs ending in .gz or .zst are decompressed.
 An S3 result is a multipart upload completed only when the whole result is
 written: a failed run leaves no object behind.
 
+Memory: inputs that do not fit in --memory-limit are partitioned to spill files
+in --temp-dir and joined piece by piece (same result, same order).
+--max-output-rows refuses a result that would be too big before writing any of
+it. Progress goes to standard error (a live bar on a terminal, JSON lines
+otherwise); --stats (or a terminal) prints a summary at the end and --report
+writes it as JSON (schema: docs/report.md).
+
 Examples:
   cloudmerge merge x_list.txt y_list.txt -o merged.tsv
   cloudmerge merge s3://in/x_list.txt s3://in/y_list.txt.gz -o s3://out/merged.tsv
   cloudmerge merge --key gene x.tsv y.tsv > merged.tsv
-  zcat big_x.tsv.gz | cloudmerge merge - y.tsv -o merged.tsv --any-order)";
+  zcat big_x.tsv.gz | cloudmerge merge - y.tsv -o merged.tsv --any-order
+  cloudmerge merge big_x.tsv big_y.tsv -o merged.tsv --memory-limit 4GiB --temp-dir /scratch \
+      --max-output-rows 10000000000 --report report.json)";
 
 constexpr const char* kCpHelp = R"(Copy one object or file to another place, the way cloudmerge reads inputs and
 writes results: S3 sources by parallel ranged GETs, S3 destinations by a multipart
@@ -86,6 +78,73 @@ cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std:
     (*in)->Release(off, off + n);
   }
   return (*out)->Commit();
+}
+
+cloudmerge::Progress::Style ProgressStyle(const std::string& name) {
+  using Style = cloudmerge::Progress::Style;
+  return name == "bar" ? Style::kBar : name == "lines" ? Style::kLines : name == "none" ? Style::kNone : Style::kAuto;
+}
+
+// `merge` with the native engine: progress while it runs, then the report and
+// the summary. Returns the exit code.
+int RunNativeMerge(cloudmerge::Env* env, cloudmerge::MergeOptions o, const std::string& progress_style,
+                   double progress_interval, const std::string& report_path, bool stats_flag) {
+  auto fail = [](const cloudmerge::Status& st) {
+    fmt::print(stderr, "Error [cloudmerge merge]: {}\n", st.message());
+    return st.ExitCode();
+  };
+  if (report_path == "-" && o.out_path == "-") {
+    return fail(cloudmerge::Status::InvalidArgument(
+        "--report - and the merged rows would both go to standard output; give --report a file name or -o a file"));
+  }
+  // The report's destination is opened before the merge, so that a bad path
+  // fails in a second rather than after an hour's merge; it is written only
+  // at the end (a temporary renamed into place, or an S3 upload completed).
+  std::unique_ptr<cloudmerge::AtomicOutput> report;
+  if (!report_path.empty()) {
+    auto r = cloudmerge::AtomicOutput::Open(env, report_path);
+    if (!r.ok()) {
+      fmt::print(stderr, "Error [cloudmerge merge]: --report {}: {}\n", report_path, r.status().message());
+      return r.status().ExitCode();
+    }
+    report = std::move(r.value());
+  }
+  bool summary = stats_flag || isatty(STDERR_FILENO);
+  // Matched and hottest keys cost the in-memory engine a counter per y row:
+  // only when something will show them.
+  o.key_stats = o.key_stats || summary || report || o.max_output_rows != 0;
+  std::unique_ptr<cloudmerge::Progress> progress =
+      cloudmerge::Progress::Create(ProgressStyle(progress_style), stderr, progress_interval);
+  o.progress = progress.get();
+  cloudmerge::MergeStats stats;
+  cloudmerge::Status st = cloudmerge::RunMerge(env, o, &stats);
+  // Stop the renderer before anything else is printed to stderr.
+  o.progress = nullptr;
+  progress.reset();
+  // The engine fills these when it plans with them; the summary needs them anyway.
+  if (stats.memory_limit == 0) stats.memory_limit = o.memory_limit ? o.memory_limit : cloudmerge::DefaultMemoryLimit();
+  if (stats.peak_rss_bytes == 0) stats.peak_rss_bytes = cloudmerge::PeakRssBytes();
+  // A --max-output-rows refusal still counted the rows and found the hottest
+  // keys: the report is how a program learns them.
+  bool refused = !st.ok() && st.code() == cloudmerge::Status::Code::kInvalidInput && o.max_output_rows != 0 &&
+                 stats.output_rows > o.max_output_rows;
+  if (report && (st.ok() || refused)) {
+    cloudmerge::Status written = report->Append(cloudmerge::MergeReportJson(stats, o));
+    if (written.ok()) written = report->Commit();
+    if (!written.ok()) {
+      if (!st.ok()) fail(st);  // the refusal first, then why its report is missing
+      std::string what = fmt::format("could not write the report {}: {}", report_path, written.message());
+      if (st.ok()) {
+        what += fmt::format(". The merge itself succeeded: {} is complete",
+                            o.out_path == "-" ? "standard output" : o.out_path);
+      }
+      fmt::print(stderr, "Error [cloudmerge merge]: {}\n", what);
+      return st.ok() ? written.ExitCode() : st.ExitCode();
+    }
+  }
+  if (!st.ok()) return fail(st);
+  if (summary) fmt::print(stderr, "{}", cloudmerge::MergeSummaryText(stats, o));
+  return 0;
 }
 
 }  // namespace
@@ -123,7 +182,40 @@ int main(int argc, char** argv) {
                   "Accept a header line made only of numbers (normally a sign that the header is missing)");
   merge->add_option("--chunk-kib", chunk_kib, "Size of the parallel work unit in KiB (default: 1024)")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
-  merge->add_flag("--stats", stats_flag, "Print a summary (rows, key types, time per phase) to standard error");
+  merge->add_flag("--stats", stats_flag,
+                  "Print a summary (rows per side and written, key types, matched and hottest keys, spilling, peak "
+                  "memory, time per phase) to standard error; printed anyway when standard error is a terminal");
+  std::string memory_limit_text, progress_style = "auto", report_path;
+  double progress_interval = 10;
+  merge->add_option("--memory-limit", memory_limit_text,
+                    fmt::format("Memory the join may use, such as 2GiB or 800MB (default: 60% of the memory available "
+                                "— physical, cgroup or Lambda limit — here {}). Bigger inputs are partitioned to "
+                                "--temp-dir and joined piece by piece",
+                                cloudmerge::FormatBytes(cloudmerge::DefaultMemoryLimit())))
+      ->type_name("SIZE");
+  merge->add_option("--temp-dir", o.temp_dir,
+                    "Where a run bigger than --memory-limit spills (default: $TMPDIR, else /tmp); needs free space "
+                    "for about both inputs' size. Its spill files are removed at the end, also after an error or "
+                    "SIGINT/SIGTERM")
+      ->type_name("DIR");
+  merge->add_option("--spill-fanout", o.spill_fanout,
+                    "Partitions per level of spilling (default: chosen from the sizes); small values force deep "
+                    "recursion, for tests and experiments")
+      ->check(CLI::Range(2u, 4096u));
+  merge->add_option("--max-output-rows", o.max_output_rows,
+                    "Refuse (exit 3, nothing written) a result of more rows than this; the count is known before "
+                    "anything is written and the message names the hottest keys (default: no limit)");
+  merge->add_option("--progress", progress_style,
+                    "Progress on standard error: bar (one live line per phase), lines (a JSON object every "
+                    "--progress-interval, and one when a phase ends), none; auto: bar on a terminal, else lines "
+                    "after the first interval (default: auto)")
+      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
+  merge->add_option("--progress-interval", progress_interval, "Seconds between progress updates (default: 10)")
+      ->check(CLI::PositiveNumber);
+  merge->add_option("--report", report_path,
+                    "Write the summary as one JSON object to this file (local or s3://; schema in docs/report.md), "
+                    "atomically, when the merge succeeds or is refused by --max-output-rows")
+      ->type_name("FILE");
 
   cloudmerge_cli::S3Flags s3_flags;
   cloudmerge_cli::AddS3Options(merge, &s3_flags);
@@ -134,7 +226,7 @@ int main(int argc, char** argv) {
   merge->add_option("--max-decompressed-size", max_decompressed,
                     "Largest size a .gz/.zst input may decompress to, a guard against decompression bombs "
                     "(default: 64GiB)")
-      ->check([](const std::string& v) { return ParseSize(v) ? std::string() : "expected a size such as 512MiB or 2GiB"; });
+      ->type_name("SIZE");
 
   auto* cp = app.add_subcommand("cp", kCpHelp);
   std::string cp_src, cp_dst;
@@ -152,9 +244,29 @@ int main(int argc, char** argv) {
   if (*lambda) return cloudmerge_cli::RunLambda();
   if (*serve) return cloudmerge_cli::RunServe(serve_flags, s3_flags);
 
+  // Sizes are parsed here rather than by CLI11 validators so that a bad one is
+  // a usage error like the others the engine reports (exit 2, one paragraph).
+  auto size_option = [](const char* flag, const std::string& text, uint64_t* bytes) {
+    auto r = cloudmerge::ParseByteSize(text);
+    if (r.ok() && r.value() == 0) {
+      r = cloudmerge::Status::InvalidArgument(
+          fmt::format("invalid size \"{}\": it must be more than 0 bytes, such as 2GiB (or leave the option "
+                      "out for the default)",
+                      text));
+    }
+    if (!r.ok()) {
+      fmt::print(stderr, "Error [cloudmerge merge]: {}: {}\n", flag, r.status().message());
+      return r.status().ExitCode();
+    }
+    *bytes = r.value();
+    return 0;
+  };
   cloudmerge::UriEnvOptions env_options;
   env_options.make_s3_client = [&]() { return cloudmerge_cli::MakeS3Client(s3_flags); };
-  env_options.max_decompressed_bytes = ParseSize(max_decompressed);
+  if (int rc = size_option("--max-decompressed-size", max_decompressed, &env_options.max_decompressed_bytes)) return rc;
+  if (*merge && !memory_limit_text.empty()) {
+    if (int rc = size_option("--memory-limit", memory_limit_text, &o.memory_limit)) return rc;
+  }
   auto env = cloudmerge::NewUriEnv(cloudmerge::Env::Default(), env_options);
 
   if (*cp) {
@@ -171,21 +283,7 @@ int main(int argc, char** argv) {
     }
     o.chunk_bytes = chunk_kib * 1024;
     if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
-    cloudmerge::MergeStats stats;
-    cloudmerge::Status st = cloudmerge::RunMerge(env.get(), o, &stats);
-    if (!st.ok()) {
-      fmt::print(stderr, "Error [cloudmerge merge]: {}\n", st.message());
-      return st.ExitCode();
-    }
-    if (stats_flag) {
-      fmt::print(stderr,
-                 "cloudmerge: x {} rows (IDs {}), y {} rows (IDs {}, {} distinct), {} rows written to {}; "
-                 "{} threads; scan y {:.3f}s, scan x {:.3f}s, build {:.3f}s, probe+write {:.3f}s, total {:.3f}s\n",
-                 stats.x_rows, cloudmerge::KeyModeName(stats.x_mode), stats.y_rows,
-                 cloudmerge::KeyModeName(stats.y_mode), stats.y_distinct_keys, stats.output_rows,
-                 o.out_path == "-" ? "standard output" : o.out_path, stats.threads, stats.seconds_scan_y,
-                 stats.seconds_scan_x, stats.seconds_build, stats.seconds_probe, stats.seconds_total);
-    }
+    return RunNativeMerge(env.get(), o, progress_style, progress_interval, report_path, stats_flag);
   }
   return 0;
 }

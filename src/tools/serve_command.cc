@@ -2,7 +2,10 @@
 // the JSON log and the job runner, then runs the local or the queue loop.
 #include "tools/serve_command.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
@@ -10,6 +13,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/memory_info.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
@@ -35,6 +39,9 @@ On AWS (S3 event notifications delivered to an SQS queue):
 
 SMTP user and password come from CLOUDMERGE_SMTP_USER / CLOUDMERGE_SMTP_PASSWORD
 or --smtp-secrets-file (lines user=... and password=...), never the command line.
+
+Memory: a job bigger than --memory-limit is partitioned to spill files in
+--temp-dir and joined piece by piece, as `cloudmerge merge` does.
 
 Dashboard: --http 127.0.0.1:8080 serves the jobs' states and reports, /metrics
 (Prometheus) and /healthz; another address needs --http-token (or
@@ -78,6 +85,30 @@ CostPrices Prices(const ServeFlags& f) {
   return p;
 }
 
+// --memory-limit and --temp-dir, checked before any job runs: a typo would
+// otherwise surface only when a job is big enough to spill, as a failure
+// retried until the message goes to the dead-letter queue.
+Status EngineLimits(const ServeFlags& f, PipelineOptions* po) {
+  if (!f.memory_limit.empty()) {
+    auto bytes = ParseByteSize(f.memory_limit);
+    if (!bytes.ok()) return Status::InvalidArgument("--memory-limit: " + bytes.status().message());
+    if (*bytes == 0)
+      return Status::InvalidArgument(fmt::format("--memory-limit: invalid size \"{}\": it must be more than 0 bytes, "
+                                                 "such as 2GiB (or leave the option out for the default)",
+                                                 f.memory_limit));
+    po->memory_limit = *bytes;
+  }
+  if (!f.temp_dir.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(f.temp_dir, ec) || access(f.temp_dir.c_str(), W_OK | X_OK) != 0)
+      return Status::InvalidArgument(fmt::format("--temp-dir {}: not a directory this user can write to; create "
+                                                 "it, or give another one (the default is $TMPDIR, else /tmp)",
+                                                 f.temp_dir));
+    po->temp_dir = f.temp_dir;
+  }
+  return Status::OK();
+}
+
 int Fail(JsonLog* log, const Status& st) {
   log->Error("serve.failed", "", st.message());
   fmt::print(stderr, "Error [cloudmerge serve]: {}\n", st.message());
@@ -108,6 +139,12 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
   cmd->add_option("--max-messages", f->max_messages, "Queue mode: exit after this many messages (default: never)");
   cmd->add_option("--idle-exit-seconds", f->idle_exit_s, "Queue mode: exit when no message came for this long (default: never)");
   cmd->add_option("-t,--threads", f->threads, "Engine threads (default: one per CPU)")->check(CLI::Range(1u, 256u));
+  cmd->add_option("--memory-limit", f->memory_limit,
+                  "Memory a merge may use, such as 2GiB or 800MB (default: 60% of the memory available — physical, "
+                  "cgroup or Lambda limit); bigger jobs are partitioned to --temp-dir and joined piece by piece");
+  cmd->add_option("--temp-dir", f->temp_dir,
+                  "Where a merge bigger than --memory-limit spills (default: $TMPDIR, else /tmp); needs free space "
+                  "for about both inputs' size");
   cmd->add_option("--x-name", f->x_name, "Name of a job's x input (default x_list.txt)");
   cmd->add_option("--y-name", f->y_name, "Name of a job's y input (default y_list.txt)");
   cmd->add_option("--cloudwatch-log-group", f->cloudwatch_log_group,
@@ -174,6 +211,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.naming.y_name = f.y_name;
   po.lease_ms = int64_t{f.lease_s} * 1000;
   po.threads = f.threads;
+  if (Status limits = EngineLimits(f, &po); !limits.ok()) return Fail(&log, limits);
   po.stop = InstallStopFlag();
   po.prices = Prices(f);
   po.link_expiry_s = f.link_expiry_s;

@@ -29,6 +29,9 @@ struct ServeFlags {
   int idle_exit_s = 0;
   std::string cloudwatch_log_group, cloudwatch_log_stream;
   unsigned threads = 0;
+  // The native engine's --memory-limit (a size such as 2GiB; empty: the
+  // default share of the machine's memory) and --temp-dir (empty: $TMPDIR, else /tmp).
+  std::string memory_limit, temp_dir;
   std::string x_name = "x_list.txt", y_name = "y_list.txt";
   // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
   std::string http, http_token;

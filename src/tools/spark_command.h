@@ -4,6 +4,9 @@
 // an EMR Serverless job run (StartJobRun + GetJobRun), and turning their
 // failures into cloudmerge's error messages and exit codes.
 //
+// The work is cloudmerge::RunSparkEngine (pipeline/spark_engine.h), shared
+// with the pipeline; this file owns the flags.
+//
 // Threading: RunSparkMerge runs on the calling thread (it blocks while the job
 // runs or is polled); it keeps no global state.
 #pragma once

@@ -2,6 +2,8 @@
 // leave no output and no temporary behind, and say what happened.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -128,6 +130,22 @@ TEST_F(MergeEnvTest, SameResultForOneAndTwoThreadsAndAnyOrder) {
   std::string one = run(1, false, "a.tsv"), two = run(2, false, "b.tsv"), any = run(2, true, "c.tsv");
   EXPECT_EQ(one, two);
   EXPECT_EQ(one.size(), any.size());
+}
+
+TEST_F(MergeEnvTest, TemporaryLeftBySigkilledRunIsRemovedByTheNextRun) {
+  // A dead writer's temporary, untouched for an hour: removed. A recent one (maybe
+  // a live writer on another machine sharing the directory): kept.
+  const pid_t dead = 4194000;  // near pid_max; checked below to be unused
+  ASSERT_NE(::kill(dead, 0), 0);
+  fs::path stale = dir_ / ("out.tsv.cloudmerge-tmp-" + std::to_string(dead) + "-0badf00d");
+  fs::path fresh = dir_ / ("out.tsv.cloudmerge-tmp-" + std::to_string(dead) + "-00c0ffee");
+  std::ofstream(stale) << "partial";
+  std::ofstream(fresh) << "partial";
+  fs::last_write_time(stale, fs::file_time_type::clock::now() - std::chrono::hours(1));
+  MergeStats stats;
+  ASSERT_TRUE(RunMerge(Env::Default(), Options(), &stats).ok());
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(fresh));
 }
 
 }  // namespace

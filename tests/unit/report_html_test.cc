@@ -103,6 +103,134 @@ TEST(ReportHtml, RendersAnEmptyResult) {
   EXPECT_NE(page.find("Empty DataFrame"), std::string::npos);
 }
 
+// engine_stats as JobRunner embeds it (MergeReportJson's schema, docs/report.md).
+json EngineStats() {
+  return {{"matched_keys", 1180004},
+          {"hottest_keys",
+           {{{"key", "<script>alert(1)</script>"}, {"x_rows", 7}, {"y_rows", 1}, {"output_rows", 7}},
+            {{"key", "2882342"}, {"x_rows", 3}, {"y_rows", 2}, {"output_rows", 6}}}},
+          // Text order of the keys ("1", "1024", "2", ...) is not numeric order: the chart must sort.
+          {"matches_per_key_log2", {{"1", 931310}, {"2", 223066}, {"4", 25591}, {"8", 37}, {"1024", 1}}},
+          {"threads", 2},
+          {"memory", {{"limit_bytes", 2147483648ull}, {"peak_rss_bytes", 175833088}}},
+          {"out_of_core",
+           {{"used", true}, {"partitions", 48}, {"spill_levels", 1}, {"nested_loop_keys", 0},
+            {"spilled_bytes", 204682240}, {"spill_files", 144}, {"reclaimed_temp_bytes", 0}}},
+          {"phases",
+           {{{"name", "partition y"}, {"seconds", 0.889}, {"rows", 3000000}, {"bytes", 57058448}},
+            {{"name", "join <&>"}, {"seconds", 2.46}, {"rows", 0}, {"bytes", 0}}}},
+          {"seconds_total", 4.83},
+          {"speculation_failed", false}};
+}
+
+json ReportWithEngineStats(json engine) {
+  json r = SampleReport("v", 2);
+  r["rows"] = {{"x", 3000000}, {"y", 3000000}, {"output", 1499919}};
+  r["y_distinct_keys"] = 3000000;
+  r["phases_seconds"] = {{"scan_y", 9.5}, {"total", 99}};
+  r["engine_stats"] = std::move(engine);
+  return r;
+}
+
+TEST(ReportHtml, KeysSectionFromEngineStats) {
+  std::string page = RenderReportHtml(ReportWithEngineStats(EngineStats()));
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td>1,180,004 of 3,000,000 distinct IDs in y (39%)"),
+            std::string::npos);
+  EXPECT_NE(page.find("931,310 of 1,180,004 matched IDs (79%) produced exactly one"), std::string::npos);
+  // The histogram: one bar per bucket, labelled by its range, in numeric order.
+  ASSERT_NE(page.find("aria-label=\"matched IDs by result rows per ID\""), std::string::npos);
+  size_t one = page.find(">1</text>"), two = page.find(">2\u20133</text>"), four = page.find(">4\u20137</text>"),
+         eight = page.find(">8\u201315</text>"), big = page.find(">1,024\u20132,047</text>");
+  ASSERT_NE(big, std::string::npos);
+  EXPECT_LT(one, two);
+  EXPECT_LT(two, four);
+  EXPECT_LT(four, eight);
+  EXPECT_LT(eight, big);
+  EXPECT_NE(page.find(">931,310 IDs</text>"), std::string::npos);
+  EXPECT_NE(page.find(">1 ID</text>"), std::string::npos);
+  // Log-scaled: the biggest bucket spans the full 340, a bucket of one ID
+  // log2(2)/log2(931311) of it (17.1), not the invisible 1/931310 of a linear scale.
+  EXPECT_NE(page.find("width=\"340.0\" height=\"16\" fill=\"#7b3fa0\""), std::string::npos);
+  EXPECT_NE(page.find("width=\"17.1\" height=\"16\" fill=\"#7b3fa0\""), std::string::npos);
+  // The hottest keys, escaped, with their share of the result.
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_NE(page.find("<td><code>&lt;script&gt;alert(1)&lt;/script&gt;</code></td><td class=\"n\">7</td>"
+                      "<td class=\"n\">1</td><td class=\"n\">7</td><td class=\"n\">&lt;0.1%</td>"),
+            std::string::npos);
+  EXPECT_NE(page.find("<code>2882342</code>"), std::string::npos);
+  // The run: memory against the limit, spilling, the engine's own phases (not the old fixed four).
+  EXPECT_NE(page.find("peak memory</th><td>167.7 MiB of 2.0 GiB limit (8.2%)"), std::string::npos);
+  EXPECT_NE(page.find("out of core</th><td>yes: 48 partitions, 1 spill level, 195.2 MiB spilled in 144 files"),
+            std::string::npos);
+  EXPECT_NE(page.find(">partition y</text>"), std::string::npos);
+  EXPECT_NE(page.find(">join &lt;&amp;&gt;</text>"), std::string::npos);
+  EXPECT_NE(page.find("0.889 s \u00b7 3,000,000 rows \u00b7 54.4 MiB"), std::string::npos);
+  EXPECT_EQ(page.find(">scan_y</text>"), std::string::npos);
+  EXPECT_NE(page.find("engine total 4.830 s"), std::string::npos);
+  // Everything in the keys and run sections was measured (the sample's y input has no preview: not measured).
+  size_t keys = page.find("<h2 id=\"keys\">"), cost = page.find("Estimated AWS cost");
+  ASSERT_LT(keys, cost);
+  EXPECT_EQ(page.substr(keys, cost - keys).find("not measured"), std::string::npos);
+}
+
+TEST(ReportHtml, NoMatchedKeysRendersWithoutTheChart) {
+  json e = EngineStats();
+  e["matched_keys"] = 0;
+  e["matches_per_key_log2"] = json::object();
+  e["hottest_keys"] = json::array();
+  e["out_of_core"]["used"] = false;
+  std::string page = RenderReportHtml(ReportWithEngineStats(e));
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td>0 of 3,000,000 distinct IDs in y (0%)"), std::string::npos);
+  EXPECT_NE(page.find("nothing to chart"), std::string::npos);
+  EXPECT_EQ(page.find("matched IDs by result rows per ID"), std::string::npos);
+  EXPECT_EQ(page.find("Hottest IDs"), std::string::npos);
+  EXPECT_NE(page.find("out of core</th><td>no "), std::string::npos);
+  EXPECT_NE(page.find("time per phase"), std::string::npos);  // the rest of the page is still there
+}
+
+// An engine that counted matched keys but not y's distinct IDs: said, not shown as 0 (or as "0 of 0").
+TEST(ReportHtml, UncountedDistinctIdsAreNotMeasuredNotZero) {
+  json r = ReportWithEngineStats(EngineStats());
+  r["y_distinct_keys"] = 0;
+  r["engine_stats"]["phases"][1]["seconds"] = 0.00005;  // a tiny job's phase: in ms, not "0.000 s"
+  std::string page = RenderReportHtml(r);
+  EXPECT_NE(page.find("distinct IDs in y</th><td><span class=\"nm\">not measured"), std::string::npos);
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td>1,180,004</td>"), std::string::npos);
+  EXPECT_NE(page.find(">0.05 ms</text>"), std::string::npos);
+}
+
+TEST(ReportHtml, OlderReportsFallBackToTheFixedPhases) {
+  json r = SampleReport("v", 1);
+  r["phases_seconds"] = {{"scan_y", 0.25}, {"build", 0.5}, {"scan_x", 0}, {"probe_and_write", 1}, {"total", 2}};
+  std::string page = RenderReportHtml(r);
+  EXPECT_NE(page.find(">probe_and_write</text>"), std::string::npos);
+  EXPECT_NE(page.find("engine total 2.000 s"), std::string::npos);
+  EXPECT_NE(page.find("peak memory</th><td><span class=\"nm\">not measured"), std::string::npos);
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td><span class=\"nm\">not measured"), std::string::npos);
+}
+
+TEST(ReportHtml, MalformedEngineStatsDoNotBreakThePage) {
+  json e = {{"matched_keys", "many"},
+            {"hottest_keys", {{{"key", std::string(10000, 'a')}, {"x_rows", -3}}, 5, {{"y_rows", "2"}}}},
+            {"matches_per_key_log2", {{"abc", 1}, {"3", 5}, {"-1", 2}, {"0", 4}, {"2", -7}, {"4", "x"}}},
+            {"memory", json::array()},
+            {"out_of_core", {{"used", "yes"}}},
+            {"phases", {{"name", "p"}}},
+            {"speculation_failed", 1}};
+  json r = ReportWithEngineStats(e);
+  std::string page;
+  ASSERT_NO_THROW(page = RenderReportHtml(r));
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td>0 of"), std::string::npos);
+  EXPECT_EQ(page.find("matched IDs by result rows per ID"), std::string::npos);  // no valid bucket
+  EXPECT_NE(page.find(std::string(80, 'a') + "\u2026</code>"), std::string::npos);  // a huge key is cut
+  EXPECT_EQ(page.find(std::string(81, 'a')), std::string::npos);
+  EXPECT_NE(page.find(">scan_y</text>"), std::string::npos);  // phases unusable: the old ones
+  EXPECT_NE(page.find("out of core</th><td>no "), std::string::npos);
+  r["engine_stats"] = "not an object";
+  ASSERT_NO_THROW(page = RenderReportHtml(r));
+  EXPECT_NE(page.find("IDs matched (in both files)</th><td><span class=\"nm\">not measured"), std::string::npos);
+}
+
 TEST(Dashboard, PageEscapesAndMetricsCountStates) {
   DashboardSnapshot s;
   s.jobs.push_back({"<img src=x onerror=alert(1)>", "failed", "bad <b>", -1, -1, -1, "", true});

@@ -17,6 +17,7 @@
 #include "cloudmerge/compression.h"
 #include "cloudmerge/json_fields.h"
 #include "cloudmerge/merge.h"
+#include "cloudmerge/merge_report.h"
 #include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/command_engine.h"
 
@@ -202,12 +203,12 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   auto t0 = Clock::now();
   std::string out_key = job + "/" + r.spec.output;
   MergeStats stats;
+  MergeOptions mo;  // the native engine's; also what its report describes
   Status st;
   if (r.spec.engine == "command") {
     st = RunCommandEngine(env_, in_->Uri(r.inputs.x.key), in_->Uri(r.inputs.y.key), out_->Uri(out_key),
                           r.spec.command, &stats);
   } else {
-    MergeOptions mo;
     mo.x_path = in_->Uri(r.inputs.x.key);
     mo.y_path = in_->Uri(r.inputs.y.key);
     mo.out_path = out_->Uri(out_key);
@@ -215,6 +216,11 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     mo.y_key = r.spec.y_key;
     mo.any_order = r.spec.any_order;
     mo.threads = o_.threads;
+    mo.memory_limit = o_.memory_limit;
+    mo.temp_dir = o_.temp_dir;
+    // The report shows matched and hottest keys: in memory that costs a
+    // counter per y row, which a pipeline run (always reported) pays.
+    mo.key_stats = true;
     st = RunMerge(env_, mo, &stats);
   }
   double seconds = SecondsSince(t0);
@@ -226,6 +232,13 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   }
 
   json report = Report(r, stats, seconds, out_key);
+  if (r.spec.engine != "command") {
+    // The engine's report as `cloudmerge merge --report` writes it. Parsed
+    // without exceptions: a report that cannot be parsed (it never should)
+    // costs the page its keys section, not the run.
+    json engine = json::parse(MergeReportJson(stats, mo), nullptr, false);
+    if (engine.is_object()) report["engine_stats"] = std::move(engine);
+  }
   Status put = out_->Put(job + "/report.json", report.dump(2), "application/json");
   if (put.ok()) put = out_->Put(job + "/report.html", RenderReportHtml(report), "text/html; charset=utf-8");
   if (!put.ok()) {

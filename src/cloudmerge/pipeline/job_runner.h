@@ -14,6 +14,9 @@
 //   4. run        the engine writes `<job>/<output>` atomically (temporary +
 //                 rename, or a multipart upload completed only on success);
 //   5. report     `<job>/report.json` and `<job>/report.html` (report_html.h);
+//                 report.json's "engine_stats" is the native engine's own
+//                 report (merge_report.h: matched and hottest keys, memory,
+//                 spilling, phases), the rest the pipeline's view of the run;
 //   6. done       `done.json` created; then the success notification, once
 //                 (marker `notified-succeeded` created after it is sent).
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
@@ -53,6 +56,11 @@ struct PipelineOptions {
   int64_t lease_ms = 5 * 60 * 1000;  // a claim not renewed for this long may be taken over
   int preview_rows = 10;             // rows of each input and of the result in the report
   unsigned threads = 0;              // engine threads (0: all cores)
+  // The native engine's memory limit (0: DefaultMemoryLimit(), which under
+  // Lambda is a share of the function's memory) and where it spills ("":
+  // DefaultTempParent(), i.e. $TMPDIR else /tmp, which is Lambda's /tmp).
+  uint64_t memory_limit = 0;
+  std::string temp_dir;
   std::string worker_id;             // for claims and logs (default: host:pid)
   // Prices of the report's AWS cost estimate; nullopt: CostPrices::FromEnvironment.
   std::optional<CostPrices> prices;

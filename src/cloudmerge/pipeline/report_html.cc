@@ -286,6 +286,7 @@ pre{background:#f5f6f8;padding:.7em;overflow-x:auto;font:13px/1.35 ui-monospace,
 .badge{display:inline-block;padding:.1em .6em;border-radius:.8em;color:#fff;font-weight:600}
 .succeeded{background:#2e7d32} .failed{background:#c62828}
 .muted{color:#667} .nm{color:#a15c00;font-style:italic}
+table.hot code{word-break:break-all}
 )";
 
 std::string Str(const json& j, const char* key) {
@@ -297,6 +298,61 @@ std::string Str(const json& j, const char* key) {
 double Num(const json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// A count from the report: exact for 64-bit integers (a double would round
+// counts above 2^53); 0 when absent or not a non-negative number.
+uint64_t CountValue(const json& v) {
+  if (!v.is_number()) return 0;
+  if (v.is_number_unsigned()) return v.get<uint64_t>();
+  if (v.is_number_integer()) return v.get<int64_t>() > 0 ? static_cast<uint64_t>(v.get<int64_t>()) : 0;
+  double d = v.get<double>();
+  return d > 0 && d < 1.8e19 ? static_cast<uint64_t>(d) : 0;
+}
+
+uint64_t Count(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it == j.end() ? 0 : CountValue(*it);
+}
+
+// A boolean member; false when absent or of another type.
+bool Flag(const json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_boolean() && it->get<bool>();
+}
+
+// The member `key` of `j` when it is an object (older reports lack it): null otherwise.
+const json& Object(const json& j, const char* key) {
+  static const json kNull;
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? *it : kNull;
+}
+
+// 1234567 -> "1,234,567": counts in the keys section reach billions.
+std::string Grouped(uint64_t v) {
+  std::string digits = std::to_string(v), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return out;
+}
+
+std::string Percent(double part, double whole) {
+  if (whole <= 0) return "";
+  double p = 100 * part / whole;
+  return p >= 10 || p == 0 ? fmt::format("{:.0f}%", p) : p >= 0.1 ? fmt::format("{:.1f}%", p) : "&lt;0.1%";
+}
+
+// At most `max` code points of UTF-8 text (cut on a character boundary), with
+// an ellipsis when cut: a key of a megabyte must not make a page of ten.
+std::string Shortened(const std::string& s, size_t max) {
+  size_t points = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) continue;
+    if (points++ == max) return s.substr(0, i) + "\u2026";
+  }
+  return s;
 }
 
 std::string Bytes(double b) {
@@ -352,39 +408,200 @@ std::string InputSection(const char* name, const json& in, double rows, const st
   return s + PreviewBlock(in.value("first_rows", json()), rows, "compressed input: no preview");
 }
 
-// Horizontal bars, one per phase, scaled to the longest (inline SVG).
-std::string PhaseChart(const json& phases) {
-  std::vector<std::pair<std::string, double>> bars;
-  double longest = 0;
-  for (const char* k : {"scan_y", "build", "scan_x", "probe_and_write"}) {
-    bars.emplace_back(k, Num(phases, k));
-    longest = std::max(longest, bars.back().second);
+// Horizontal bars, one per phase, scaled to the longest (inline SVG). From
+// the engine's own phase list (engine_stats.phases: names, rows and bytes)
+// when the report has one, else from the older fixed phases_seconds.
+struct PhaseBar {
+  std::string name;
+  double seconds = 0;
+  uint64_t rows = 0, bytes = 0;
+};
+
+std::vector<PhaseBar> PhasesOf(const json& r) {
+  std::vector<PhaseBar> bars;
+  const json& engine = Object(r, "engine_stats");
+  auto listed = engine.is_object() ? engine.find("phases") : engine.end();
+  if (engine.is_object() && listed != engine.end() && listed->is_array() && !listed->empty()) {
+    for (const json& p : *listed)
+      if (p.is_object()) bars.push_back({Str(p, "name"), Num(p, "seconds"), Count(p, "rows"), Count(p, "bytes")});
+    if (!bars.empty()) return bars;
   }
-  std::string svg = fmt::format("<svg role=\"img\" aria-label=\"time per phase\" width=\"560\" height=\"{}\" "
+  const json& old = r.value("phases_seconds", json::object());
+  for (const char* k : {"scan_y", "build", "scan_x", "probe_and_write"})
+    bars.push_back({k, old.is_object() ? Num(old, k) : 0.0, 0, 0});
+  return bars;
+}
+
+std::string PhaseChart(const std::vector<PhaseBar>& bars) {
+  double longest = 0;
+  for (const auto& b : bars) longest = std::max(longest, b.seconds);
+  std::string svg = fmt::format("<svg role=\"img\" aria-label=\"time per phase\" width=\"720\" height=\"{}\" "
                                 "xmlns=\"http://www.w3.org/2000/svg\" font-size=\"13\">", 24 * bars.size() + 4);
   for (size_t i = 0; i < bars.size(); ++i) {
-    double w = longest > 0 ? 340 * bars[i].second / longest : 0;
+    const PhaseBar& b = bars[i];
+    double w = longest > 0 ? 340 * b.seconds / longest : 0;
     int y = static_cast<int>(24 * i + 2);
+    // Milliseconds when short: "0.000 s" says nothing about a small job's phases.
+    std::string label = b.seconds >= 0.01 || b.seconds == 0 ? fmt::format("{:.3f} s", b.seconds)
+                                                            : fmt::format("{:.2f} ms", b.seconds * 1000);
+    if (b.rows) label += " \u00b7 " + Grouped(b.rows) + " rows";
+    if (b.bytes) label += " \u00b7 " + Bytes(static_cast<double>(b.bytes));
     svg += fmt::format("<text x=\"0\" y=\"{}\">{}</text><rect x=\"130\" y=\"{}\" width=\"{:.1f}\" height=\"16\" "
-                       "fill=\"#3b6fb6\"/><text x=\"{:.1f}\" y=\"{}\">{:.3f} s</text>",
-                       y + 13, bars[i].first, y, std::max(w, 1.0), 136 + w, y + 13, bars[i].second);
+                       "fill=\"#3b6fb6\"/><text x=\"{:.1f}\" y=\"{}\">{}</text>",
+                       y + 13, HtmlEscape(Shortened(b.name, 16)), y, std::max(w, 1.0), 136 + w, y + 13,
+                       HtmlEscape(label));
   }
   return svg + "</svg>\n";
 }
 
-std::string MatchesSection(const json& r) {
+// "Run": the engine's resources (memory against its limit, spilling) and time
+// per phase. Tolerant of reports without engine_stats (older versions, the
+// command engine): what they lack is said to be not measured.
+std::string RunSection(const json& r) {
+  const json& engine = Object(r, "engine_stats");
+  std::string s = "<h2 id=\"run\">Run</h2><table>\n";
+  if (engine.is_null()) {
+    const char* why = "this report has no engine statistics (the command engine, or an older cloudmerge)";
+    s += Row("peak memory", NotMeasured(why));
+    s += Row("out of core", NotMeasured(why));
+  } else {
+    const json& mem = Object(engine, "memory");
+    uint64_t peak = mem.is_object() ? Count(mem, "peak_rss_bytes") : 0;
+    uint64_t limit = mem.is_object() ? Count(mem, "limit_bytes") : 0;
+    std::string m = peak ? HtmlEscape(Bytes(static_cast<double>(peak))) : NotMeasured("the engine did not say");
+    if (limit) {
+      m += " of " + HtmlEscape(Bytes(static_cast<double>(limit))) + " limit";
+      if (peak) m += " (" + Percent(static_cast<double>(peak), static_cast<double>(limit)) + ")";
+    }
+    s += Row("peak memory", m);
+    const json& ooc = Object(engine, "out_of_core");
+    if (ooc.is_null()) {
+      s += Row("out of core", NotMeasured("the engine did not say"));
+    } else if (!Flag(ooc, "used")) {
+      s += Row("out of core", "no <span class=\"muted\">(the join fit in memory)</span>");
+    } else {
+      uint64_t levels = Count(ooc, "spill_levels");
+      std::string o = fmt::format("yes: {} partitions, {} spill level{}, {} spilled in {} files",
+                                  Grouped(Count(ooc, "partitions")), levels, levels == 1 ? "" : "s",
+                                  HtmlEscape(Bytes(static_cast<double>(Count(ooc, "spilled_bytes")))),
+                                  Grouped(Count(ooc, "spill_files")));
+      if (uint64_t nl = Count(ooc, "nested_loop_keys"))
+        o += fmt::format("; {} ID{} bigger than memory joined block by block", Grouped(nl), nl == 1 ? "" : "s");
+      s += Row("out of core", o);
+    }
+    if (!ooc.is_null()) {
+      if (uint64_t reclaimed = Count(ooc, "reclaimed_temp_bytes"))
+        s += Row("reclaimed", HtmlEscape(Bytes(static_cast<double>(reclaimed))) +
+                                  " of temporary files left by runs that died");
+    }
+    if (Flag(engine, "speculation_failed"))
+      s += Row("note", "x&#39;s IDs were not of the type assumed from y&#39;s: x was read twice");
+  }
+  s += "</table>\n";
+  const json& phases = r.value("phases_seconds", json::object());
+  double total = !engine.is_null() && engine.contains("seconds_total") ? Num(engine, "seconds_total")
+                 : phases.is_object()                                   ? Num(phases, "total")
+                                                                        : 0.0;
+  s += "<h3>Time per phase</h3>\n" + PhaseChart(PhasesOf(r));
+  s += fmt::format("<p class=\"muted\">engine total {:.3f} s; the run, with reading previews and writing the report, "
+                   "{:.3f} s</p>\n", total, Num(r, "seconds"));
+  return s;
+}
+
+// The histogram of matched IDs by result rows (matches_per_key_log2: "2^i" ->
+// IDs with 2^i .. 2^(i+1)-1 result rows), as labelled bars with log-scaled
+// lengths (counts span orders of magnitude: a million IDs matched once, three
+// hot ones). Empty when there is nothing to draw.
+std::string MatchesPerKeyChart(const json& histogram) {
+  std::vector<std::pair<int, uint64_t>> buckets;  // (log2 of the lower bound, IDs)
+  if (histogram.is_object()) {
+    for (const auto& [k, v] : histogram.items()) {
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long lower = std::strtoull(k.c_str(), &end, 10);
+      if (errno || *end || k.empty() || k[0] == '-' || lower == 0 || (lower & (lower - 1)) != 0) continue;
+      uint64_t keys = CountValue(v);
+      if (keys) buckets.emplace_back(static_cast<int>(std::log2(static_cast<double>(lower)) + 0.5), keys);
+    }
+  }
+  if (buckets.empty()) return "";
+  std::sort(buckets.begin(), buckets.end());  // the object's keys sort as text: "1", "1024", "128", ...
+  uint64_t most = 0;
+  for (const auto& b : buckets) most = std::max(most, b.second);
+  std::string svg = fmt::format("<svg role=\"img\" aria-label=\"matched IDs by result rows per ID\" width=\"720\" "
+                                "height=\"{}\" xmlns=\"http://www.w3.org/2000/svg\" font-size=\"13\">",
+                                24 * buckets.size() + 4);
+  for (size_t i = 0; i < buckets.size(); ++i) {
+    auto [log2, keys] = buckets[i];
+    uint64_t lower = uint64_t{1} << log2;
+    uint64_t upper = log2 == 63 ? UINT64_MAX : (lower << 1) - 1;
+    std::string label = lower == upper ? Grouped(lower) : Grouped(lower) + "\u2013" + Grouped(upper);
+    double w = 340 * std::log2(1 + static_cast<double>(keys)) / std::log2(1 + static_cast<double>(most));
+    int y = static_cast<int>(24 * i + 2);
+    svg += fmt::format("<text x=\"150\" y=\"{}\" text-anchor=\"end\">{}</text><rect x=\"160\" y=\"{}\" "
+                       "width=\"{:.1f}\" height=\"16\" fill=\"#7b3fa0\"/><text x=\"{:.1f}\" y=\"{}\">{} ID{}</text>",
+                       y + 13, label, y, std::max(w, 2.0), 166 + w, y + 13, Grouped(keys), keys == 1 ? "" : "s");
+  }
+  return svg + "</svg>\n";
+}
+
+std::string HottestKeysTable(const json& hot, uint64_t result_rows) {
+  if (!hot.is_array() || hot.empty()) return "";
+  std::string s = "<table class=\"hot\">\n<tr><th>ID</th><th>x rows</th><th>y rows</th><th>result rows</th>"
+                  "<th>of the result</th></tr>\n";
+  for (const json& k : hot) {
+    if (!k.is_object()) continue;
+    uint64_t out = Count(k, "output_rows");
+    s += "<tr><td><code>" + HtmlEscape(Shortened(Str(k, "key"), 80)) + "</code></td><td class=\"n\">" +
+         Grouped(Count(k, "x_rows")) + "</td><td class=\"n\">" + Grouped(Count(k, "y_rows")) +
+         "</td><td class=\"n\">" + Grouped(out) + "</td><td class=\"n\">" +
+         Percent(static_cast<double>(out), static_cast<double>(result_rows)) + "</td></tr>\n";
+  }
+  return s + "</table>\n";
+}
+
+// "Keys": how the result came about — IDs matched, how many result rows each
+// produced (a chart), and the hottest IDs.
+std::string KeysSection(const json& r) {
   const json& rows = r.value("rows", json::object());
   double x = Num(rows, "x"), y = Num(rows, "y"), out = Num(rows, "output"), keys = Num(r, "y_distinct_keys");
-  std::string s = "<h2>Matches</h2><table>\n";
+  const json& engine = Object(r, "engine_stats");
+  std::string s = "<h2 id=\"keys\">Keys</h2><table>\n";
   s += Row("result rows", fmt::format("{:.0f}", out));
   s += Row("result rows per x row (mean)", x > 0 ? fmt::format("{:.3f}", out / x) : NotMeasured("x has no rows"));
-  s += Row("distinct IDs in y", fmt::format("{:.0f}", keys));
-  s += Row("y rows per distinct ID (mean)", keys > 0 ? fmt::format("{:.3f}", y / keys) : NotMeasured("y has no IDs"));
-  const char* why = "the engine does not count matches per ID yet";
-  s += Row("IDs matched (in both files)", NotMeasured(why));
-  s += Row("x rows with no match", NotMeasured(why));
-  s += Row("distribution of matches per ID", NotMeasured(why));
-  return s + "</table>\n";
+  // y rows but no distinct IDs: the engine did not count them (its out-of-core path may not).
+  bool uncounted = keys == 0 && y > 0;
+  s += Row("distinct IDs in y", uncounted ? NotMeasured("not counted in this run") : fmt::format("{:.0f}", keys));
+  s += Row("y rows per distinct ID (mean)", keys > 0   ? fmt::format("{:.3f}", y / keys)
+                                            : uncounted ? NotMeasured("not counted in this run")
+                                                        : NotMeasured("y has no IDs"));
+  if (engine.is_null() || !engine.contains("matched_keys")) {
+    const char* why = "this report has no engine statistics (the command engine, or an older cloudmerge)";
+    s += Row("IDs matched (in both files)", NotMeasured(why));
+    s += Row("distribution of matches per ID", NotMeasured(why));
+    return s + "</table>\n";
+  }
+  uint64_t matched = Count(engine, "matched_keys");
+  uint64_t distinct = keys > 0 ? static_cast<uint64_t>(keys) : 0;
+  std::string m = Grouped(matched);
+  if (distinct) m += " of " + Grouped(distinct) + " distinct IDs in y (" + Percent(matched, distinct) + ")";
+  s += Row("IDs matched (in both files)", m);
+  s += "</table>\n<h3>Result rows per matched ID</h3>\n";
+  auto it = engine.find("matches_per_key_log2");
+  const json& histogram = it != engine.end() ? *it : json();
+  std::string chart = MatchesPerKeyChart(histogram);
+  if (chart.empty()) {
+    s += "<p class=\"muted\">No ID is in both files: nothing to chart.</p>\n";
+  } else {
+    uint64_t once = histogram.is_object() ? Count(histogram, "1") : 0;
+    s += "<p class=\"muted\">Each matched ID produces (its x rows) &times; (its y rows) result rows. " +
+         Grouped(once) + " of " + Grouped(matched) + " matched IDs (" + Percent(once, matched) +
+         ") produced exactly one. Bar lengths on a log scale.</p>\n" + chart;
+  }
+  auto hot = engine.find("hottest_keys");
+  std::string table = HottestKeysTable(hot != engine.end() ? *hot : json(), static_cast<uint64_t>(out));
+  if (!table.empty()) s += "<h3>Hottest IDs</h3>\n<p class=\"muted\">The IDs producing the most result rows.</p>\n" + table;
+  return s;
 }
 
 std::string CostSection(const json& c) {
@@ -438,11 +655,8 @@ std::string RenderReportHtml(const json& r) {
   s += "<h2>Result</h2>\n<p class=\"muted\">The script prints the result with its cross-product positions as index; "
        "here rows are numbered from 0.</p>";
   s += PreviewBlock(r.value("result_first_rows", json()), Num(rows, "output"), "the result could not be read back");
-  const json& phases = r.value("phases_seconds", json::object());
-  s += "<h2>Time per phase</h2>\n" + PhaseChart(phases);
-  s += fmt::format("<p class=\"muted\">engine total {:.3f} s; the run, with reading previews and writing the report, "
-                   "{:.3f} s</p>\n", Num(phases, "total"), Num(r, "seconds"));
-  s += MatchesSection(r);
+  s += KeysSection(r);
+  s += RunSection(r);
   s += CostSection(r.value("cost", json()));
   return s + "</body></html>\n";
 }

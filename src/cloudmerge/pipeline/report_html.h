@@ -1,11 +1,16 @@
 // report.html: what the scientist sees of a run — the job, its inputs with a
-// preview shaped like the script's print(df), the result, time per phase, the
-// matches, and an estimate of what the run costs on AWS — as one
-// self-contained page (inline CSS and SVG, no external asset, no script).
+// preview shaped like the script's print(df), the result, the keys (IDs
+// matched, a chart of result rows per matched ID, the hottest IDs), the run
+// (peak memory against the limit, spilling, time per phase), and an estimate
+// of what the run costs on AWS — as one self-contained page (inline CSS and
+// SVG, no external asset, no script).
 //
 // Everything is rendered from the report JSON the job runner writes (so the
-// page and report.json never disagree); every string that came from a file,
-// a job name or an error is HTML-escaped.
+// page and report.json never disagree); the keys and the run come from its
+// "engine_stats" (MergeReportJson, docs/report.md), and a report without it
+// (the command engine, older versions) or with odd values still renders, what
+// it lacks marked "not measured". Every string that came from a file, a job
+// name, an ID or an error is HTML-escaped.
 //
 // Pure functions of their arguments (plus FromEnvironment's getenv): thread-safe.
 #pragma once

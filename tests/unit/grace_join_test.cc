@@ -1,0 +1,269 @@
+// The out-of-core join (grace_join.h) against the in-memory one, in process:
+// identical bytes for many memory limits, fan-outs, thread counts and key
+// types; and the bad conditions through a fault-injecting Env — a spill file
+// damaged between write and read, a temp dir that fills up — which must fail
+// clearly and leave neither an output nor a spill file behind.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include "cloudmerge/env.h"
+#include "cloudmerge/merge.h"
+
+namespace cloudmerge {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsSpill(const std::string& p) { return p.size() > 6 && p.compare(p.size() - 6, 6, ".spill") == 0; }
+
+// The real Env, except for spill files: reads can be damaged (one byte flipped
+// in the middle of the file) and writes can run out of space.
+class SpillFaultEnv final : public Env {
+ public:
+  bool corrupt_reads = false;
+  size_t spill_space = SIZE_MAX;  // bytes of spill writes before ENOSPC
+
+  Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override {
+    auto in = base_->ReadFile(p);
+    if (!in.ok() || !corrupt_reads || !IsSpill(p) || (*in)->bytes().size() < 64) return in;
+    std::string bytes((*in)->bytes());
+    bytes[bytes.size() / 2] ^= 0x20;
+    return std::unique_ptr<InputData>(new Copy(std::move(bytes)));
+  }
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& p) override {
+    auto f = base_->NewWritableFile(p);
+    if (!f.ok() || !IsSpill(p)) return f;
+    return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), this, p));
+  }
+  Status RenameFile(const std::string& a, const std::string& b) override { return base_->RenameFile(a, b); }
+  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
+
+ private:
+  class Copy final : public InputData {
+   public:
+    explicit Copy(std::string s) : s_(std::move(s)) {}
+    std::string_view bytes() const override { return s_; }
+
+   private:
+    std::string s_;
+  };
+  class Limited final : public WritableFile {
+   public:
+    Limited(std::unique_ptr<WritableFile> f, SpillFaultEnv* env, std::string path)
+        : f_(std::move(f)), env_(env), path_(std::move(path)) {}
+    Status Append(std::string_view d) override {
+      if (d.size() > env_->spill_space) return Status::NoSpace("cannot write " + path_ + ": no space left on device");
+      env_->spill_space -= d.size();
+      return f_->Append(d);
+    }
+    Status Close() override { return f_->Close(); }
+
+   private:
+    std::unique_ptr<WritableFile> f_;
+    SpillFaultEnv* env_;
+    std::string path_;
+  };
+  Env* base_ = Env::Default();
+};
+
+class GraceJoinTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) / ("cm_grace_" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "tmp");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // x and y with `rows` rows each; keys drawn from `keys` (with repeats on both sides).
+  void Write(const std::vector<std::string>& keys, size_t rows, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::ofstream x(dir_ / "x.tsv"), y(dir_ / "y.tsv");
+    x << "ID\tvalue\n";
+    y << "ID\tvalue\n";
+    for (size_t i = 0; i < rows; ++i) {
+      x << keys[rng() % keys.size()] << "\tx" << i << "\n";
+      y << keys[rng() % keys.size()] << "\ty" << i << "\n";
+    }
+  }
+
+  MergeOptions Options(const char* out) {
+    MergeOptions o;
+    o.x_path = (dir_ / "x.tsv").string();
+    o.y_path = (dir_ / "y.tsv").string();
+    o.out_path = (dir_ / out).string();
+    o.temp_dir = (dir_ / "tmp").string();
+    o.chunk_bytes = 16 << 10;
+    return o;
+  }
+
+  std::string Read(const MergeOptions& o) {
+    std::ifstream f(o.out_path);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  }
+
+  // The in-memory result, then every out-of-core configuration must equal it.
+  void ExpectSameEverywhere() {
+    MergeOptions ref = Options("ref.tsv");
+    ref.memory_limit = uint64_t{1} << 34;
+    ref.key_stats = true;
+    MergeStats rs;
+    Status st = RunMerge(Env::Default(), ref, &rs);
+    ASSERT_TRUE(st.ok()) << st.message();
+    ASSERT_FALSE(rs.out_of_core);
+    const std::string expected = Read(ref);
+    for (uint64_t limit : {uint64_t{16} << 10, uint64_t{256} << 10}) {
+      for (unsigned fanout : {2u, 4u, 0u}) {
+        for (unsigned threads : {1u, 2u}) {
+          MergeOptions o = Options("out.tsv");
+          o.memory_limit = limit;
+          o.spill_fanout = fanout;
+          o.threads = threads;
+          o.key_stats = true;
+          MergeStats s;
+          Status st = RunMerge(Env::Default(), o, &s);
+          ASSERT_TRUE(st.ok()) << st.message();
+          if (limit == 16 << 10) EXPECT_TRUE(s.out_of_core);
+          EXPECT_EQ(s.output_rows, rs.output_rows);
+          EXPECT_EQ(s.y_distinct_keys, rs.y_distinct_keys);
+          EXPECT_EQ(s.matched_keys, rs.matched_keys);
+          EXPECT_EQ(s.matches_per_key, rs.matches_per_key);
+          ASSERT_EQ(s.hottest_keys.size(), rs.hottest_keys.size());
+          for (size_t i = 0; i < s.hottest_keys.size(); ++i)
+            EXPECT_EQ(s.hottest_keys[i].output_rows(), rs.hottest_keys[i].output_rows());
+          EXPECT_EQ(Read(o), expected) << "limit " << limit << " fanout " << fanout << " threads " << threads;
+          EXPECT_TRUE(fs::is_empty(dir_ / "tmp")) << "spill files left behind";
+        }
+      }
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(GraceJoinTest, IntegersLikeInMemory) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 6000, 1);
+  ExpectSameEverywhere();
+}
+
+TEST_F(GraceJoinTest, NumbersSpelledDifferentlyMeetInOnePartition) {
+  // 7, 007, 7.0 and 7e0 are one key when the files are numeric: they must land in one partition.
+  std::vector<std::string> keys;
+  for (int i = 0; i < 500; ++i) {
+    keys.push_back(std::to_string(i));
+    keys.push_back("00" + std::to_string(i));
+    keys.push_back(std::to_string(i) + ".0");
+    keys.push_back(std::to_string(i) + "e0");
+  }
+  keys.push_back("");  // a missing ID never matches
+  Write(keys, 4000, 2);
+  ExpectSameEverywhere();
+}
+
+TEST_F(GraceJoinTest, TextKeysWithNaMarkers) {
+  std::vector<std::string> keys = {"NA", "nan", "null", "", "gene-\xc3\xa9"};
+  for (int i = 0; i < 2000; ++i) keys.push_back("g" + std::to_string(i * 7919 % 4001));
+  Write(keys, 4000, 3);
+  ExpectSameEverywhere();
+}
+
+TEST_F(GraceJoinTest, HotKeyBiggerThanMemoryIsJoinedByBlocks) {
+  std::vector<std::string> keys(40, "42");  // ~2/3 of all rows hold key 42
+  for (int i = 0; i < 20; ++i) keys.push_back(std::to_string(1000 + i));
+  Write(keys, 600, 4);
+  MergeOptions o = Options("out.tsv");
+  o.memory_limit = 16 << 10;
+  o.spill_fanout = 4;
+  MergeStats s;
+  ASSERT_TRUE(RunMerge(Env::Default(), o, &s).ok());
+  EXPECT_GE(s.nested_loop_keys, 1u);
+  ASSERT_FALSE(s.hottest_keys.empty());
+  EXPECT_EQ(s.hottest_keys[0].key, "42");
+  ExpectSameEverywhere();
+}
+
+TEST_F(GraceJoinTest, OutputRowLimitRefusesWithTheHottestKeys) {
+  std::vector<std::string> keys(10, "7");
+  for (int i = 0; i < 100; ++i) keys.push_back(std::to_string(i + 100));
+  Write(keys, 3000, 5);
+  for (uint64_t limit : {uint64_t{1}, uint64_t{1} << 34}) {  // out of core and in memory
+    MergeOptions o = Options("out.tsv");
+    o.memory_limit = limit;
+    o.spill_fanout = 4;
+    o.max_output_rows = 1000;
+    MergeStats s;
+    Status st = RunMerge(Env::Default(), o, &s);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Status::Code::kInvalidInput);
+    EXPECT_NE(st.message().find("--max-output-rows 1000"), std::string::npos) << st.message();
+    EXPECT_NE(st.message().find("ID '7'"), std::string::npos) << st.message();
+    EXPECT_GT(s.output_rows, 1000u);  // the exact count is reported either way
+    EXPECT_FALSE(fs::exists(o.out_path));
+    EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+  }
+}
+
+TEST_F(GraceJoinTest, DamagedSpillFileIsAnErrorNotAWrongAnswer) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5000; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 20000, 6);
+  SpillFaultEnv env;
+  env.corrupt_reads = true;
+  MergeOptions o = Options("out.tsv");
+  o.memory_limit = 64 << 10;
+  MergeStats s;
+  Status st = RunMerge(&env, o, &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kIOError);
+  EXPECT_NE(st.message().find("damaged"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(o.out_path));
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+}
+
+TEST_F(GraceJoinTest, FullTempDirIsAClearErrorAndLeavesNothing) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 5000; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 20000, 7);
+  for (size_t space : {size_t{0}, size_t{100} << 10}) {  // in the partition phase, and later
+    SpillFaultEnv env;
+    env.spill_space = space;
+    MergeOptions o = Options("out.tsv");
+    o.memory_limit = 64 << 10;
+    o.threads = 2;
+    MergeStats s;
+    Status st = RunMerge(&env, o, &s);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Status::Code::kNoSpace);
+    EXPECT_NE(st.message().find("--temp-dir"), std::string::npos) << st.message();
+    EXPECT_FALSE(fs::exists(o.out_path));
+    EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+  }
+}
+
+TEST_F(GraceJoinTest, BadRowDeepInXFailsWithItsLineAndLeavesNoSpill) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 5000, 8);
+  {
+    std::ofstream x(dir_ / "x.tsv", std::ios::app);
+    x << "5\ttoo\tmany\n";
+  }
+  MergeOptions o = Options("out.tsv");
+  o.memory_limit = 1;
+  o.threads = 2;
+  MergeStats s;
+  Status st = RunMerge(Env::Default(), o, &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("line 5002"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(o.out_path));
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+}
+
+}  // namespace
+}  // namespace cloudmerge

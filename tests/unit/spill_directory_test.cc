@@ -1,0 +1,317 @@
+// The spill directory: created unique and locked, removed on destruction and
+// on fatal signals, dead runs' directories (SIGKILLed, or left half-removed)
+// reclaimed with their byte count, live ones left alone, bad parents refused
+// with a clear error.
+#include "cloudmerge/spill_directory.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <utime.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace cloudmerge {
+namespace {
+
+namespace fs = std::filesystem;
+
+void WriteFile(const fs::path& p, size_t bytes) { std::ofstream(p, std::ios::binary) << std::string(bytes, 'z'); }
+
+class SpillDirectoryTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    parent_ = fs::path(::testing::TempDir()) / ("cm_spill_dir_" + std::to_string(::getpid()));
+    fs::remove_all(parent_);
+    fs::create_directories(parent_);
+  }
+  void TearDown() override {
+    fs::permissions(parent_, fs::perms::owner_all);
+    fs::remove_all(parent_);
+  }
+
+  std::unique_ptr<SpillDirectory> Create(uint64_t* reclaimed = nullptr) {
+    auto d = SpillDirectory::Create(parent_.string(), reclaimed);
+    EXPECT_TRUE(d.ok()) << d.status().message();
+    return d.ok() ? std::move(d.value()) : nullptr;
+  }
+  std::vector<std::string> Entries() {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(parent_)) names.push_back(e.path().filename().string());
+    return names;
+  }
+  // A directory as a dead run leaves it: its lock file exists but nobody holds it.
+  fs::path MakeDead(const std::string& name, size_t bytes_a, size_t bytes_b) {
+    fs::path d = parent_ / name;
+    fs::create_directories(d / "sub");
+    WriteFile(d / ".lock", 0);
+    WriteFile(d / "x-0.spill", bytes_a);
+    WriteFile(d / "sub" / "y-1.spill", bytes_b);
+    return d;
+  }
+
+  fs::path parent_;
+};
+
+TEST_F(SpillDirectoryTest, CreatesALockedDirectoryAndRemovesItOnDestruction) {
+  auto d = Create();
+  ASSERT_TRUE(d);
+  fs::path p = d->path();
+  EXPECT_EQ(p.parent_path(), parent_);
+  EXPECT_EQ(p.filename().string().rfind("cloudmerge-spill-" + std::to_string(getpid()) + "-", 0), 0u) << p;
+  EXPECT_TRUE(fs::is_directory(p));
+  ASSERT_TRUE(fs::exists(p / ".lock"));
+  // The lock is held: a second open file description cannot take it.
+  int fd = open((p / ".lock").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  EXPECT_NE(flock(fd, LOCK_EX | LOCK_NB), 0);
+  close(fd);
+  EXPECT_EQ(Entries().size(), 1u) << "no staging directory left behind";
+
+  WriteFile(d->NewPath("x"), 1000);
+  fs::create_directories(p / "nested" / "deeper");
+  WriteFile(p / "nested" / "deeper" / "f", 10);
+  EXPECT_GT(d->FreeBytes(), 0u);
+  d.reset();
+  EXPECT_FALSE(fs::exists(p));
+  EXPECT_TRUE(Entries().empty());
+}
+
+TEST_F(SpillDirectoryTest, PathsAreUniqueAcrossThreadsAndDirectories) {
+  auto a = Create(), b = Create();
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->path(), b->path());
+  std::vector<std::vector<std::string>> per_thread(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1000; ++i) per_thread[t].push_back(a->NewPath(t % 2 ? "x" : "y"));
+    });
+  for (auto& t : threads) t.join();
+  std::set<std::string> all;
+  for (const auto& v : per_thread)
+    for (const auto& p : v) {
+      EXPECT_EQ(fs::path(p).parent_path(), fs::path(a->path()));
+      EXPECT_EQ(fs::path(p).extension(), ".spill");
+      all.insert(p);
+    }
+  EXPECT_EQ(all.size(), 4000u);
+  EXPECT_NE(a->NewPath("x"), b->NewPath("x"));
+}
+
+TEST_F(SpillDirectoryTest, DeadSiblingIsReclaimedWithItsByteCount) {
+  fs::path dead = MakeDead("cloudmerge-spill-999999-00000000deadbeef", 1000, 2345);
+  fs::path lockless = parent_ / "cloudmerge-spill-999998-0000000000000001";  // an interrupted removal
+  fs::create_directories(lockless);
+  WriteFile(lockless / "z-3.spill", 55);
+  fs::path unrelated = parent_ / "someone-elses-dir";
+  fs::create_directories(unrelated);
+  WriteFile(unrelated / ".lock", 0);
+  WriteFile(parent_ / "cloudmerge-spill-not-a-directory", 7);
+
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(reclaimed, 1000u + 2345u + 55u);
+  EXPECT_FALSE(fs::exists(dead));
+  EXPECT_FALSE(fs::exists(lockless));
+  EXPECT_TRUE(fs::exists(unrelated / ".lock")) << "only cloudmerge-spill-* directories are touched";
+  EXPECT_TRUE(fs::exists(parent_ / "cloudmerge-spill-not-a-directory"));
+}
+
+TEST_F(SpillDirectoryTest, LiveSiblingsAreLeftAlone) {
+  // One locked by hand through another open file description (flock locks
+  // belong to it, so this conflicts even within one process)...
+  fs::path live = MakeDead("cloudmerge-spill-999999-0000000000001111", 100, 200);
+  int fd = open((live / ".lock").c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(flock(fd, LOCK_EX | LOCK_NB), 0);
+  // ...and a real one.
+  auto first = Create();
+  ASSERT_TRUE(first);
+  WriteFile(first->NewPath("x"), 500);
+
+  uint64_t reclaimed = 12345;
+  auto second = Create(&reclaimed);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(reclaimed, 0u);
+  EXPECT_TRUE(fs::exists(live / "x-0.spill"));
+  EXPECT_TRUE(fs::exists(live / "sub" / "y-1.spill"));
+  EXPECT_TRUE(fs::exists(first->path()));
+
+  // Once released, the hand-locked one is dead and goes on the next start.
+  close(fd);
+  auto third = Create(&reclaimed);
+  EXPECT_EQ(reclaimed, 300u);
+  EXPECT_FALSE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(first->path()));
+}
+
+TEST_F(SpillDirectoryTest, StagingDirectoriesGetAMinuteOfGrace) {
+  fs::path young = MakeDead(".cloudmerge-spill-999999-000000000000aaaa", 10, 20);
+  fs::path old = MakeDead(".cloudmerge-spill-999999-000000000000bbbb", 30, 40);
+  struct utimbuf long_ago {time(nullptr) - 3600, time(nullptr) - 3600};
+  ASSERT_EQ(utime(old.c_str(), &long_ago), 0);
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  EXPECT_EQ(reclaimed, 70u);
+  EXPECT_TRUE(fs::exists(young / "x-0.spill")) << "a run may be between its mkdir and its rename";
+  EXPECT_FALSE(fs::exists(old));
+}
+
+TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto d = SpillDirectory::Create(parent_.string(), nullptr);
+    if (!d.ok()) _exit(1);
+    WriteFile((*d)->NewPath("x"), 4321);
+    std::string p = (*d)->path();
+    if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
+    raise(SIGKILL);  // no destructor, no handler: as the OOM killer would
+    _exit(3);
+  }
+  close(pipefd[1]);
+  char buf[4096];
+  ssize_t n = read(pipefd[0], buf, sizeof(buf));
+  close(pipefd[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
+  ASSERT_GT(n, 0);
+  fs::path left(std::string(buf, static_cast<size_t>(n)));
+  ASSERT_TRUE(fs::exists(left)) << "SIGKILL cannot clean up: the directory stays";
+
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  EXPECT_EQ(reclaimed, 4321u);
+  EXPECT_FALSE(fs::exists(left));
+}
+
+TEST_F(SpillDirectoryTest, FatalSignalsRemoveTheDirectory) {
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    SCOPED_TRACE(strsignal(sig));
+    int pipefd[2];
+    ASSERT_EQ(pipe(pipefd), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto d = SpillDirectory::Create(parent_.string(), nullptr);
+      if (!d.ok()) _exit(1);
+      for (int i = 0; i < 300; ++i) WriteFile((*d)->NewPath("x"), 100);  // more than one getdents64 batch
+      fs::create_directories(fs::path((*d)->path()) / "sub" / "sub2");
+      WriteFile(fs::path((*d)->path()) / "sub" / "sub2" / "f", 10);
+      std::string p = (*d)->path();
+      if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
+      raise(sig);
+      _exit(3);
+    }
+    close(pipefd[1]);
+    char buf[4096];
+    ssize_t n = read(pipefd[0], buf, sizeof(buf));
+    close(pipefd[0]);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "the signal still ends the process: " << status;
+    ASSERT_GT(n, 0);
+    EXPECT_FALSE(fs::exists(std::string(buf, static_cast<size_t>(n))));
+    EXPECT_TRUE(Entries().empty());
+  }
+}
+
+TEST_F(SpillDirectoryTest, ManyAtOnceAllRemoved) {
+  // More than the signal handler's table holds: the rest still work, and are removed normally.
+  std::vector<std::unique_ptr<SpillDirectory>> dirs;
+  for (int i = 0; i < 20; ++i) dirs.push_back(Create());
+  std::set<std::string> paths;
+  for (auto& d : dirs) {
+    ASSERT_TRUE(d);
+    paths.insert(d->path());
+  }
+  EXPECT_EQ(paths.size(), 20u);
+  dirs.clear();
+  EXPECT_TRUE(Entries().empty());
+}
+
+TEST_F(SpillDirectoryTest, BadParentIsAClearError) {
+  auto missing = SpillDirectory::Create((parent_ / "no" / "such").string(), nullptr);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), Status::Code::kIOError);
+  EXPECT_NE(missing.status().message().find((parent_ / "no" / "such").string()), std::string::npos);
+  EXPECT_NE(missing.status().message().find("does not exist"), std::string::npos) << missing.status().message();
+  EXPECT_NE(missing.status().message().find("--temp-dir"), std::string::npos);
+
+  WriteFile(parent_ / "file", 1);
+  auto file = SpillDirectory::Create((parent_ / "file").string(), nullptr);
+  ASSERT_FALSE(file.ok());
+  EXPECT_NE(file.status().message().find("not a directory"), std::string::npos) << file.status().message();
+
+}
+
+TEST_F(SpillDirectoryTest, ReadOnlyParentIsAClearError) {
+  // As root everything is writable: check as `nobody` (65534) in a child
+  // process, in a directory owned by root that only root may write to.
+  fs::path ro = parent_ / "ro";
+  fs::create_directories(ro);
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::group_read |
+                          fs::perms::group_exec | fs::perms::others_read | fs::perms::others_exec);
+  fs::permissions(parent_, fs::perms::owner_all | fs::perms::others_exec | fs::perms::group_exec);
+  auto check = [&]() -> std::string {
+    auto d = SpillDirectory::Create(ro.string(), nullptr);
+    if (d.ok()) return "created a spill directory in a read-only parent";
+    const std::string& m = d.status().message();
+    if (m.find("may not create files") == std::string::npos || m.find(ro.string()) == std::string::npos)
+      return "unclear message: " + m;
+    return "";
+  };
+  if (geteuid() != 0) {
+    EXPECT_EQ(check(), "");
+    return;
+  }
+  int pipefd[2];
+  ASSERT_EQ(pipe(pipefd), 0);
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::string problem = setgid(65534) == 0 && setuid(65534) == 0 ? check() : "cannot become nobody";
+    ssize_t ignored = write(pipefd[1], problem.data(), problem.size());
+    (void)ignored;
+    _exit(0);
+  }
+  close(pipefd[1]);
+  std::string problem;
+  char buf[4096];
+  for (ssize_t n; (n = read(pipefd[0], buf, sizeof(buf))) > 0;) problem.append(buf, static_cast<size_t>(n));
+  close(pipefd[0]);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_EQ(problem, "");
+}
+
+TEST(SpillDirectoryDefaultTest, DefaultParentIsTmpdirElseTmp) {
+  const char* saved = std::getenv("TMPDIR");
+  std::optional<std::string> old = saved ? std::optional<std::string>(saved) : std::nullopt;
+  setenv("TMPDIR", "/var/scratch", 1);
+  EXPECT_EQ(DefaultTempParent(), "/var/scratch");
+  setenv("TMPDIR", "", 1);
+  EXPECT_EQ(DefaultTempParent(), "/tmp");
+  unsetenv("TMPDIR");
+  EXPECT_EQ(DefaultTempParent(), "/tmp");
+  if (old) setenv("TMPDIR", old->c_str(), 1);
+}
+
+}  // namespace
+}  // namespace cloudmerge

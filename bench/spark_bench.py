@@ -5,17 +5,35 @@ ratio; the two outputs must be identical. Appends a section to docs/benchmarks.m
 
     .venv/bin/python bench/spark_bench.py --rows 1000000 [--rows 10000000] [--bin build/cloudmerge]
 
-Single-threaded driver; runs the two engines one after the other (never at once)."""
+Single-threaded driver; runs the two engines one after the other (never at once). Each engine's
+standard error goes to bench/data/<engine>.<rows>.log (Spark's log is large: a pipe would fill
+and stall it). At 10^7 rows per side expect ~15-30 minutes for Spark on 2 cores and ~1 GB of
+data plus Spark's shuffle files under /tmp; the driver gets --spark-driver-memory (default 4g)."""
 import argparse
 import datetime
 import filecmp
 import os
 import pathlib
+import subprocess
 import sys
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
-from run_bench import generate, run_once  # noqa: E402
+from run_bench import generate  # noqa: E402
+
+
+def run_once(cmd, log_path):
+    """(wall s, CPU s of the process tree, peak RSS MiB); stderr to log_path."""
+    with open(log_path, "wb") as log:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        tail = pathlib.Path(log_path).read_bytes()[-3000:].decode(errors="replace")
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (log {log_path}):\n{tail}")
+    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
 
 
 def main():
@@ -25,14 +43,21 @@ def main():
     ap.add_argument("--bin", default=str(ROOT / "build" / "cloudmerge"))
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    ap.add_argument("--spark-driver-memory", default="4g", help="spark.driver.memory of the local[2] run")
+    ap.add_argument("--spark-conf", action="append", default=[], help="extra --spark-conf key=value (repeatable)")
     a = ap.parse_args()
     lines = []
     for rows in a.rows or [1_000_000]:
         x, y = generate(pathlib.Path(a.data), rows, a.key_type)
         out_n, out_s = pathlib.Path(a.data) / "native.out.tsv", pathlib.Path(a.data) / "spark.out.tsv"
-        native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)])
-        spark = run_once([a.bin, "merge", "--engine", "spark", "--master", "local[2]", str(x), str(y),
-                          "-o", str(out_s)])
+        data = pathlib.Path(a.data)
+        print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
+        native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
+        print(f"{rows:,} rows per side: spark local[2] ...", file=sys.stderr, flush=True)
+        conf = [f"spark.driver.memory={a.spark_driver_memory}"] + a.spark_conf
+        spark = run_once([a.bin, "merge", "--engine", "spark", "--master", "local[2]",
+                          *[f"--spark-conf={c}" for c in conf], str(x), str(y), "-o", str(out_s)],
+                         data / f"spark.{rows}.log")
         same = filecmp.cmp(out_n, out_s, shallow=False)
         out_rows = sum(1 for _ in open(out_n, "rb")) - 1
         for name, (wall, cpu, rss) in (("native", native), ("spark local[2]", spark)):

@@ -95,7 +95,9 @@ def spill_frame(raw, records, flags=None, raw_length=None, reserved=b"\0\0\0"):
     if flags is None:
         flags = 0
         if raw:
-            z = subprocess.run(["zstd", "-1", "-q", "-c"], input=raw, stdout=subprocess.PIPE, check=True).stdout
+            # --stream-size: the frame records its content size, as the writer's (and the reader demands).
+            z = subprocess.run(["zstd", "-1", "-q", "-c", "--no-check", f"--stream-size={len(raw)}"], input=raw,
+                               stdout=subprocess.PIPE, check=True).stdout
             if len(z) * 8 < len(raw) * 7:
                 stored, flags = z, 1
     if raw_length is None:

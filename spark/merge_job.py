@@ -9,6 +9,7 @@ src/cloudmerge/key_types.cc), the join, and writing part files or one file.
 
     spark-submit spark/merge_job.py X Y -o OUT [--ordered] [--single-file]
                  [--key K | --x-key K --y-key K] [--allow-numeric-header]
+                 [--stats-file STATS.json]
 
 Threading/process contract: run() executes on the driver; the rule functions
 below are pure and run inside executors' Python workers (this file is shipped
@@ -554,13 +555,33 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     body = joined.select("xr", "yr", line.alias("value"))
     if ordered:
         body = body.orderBy("xr", "yr")
+    # The output row count, aggregated in the JVM as the rows are written (no
+    # second pass). Observed after the sort: the sort's sampling job would
+    # otherwise count the rows twice.
+    from pyspark.sql import Observation
+    observed = Observation("cloudmerge-" + uuid.uuid4().hex)  # unique: merges may run concurrently
+    body = body.observe(observed, F.count(F.lit(1)).alias("output_rows"))
     header = spark.createDataFrame([(output_header(x, y),)], "value string")
     result = header.union(body.select("value"))  # union keeps partition order: part-00000 is the header
     target = out + ".parts-" + uuid.uuid4().hex[:8] if single_file else out
     result.write.mode("errorifexists").option("lineSep", "\n").text(target)
     if single_file:
         concat_parts(sc, target, out)
-    return {"x_rows": x.rows, "y_rows": y.rows, "x_mode": x.mode, "y_mode": y.mode}
+    return {"x_rows": x.rows, "y_rows": y.rows, "x_mode": x.mode, "y_mode": y.mode,
+            "output_rows": int(observed.get.get("output_rows", -1))}
+
+
+def write_stats(sc, path, stats):
+    """Writes the statistics as one JSON object to path (any Hadoop filesystem:
+    the pipeline reads rows for its report from there)."""
+    import json
+    jvm = sc._jvm
+    p = jvm.org.apache.hadoop.fs.Path(to_hadoop_uri(sc, path))
+    stream = p.getFileSystem(sc._jsc.hadoopConfiguration()).create(p, True)
+    try:
+        stream.write(bytearray(json.dumps(stats, sort_keys=True).encode("utf-8")))
+    finally:
+        stream.close()
 
 
 def make_session(master=None, app_name="cloudmerge-merge", conf=None):
@@ -596,6 +617,7 @@ def parse_args(argv):
     p.add_argument("--y-key")
     p.add_argument("--allow-numeric-header", action="store_true")
     p.add_argument("--master", help="Spark master when not given to spark-submit")
+    p.add_argument("--stats-file", help="also write the row counts as JSON here (local path or S3 URI)")
     return p.parse_args(argv)
 
 
@@ -606,8 +628,10 @@ def main(argv):
         stats = merge(spark, a.x, a.y, a.output, ordered=a.ordered, single_file=a.single_file,
                       x_key=a.x_key or a.key, y_key=a.y_key or a.key,
                       allow_numeric_header=a.allow_numeric_header)
-        print("cloudmerge spark: x %(x_rows)d rows (IDs %(x_mode)s), y %(y_rows)d rows (IDs %(y_mode)s)" % stats,
-              file=sys.stderr)
+        print("cloudmerge spark: x %(x_rows)d rows (IDs %(x_mode)s), y %(y_rows)d rows (IDs %(y_mode)s), "
+              "%(output_rows)d rows written" % stats, file=sys.stderr)
+        if a.stats_file:
+            write_stats(spark.sparkContext, a.stats_file, stats)
         return 0
     except InputError as e:
         print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)

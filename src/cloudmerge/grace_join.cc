@@ -150,6 +150,7 @@ struct Context {
 // records, a row entry, a hash slot and counters per record.
 constexpr uint64_t kBytesPerBuildRow = 72;
 constexpr uint64_t kCacheFriendlyPartition = 8u << 20;
+constexpr uint64_t kSpillWriteBuffer = 64u << 10;  // SpillWriter's buffer (spill_file.cc)
 uint64_t BuildBytes(const SpillPart& y) { return y.raw_bytes + kBytesPerBuildRow * y.records; }
 
 // Fan-out to split `bytes` of build side into pieces of a task's budget, with slack.
@@ -313,7 +314,13 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
     bool have_turn = false;
     uint64_t row = 0;
     auto flush = [&]() {
-      if (!have_turn) have_turn = turns.Wait(u);
+      if (!have_turn) {
+        have_turn = turns.Wait(u);
+        // Every unit before this one is done: nothing before it is read again. Reading
+        // maps whole folios around each access (readahead builds large ones), which
+        // per-chunk releases leave behind at chunk edges; drop them all here.
+        if (have_turn && u > 0) t.Release({chunks[0].begin, chunks[units[u].first].begin});
+      }
       if (!have_turn) return;  // the phase failed elsewhere: drop
       Status st = bufs.FlushTo(&files);
       if (!st.ok()) {
@@ -490,7 +497,7 @@ class DirectSink final : public MatchSink {
       buf_.append(y_text);
     }
     buf_.push_back('\n');
-    if (buf_.size() >= (1u << 20)) return Finish();
+    if (buf_.size() >= ctx_->block_bytes) return Finish();
     return Status::OK();
   }
   Status Finish() override {
@@ -932,11 +939,12 @@ Status MergeRuns(Context& ctx, const std::vector<RunFile>& runs, Emit&& emit) {
 // them, for .gz/.zst), so merging and writing use both cores.
 class OutputPipe {
  public:
-  explicit OutputPipe(AtomicOutput* out) : out_(out), thread_([this] { Loop(); }) {}
+  OutputPipe(AtomicOutput* out, size_t buffer_bytes)
+      : out_(out), buffer_bytes_(buffer_bytes), thread_([this] { Loop(); }) {}
   ~OutputPipe() { Close(); }
   Status Append(std::string_view line) {
     buf_.append(line);
-    if (buf_.size() >= (4u << 20)) return Hand();
+    if (buf_.size() >= buffer_bytes_) return Hand();
     return Status::OK();
   }
   Status Close() {
@@ -962,7 +970,7 @@ class OutputPipe {
     if (!status_.ok()) return status_;
     queue_.push_back(std::move(buf_));
     buf_ = std::string();
-    buf_.reserve(4u << 20);
+    buf_.reserve(buffer_bytes_);
     cv_.notify_all();
     return Status::OK();
   }
@@ -987,6 +995,7 @@ class OutputPipe {
     }
   }
   AtomicOutput* out_;
+  const size_t buffer_bytes_;
   std::string buf_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -1020,7 +1029,7 @@ Status MergeIntoOutput(Context& ctx, Outputs* outs, AtomicOutput* out) {
     CM_RETURN_IF_ERROR(error.Get());
     runs = std::move(merged.runs);
   }
-  OutputPipe pipe(out);
+  OutputPipe pipe(out, std::clamp<size_t>(ctx.memory_limit / 32, 64u << 10, 4u << 20));
   uint64_t lines = 0, bytes = 0;
   Status st = MergeRuns(ctx, runs, [&](uint64_t, uint64_t, std::string_view line) {
     bytes += line.size();
@@ -1082,6 +1091,11 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
   ctx.memory_limit = limit;
   ctx.task_budget = std::max<uint64_t>(limit / 2 / ctx.threads, 4u << 10);
   ctx.max_fanout = o.spill_fanout ? std::max(2u, o.spill_fanout) : 256;
+  // Every open partition costs its file's write buffer and a block being filled per
+  // worker: under a small limit, fewer partitions per level (and more levels).
+  ctx.block_bytes = std::clamp<size_t>(limit / (16 * ctx.threads * 64), 16u << 10, 1u << 20);
+  const uint64_t per_partition = kSpillWriteBuffer + ctx.block_bytes * ctx.threads;
+  ctx.max_fanout = static_cast<uint32_t>(std::clamp<uint64_t>(limit / 4 / per_partition, 2, ctx.max_fanout));
   ctx.y_has_values = y.column_names().size() > 1;
   const uint64_t y_bytes = y.data().size(), x_bytes = x.data().size();
   const uint64_t y_rows_guess = SampleRows(y, y_bytes);
@@ -1092,7 +1106,6 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
   const uint32_t fanout0 = std::max<uint32_t>(
       FanoutFor(ctx, y_build_bytes),
       static_cast<uint32_t>(std::min<uint64_t>(ctx.max_fanout, y_build_bytes / kCacheFriendlyPartition)));
-  ctx.block_bytes = std::clamp<size_t>(limit / (16 * ctx.threads * std::max<uint32_t>(64, fanout0)), 16u << 10, 1u << 20);
   stats->out_of_core = true;
   stats->memory_limit = limit;
   stats->x_bytes = x_bytes;

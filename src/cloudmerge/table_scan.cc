@@ -1,5 +1,6 @@
 #include "cloudmerge/table_scan.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -84,9 +85,16 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
   // Chunks of the body.
   size_t body = header_range.end;
   size_t n = d.size();
-  bool splittable = std::memchr(d.data() + body, '"', n - body) == nullptr;
+  // Looking for a quote touches every page: in windows, each given back at once,
+  // so that opening a file bigger than memory does not make it all resident.
+  bool splittable = true;
+  constexpr size_t kWindow = size_t{16} << 20;
+  for (size_t w = body; w < n && splittable; w += kWindow) {
+    size_t e = std::min(n, w + kWindow);
+    splittable = std::memchr(d.data() + w, '"', e - w) == nullptr;
+    t->input_->Release(w, e);
+  }
   t->quote_free_ = splittable;
-  t->input_->Release(body, n);  // that look mapped the whole file: give the pages back until they are scanned
   if (!splittable || n - body <= target_chunk_bytes) {
     if (n > body) t->chunks_.push_back({body, n});
   } else {
@@ -101,6 +109,9 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
       t->chunks_.push_back({b, e});
       b = e;
     }
+    // Finding each line end mapped a large folio around it (sequential readahead
+    // builds big ones): give those pages back too.
+    t->input_->Release(body, n);
   }
   return t;
 }

@@ -142,6 +142,21 @@ struct LambdaApp {
     notifier = NewFanoutNotifier(std::move(channels));
     options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
     deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
+    // Cluster engines (job.json "engine": emr-serverless | emr | auto; docs/spark.md, deploy/README.md).
+    options.spark.application_id = Getenv("CLOUDMERGE_EMR_APPLICATION_ID");
+    options.spark.execution_role_arn = Getenv("CLOUDMERGE_EMR_EXECUTION_ROLE_ARN");
+    options.spark.cluster_id = Getenv("CLOUDMERGE_EMR_CLUSTER_ID");
+    options.spark.artifacts = Getenv("CLOUDMERGE_SPARK_ARTIFACTS");
+    options.spark.region = Getenv("CLOUDMERGE_EMR_REGION");
+    options.spark.poll_seconds = std::max(0.05, std::atof(Getenv("CLOUDMERGE_EMR_POLL_SECONDS", "10").c_str()));
+    options.spark.make_s3_client = [this]() -> Result<std::shared_ptr<S3Client>> { return s3; };
+    options.auto_engine = Getenv("CLOUDMERGE_AUTO_ENGINE", "emr-serverless");
+    if (double bps = std::atof(Getenv("CLOUDMERGE_NATIVE_BYTES_PER_SECOND").c_str()); bps > 0)
+      options.native_bytes_per_second = bps;
+    if (double budget = std::atof(Getenv("CLOUDMERGE_NATIVE_TIME_BUDGET_S").c_str()); budget > 0)
+      options.native_time_budget_s = budget;
+    if (double margin = std::atof(Getenv("CLOUDMERGE_AUTO_MARGIN_S").c_str()); margin > 0)
+      options.auto_margin_s = margin;
     // options.memory_limit and temp_dir stay unset on purpose: the engine's
     // defaults are Lambda's own limits (DefaultMemoryLimit() reads
     // AWS_LAMBDA_FUNCTION_MEMORY_SIZE; DefaultTempParent() is $TMPDIR, which
@@ -183,6 +198,9 @@ struct LambdaApp {
 
   Result<std::string> Handle(const std::string& event, const LambdaContext& ctx) {
     DeadlineWatchdog watchdog(ctx, runtime, runtime_api, &log, deadline_margin_ms);
+    // "auto" budgets against the time left, and a wait for a cluster run
+    // stops before the watchdog would end the process.
+    options.deadline_ms = ctx.deadline_ms > 0 ? ctx.deadline_ms - deadline_margin_ms : 0;
     json doc = json::parse(event, nullptr, false);
     const json& records = JsonMember(doc, "Records");
     bool sqs_batch = records.is_array() && !records.empty() && JsonString(records[0], "eventSource") == "aws:sqs";

@@ -170,6 +170,44 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--price-transfer-gb", f->price_transfer_gb, "Cost estimate: USD per GB moved (default 0: same region)")
       ->check(CLI::NonNegativeNumber);
+  const char* cluster = "Cluster engines (job.json \"engine\": spark, emr-serverless, emr, auto; docs/spark.md)";
+  cmd->add_option("--spark-master", f->spark_master, "Spark master for engine \"spark\" (default: local[*])")
+      ->group(cluster);
+  cmd->add_option("--spark-conf", f->spark_conf, "Extra spark-submit --conf key=value (repeatable)")
+      ->allow_extra_args(false)
+      ->group(cluster);
+  cmd->add_option("--emr-application-id", f->emr_application_id, "EMR Serverless application ID")->group(cluster);
+  cmd->add_option("--emr-execution-role-arn", f->emr_execution_role_arn, "EMR Serverless job runtime role ARN")
+      ->group(cluster);
+  cmd->add_option("--emr-cluster-id", f->emr_cluster_id, "EMR cluster ID (j-...) for engine \"emr\"")->group(cluster);
+  cmd->add_option("--spark-artifacts", f->spark_artifacts, "s3://bucket/prefix/ where the job script is uploaded")
+      ->group(cluster);
+  cmd->add_option("--emr-region", f->emr_region, "AWS region of the EMR calls (default: as the AWS CLI finds it)")
+      ->group(cluster);
+  cmd->add_option("--emr-endpoint-url", f->emr_endpoint,
+                  "EMR / EMR Serverless endpoint (default: AWS_ENDPOINT_URL_EMR[_SERVERLESS], AWS_ENDPOINT_URL, else "
+                  "AWS)")
+      ->group(cluster);
+  cmd->add_option("--emr-poll-seconds", f->emr_poll_seconds, "Seconds between status polls (default: 10)")
+      ->check(CLI::Range(0.05, 3600.0))
+      ->group(cluster);
+  cmd->add_option("--emr-timeout-minutes", f->emr_timeout_minutes,
+                  "Give up waiting for a cluster run after this long: the job fails (default: no limit)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(cluster);
+  cmd->add_option("--auto-engine", f->auto_engine,
+                  "Where \"auto\" sends a job that does not fit the native time budget (default: emr-serverless)")
+      ->check(CLI::IsMember({"spark", "emr-serverless", "emr"}))
+      ->group(cluster);
+  cmd->add_option("--native-time-budget", f->native_time_budget_s,
+                  "\"auto\": seconds a native run may take (default: 900); longer estimates go to --auto-engine")
+      ->check(CLI::NonNegativeNumber)
+      ->group(cluster);
+  cmd->add_option("--native-bytes-per-second", f->native_bytes_per_second,
+                  "\"auto\": the native engine's input bytes per second (default: CLOUDMERGE_NATIVE_BYTES_PER_SECOND, "
+                  "else 50e6, from docs/benchmarks.md)")
+      ->check(CLI::NonNegativeNumber)
+      ->group(cluster);
   AddS3Options(cmd, s3);
   return cmd;
 }
@@ -213,6 +251,24 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.threads = f.threads;
   if (Status limits = EngineLimits(f, &po); !limits.ok()) return Fail(&log, limits);
   po.stop = InstallStopFlag();
+  po.spark.master = f.spark_master;
+  po.spark.conf = f.spark_conf;
+  po.spark.application_id = f.emr_application_id;
+  po.spark.execution_role_arn = f.emr_execution_role_arn;
+  po.spark.cluster_id = f.emr_cluster_id;
+  po.spark.artifacts = f.spark_artifacts;
+  po.spark.region = f.emr_region;
+  po.spark.endpoint = f.emr_endpoint;
+  po.spark.poll_seconds = f.emr_poll_seconds;
+  po.spark.timeout_minutes = f.emr_timeout_minutes;
+  po.spark.make_s3_client = s3_client;
+  po.auto_engine = f.auto_engine;
+  po.native_time_budget_s = f.native_time_budget_s;
+  if (f.native_bytes_per_second > 0) {
+    po.native_bytes_per_second = f.native_bytes_per_second;
+  } else if (const char* v = std::getenv("CLOUDMERGE_NATIVE_BYTES_PER_SECOND"); v && std::atof(v) > 0) {
+    po.native_bytes_per_second = std::atof(v);
+  }
   po.prices = Prices(f);
   po.link_expiry_s = f.link_expiry_s;
   // Emails link S3 objects by presigned GET URLs (the recipient needs no AWS account).

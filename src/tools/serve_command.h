@@ -36,6 +36,16 @@ struct ServeFlags {
   // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
   std::string http, http_token;
   int64_t link_expiry_s = 7 * 24 * 3600;
+  // Cluster engines for job.json "engine": spark | emr-serverless | emr | auto
+  // (docs/spark.md): the Spark master, EMR Serverless application and role,
+  // EMR cluster, where the job script is uploaded, and "auto"'s choice.
+  std::string spark_master = "local[*]";
+  std::vector<std::string> spark_conf;
+  std::string emr_application_id, emr_execution_role_arn, emr_cluster_id, spark_artifacts, emr_region, emr_endpoint;
+  double emr_poll_seconds = 10, emr_timeout_minutes = 0;
+  std::string auto_engine = "emr-serverless";
+  double native_time_budget_s = 15 * 60;
+  double native_bytes_per_second = 0;  // 0: CLOUDMERGE_NATIVE_BYTES_PER_SECOND, else the built-in constant
   // Cost estimate overrides (negative: CostPrices::FromEnvironment's value).
   double lambda_memory_mb = -1, price_lambda_gb_s = -1, price_lambda_million = -1, price_s3_get = -1,
          price_s3_put = -1, price_transfer_gb = -1;

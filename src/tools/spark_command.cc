@@ -17,7 +17,10 @@ void AddSparkOptions(CLI::App* merge, SparkFlags* f) {
       ->check(CLI::IsMember({"native", "spark", "emr", "emr-serverless"}))
       ->group(group);
   merge->add_option("--master", f->master, "Spark master for --engine spark (default: local[*])")->group(group);
-  merge->add_option("--spark-conf", f->conf, "Extra spark-submit --conf key=value (repeatable)")->group(group);
+  // One value per occurrence: a vector option would otherwise swallow X and Y after it.
+  merge->add_option("--spark-conf", f->conf, "Extra spark-submit --conf key=value (repeatable)")
+      ->allow_extra_args(false)
+      ->group(group);
   merge->add_flag("--spark-parts", f->parts, "Write OUT as a directory of part files (+ _SUCCESS), not one file")
       ->group(group);
   merge->add_option("--application-id", f->application_id, "EMR Serverless application ID")->group(group);

@@ -75,11 +75,12 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     }
   }
   if (j.contains("engine")) {
-    if (!j["engine"].is_string()) return SpecError(where, "\"engine\" must be \"native\" or \"command\"");
+    static const char* kEngines[] = {"native", "command", "spark", "emr-serverless", "emr", "auto"};
+    constexpr const char* kList = "\"native\", \"command\", \"spark\", \"emr-serverless\", \"emr\" or \"auto\"";
+    if (!j["engine"].is_string()) return SpecError(where, fmt::format("\"engine\" must be one of {}", kList));
     spec.engine = j["engine"].get<std::string>();
-    if (spec.engine != "native" && spec.engine != "command")
-      return SpecError(where, fmt::format("engine \"{}\" is not available here: use \"native\" or \"command\"",
-                                          spec.engine));
+    if (std::find(std::begin(kEngines), std::end(kEngines), spec.engine) == std::end(kEngines))
+      return SpecError(where, fmt::format("engine \"{}\" is not known: use {}", spec.engine, kList));
   }
   if (j.contains("command")) {
     const json& c = j["command"];

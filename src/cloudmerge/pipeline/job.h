@@ -5,8 +5,12 @@
 // .zst), and optionally a `job.json`:
 //   {"key": "ID", "x_key": "...", "y_key": "...", "output": "merged.tsv",
 //    "any_order": false, "recipients": ["a@example.org"],
-//    "engine": "native" | "command",
+//    "engine": "native" | "command" | "spark" | "emr-serverless" | "emr" | "auto",
 //    "command": ["python3", "analysis_v2.py", "{x}", "{y}", "{out}"]}
+// "spark", "emr-serverless" and "emr" run spark/merge_job.py on the worker's
+// configured Spark master / EMR Serverless application / EMR cluster
+// (spark_engine.h); "auto" runs natively when the inputs fit the native time
+// budget, else on the configured cluster engine (job_runner.h).
 // The job's name is the folder's path ("exp42" for "exp42/x_list.txt";
 // "2026/nov/run1" for nested folders). A job runs when both inputs exist.
 // Results go to the output store under the same name: `<job>/merged.tsv`,
@@ -39,7 +43,7 @@ struct JobSpec {
   std::string output = "merged.tsv";
   bool any_order = false;
   std::vector<std::string> recipients;
-  std::string engine = "native";  // "native" or "command"
+  std::string engine = "native";  // native | command | spark | emr-serverless | emr | auto
   std::vector<std::string> command;
 };
 

@@ -91,6 +91,11 @@ struct RunRecord {
   JobSpec spec;
 };
 
+struct ClusterRun {
+  SparkOutcome outcome;
+  bool rows_measured = false;
+};
+
 const char* JobOutcomeName(JobOutcome o) {
   switch (o) {
     case JobOutcome::kSucceeded: return "succeeded";
@@ -143,6 +148,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     auto h = out_->Head(r.state_prefix + marker);
     if (!h.ok()) return h.status();
     if (h->has_value()) {
+      ResumeNotification(r, marker);
       log_->Info("job.duplicate", job, fmt::format("run {} already ended ({}): nothing to do", r.run, marker),
                  {{"run", r.run}});
       return JobOutcome::kAlreadyDone;
@@ -202,12 +208,16 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   // The engine.
   auto t0 = Clock::now();
   std::string out_key = job + "/" + r.spec.output;
+  std::string engine = r.spec.engine == "auto" ? ChooseEngine(r) : r.spec.engine;
   MergeStats stats;
   MergeOptions mo;  // the native engine's; also what its report describes
+  ClusterRun cluster;
   Status st;
   if (r.spec.engine == "command") {
     st = RunCommandEngine(env_, in_->Uri(r.inputs.x.key), in_->Uri(r.inputs.y.key), out_->Uri(out_key),
                           r.spec.command, &stats);
+  } else if (IsClusterEngine(engine)) {
+    st = RunCluster(r, engine, out_key, &stats, &cluster);
   } else {
     mo.x_path = in_->Uri(r.inputs.x.key);
     mo.y_path = in_->Uri(r.inputs.y.key);
@@ -225,14 +235,30 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   }
   double seconds = SecondsSince(t0);
   if (!st.ok()) {
-    if (IsPermanent(st)) return Fail(r, st);
+    if (cluster.outcome.deadline_reached) {  // the cluster run goes on; the next delivery resumes the wait
+      log_->Info("job.cluster_waiting", job, st.message(),
+                 {{"run", r.run}, {"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state}});
+      release();
+      return st;
+    }
+    if (IsPermanent(st) || cluster.outcome.final) return Fail(r, st);
     log_->Error("job.retry", job, st.message(), {{"run", r.run}});
     release();
     return st;
   }
 
   json report = Report(r, stats, seconds, out_key);
-  if (r.spec.engine != "command") {
+  report["engine"] = engine;
+  if (r.spec.engine == "auto") report["engine_requested"] = "auto";
+  if (IsClusterEngine(engine)) {
+    report["cluster"] = {{"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state},
+                         {"rows_measured", cluster.rows_measured}};
+    if (!cluster.rows_measured) {
+      report["cluster"]["note"] = "rows not measured: the Spark job wrote no statistics file";
+      report["rows_measured"] = false;
+    }
+  }
+  if (engine == "native") {
     // The engine's report as `cloudmerge merge --report` writes it. Parsed
     // without exceptions: a report that cannot be parsed (it never should)
     // costs the page its keys section, not the run.
@@ -253,7 +279,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   log_->Info("job.succeeded", job,
              fmt::format("{} rows written to {} in {:.2f} s", stats.output_rows, out_->Uri(out_key), seconds),
              {{"run", r.run}, {"rows", stats.output_rows}, {"seconds", seconds}, {"result", out_->Uri(out_key)}});
-  log_->Metrics(job, r.spec.engine,
+  log_->Metrics(job, engine,
                 {{"RowsWritten", static_cast<double>(stats.output_rows), "Count"},
                  {"RowsRead", static_cast<double>(stats.x_rows + stats.y_rows), "Count"},
                  {"InputBytes", static_cast<double>(r.inputs.x.size + r.inputs.y.size), "Bytes"},
@@ -261,6 +287,102 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
                  {"Failures", 0, "Count"}});
   NotifyOnce(r, "succeeded", report);
   return JobOutcome::kSucceeded;
+}
+
+std::string JobRunner::ChooseEngine(const RunRecord& r) {
+  auto weighted = [](const StoredObject& o) {
+    double size = static_cast<double>(o.size);
+    return CompressionForPath(o.key) == Compression::kNone ? size : size * kCompressedInputFactor;
+  };
+  double bytes = weighted(r.inputs.x) + weighted(r.inputs.y);
+  double estimate_s = bytes / std::max(o_.native_bytes_per_second, 1.0);
+  double budget_s = o_.native_time_budget_s;
+  std::string limit = "the native time budget";
+  if (o_.deadline_ms > 0) {
+    double left_s = static_cast<double>(o_.deadline_ms - NowMillis()) / 1000 - o_.auto_margin_s;
+    if (left_s < budget_s) {
+      budget_s = left_s;
+      limit = "the time left in this invocation less the margin";
+    }
+  }
+  std::string chosen = estimate_s <= budget_s ? "native" : o_.auto_engine;
+  std::string why = fmt::format("estimated native time {:.1f} s ({:.0f} input bytes at {:.0f} bytes/s) {} {} "
+                                "({:.1f} s)",
+                                estimate_s, bytes, o_.native_bytes_per_second,
+                                chosen == "native" ? "fits" : "exceeds", limit, budget_s);
+  if (chosen != "native" && !ClusterConfigured(chosen) && o_.deadline_ms == 0) {
+    // Without a hard deadline the native engine still finishes, only later than the budget.
+    log_->Warn("engine.auto", r.job,
+               fmt::format("{}, but the {} engine is not configured: running natively", why, chosen),
+               {{"run", r.run}, {"engine", "native"}, {"estimate_s", estimate_s}, {"budget_s", budget_s}});
+    return "native";
+  }
+  log_->Info("engine.auto", r.job, fmt::format("{}: running on {}", why, chosen),
+             {{"run", r.run},
+              {"engine", chosen},
+              {"input_bytes", bytes},
+              {"native_bytes_per_second", o_.native_bytes_per_second},
+              {"estimate_s", estimate_s},
+              {"budget_s", budget_s}});
+  return chosen;
+}
+
+bool JobRunner::ClusterConfigured(const std::string& engine) const {
+  if (engine == "emr-serverless") return !o_.spark.application_id.empty() && !o_.spark.execution_role_arn.empty();
+  if (engine == "emr") return !o_.spark.cluster_id.empty();
+  return engine == "spark";
+}
+
+Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key,
+                             MergeStats* stats, ClusterRun* cluster) {
+  const std::string marker = r.state_prefix + "cluster-submitted.json";
+  const std::string stats_key = r.state_prefix + "spark-stats.json";
+  SparkJob job;
+  job.engine = engine;
+  job.x = in_->Uri(r.inputs.x.key);
+  job.y = in_->Uri(r.inputs.y.key);
+  job.out = out_->Uri(out_key);
+  job.x_key = r.spec.x_key;
+  job.y_key = r.spec.y_key;
+  job.ordered = !r.spec.any_order;
+  job.stats_uri = out_->Uri(stats_key);
+  job.client_token = "cloudmerge-" + r.run;
+  if (o_.deadline_ms > 0) job.poll_deadline_ms = o_.deadline_ms - 5000;
+  // A submission made by an earlier delivery of this run: wait for it rather than submit again.
+  auto previous = out_->Get(marker);
+  if (previous.ok()) {
+    json m = json::parse(*previous, nullptr, false);
+    if (JsonString(m, "engine", "") == engine) job.resume_id = JsonString(m, "id", "");
+  }
+  job.on_submitted = [&](const std::string& id) {
+    json m = {{"engine", engine}, {"id", id}, {"worker", o_.worker_id}, {"time", NowIso8601()}};
+    Status put = out_->Put(marker, m.dump(), "application/json");
+    if (!put.ok()) log_->Warn("job.cluster_marker_failed", r.job, put.message(), {{"run", r.run}});
+    log_->Info("job.cluster_submitted", r.job, fmt::format("{} run {} submitted", engine, id),
+               {{"run", r.run}, {"engine", engine}, {"id", id}});
+  };
+  SparkEngineOptions options = o_.spark;
+  options.parts = false;  // the pipeline's result is one object
+  CM_RETURN_IF_ERROR(RunSparkEngine(options, job, &cluster->outcome));
+  auto written = out_->Head(out_key);
+  if (!written.ok()) return written.status();
+  if (!written->has_value())
+    return Status::IOError(fmt::format("the {} run {} ended {} but wrote no result at {}. Its driver log says why "
+                                       "(for EMR, the step's or job run's logs in the console).",
+                                       engine, cluster->outcome.id.empty() ? "(local)" : cluster->outcome.id,
+                                       cluster->outcome.state, out_->Uri(out_key)));
+  auto text = out_->Get(stats_key);
+  if (text.ok()) {
+    json j = json::parse(*text, nullptr, false);
+    int64_t rows = JsonInt(j, "output_rows", -1);
+    if (rows >= 0) {
+      stats->x_rows = static_cast<uint64_t>(JsonInt(j, "x_rows", 0));
+      stats->y_rows = static_cast<uint64_t>(JsonInt(j, "y_rows", 0));
+      stats->output_rows = static_cast<uint64_t>(rows);
+      cluster->rows_measured = true;
+    }
+  }
+  return Status::OK();
 }
 
 JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
@@ -275,6 +397,29 @@ JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
   log_->Metrics(r.job, r.spec.engine, {{"Failures", 1, "Count"}});
   NotifyOnce(r, "failed", failure);
   return JobOutcome::kFailed;
+}
+
+void JobRunner::ResumeNotification(RunRecord& r, const std::string& end_marker) {
+  // A worker killed after writing the end marker but before its email was sent
+  // leaves the run ended and the scientist uninformed: the marker holds what the
+  // email needs, so whoever sees the run again sends it.
+  const std::string kind = end_marker == "done.json" ? "succeeded" : "failed";
+  auto notified = out_->Head(r.state_prefix + "notified-" + kind);
+  if (!notified.ok() || notified->has_value()) return;
+  auto body = out_->Get(r.state_prefix + end_marker);
+  if (!body.ok()) return;
+  json details = json::parse(*body, nullptr, false);
+  if (!details.is_object()) return;
+  if (r.inputs.spec) {  // for the job's extra recipients; best effort
+    auto text = in_->Get(r.inputs.spec->key);
+    if (text.ok()) {
+      auto spec = ParseJobSpec(*text, in_->Uri(r.inputs.spec->key));
+      if (spec.ok()) r.spec = *spec;
+    }
+  }
+  log_->Info("notify.resumed", r.job, fmt::format("run {} ended without its {} email: sending it now", r.run, kind),
+             {{"run", r.run}, {"kind", kind}});
+  NotifyOnce(r, kind, details);
 }
 
 void JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details) {

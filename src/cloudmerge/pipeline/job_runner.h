@@ -19,6 +19,16 @@
 //                 spilling, phases), the rest the pipeline's view of the run;
 //   6. done       `done.json` created; then the success notification, once
 //                 (marker `notified-succeeded` created after it is sent).
+// Cluster engines (job.json "engine": spark | emr-serverless | emr, or auto
+// handing off, see PipelineOptions): step 4 submits spark/merge_job.py
+// (spark_engine.h) and records `cluster-submitted.json` (engine and job run
+// or step id) once the cluster accepted it; a worker that stops waiting (its
+// deadline, a transient error) releases the claim, and the next delivery
+// resumes the wait for that submission instead of submitting again. The job
+// writes its row counts to `<run state>/spark-stats.json`, read for the
+// report (rows "not measured" when absent). A cluster run that ends
+// FAILED/CANCELLED/INTERRUPTED, or a SUCCESS without the result object, is
+// final: failed.json and one failure notification.
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
 // notification once (with the error and where the logs are), `report.html`
 // showing the error (best effort), kFailed. Anything transient (storage or network down)
@@ -44,9 +54,19 @@
 #include "cloudmerge/pipeline/json_log.h"
 #include "cloudmerge/pipeline/notifier.h"
 #include "cloudmerge/pipeline/report_html.h"
+#include "cloudmerge/pipeline/spark_engine.h"
 #include "cloudmerge/status.h"
 
 namespace cloudmerge {
+
+// The native engine's throughput assumed by "auto", in input bytes per
+// second: docs/benchmarks.md measures ~140 MB/s in memory on 2 cores from a
+// local disk; a third of that leaves room for S3 transfers and spilling.
+// Override with serve --native-bytes-per-second or, under Lambda,
+// CLOUDMERGE_NATIVE_BYTES_PER_SECOND.
+inline constexpr double kDefaultNativeBytesPerSecond = 50e6;
+// A .gz / .zst input counts this many times its size in the estimate.
+inline constexpr double kCompressedInputFactor = 4;
 
 enum class JobOutcome { kSucceeded, kFailed, kWaiting, kAlreadyDone, kBusy };
 const char* JobOutcomeName(JobOutcome o);
@@ -72,9 +92,30 @@ struct PipelineOptions {
   int64_t link_expiry_s = 7 * 24 * 3600;  // S3's maximum for SigV4 presigned URLs
   // Set by SIGTERM: a run in progress finishes; no new run starts.
   std::atomic<bool>* stop = nullptr;
+
+  // The cluster engines (job.json "engine": "spark", "emr-serverless", "emr",
+  // or "auto" handing off): the Spark master, EMR Serverless application and
+  // role, EMR cluster, where the job script is uploaded (spark_engine.h).
+  SparkEngineOptions spark;
+  // "auto": the native engine runs a job whose estimated time, input bytes
+  // (compressed inputs counted kCompressedInputFactor times) divided by
+  // native_bytes_per_second, fits the budget: native_time_budget_s, and under
+  // a deadline (Lambda) no more than the time left less auto_margin_s.
+  // Otherwise the job goes to auto_engine. The decision is logged
+  // ("engine.auto") with these numbers.
+  std::string auto_engine = "emr-serverless";
+  double native_bytes_per_second = kDefaultNativeBytesPerSecond;
+  double native_time_budget_s = 15 * 60;
+  double auto_margin_s = 60;
+  // The time this worker must be done by (NowMillis() time; 0: none). Lambda
+  // sets it per invocation: "auto" budgets against it, and the wait for a
+  // cluster run stops shortly before it (the run keeps going; the event's
+  // next delivery resumes the wait, see job_runner.h).
+  int64_t deadline_ms = 0;
 };
 
 struct RunRecord;
+struct ClusterRun;
 
 class JobRunner {
  public:
@@ -92,8 +133,16 @@ class JobRunner {
 
  private:
   JobOutcome Fail(const RunRecord& r, const Status& why);
+  // "auto": native or o_.auto_engine, logged with the numbers.
+  std::string ChooseEngine(const RunRecord& r);
+  bool ClusterConfigured(const std::string& engine) const;
+  // A cluster engine's run: submit (or resume), wait, check the result, read the job's row counts.
+  Status RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key, MergeStats* stats,
+                    ClusterRun* cluster);
   void NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   bool Notify(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
+  // Sends the end email of a run that ended without it (its worker died in between).
+  void ResumeNotification(RunRecord& r, const std::string& end_marker);
   nlohmann::json Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key);
   std::string Link(const std::string& uri);
   std::string LogLocation(const std::string& job) const;

@@ -12,6 +12,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -423,7 +424,9 @@ Result<std::string> PublishNoReplace(const std::string& temp, const fs::path& di
 class DirectoryNotifier final : public Notifier {
  public:
   DirectoryNotifier(std::string dir, std::string from, std::vector<std::string> to)
-      : dir_(std::move(dir)), from_(std::move(from)), to_(std::move(to)) {}
+      : dir_(std::move(dir)), from_(std::move(from)), to_(std::move(to)) {
+    RemoveDeadWritersTemporaries();
+  }
 
   Status Send(const Notification& n) override {
     Recipients recipients = CollectRecipients(to_, n.extra_recipients);
@@ -443,6 +446,21 @@ class DirectoryNotifier final : public Notifier {
   std::string Describe() const override { return "directory " + dir_; }
 
  private:
+  // A worker killed inside Send leaves its ".<name>.tmp-<pid>-<hex>" behind: the
+  // message itself is sent again by whoever resumes the job, so the leftover is
+  // removed once its process is gone.
+  void RemoveDeadWritersTemporaries() {
+    std::error_code ec;
+    for (const auto& entry : fs::directory_iterator(dir_, ec)) {
+      std::string name = entry.path().filename().string();
+      size_t at = name.rfind(".tmp-");
+      if (name.empty() || name[0] != '.' || at == std::string::npos) continue;
+      long pid = std::strtol(name.c_str() + at + 5, nullptr, 10);
+      if (pid <= 0 || pid == ::getpid() || ::kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+      fs::remove(entry.path(), ec);
+    }
+  }
+
   const std::string dir_;
   const std::string from_;
   const std::vector<std::string> to_;

@@ -85,6 +85,27 @@ Status BadRecord(const std::string& path) {
                                      "this is a bug in cloudmerge; please report it with the inputs.", path));
 }
 
+// Reads a partition file block by block: on_record(const PartRecord&) per record,
+// then end_block() (which may fail) after each block.
+template <class OnRecord, class EndBlock>
+Status ForEachPartRecord(Env* env, const std::string& path, OnRecord&& on_record, EndBlock&& end_block) {
+  auto reader = SpillReader::Open(env, path);
+  if (!reader.ok()) return reader.status();
+  std::string block;
+  uint32_t n;
+  for (;;) {
+    auto more = (*reader)->Next(&block, &n);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+    PartRecords recs(block);
+    PartRecord r;
+    bool bad = false;
+    while (recs.Next(&r, &bad)) on_record(r);
+    if (bad) return BadRecord(path);
+    CM_RETURN_IF_ERROR(end_block());
+  }
+}
+
 // One spill file of partition records and what it holds.
 struct SpillPart {
   std::string path;
@@ -122,6 +143,7 @@ struct Context {
   uint64_t memory_limit = 0;
   uint64_t task_budget = 0;  // memory for one join task's y side
   size_t block_bytes = 0;    // raw bytes per spill block
+  int zstd_level = kSpillZstdLevel;  // or kSpillStoreRaw
   uint32_t max_fanout = 2;
   KeyMode x_mode = KeyMode::kText, y_mode = KeyMode::kText;
   bool y_has_values = true;
@@ -202,9 +224,9 @@ class PartitionFiles {
 // Per-partition raw buffers that become framed blocks when full.
 class PartitionBuffers {
  public:
-  PartitionBuffers(uint32_t fanout, size_t block_bytes)
+  PartitionBuffers(uint32_t fanout, size_t block_bytes, int zstd_level)
       : raw_(fanout), records_(fanout, 0), framed_(fanout), framed_records_(fanout, 0), framed_raw_(fanout, 0),
-        block_bytes_(block_bytes) {}
+        block_bytes_(block_bytes), zstd_level_(zstd_level) {}
 
   std::string& raw(uint32_t p) { return raw_[p]; }
   // After appending one record to raw(p).
@@ -231,7 +253,7 @@ class PartitionBuffers {
  private:
   void Seal(uint32_t p) {
     size_t before = framed_[p].size();
-    EncodeSpillBlock(raw_[p], static_cast<uint32_t>(records_[p]), kSpillZstdLevel, &framed_[p]);
+    EncodeSpillBlock(raw_[p], static_cast<uint32_t>(records_[p]), zstd_level_, &framed_[p]);
     framed_total_ += framed_[p].size() - before;
     framed_records_[p] += records_[p];
     framed_raw_[p] += raw_[p].size();
@@ -244,6 +266,7 @@ class PartitionBuffers {
   std::vector<uint64_t> framed_records_, framed_raw_;
   size_t framed_total_ = 0;
   size_t block_bytes_;
+  int zstd_level_;
 };
 
 // Units take turns to append to the partition files, in file order, so every
@@ -308,7 +331,7 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
   const size_t flush_bytes = std::max<size_t>(unit_target, 4 << 20);
 
   ParallelFor(units.size(), ctx.threads, [&](size_t u, unsigned) {
-    PartitionBuffers bufs(fanout, ctx.block_bytes);
+    PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
     Record rec;
     std::string text;
     bool have_turn = false;
@@ -377,29 +400,17 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
 Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, const std::string& stem, unsigned level,
                                            uint32_t fanout) {
   PartitionFiles files(&ctx, stem, fanout);
-  PartitionBuffers bufs(fanout, ctx.block_bytes);
-  auto reader = SpillReader::Open(ctx.env, in.path);
-  if (!reader.ok()) return reader.status();
-  std::string block;
-  uint32_t n;
-  for (;;) {
-    auto more = (*reader)->Next(&block, &n);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    PartRecords recs(block);
-    PartRecord r;
-    bool bad = false;
-    while (recs.Next(&r, &bad)) {
-      uint32_t p = PartitionAt(PartitionHash(r.key), level, fanout);
-      AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
-      bufs.Added(p);
-    }
-    if (bad) return BadRecord(in.path);
-    if (bufs.framed_bytes() >= (4u << 20)) CM_RETURN_IF_ERROR(bufs.FlushTo(&files));
-  }
+  PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
+  CM_RETURN_IF_ERROR(ForEachPartRecord(
+      ctx.env, in.path,
+      [&](const PartRecord& r) {
+        uint32_t p = PartitionAt(PartitionHash(r.key), level, fanout);
+        AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
+        bufs.Added(p);
+      },
+      [&] { return bufs.framed_bytes() >= (4u << 20) ? bufs.FlushTo(&files) : Status::OK(); }));
   bufs.SealAll();
   CM_RETURN_IF_ERROR(bufs.FlushTo(&files));
-  reader->reset();
   ctx.env->RemoveFile(in.path);
   return files.Close();
 }
@@ -474,7 +485,7 @@ class RunSink final : public MatchSink {
       if (!w.ok()) return w.status();
       writer_ = std::move(w.value());
     }
-    CM_RETURN_IF_ERROR(writer_->AppendBlock(raw_, static_cast<uint32_t>(records_)));
+    CM_RETURN_IF_ERROR(writer_->AppendBlock(raw_, static_cast<uint32_t>(records_), ctx_->zstd_level));
     total_ += records_;
     raw_.clear();
     records_ = 0;
@@ -597,58 +608,49 @@ class BuildTable {
 // Streams x's partition through a built table: counts, and emits while the
 // output-row limit allows.
 Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchSink* sink) {
-  auto reader = SpillReader::Open(ctx.env, xp.path);
-  if (!reader.ok()) return reader.status();
-  std::string block;
-  uint32_t n;
-  for (;;) {
-    auto more = (*reader)->Next(&block, &n);
-    if (!more.ok()) return more.status();
-    if (!*more) break;
-    PartRecords recs(block);
+  // In small batches: every row's slot is prefetched, then looked up, then its
+  // first y row prefetched, then emitted, so the cache misses overlap.
+  struct Pending {
     PartRecord r;
-    bool bad = false;
-    uint64_t block_rows = 0;
-    // In small batches: every row's slot is prefetched, then looked up, then its
-    // first y row prefetched, then emitted, so the cache misses overlap.
-    struct Pending {
-      PartRecord r;
-      ProbeKey k;
-      uint32_t head;
-    };
-    constexpr size_t kBatch = 16;
-    Pending batch[kBatch];
-    size_t pending = 0;
-    Status emit_status;
-    auto flush = [&] {
-      for (size_t i = 0; i < pending; ++i) {
-        batch[i].head = table.Find(batch[i].k);
-        if (batch[i].head != kNoRow) __builtin_prefetch(&table.row(batch[i].head));
-      }
-      for (size_t i = 0; i < pending && emit_status.ok(); ++i) {
-        uint32_t head = batch[i].head;
-        if (head == kNoRow) continue;
-        table.CountX(head);
-        block_rows += table.chain_length(head);
-        if (!ctx.emitting()) continue;
-        for (uint32_t j = head; j != kNoRow && emit_status.ok(); j = table.row(j).next)
-          emit_status = sink->Emit(batch[i].r.pos, table.row(j).pos, batch[i].r.text, table.row(j).text);
-      }
-      pending = 0;
-    };
-    while (recs.Next(&r, &bad)) {
-      Pending& p = batch[pending];
-      if (!MakeKey(ctx.x_mode, r.key, &p.k)) continue;
-      table.Prefetch(p.k.hash);
-      p.r = r;
-      if (++pending == kBatch) flush();
+    ProbeKey k;
+    uint32_t head;
+  };
+  constexpr size_t kBatch = 16;
+  Pending batch[kBatch];
+  size_t pending = 0;
+  uint64_t block_rows = 0;
+  Status emit_status;
+  auto flush = [&] {
+    for (size_t i = 0; i < pending; ++i) {
+      batch[i].head = table.Find(batch[i].k);
+      if (batch[i].head != kNoRow) __builtin_prefetch(&table.row(batch[i].head));
     }
-    flush();
-    CM_RETURN_IF_ERROR(emit_status);
-    if (bad) return BadRecord(xp.path);
-    ctx.AddOutputRows(block_rows);
-  }
-  return Status::OK();
+    for (size_t i = 0; i < pending && emit_status.ok(); ++i) {
+      uint32_t head = batch[i].head;
+      if (head == kNoRow) continue;
+      table.CountX(head);
+      block_rows += table.chain_length(head);
+      if (!ctx.emitting()) continue;
+      for (uint32_t j = head; j != kNoRow && emit_status.ok(); j = table.row(j).next)
+        emit_status = sink->Emit(batch[i].r.pos, table.row(j).pos, batch[i].r.text, table.row(j).text);
+    }
+    pending = 0;
+  };
+  return ForEachPartRecord(
+      ctx.env, xp.path,
+      [&](const PartRecord& r) {
+        Pending& p = batch[pending];
+        if (!MakeKey(ctx.x_mode, r.key, &p.k)) return;
+        table.Prefetch(p.k.hash);
+        p.r = r;
+        if (++pending == kBatch) flush();
+      },
+      [&] {
+        flush();  // records point into the block: finish them before the next one
+        ctx.AddOutputRows(block_rows);
+        block_rows = 0;
+        return emit_status;
+      });
 }
 
 // Reads blocks of y into the table until `budget` (at least one block); *more_left when blocks remain.
@@ -1097,6 +1099,16 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
   const uint64_t per_partition = kSpillWriteBuffer + ctx.block_bytes * ctx.threads;
   ctx.max_fanout = static_cast<uint32_t>(std::clamp<uint64_t>(limit / 4 / per_partition, 2, ctx.max_fanout));
   ctx.y_has_values = y.column_names().size() > 1;
+  // Spill files take about 1.5x the inputs (partitions, then runs): compress them
+  // when room is short, else spend the CPU on the join.
+  const uint64_t input_bytes = x.data().size() + y.data().size();
+  switch (o.spill_compression) {
+    case MergeOptions::SpillCompression::kZstd: ctx.zstd_level = kSpillZstdLevel; break;
+    case MergeOptions::SpillCompression::kNone: ctx.zstd_level = kSpillStoreRaw; break;
+    case MergeOptions::SpillCompression::kAuto:
+      ctx.zstd_level = (*dir)->FreeBytes() < 4 * input_bytes ? kSpillZstdLevel : kSpillStoreRaw;
+  }
+  stats->spill_compressed = ctx.zstd_level != kSpillStoreRaw;
   const uint64_t y_bytes = y.data().size(), x_bytes = x.data().size();
   const uint64_t y_rows_guess = SampleRows(y, y_bytes);
   // Enough partitions that each fits a worker's memory, and more when y is big enough: a

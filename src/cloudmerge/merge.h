@@ -48,6 +48,9 @@ struct MergeOptions {
   uint64_t max_output_rows = 0;
   // Partitions per level of spilling (0: chosen from the sizes); small values force deep recursion (tests).
   unsigned spill_fanout = 0;
+  // Spill blocks compressed with zstd: kAuto compresses when the temp dir's free
+  // space is under 4x the inputs (on Lambda's /tmp, say), else stores them raw.
+  enum class SpillCompression { kAuto, kZstd, kNone } spill_compression = SpillCompression::kAuto;
   // Compute matched keys, hottest keys and the matches-per-key histogram (always out of core; in memory
   // it costs a counter per y row, so only when asked: --report, --stats, --max-output-rows, the pipeline).
   bool key_stats = false;
@@ -89,6 +92,7 @@ struct MergeStats {
   uint64_t nested_loop_keys = 0;  // hot keys joined block by block (bigger than memory)
   uint64_t spilled_bytes = 0;     // bytes written to the temp dir (compressed)
   uint64_t spill_files = 0;
+  bool spill_compressed = false;  // spill blocks compressed with zstd (see SpillCompression)
   uint64_t reclaimed_temp_bytes = 0;  // left behind by crashed runs, removed at start
   uint64_t peak_rss_bytes = 0;
 };

@@ -77,10 +77,12 @@ std::string MergeSummaryText(const MergeStats& s, const MergeOptions& o) {
     line("hottest keys", hot);
   }
   if (s.out_of_core) {
-    std::string ooc = fmt::format("{} partitions, {} spill level{}, {} spilled in {} files", Grouped(s.partitions),
-                                  s.spill_levels, s.spill_levels == 1 ? "" : "s", FormatBytes(s.spilled_bytes),
-                                  Grouped(s.spill_files));
-    if (s.nested_loop_keys) ooc += fmt::format(", {} hot key(s) joined block by block", Grouped(s.nested_loop_keys));
+    std::string ooc = fmt::format("{} partitions, {} spill level{}, {} spilled in {} files ({})",
+                                  Grouped(s.partitions), s.spill_levels, s.spill_levels == 1 ? "" : "s",
+                                  FormatBytes(s.spilled_bytes), Grouped(s.spill_files),
+                                  s.spill_compressed ? "zstd" : "uncompressed");
+    if (s.nested_loop_keys)
+      ooc += fmt::format(", {} partition(s) joined block by block (a hot key, or the level cap)", Grouped(s.nested_loop_keys));
     line("out of core", ooc);
   } else {
     line("out of core", "no (the join fit in memory)");
@@ -133,6 +135,7 @@ std::string MergeReportJson(const MergeStats& s, const MergeOptions& o) {
                       {"nested_loop_keys", s.nested_loop_keys},
                       {"spilled_bytes", s.spilled_bytes},
                       {"spill_files", s.spill_files},
+                      {"spill_compressed", s.spill_compressed},
                       {"reclaimed_temp_bytes", s.reclaimed_temp_bytes}};
   Json phases = Json::array();
   for (const PhaseStats& p : PhasesOf(s))

@@ -138,7 +138,7 @@ void EncodeSpillBlock(std::string_view raw, uint32_t records, int zstd_level, st
   const size_t start = framed->size();
   size_t stored = raw.size();
   uint8_t flags = kFlagRaw;
-  if (!raw.empty()) {
+  if (!raw.empty() && zstd_level != kSpillStoreRaw) {
     // Compress straight into the frame's place; fall back to copying raw when
     // that did not pay (or failed: a raw block is always valid).
     const size_t bound = ZSTD_compressBound(raw.size());

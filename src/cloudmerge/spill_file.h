@@ -27,6 +27,9 @@ namespace cloudmerge {
 
 // zstd level used for spill blocks; blocks that do not shrink by 1/8 are stored raw.
 inline constexpr int kSpillZstdLevel = 1;
+// As a level: store every block raw, without trying to compress it (when the
+// temp dir has room to spare, compression costs more time than it saves).
+inline constexpr int kSpillStoreRaw = -1000000;
 
 // Frames `raw` (records encoded by the caller, `records` of them) as one block,
 // compressed when that pays. Appends to *framed.

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <memory>
+#include <map>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -198,6 +199,15 @@ int main(int argc, char** argv) {
                     "for about both inputs' size. Its spill files are removed at the end, also after an error or "
                     "SIGINT/SIGTERM")
       ->type_name("DIR");
+  std::map<std::string, cloudmerge::MergeOptions::SpillCompression> spill_compressions{
+      {"auto", cloudmerge::MergeOptions::SpillCompression::kAuto},
+      {"zstd", cloudmerge::MergeOptions::SpillCompression::kZstd},
+      {"none", cloudmerge::MergeOptions::SpillCompression::kNone}};
+  merge->add_option("--spill-compression", o.spill_compression,
+                    "Compress spill files with zstd: auto (when the temp dir's free space is under 4x the inputs), "
+                    "zstd, none (default: auto)")
+      ->transform(CLI::CheckedTransformer(spill_compressions, CLI::ignore_case))
+      ->type_name("auto|zstd|none");
   merge->add_option("--spill-fanout", o.spill_fanout,
                     "Partitions per level of spilling (default: chosen from the sizes); small values force deep "
                     "recursion, for tests and experiments")

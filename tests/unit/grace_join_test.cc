@@ -265,5 +265,26 @@ TEST_F(GraceJoinTest, BadRowDeepInXFailsWithItsLineAndLeavesNoSpill) {
   EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
 }
 
+TEST_F(GraceJoinTest, CompressedAndRawSpillsGiveTheSameBytes) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 2000; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 6000, 9);
+  std::string outputs[2];
+  uint64_t spilled[2];
+  int i = 0;
+  for (auto c : {MergeOptions::SpillCompression::kZstd, MergeOptions::SpillCompression::kNone}) {
+    MergeOptions o = Options(i ? "raw.tsv" : "zstd.tsv");
+    o.memory_limit = 16 << 10;
+    o.spill_compression = c;
+    MergeStats s;
+    ASSERT_TRUE(RunMerge(Env::Default(), o, &s).ok());
+    EXPECT_EQ(s.spill_compressed, c == MergeOptions::SpillCompression::kZstd);
+    outputs[i] = Read(o);
+    spilled[i++] = s.spilled_bytes;
+  }
+  EXPECT_EQ(outputs[0], outputs[1]);
+  EXPECT_LT(spilled[0], spilled[1]);  // zstd does shrink these records
+}
+
 }  // namespace
 }  // namespace cloudmerge

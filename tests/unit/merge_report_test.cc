@@ -79,6 +79,7 @@ TEST(MergeReportJson, HasTheDocumentedSchema) {
                                     {"nested_loop_keys", 1},
                                     {"spilled_bytes", 3ull << 29},
                                     {"spill_files", 130},
+                                    {"spill_compressed", false},
                                     {"reclaimed_temp_bytes", 5 << 20}}));
   ASSERT_EQ(j["phases"].size(), 3u);
   EXPECT_EQ(j["phases"][1],
@@ -157,7 +158,7 @@ TEST(MergeSummaryText, HumanLinesWithTheKeyFacts) {
                                "\"42\" 1,000 x 20 = 20,000 rows",
                                "\"a<TAB>b\" 30 x 3 = 90 rows",
                                "64 partitions, 2 spill levels, 1.5 GiB spilled in 130 files",
-                               "1 hot key(s) joined block by block",
+                               "1 partition(s) joined block by block",
                                "5.0 MiB of temporary files",
                                "peak memory    1.2 GiB of 2.0 GiB limit",
                                "3.75 s total: read y 0.50 s, partition x 1.25 s, join 2.00 s",

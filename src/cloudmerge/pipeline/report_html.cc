@@ -486,7 +486,7 @@ std::string RunSection(const json& r) {
                                   HtmlEscape(Bytes(static_cast<double>(Count(ooc, "spilled_bytes")))),
                                   Grouped(Count(ooc, "spill_files")));
       if (uint64_t nl = Count(ooc, "nested_loop_keys"))
-        o += fmt::format("; {} ID{} bigger than memory joined block by block", Grouped(nl), nl == 1 ? "" : "s");
+        o += fmt::format("; {} partition{} bigger than memory joined block by block (hot keys)", Grouped(nl), nl == 1 ? "" : "s");
       s += Row("out of core", o);
     }
     if (!ooc.is_null()) {

@@ -26,10 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
+sys.path.insert(0, str(ROOT / "bench"))
+from peers import duckdb_join_query  # noqa: E402  (the same SQL as bench/run_bench.py's peers)
+from run_bench import digest  # noqa: E402
 
 
 # ---- Peers, each run as `python ooc_bench.py --peer NAME ...` in its own process -------------------------------
@@ -44,14 +46,7 @@ def peer_duckdb(x, y, out, threads, memory_limit, temp_dir, ordered, id_type):
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute(f"SET temp_directory = '{temp_dir}'")
     con.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
-    read = "read_csv('{}', delim='\t', header=true, columns={{'ID': '%s', 'value': 'VARCHAR'}})" % id_type
-    if ordered:
-        q = (f"SELECT a.ID AS ID_x, a.value AS value_x, b.value AS value_y FROM "
-             f"(SELECT *, row_number() OVER () AS rn FROM {read.format(x)}) a JOIN "
-             f"(SELECT *, row_number() OVER () AS rn FROM {read.format(y)}) b ON a.ID = b.ID ORDER BY a.rn, b.rn")
-    else:
-        q = (f"SELECT a.ID AS ID_x, a.value AS value_x, b.value AS value_y FROM {read.format(x)} a "
-             f"JOIN {read.format(y)} b ON a.ID = b.ID")
+    q = duckdb_join_query(x, y, ordered, id_type)
     con.execute(f"COPY ({q}) TO '{out}' (DELIMITER '\t', HEADER, QUOTE '')")
 
 
@@ -127,20 +122,6 @@ def run_once(cmd, temp_dir, env=None):
         named = [ln for ln in lines if "Error" in ln or "Exception" in ln]
         raise RuntimeError((named or lines or [f"exit {os.waitstatus_to_exitcode(status)}"])[-1].strip())
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, sampler.peak
-
-
-def digest(path):
-    """(rows, order-independent checksum, ordered checksum) of the data rows, header excluded (as run_bench.py)."""
-    rows, multiset, ordered = 0, 0, 0
-    with open(path, "rb") as f:
-        f.readline()
-        for line in f:
-            line = line.rstrip(b"\r\n")
-            c = zlib.crc32(line)
-            multiset = (multiset + c * 0x9E3779B1 + (c >> 7)) & 0xFFFFFFFFFFFFFFFF
-            ordered = zlib.crc32(line + b"\n", ordered)
-            rows += 1
-    return rows, multiset, ordered
 
 
 def generate(gen, workdir, rows, key_type):

@@ -20,19 +20,24 @@ def pandas_merge(x, y, out):
     m.to_csv(out, sep="\t", index=False)
 
 
-def duckdb_join(x, y, out, ordered, id_type):
-    import duckdb
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
+def duckdb_join_query(x, y, ordered, id_type):
+    """The COPY statement of the join in DuckDB SQL; ordered: the script's order (x's file order, then y's)."""
     read = "read_csv('{}', delim='\t', header=true, columns={{'ID': '%s', 'value': 'VARCHAR'}})" % id_type
-    if ordered:  # the script's order: x's file order, then y's
+    if ordered:
         q = (f"SELECT a.ID AS ID_x, a.value AS value_x, b.value AS value_y FROM "
              f"(SELECT *, row_number() OVER () AS rn FROM {read.format(x)}) a JOIN "
              f"(SELECT *, row_number() OVER () AS rn FROM {read.format(y)}) b ON a.ID = b.ID ORDER BY a.rn, b.rn")
     else:
         q = (f"SELECT a.ID AS ID_x, a.value AS value_x, b.value AS value_y FROM {read.format(x)} a "
              f"JOIN {read.format(y)} b ON a.ID = b.ID")
-    con.execute(f"COPY ({q}) TO '{out}' (DELIMITER '\t', HEADER, QUOTE '')")
+    return q
+
+
+def duckdb_join(x, y, out, ordered, id_type):
+    import duckdb
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    con.execute(f"COPY ({duckdb_join_query(x, y, ordered, id_type)}) TO '{out}' (DELIMITER '\t', HEADER, QUOTE '')")
 
 
 def polars_join(x, y, out):

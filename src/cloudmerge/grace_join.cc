@@ -674,15 +674,21 @@ Status LoadBlocks(SpillReader* reader, BuildTable* table, uint64_t budget, uint6
 }
 
 // Joins a partition whose y side fits: one table, one pass over x.
-Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys) {
+// Loads a partition's whole y side into *table, builds it, and counts its distinct keys.
+Status LoadWholePartition(Context& ctx, const SpillPart& yp, BuildTable* table) {
   auto reader = SpillReader::Open(ctx.env, yp.path);
   if (!reader.ok()) return reader.status();
-  BuildTable table(ctx.y_mode);
   uint64_t records;
   bool more_left;
-  CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), &table, UINT64_MAX, &records, &more_left));
-  if (!table.Build(records)) return BadRecord(yp.path);
-  ctx.y_distinct_keys.fetch_add(table.distinct_keys(), std::memory_order_relaxed);
+  CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), table, UINT64_MAX, &records, &more_left));
+  if (!table->Build(records)) return BadRecord(yp.path);
+  ctx.y_distinct_keys.fetch_add(table->distinct_keys(), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys) {
+  BuildTable table(ctx.y_mode);
+  CM_RETURN_IF_ERROR(LoadWholePartition(ctx, yp, &table));
   CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink));
   table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) { keys->Add(key, cx, cy); });
   return Status::OK();
@@ -834,15 +840,8 @@ class JoinPhase {
 
   // y's distinct keys of a partition no x row reaches (for the report; only when it fits).
   Status CountDistinctKeys(const SpillPart& yp) {
-    auto reader = SpillReader::Open(ctx_->env, yp.path);
-    if (!reader.ok()) return reader.status();
     BuildTable table(ctx_->y_mode);
-    uint64_t records;
-    bool more_left;
-    CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), &table, UINT64_MAX, &records, &more_left));
-    if (!table.Build(records)) return BadRecord(yp.path);
-    ctx_->y_distinct_keys.fetch_add(table.distinct_keys(), std::memory_order_relaxed);
-    return Status::OK();
+    return LoadWholePartition(*ctx_, yp, &table);
   }
 
   void NoteLevel(unsigned level) {

@@ -12,6 +12,7 @@
 
 #include "cloudmerge/env.h"
 #include "cloudmerge/merge.h"
+#include "faulty_env.h"
 
 namespace cloudmerge {
 namespace {
@@ -20,55 +21,12 @@ namespace fs = std::filesystem;
 
 bool IsSpill(const std::string& p) { return p.size() > 6 && p.compare(p.size() - 6, 6, ".spill") == 0; }
 
-// The real Env, except for spill files: reads can be damaged (one byte flipped
-// in the middle of the file) and writes can run out of space.
-class SpillFaultEnv final : public Env {
- public:
-  bool corrupt_reads = false;
-  size_t spill_space = SIZE_MAX;  // bytes of spill writes before ENOSPC
-
-  Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override {
-    auto in = base_->ReadFile(p);
-    if (!in.ok() || !corrupt_reads || !IsSpill(p) || (*in)->bytes().size() < 64) return in;
-    std::string bytes((*in)->bytes());
-    bytes[bytes.size() / 2] ^= 0x20;
-    return std::unique_ptr<InputData>(new Copy(std::move(bytes)));
-  }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& p) override {
-    auto f = base_->NewWritableFile(p);
-    if (!f.ok() || !IsSpill(p)) return f;
-    return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), this, p));
-  }
-  Status RenameFile(const std::string& a, const std::string& b) override { return base_->RenameFile(a, b); }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-
- private:
-  class Copy final : public InputData {
-   public:
-    explicit Copy(std::string s) : s_(std::move(s)) {}
-    std::string_view bytes() const override { return s_; }
-
-   private:
-    std::string s_;
-  };
-  class Limited final : public WritableFile {
-   public:
-    Limited(std::unique_ptr<WritableFile> f, SpillFaultEnv* env, std::string path)
-        : f_(std::move(f)), env_(env), path_(std::move(path)) {}
-    Status Append(std::string_view d) override {
-      if (d.size() > env_->spill_space) return Status::NoSpace("cannot write " + path_ + ": no space left on device");
-      env_->spill_space -= d.size();
-      return f_->Append(d);
-    }
-    Status Close() override { return f_->Close(); }
-
-   private:
-    std::unique_ptr<WritableFile> f_;
-    SpillFaultEnv* env_;
-    std::string path_;
-  };
-  Env* base_ = Env::Default();
-};
+// Faults hit spill files only: the inputs and the output stay sound.
+FaultyEnv SpillFaultEnv() {
+  FaultyEnv env;
+  env.applies = IsSpill;
+  return env;
+}
 
 class GraceJoinTest : public ::testing::Test {
  protected:
@@ -213,7 +171,7 @@ TEST_F(GraceJoinTest, DamagedSpillFileIsAnErrorNotAWrongAnswer) {
   std::vector<std::string> keys;
   for (int i = 0; i < 5000; ++i) keys.push_back(std::to_string(i));
   Write(keys, 20000, 6);
-  SpillFaultEnv env;
+  FaultyEnv env = SpillFaultEnv();
   env.corrupt_reads = true;
   MergeOptions o = Options("out.tsv");
   o.memory_limit = 64 << 10;
@@ -231,8 +189,8 @@ TEST_F(GraceJoinTest, FullTempDirIsAClearErrorAndLeavesNothing) {
   for (int i = 0; i < 5000; ++i) keys.push_back(std::to_string(i));
   Write(keys, 20000, 7);
   for (size_t space : {size_t{0}, size_t{100} << 10}) {  // in the partition phase, and later
-    SpillFaultEnv env;
-    env.spill_space = space;
+    FaultyEnv env = SpillFaultEnv();
+    env.fail_after = space;
     MergeOptions o = Options("out.tsv");
     o.memory_limit = 64 << 10;
     o.threads = 2;

@@ -10,49 +10,13 @@
 
 #include "cloudmerge/env.h"
 #include "cloudmerge/merge.h"
+#include "faulty_env.h"
 
 namespace cloudmerge {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Wraps the real Env; fails writes after `fail_after` bytes (ENOSPC) or the rename.
-class FaultyEnv final : public Env {
- public:
-  size_t fail_after = SIZE_MAX;
-  bool fail_rename = false;
-
-  Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& p) override {
-    auto f = base_->NewWritableFile(p);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), fail_after, p));
-  }
-  Status RenameFile(const std::string& a, const std::string& b) override {
-    if (fail_rename) return Status::IOError("injected rename failure for " + b);
-    return base_->RenameFile(a, b);
-  }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-
- private:
-  class Limited final : public WritableFile {
-   public:
-    Limited(std::unique_ptr<WritableFile> f, size_t limit, std::string path)
-        : f_(std::move(f)), left_(limit), path_(std::move(path)) {}
-    Status Append(std::string_view d) override {
-      if (d.size() > left_) return Status::NoSpace("cannot write " + path_ + ": no space left on device (injected)");
-      left_ -= d.size();
-      return f_->Append(d);
-    }
-    Status Close() override { return f_->Close(); }
-
-   private:
-    std::unique_ptr<WritableFile> f_;
-    size_t left_;
-    std::string path_;
-  };
-  Env* base_ = Env::Default();
-};
 
 class MergeEnvTest : public ::testing::Test {
  protected:

@@ -16,6 +16,7 @@
 #include "cloudmerge/compression.h"
 #include "cloudmerge/env.h"
 #include "cloudmerge/merge.h"
+#include "faulty_env.h"
 
 namespace cloudmerge {
 namespace {
@@ -218,38 +219,6 @@ TEST_F(OutputCompressionTest, UncommittedOutputLeavesNothing) {
   EXPECT_EQ(FilesInDir(), 0u);
 }
 
-// Fails writes after `fail_after` bytes (ENOSPC), as in merge_env_test.cc.
-class FullDiskEnv final : public Env {
- public:
-  size_t fail_after = SIZE_MAX;
-  Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& p) override {
-    auto f = base_->NewWritableFile(p);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), fail_after, p));
-  }
-  Status RenameFile(const std::string& a, const std::string& b) override { return base_->RenameFile(a, b); }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-
- private:
-  class Limited final : public WritableFile {
-   public:
-    Limited(std::unique_ptr<WritableFile> f, size_t limit, std::string path)
-        : f_(std::move(f)), left_(limit), path_(std::move(path)) {}
-    Status Append(std::string_view d) override {
-      if (d.size() > left_) return Status::NoSpace("cannot write " + path_ + ": no space left on device (injected)");
-      left_ -= d.size();
-      return f_->Append(d);
-    }
-    Status Close() override { return f_->Close(); }
-
-   private:
-    std::unique_ptr<WritableFile> f_;
-    size_t left_;
-    std::string path_;
-  };
-  Env* base_ = Env::Default();
-};
 
 TEST_F(OutputCompressionTest, FullDiskLeavesNoCompressedOutput) {
   WriteInputs(false);
@@ -257,7 +226,7 @@ TEST_F(OutputCompressionTest, FullDiskLeavesNoCompressedOutput) {
   for (size_t limit : {size_t{20000}, size_t{0}}) {
     for (const char* name : {"f.tsv.gz", "f.tsv.zst"}) {
       SCOPED_TRACE(std::string(name) + " limit " + std::to_string(limit));
-      FullDiskEnv env;
+      FaultyEnv env;
       env.fail_after = limit;
       MergeStats stats;
       Status st = RunMerge(&env, Options(name), &stats);
@@ -272,7 +241,7 @@ TEST_F(OutputCompressionTest, FullDiskLeavesNoCompressedOutput) {
 TEST_F(OutputCompressionTest, FullDiskInTheMiddleOfTheStream) {
   for (const char* name : {"m.tsv.gz", "m.tsv.zst"}) {
     SCOPED_TRACE(name);
-    FullDiskEnv env;
+    FaultyEnv env;
     env.fail_after = 100000;
     auto out = AtomicOutput::Open(&env, (dir_ / name).string());
     ASSERT_TRUE(out.ok());

@@ -3,6 +3,7 @@
 // error naming the file and the block; a full temporary directory reported
 // as NoSpace with the hint.
 #include "cloudmerge/spill_file.h"
+#include "faulty_env.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -22,44 +23,6 @@ namespace fs = std::filesystem;
 
 constexpr size_t kHeader = 28;  // docs/spill-format.md
 
-// Fails writes once more than `fail_after` bytes would have been written (ENOSPC).
-class FaultyEnv final : public Env {
- public:
-  size_t fail_after = SIZE_MAX;
-  bool fail_create = false;
-
-  Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override { return base_->ReadFile(p); }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& p) override {
-    if (fail_create) return Status::NoSpace("cannot create output " + p + ": no space left on device (injected)");
-    auto f = base_->NewWritableFile(p);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), fail_after, p, &appends));
-  }
-  Status RenameFile(const std::string& a, const std::string& b) override { return base_->RenameFile(a, b); }
-  Status RemoveFile(const std::string& p) override { return base_->RemoveFile(p); }
-  std::vector<size_t> appends;  // sizes of the writes that reached the file
-
- private:
-  class Limited final : public WritableFile {
-   public:
-    Limited(std::unique_ptr<WritableFile> f, size_t limit, std::string path, std::vector<size_t>* appends)
-        : f_(std::move(f)), left_(limit), path_(std::move(path)), appends_(appends) {}
-    Status Append(std::string_view d) override {
-      if (d.size() > left_) return Status::NoSpace("cannot write " + path_ + ": no space left on device (injected)");
-      left_ -= d.size();
-      appends_->push_back(d.size());
-      return f_->Append(d);
-    }
-    Status Close() override { return f_->Close(); }
-
-   private:
-    std::unique_ptr<WritableFile> f_;
-    size_t left_;
-    std::string path_;
-    std::vector<size_t>* appends_;
-  };
-  Env* base_ = Env::Default();
-};
 
 // Records-like text (compresses well) or random bytes (does not).
 std::string Compressible(size_t n, int seed) {

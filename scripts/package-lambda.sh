@@ -122,6 +122,12 @@ if [[ $BUNDLE_LIBC == 0 ]]; then
   done
 fi
 
+# The PySpark job, for `engine: emr-serverless|emr|auto` jobs: the function uploads it to the
+# artifacts prefix (CLOUDMERGE_SPARK_ARTIFACTS) and finds it at /var/task/spark/merge_job.py.
+mkdir -p "$STAGE/spark"
+cp "$ROOT/spark/merge_job.py" "$STAGE/spark/merge_job.py"
+chmod 644 "$STAGE/spark/merge_job.py"
+
 # Reproducible archive: fixed times, sorted names.
 find "$STAGE" -exec touch -h -d '2000-01-01 00:00:00' {} +
 mkdir -p "$(dirname "$OUT")"

@@ -4,6 +4,9 @@
 //
 // InputData   the bytes of one input, memory-mapped when it is a regular file,
 //             read into memory for pipes and standard input ("-").
+// InputStream the bytes of one input read in order, piece by piece, never
+//             whole: S3 objects (parallel ranged GETs, in order) and .gz/.zst
+//             files (decoded as they are read). Opened again to read again.
 // WritableFile an append-only output; Append batches are large (MiBs).
 // AtomicFile  a destination that appears only when complete: locally a
 //             temporary next to OUT renamed into place on Commit() (removed
@@ -16,10 +19,12 @@
 //
 // Thread safety: an Env may be shared by threads. An InputData may be read by
 // many threads at once; Release() must not race with reads of the same range.
+// An InputStream is read by one thread at a time.
 // A WritableFile/AtomicOutput is used by one thread at a time.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -40,6 +45,18 @@ class InputData {
   // vanished pages; they read as zeros instead and this says so (an IOError
   // naming the file): check it before trusting a result or an input error.
   virtual Status Intact() const { return Status::OK(); }
+};
+
+class InputStream {
+ public:
+  virtual ~InputStream() = default;
+  // Appends the next bytes, at most max_bytes of them, to *out. Appends nothing
+  // only at the end of the input. Errors name the input and what to do.
+  virtual Status Read(size_t max_bytes, std::string* out) = 0;
+  // The input's size in bytes after decoding when known (a plain S3 object);
+  // for compressed inputs an estimate from the stored size. For progress
+  // totals and memory planning, never for correctness.
+  virtual uint64_t size_hint() const = 0;
 };
 
 class WritableFile {
@@ -68,6 +85,12 @@ class Env {
 
   // "-" means standard input.
   virtual Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) = 0;
+  // The input as a stream when this Env reads it in order rather than mapping
+  // it (S3 objects, compressed files); nullptr when ReadFile is the way (local
+  // regular files are mapped, which is cheaper and gives random access).
+  virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
+    return std::unique_ptr<InputStream>();
+  }
   // "-" means standard output.
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;

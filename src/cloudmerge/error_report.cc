@@ -48,8 +48,9 @@ std::string Printable(std::string_view text, size_t max_chars) {
 }
 
 Status InputError(const std::string& file, std::string_view data, size_t offset, const std::string& what,
-                  const std::string& fix) {
+                  const std::string& fix, uint64_t first_line) {
   TextPosition pos = PositionOf(data, offset);
+  pos.line += first_line - 1;
   size_t line_end = pos.line_begin;
   while (line_end < data.size() && data[line_end] != '\n' && data[line_end] != '\r') ++line_end;
   std::string line = Printable(data.substr(pos.line_begin, line_end - pos.line_begin));

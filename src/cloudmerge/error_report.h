@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -22,8 +23,10 @@ struct TextPosition {
 TextPosition PositionOf(std::string_view data, size_t offset);
 
 // "x.tsv, line 7, column 3: <what>. <fix> Line 7: <the line, abbreviated>"
+// `data` may be a piece of the file that starts at a line start: first_line is
+// that line's number.
 Status InputError(const std::string& file, std::string_view data, size_t offset, const std::string& what,
-                  const std::string& fix);
+                  const std::string& fix, uint64_t first_line = 1);
 
 // Shows a piece of input safely: control bytes escaped, long text abbreviated.
 std::string Printable(std::string_view text, size_t max_chars = 120);

@@ -304,14 +304,18 @@ struct PartitionedSide {
   uint64_t rows = 0;
 };
 
-// Level 0: scans a table in parallel units and partitions its rows.
-Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, PartitionedSide* out) {
+// Level 0, one segment of the table: scans it in parallel units and appends
+// their rows to the partition files. Units are numbered from `unit_base` (the
+// units of earlier segments), so record positions keep the file's order.
+Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout, PartitionFiles& files,
+                        uint64_t* unit_base, PartitionedSide* out) {
   const auto& chunks = t.chunks();
   const size_t ki = t.key_index();
   const size_t ncols = t.column_names().size();
   // Units of consecutive chunks: big enough to amortise the turn, small enough
   // that `threads` of them (input pages + records + framed copies) fit.
   const size_t unit_target = std::clamp<size_t>(ctx.memory_limit / (8 * ctx.threads), size_t{1} << 20, size_t{64} << 20);
+  const uint64_t base = *unit_base;
   std::vector<std::pair<size_t, size_t>> units;  // [first chunk, end chunk)
   for (size_t c = 0; c < chunks.size();) {
     size_t e = c, bytes = 0;
@@ -322,7 +326,6 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
     units.emplace_back(c, e);
     c = e;
   }
-  PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
   Turns turns;
   FirstError error;
   std::vector<KeyScan> scans(units.size());
@@ -367,7 +370,7 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
           EncodeFields(r, is_y ? ki : std::string::npos, text);
           body = text;
         }
-        AppendPartRecord(bufs.raw(p), (static_cast<uint64_t>(u) << 40) | row++, key, body);
+        AppendPartRecord(bufs.raw(p), ((base + u) << 40) | row++, key, body);
         bufs.Added(p);
       });
       t.Release(chunks[c]);
@@ -386,13 +389,30 @@ Status PartitionTable(Context& ctx, const Table& t, bool is_y, uint32_t fanout, 
   for (size_t u = 0; u < units.size(); ++u)
     if (problems[u].found) return t.Error(problems[u]);
   CM_RETURN_IF_ERROR(error.Get());
-  auto parts = files.Close();
-  if (!parts.ok()) return parts.status();
-  out->parts = std::move(parts.value());
   for (size_t u = 0; u < units.size(); ++u) {
     out->scan.Append(scans[u]);
     out->rows += rows[u];
   }
+  *unit_base += units.size();
+  if (*unit_base >= (uint64_t{1} << 24))
+    return Status::Internal(fmt::format("{} has more than 2^24 scan units: raise --memory-limit", t.path()));
+  return Status::OK();
+}
+
+// Level 0: partitions a whole table, segment by segment (one for a mapped file).
+Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, PartitionedSide* out) {
+  PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
+  uint64_t unit_base = 0;
+  CM_RETURN_IF_ERROR(t.Rewind());
+  for (;;) {
+    CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out));
+    auto more = t.NextSegment();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+  }
+  auto parts = files.Close();
+  if (!parts.ok()) return parts.status();
+  out->parts = std::move(parts.value());
   return Status::OK();
 }
 
@@ -1058,7 +1078,7 @@ uint64_t SampleRows(const Table& t, uint64_t bytes) {
 }  // namespace
 
 uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes) {
-  uint64_t bytes = y.data().size();
+  uint64_t bytes = y.size();
   // y's bytes stay mapped; per row a 20-byte record and a hash slot (~16 bytes at 0.75 load);
   // the probe holds up to 2 * threads + 2 chunks of output in flight.
   return bytes + 40 * SampleRows(y, bytes) + (2 * threads + 2) * chunk_bytes * 3;
@@ -1075,7 +1095,7 @@ Status OutputRowLimitError(const MergeStats& s, uint64_t limit) {
       s.output_rows, limit, hot));
 }
 
-Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions& o, unsigned threads,
+Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigned threads,
                     const std::string& header, AtomicOutput* out, MergeStats* stats) {
   const uint64_t limit = o.memory_limit ? o.memory_limit : DefaultMemoryLimit();
   const std::string parent = o.temp_dir.empty() ? DefaultTempParent() : o.temp_dir;
@@ -1100,7 +1120,7 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
   ctx.y_has_values = y.column_names().size() > 1;
   // Spill files take about 1.5x the inputs (partitions, then runs): compress them
   // when room is short, else spend the CPU on the join.
-  const uint64_t input_bytes = x.data().size() + y.data().size();
+  const uint64_t input_bytes = x.size() + y.size();
   switch (o.spill_compression) {
     case MergeOptions::SpillCompression::kZstd: ctx.zstd_level = kSpillZstdLevel; break;
     case MergeOptions::SpillCompression::kNone: ctx.zstd_level = kSpillStoreRaw; break;
@@ -1108,7 +1128,7 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
       ctx.zstd_level = (*dir)->FreeBytes() < 4 * input_bytes ? kSpillZstdLevel : kSpillStoreRaw;
   }
   stats->spill_compressed = ctx.zstd_level != kSpillStoreRaw;
-  const uint64_t y_bytes = y.data().size(), x_bytes = x.data().size();
+  const uint64_t y_bytes = y.size(), x_bytes = x.size();
   const uint64_t y_rows_guess = SampleRows(y, y_bytes);
   // Enough partitions that each fits a worker's memory, and more when y is big enough: a
   // partition's hash table near cache size probes several times faster than one of
@@ -1126,12 +1146,12 @@ Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions
   {
     PhaseTimer phase(ctx.progress, &stats->phases, "partition y", y_bytes, 0);
     CM_RETURN_IF_ERROR(PartitionTable(ctx, y, true, fanout0, &ys));
-    phase.End(ys.rows, y_bytes);
+    phase.End(ys.rows, y.size());
   }
   {
     PhaseTimer phase(ctx.progress, &stats->phases, "partition x", x_bytes, 0);
     CM_RETURN_IF_ERROR(PartitionTable(ctx, x, false, fanout0, &xs));
-    phase.End(xs.rows, x_bytes);
+    phase.End(xs.rows, x.size());
   }
   // Freed buffers of the phase go back to the system, not to the next phase's peak.
   malloc_trim(0);

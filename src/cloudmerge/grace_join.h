@@ -1,7 +1,8 @@
 // GraceJoin: the merge out of core, for inputs whose join does not fit in
 // --memory-limit. Same answer as the in-memory engine (merge.cc), byte for byte.
 //
-//   1. partition: y, then x, are scanned in parallel units (groups of chunks);
+//   1. partition: y, then x, are scanned in parallel units (groups of chunks;
+//      a streamed input segment by segment, see table_scan.h);
 //      every row goes to partition PartitionAt(PartitionHash(ID), 0, fanout) as
 //      a record (its position in the file, its ID, its output text) in a spill
 //      file per side and partition (spill_file.h). Units hand their blocks to the
@@ -43,7 +44,7 @@ uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chun
 Status OutputRowLimitError(const MergeStats& stats, uint64_t limit);
 
 // Writes the header and the joined rows to out (not committed). Fills stats.
-Status RunGraceJoin(Env* env, const Table& x, const Table& y, const MergeOptions& options, unsigned threads,
+Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& options, unsigned threads,
                     const std::string& header, AtomicOutput* out, MergeStats* stats);
 
 }  // namespace cloudmerge

@@ -156,7 +156,7 @@ Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out
   return Status::OK();
 }
 
-Status ScanXKeys(const Table& x, unsigned threads, Progress* progress, KeyMode* mode, uint64_t* rows) {
+Status ScanXKeysSegment(const Table& x, unsigned threads, Progress* progress, KeyScan* total) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   std::vector<KeyScan> scans(chunks.size());
@@ -169,8 +169,26 @@ Status ScanXKeys(const Table& x, unsigned threads, Progress* progress, KeyMode* 
     if (progress) progress->Add(scans[c].values() - before, chunks[c].end - chunks[c].begin);
   });
   CM_RETURN_IF_ERROR(FirstProblem(x, problems));
+  for (const KeyScan& s : scans) total->Append(s);
+  return Status::OK();
+}
+
+// Calls on_segment() for each segment of t, from the first (a streamed input is
+// read again when it is not at its first segment).
+template <class OnSegment>
+Status ForEachSegment(Table& t, OnSegment&& on_segment) {
+  CM_RETURN_IF_ERROR(t.Rewind());
+  for (;;) {
+    CM_RETURN_IF_ERROR(on_segment());
+    auto more = t.NextSegment();
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+  }
+}
+
+Status ScanXKeys(Table& x, unsigned threads, Progress* progress, KeyMode* mode, uint64_t* rows) {
   KeyScan total;
-  for (const KeyScan& s : scans) total.Append(s);
+  CM_RETURN_IF_ERROR(ForEachSegment(x, [&] { return ScanXKeysSegment(x, threads, progress, &total); }));
   *mode = total.Decide();
   *rows = total.values();
   return Status::OK();
@@ -349,9 +367,9 @@ struct ProbeCounting {
   bool count_only = false;
 };
 
-Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_values, unsigned threads,
-             bool any_order, const ProbeCounting& counting, Progress* progress, AtomicOutput* out, ProbeCounts* counts,
-             KeyScan* x_scan) {
+Status ProbeSegment(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_values, unsigned threads,
+                    bool any_order, const ProbeCounting& counting, Progress* progress, AtomicOutput* out,
+                    ProbeCounts* counts, KeyScan* x_scan) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
   const BigArray<YRow>& yrows = b.y->rows;
@@ -461,29 +479,35 @@ Status Probe(const Table& x, const ProbeMode& mode, const BuildSide& b, bool y_h
   return Status::OK();
 }
 
-}  // namespace
+// One pass over all of x (every segment of a streamed x, in order).
+Status Probe(Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_values, unsigned threads, bool any_order,
+             const ProbeCounting& counting, Progress* progress, AtomicOutput* out, ProbeCounts* counts,
+             KeyScan* x_scan) {
+  return ForEachSegment(x, [&] {
+    return ProbeSegment(x, mode, b, y_has_values, threads, any_order, counting, progress, out, counts, x_scan);
+  });
+}
 
-Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
-  auto t0 = Clock::now();
-  unsigned threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
-  stats->threads = threads;
-  if (o.x_path == "-" && o.y_path == "-")
-    return Status::InvalidArgument("x and y cannot both be standard input (-): give at least one of them as a file.");
-
-  // Open the destination first: a bad output path fails before any work.
-  auto out = AtomicOutput::Open(env, o.out_path);
-  if (!out.ok()) return out.status();
-
-  auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes);
+// One attempt at the merge into *out (not committed).
+Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_ptr<AtomicOutput>* out,
+                 MergeStats* stats) {
+  // Streamed inputs (S3 objects, .gz/.zst files) are read in segments. y, the
+  // build side, is read whole into memory only when it is small enough for the
+  // in-memory join (a first segment of an eighth of the limit holds all of it);
+  // otherwise the out-of-core join partitions it segment by segment.
+  stats->memory_limit = o.memory_limit ? o.memory_limit : DefaultMemoryLimit();
+  const SegmentSizes segments =
+      o.segment_bytes ? SegmentSizes{o.segment_bytes, o.segment_bytes} : StreamSegmentSizes(stats->memory_limit);
+  auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes,
+                       SegmentSizes{std::max<size_t>(segments.first, stats->memory_limit / 8), segments.rest});
   if (!y.ok()) return y.status();
-  auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes);
+  auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes, segments);
   if (!x.ok()) return x.status();
 
-  stats->memory_limit = o.memory_limit ? o.memory_limit : DefaultMemoryLimit();
-  stats->x_bytes = (*x)->data().size();
-  stats->y_bytes = (*y)->data().size();
+  stats->x_bytes = (*x)->size();
+  stats->y_bytes = (*y)->size();
   const bool out_of_core =
-      EstimateInMemoryJoinBytes(**y, threads, o.chunk_bytes) > stats->memory_limit;
+      !(*y)->whole() || EstimateInMemoryJoinBytes(**y, threads, o.chunk_bytes) > stats->memory_limit;
 
   // The join proper. Its outcome counts only while both inputs are intact: a
   // file truncated under us reads as zeros (see InputData::Intact), and the
@@ -632,6 +656,35 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   CM_RETURN_IF_ERROR((*y)->Intact());
   CM_RETURN_IF_ERROR((*x)->Intact());
   CM_RETURN_IF_ERROR(joined);
+  stats->x_bytes = (*x)->size();  // exact now for streamed inputs read to their end
+  stats->y_bytes = (*y)->size();
+  return Status::OK();
+}
+
+}  // namespace
+
+Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
+  auto t0 = Clock::now();
+  unsigned threads = o.threads ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  stats->threads = threads;
+  if (o.x_path == "-" && o.y_path == "-")
+    return Status::InvalidArgument("x and y cannot both be standard input (-): give at least one of them as a file.");
+
+  // Open the destination first: a bad output path fails before any work.
+  auto out = AtomicOutput::Open(env, o.out_path);
+  if (!out.ok()) return out.status();
+  Status merged = MergeInto(env, o, threads, &out.value(), stats);
+  if (merged.code() == Status::Code::kCorruption && (*out)->can_restart()) {
+    // A streamed input arrived damaged (its checksum, checked at its end,
+    // disagrees): nothing is committed yet, so read everything once more.
+    const MergeStats fresh;
+    *stats = fresh;
+    stats->threads = threads;
+    stats->damaged_transfer_retried = true;
+    CM_RETURN_IF_ERROR((*out)->Restart());
+    merged = MergeInto(env, o, threads, &out.value(), stats);
+  }
+  CM_RETURN_IF_ERROR(merged);
   CM_RETURN_IF_ERROR((*out)->Commit());
   stats->seconds_total = Since(t0);
   stats->peak_rss_bytes = PeakRssBytes();

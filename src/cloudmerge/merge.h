@@ -40,6 +40,9 @@ struct MergeOptions {
   bool allow_numeric_header = false;
   unsigned threads = 0;              // 0: one per hardware thread
   size_t chunk_bytes = size_t{1} << 20;  // work unit of the parallel scans
+  // Streamed inputs (S3 objects, .gz/.zst files) are read in segments of about
+  // this many bytes (0: StreamSegmentSizes(memory limit), 1-64 MiB).
+  size_t segment_bytes = 0;
   // Out of core (see grace_join.h): the memory the join may use (0: DefaultMemoryLimit()),
   // where it spills ("": DefaultTempParent()).
   uint64_t memory_limit = 0;
@@ -77,6 +80,7 @@ struct MergeStats {
   KeyMode x_mode = KeyMode::kText, y_mode = KeyMode::kText;
   unsigned threads = 1;
   bool speculation_failed = false;  // x's type was not the one assumed: x was probed twice
+  bool damaged_transfer_retried = false;  // a streamed input arrived damaged: the merge ran again
   double seconds_scan_y = 0, seconds_scan_x = 0, seconds_build = 0, seconds_probe = 0, seconds_total = 0;
   uint64_t x_bytes = 0, y_bytes = 0;  // input sizes (decoded)
   uint64_t matched_keys = 0;          // distinct keys present in both x and y

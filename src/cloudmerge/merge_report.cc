@@ -100,6 +100,8 @@ std::string MergeSummaryText(const MergeStats& s, const MergeOptions& o) {
   line("time", time);
   if (s.speculation_failed)
     line("note", "x's IDs were not of the type assumed from y's: x was probed twice");
+  if (s.damaged_transfer_retried)
+    line("note", "an input arrived damaged (checksum mismatch) and was read again");
   return out;
 }
 

@@ -13,7 +13,8 @@ namespace cloudmerge {
 
 class Status {
  public:
-  enum class Code { kOk = 0, kInvalidInput, kIOError, kInvalidArgument, kNoSpace, kInternal, kNotFound };
+  // kCorruption: bytes that arrived damaged (a checksum disagrees); reading again may help.
+  enum class Code { kOk = 0, kInvalidInput, kIOError, kInvalidArgument, kNoSpace, kInternal, kNotFound, kCorruption };
 
   Status() = default;
   static Status OK() { return Status(); }
@@ -21,6 +22,7 @@ class Status {
   static Status IOError(std::string msg) { return Status(Code::kIOError, std::move(msg)); }
   static Status InvalidArgument(std::string msg) { return Status(Code::kInvalidArgument, std::move(msg)); }
   static Status NoSpace(std::string msg) { return Status(Code::kNoSpace, std::move(msg)); }
+  static Status Corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
   static Status Internal(std::string msg) { return Status(Code::kInternal, std::move(msg)); }
   // An object, key or bucket that does not exist (an I/O error the caller may expect).
   static Status NotFound(std::string msg) { return Status(Code::kNotFound, std::move(msg)); }
@@ -69,6 +71,7 @@ inline int Status::ExitCode() const {
     case Code::kInvalidInput: return 3;
     case Code::kIOError:
     case Code::kNoSpace:
+    case Code::kCorruption:
     case Code::kNotFound: return 4;
     default: return 5;
   }

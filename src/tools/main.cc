@@ -70,6 +70,21 @@ Examples:
 cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std::string& dst) {
   auto out = cloudmerge::AtomicOutput::Open(env, dst);
   if (!out.ok()) return out.status();
+  // S3 objects and compressed files stream through in pieces; local files are mapped.
+  auto stream = src == "-" ? cloudmerge::Result<std::unique_ptr<cloudmerge::InputStream>>(
+                                 std::unique_ptr<cloudmerge::InputStream>())
+                           : env->OpenStream(src);
+  if (!stream.ok()) return stream.status();
+  if (*stream) {
+    std::string piece;
+    for (;;) {
+      piece.clear();
+      CM_RETURN_IF_ERROR((*stream)->Read(8 << 20, &piece));
+      if (piece.empty()) break;
+      CM_RETURN_IF_ERROR((*out)->Append(piece));
+    }
+    return (*out)->Commit();
+  }
   auto in = env->ReadFile(src);
   if (!in.ok()) return in.status();
   std::string_view bytes = (*in)->bytes();
@@ -181,6 +196,11 @@ int main(int argc, char** argv) {
   merge->add_option("-t,--threads", o.threads, "Worker threads (default: one per CPU)")->check(CLI::Range(1u, 256u));
   merge->add_flag("--allow-numeric-header", o.allow_numeric_header,
                   "Accept a header line made only of numbers (normally a sign that the header is missing)");
+  size_t segment_kib = 0;
+  merge->add_option("--segment-kib", segment_kib,
+                    "Streamed inputs (s3://, .gz, .zst) are read in segments of about this many KiB, never whole "
+                    "(default: a sixteenth of --memory-limit, 1024 to 65536)")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 22));
   merge->add_option("--chunk-kib", chunk_kib, "Size of the parallel work unit in KiB (default: 1024)")
       ->check(CLI::Range(size_t{1}, size_t{1} << 20));
   merge->add_flag("--stats", stats_flag,
@@ -292,6 +312,7 @@ int main(int argc, char** argv) {
       if (merge->count("--y-key") == 0) o.y_key = key;
     }
     o.chunk_bytes = chunk_kib * 1024;
+    o.segment_bytes = segment_kib * 1024;
     if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
     return RunNativeMerge(env.get(), o, progress_style, progress_interval, report_path, stats_flag);
   }

@@ -17,6 +17,11 @@ void AddS3Options(CLI::App* cmd, S3Flags* f) {
   cmd->add_option("--s3-part-size", f->part_size_mib, "Multipart upload part size in MiB (default: 16; AWS minimum 5)")
       ->check(CLI::Range(0.001, 5120.0))
       ->group(group);
+  cmd->add_option("--s3-range-size", f->range_size_mib,
+                  "Bytes per ranged GET of an input, in MiB (default: 8); an input being read holds up to "
+                  "--s3-parallel + 1 of them")
+      ->check(CLI::Range(0.001, 1024.0))
+      ->group(group);
   cmd->add_option("--s3-parallel", f->parallel, "Ranged GETs / part uploads in flight per object (default: 4)")
       ->check(CLI::Range(1u, 64u))
       ->group(group);
@@ -36,6 +41,7 @@ cloudmerge::Result<std::shared_ptr<cloudmerge::S3Client>> MakeS3Client(const S3F
   if (f.path_style) config.path_style = true;
   if (f.part_size_mib > 0) config.part_size = static_cast<uint64_t>(f.part_size_mib * 1024 * 1024);
   if (f.parallel) config.parallel_requests = f.parallel;
+  if (f.range_size_mib > 0) config.range_size = static_cast<uint64_t>(f.range_size_mib * 1024 * 1024);
   if (f.max_attempts) config.max_attempts = f.max_attempts;
   auto transport = cloudmerge::NewCurlTransport();
   auto credentials = cloudmerge::NewDefaultCredentialsChain(aws_env, transport);

@@ -15,6 +15,7 @@ struct S3Flags {
   std::string endpoint_url;
   bool path_style = false;
   double part_size_mib = 0;
+  double range_size_mib = 0;
   unsigned parallel = 0;
   int max_attempts = 0;
 };

@@ -4,10 +4,16 @@
   (b) read as data, it grants least privilege (no wildcard action or resource,
       the function's role may read only the input bucket and write only the
       output bucket, ...) and keeps the queue's visibility timeout >= 6x the
-      function's timeout;
+      function's timeout. The checks run on the template as CloudFormation
+      would create it (effective(): conditions evaluated, Fn::If resolved,
+      AWS::NoValue dropped) with EnableEmrServerless false and true, and the
+      function's permissions must equal the expected set exactly in each;
   (c) it deploys: a real moto server (a subprocess on 127.0.0.1) creates the
       stack with boto3's CloudFormation client, and every resource is then
-      read back through its own service's API.
+      read back through its own service's API;
+  (d) the function, run for real under AWS's Runtime Interface Emulator with
+      the EMR-enabled environment, hands a job to EMR Serverless on moto and
+      every call, object and role it uses is within the template's grants.
 
 moto's CloudFormation does not implement everything the template uses; each
 gap is applied by the test through the service API, from the template's own
@@ -15,6 +21,7 @@ text, and said where it happens (see MOTO_SKIPPED_TYPES).
 """
 import ast
 import contextlib
+import fnmatch
 import io
 import json
 import os
@@ -30,6 +37,10 @@ import zipfile
 import pytest
 import yaml
 
+from conftest import BIN
+from test_lambda_pipeline import recorded_event
+from test_lambda_rie import LambdaEmulator
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -44,6 +55,11 @@ STACK = "cm-e2e"
 #                             LifecycleConfiguration,
 #                             PublicAccessBlockConfiguration ignored -> test_stack_buckets
 #   AWS::Lambda::Function     EphemeralStorage ignored (512) -> test_function_settings (template)
+#   AWS::EMRServerless::Application  not supported: the moto stack is the
+#                             EnableEmrServerless=false one; the EMR-enabled
+#                             wiring is made through the EMR Serverless and IAM
+#                             APIs from the template's properties in
+#                             test_function_hands_a_job_to_emr_serverless_within_its_grants
 MOTO_SKIPPED_TYPES = {"AWS::SQS::QueuePolicy"}
 
 
@@ -97,15 +113,86 @@ def policy_documents(tpl):
             yield f"{name}.PolicyDocument", props["PolicyDocument"]
 
 
+NO_VALUE = object()  # what !Ref AWS::NoValue becomes: the property (or list item) is left out
+
+
+def evaluate_conditions(tpl, params):
+    """{condition name: bool} for these parameter values (defaults for the rest)."""
+    values = {k: str(v.get("Default", "")) for k, v in tpl.get("Parameters", {}).items()}
+    values.update(params)
+    done = {}
+
+    def ev(node):
+        if not isinstance(node, dict):
+            return node
+        ((fn, arg),) = node.items()
+        if fn == "Ref":
+            return values[arg]
+        if fn == "Condition":
+            return cond(arg)
+        if fn == "Fn::Equals":
+            a, b = (ev(x) for x in arg)
+            return str(a) == str(b)
+        if fn == "Fn::Not":
+            return not ev(arg[0])
+        if fn == "Fn::And":
+            return all(ev(x) for x in arg)
+        if fn == "Fn::Or":
+            return any(ev(x) for x in arg)
+        raise AssertionError(f"condition function {fn} is not evaluated by this test")
+
+    def cond(name):
+        if name not in done:
+            done[name] = bool(ev(tpl["Conditions"][name]))
+        return done[name]
+
+    return {name: cond(name) for name in tpl.get("Conditions", {})}
+
+
+def effective(tpl, **params):
+    """The template as CloudFormation would create it for these parameters:
+    resources and outputs whose Condition is false are gone, every Fn::If is
+    replaced by its chosen branch, and values that chose AWS::NoValue are left
+    out. The least-privilege checks run on this, once per EMR setting, so a
+    conditional grant is checked exactly where it applies."""
+    conds = evaluate_conditions(tpl, params)
+
+    def walk(node):
+        if isinstance(node, list):
+            return [v for v in (walk(x) for x in node) if v is not NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"} and node["Ref"] == "AWS::NoValue":
+            return NO_VALUE
+        if set(node) == {"Fn::If"}:
+            name, if_true, if_false = node["Fn::If"]
+            return walk(if_true if conds[name] else if_false)
+        return {k: v for k, v in ((k, walk(v)) for k, v in node.items()) if v is not NO_VALUE}
+
+    out = dict(tpl)
+    for section in ("Resources", "Outputs"):
+        out[section] = {k: walk(v) for k, v in tpl.get(section, {}).items()
+                        if "Condition" not in v or conds[v["Condition"]]}
+    return out
+
+
+WITHOUT_EMR, WITH_EMR = {"EnableEmrServerless": "false"}, {"EnableEmrServerless": "true"}
+
+
 def statements(doc):
-    return as_list(doc["Statement"])
+    st = doc["Statement"]
+    assert not (isinstance(st, dict) and "Fn::If" in st), "evaluate the template with effective() first"
+    return as_list(st)
 
 
 def render(expr):
     """A resource expression as text with ${...} placeholders:
-    !GetAtt InputBucket.Arn -> "${InputBucket.Arn}", !Ref T -> "${T}", !Sub s -> s."""
+    !GetAtt InputBucket.Arn -> "${InputBucket.Arn}", !Ref T -> "${T}", !Sub s -> s.
+    Fn::If has no single rendering: effective() chooses its branch first."""
     if isinstance(expr, str):
         return expr
+    if "Fn::If" in expr:
+        raise AssertionError(f"{expr!r}: evaluate the template with effective() before rendering")
     if "Ref" in expr:
         return "${%s}" % expr["Ref"]
     if "Fn::GetAtt" in expr:
@@ -140,13 +227,16 @@ def references(node):
 
 
 def permissions(doc):
-    """{(action, rendered resource)} granted by a policy document's Allow statements."""
+    """{(action, rendered resource)} granted by a policy document's Allow
+    statements; a statement with a Condition gives (action, resource,
+    condition as canonical JSON), so that an exact comparison covers it too."""
     out = set()
     for st in statements(doc):
         assert st["Effect"] == "Allow", st
+        cond = (json.dumps(st["Condition"], sort_keys=True),) if "Condition" in st else ()
         for a in as_list(st["Action"]):
             for r in as_list(st["Resource"]):
-                out.add((a, render(r)))
+                out.add((a, render(r)) + cond)
     return out
 
 
@@ -155,6 +245,16 @@ def function_role_name(tpl):
     role = fn["Properties"]["Role"]
     assert role["Fn::GetAtt"][1] == "Arn"
     return role["Fn::GetAtt"][0]
+
+
+def role_policies(tpl, role):
+    """(where, document) for every policy a role gets: its inline Policies and
+    each AWS::IAM::Policy resource that names it in Roles."""
+    for pol in tpl["Resources"][role]["Properties"].get("Policies", []):
+        yield f"{role}.Policies.{pol['PolicyName']}", pol["PolicyDocument"]
+    for name, res in resources_of_type(tpl, "AWS::IAM::Policy").items():
+        if {"Ref": role} in res["Properties"].get("Roles", []):
+            yield name, res["Properties"]["PolicyDocument"]
 
 
 # --------------------------------------------------------------------------- (a) cfn-lint
@@ -166,9 +266,10 @@ def test_cfn_lint_accepts_template():
 
 # --------------------------------------------------------------------------- (b) least privilege, timeouts
 
-def test_no_wildcard_actions_or_resources():
-    docs = list(policy_documents(load_template()))
-    assert len(docs) >= 5, [w for w, _ in docs]
+@pytest.mark.parametrize("params", [WITHOUT_EMR, WITH_EMR], ids=["without-emr", "with-emr"])
+def test_no_wildcard_actions_or_resources(params):
+    docs = list(policy_documents(effective(load_template(), **params)))
+    assert len(docs) == (3 if params is WITHOUT_EMR else 6), [w for w, _ in docs]
     for where, doc in docs:
         for st in statements(doc):
             assert "NotAction" not in st and "NotResource" not in st and "NotPrincipal" not in st, (where, st)
@@ -202,20 +303,37 @@ FUNCTION_ROLE_PERMISSIONS = {
     ("logs:CreateLogStream", LOG_STREAMS),
     ("logs:PutLogEvents", LOG_STREAMS),
 }
+# The job script: the function uploads it (CLOUDMERGE_SPARK_ARTIFACTS + merge_job.py,
+# spark_engine.cc UploadJob) and the EMR job role reads it; that one object and no other.
+JOB_SCRIPT = "arn:${AWS::Partition}:s3:::${CodeBucket}/emr/merge_job.py"
+# What EnableEmrServerless=true adds to the function's role, exactly: the calls
+# the emr-serverless engine makes (PutObject of the script, StartJobRun, GetJobRun;
+# it never cancels) and passing the job role to EMR Serverless only.
+FUNCTION_ROLE_EMR_PERMISSIONS = {
+    ("s3:PutObject", JOB_SCRIPT),
+    ("emr-serverless:StartJobRun", "${EmrApplication.Arn}"),
+    ("emr-serverless:GetJobRun", "${EmrApplication.Arn}/jobruns/*"),
+    ("iam:PassRole", "${EmrJobRole.Arn}",
+     json.dumps({"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}, sort_keys=True)),
+}
 S3_READ_ACTIONS = {"s3:GetObject", "s3:ListBucket"}
 
 
-def test_function_role_is_least_privilege():
-    tpl = load_template()
-    role = tpl["Resources"][function_role_name(tpl)]["Properties"]
+@pytest.mark.parametrize("params, expected", [
+    (WITHOUT_EMR, FUNCTION_ROLE_PERMISSIONS),
+    (WITH_EMR, FUNCTION_ROLE_PERMISSIONS | FUNCTION_ROLE_EMR_PERMISSIONS),
+], ids=["without-emr", "with-emr"])
+def test_function_role_is_least_privilege(params, expected):
+    tpl = effective(load_template(), **params)
+    role_name = function_role_name(tpl)
+    role = tpl["Resources"][role_name]["Properties"]
     assert "ManagedPolicyArns" not in role, "no managed policies: everything is spelled out"
     trust = statements(role["AssumeRolePolicyDocument"])
     assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
     assert [s["Action"] for s in trust] == ["sts:AssumeRole"]
 
     granted = set()
-    for pol in role["Policies"]:
-        doc = pol["PolicyDocument"]
+    for _, doc in role_policies(tpl, role_name):
         granted |= permissions(doc)
         for st in statements(doc):
             actions = set(as_list(st["Action"]))
@@ -224,30 +342,91 @@ def test_function_role_is_least_privilege():
                 continue
             assert s3_actions == actions, f"{st.get('Sid')}: S3 and other actions in one statement"
             resources = [render(r) for r in as_list(st["Resource"])]
-            if s3_actions - S3_READ_ACTIONS:  # writes: the output bucket only
-                assert all(r.startswith("${OutputBucket.Arn}") for r in resources), (st.get("Sid"), resources)
+            if s3_actions - S3_READ_ACTIONS:  # writes: the output bucket, and the job script's one object
+                assert all(r.startswith("${OutputBucket.Arn}") or (r == JOB_SCRIPT and s3_actions == {"s3:PutObject"})
+                           for r in resources), (st.get("Sid"), resources)
             if any("InputBucket" in r for r in resources):  # the input bucket: read only
                 assert s3_actions <= S3_READ_ACTIONS, (st.get("Sid"), s3_actions)
                 assert all(r.startswith("${InputBucket.Arn}") for r in resources), (st.get("Sid"), resources)
-    assert granted == FUNCTION_ROLE_PERMISSIONS, (
-        f"extra: {sorted(granted - FUNCTION_ROLE_PERMISSIONS)}; missing: {sorted(FUNCTION_ROLE_PERMISSIONS - granted)}")
+    assert granted == expected, (
+        f"extra: {sorted(granted - expected)}; missing: {sorted(expected - granted)}")
+
+
+def test_function_passes_only_the_emr_job_role_only_to_emr_serverless():
+    tpl = effective(load_template(), **WITH_EMR)
+    passes = [(where, st) for where, doc in role_policies(tpl, function_role_name(tpl)) for st in statements(doc)
+              if any(a.startswith("iam:") for a in as_list(st["Action"]))]
+    assert len(passes) == 1, passes
+    where, st = passes[0]
+    assert tpl["Resources"][where]["Condition"] == "CreateEmrServerless"
+    assert st["Action"] == "iam:PassRole"
+    assert st["Resource"] == {"Fn::GetAtt": ["EmrJobRole", "Arn"]}
+    assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+    # and without EMR Serverless the function may pass no role at all
+    off = effective(load_template(), **WITHOUT_EMR)
+    assert not [st for _, doc in role_policies(off, function_role_name(off)) for st in statements(doc)
+                if any(a.startswith(("iam:", "emr-serverless:")) for a in as_list(st["Action"]))]
+
+
+EMR_ENVIRONMENT = {"CLOUDMERGE_EMR_APPLICATION_ID", "CLOUDMERGE_EMR_EXECUTION_ROLE_ARN", "CLOUDMERGE_SPARK_ARTIFACTS"}
+
+
+def test_function_environment_names_the_emr_resources():
+    """With EMR Serverless the function gets the application, the job role and
+    the artifacts prefix (the very values of the stack's outputs and grants);
+    without it, none of them (a job asking for a cluster then fails naming them)."""
+    on, off = (effective(load_template(), **p) for p in (WITH_EMR, WITHOUT_EMR))
+    env_on = on["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
+    env_off = off["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
+    assert set(env_off) == {"CLOUDMERGE_OUTPUT", "CLOUDMERGE_SNS_TOPIC_ARN", "CLOUDMERGE_LOG_FORMAT"}
+    assert set(env_on) == set(env_off) | EMR_ENVIRONMENT
+    assert env_on["CLOUDMERGE_EMR_APPLICATION_ID"] == {"Fn::GetAtt": ["EmrApplication", "ApplicationId"]}
+    assert env_on["CLOUDMERGE_EMR_APPLICATION_ID"] == on["Outputs"]["EmrApplicationId"]["Value"]
+    assert env_on["CLOUDMERGE_EMR_EXECUTION_ROLE_ARN"] == {"Fn::GetAtt": ["EmrJobRole", "Arn"]}
+    assert env_on["CLOUDMERGE_EMR_EXECUTION_ROLE_ARN"] == on["Outputs"]["EmrJobRoleArn"]["Value"]
+    assert not {"EmrApplicationId", "EmrJobRoleArn"} & set(off["Outputs"])
+    # The script's key is the artifacts prefix + merge_job.py: the function may
+    # write exactly that object and the job role read exactly it.
+    artifacts = render(env_on["CLOUDMERGE_SPARK_ARTIFACTS"])
+    assert artifacts.startswith("s3://") and artifacts.endswith("/")
+    script = "arn:${AWS::Partition}:s3:::" + artifacts[len("s3://"):] + "merge_job.py"
+    assert script == JOB_SCRIPT
+    fn_grants = set().union(*(permissions(d) for _, d in role_policies(on, function_role_name(on))))
+    job_grants = set().union(*(permissions(d) for _, d in role_policies(on, "EmrJobRole")))
+    assert {(a, r) for a, r, *_ in fn_grants if r == script} == {("s3:PutObject", script)}
+    assert {(a, r) for a, r, *_ in job_grants if "CodeBucket" in r} == {("s3:GetObject", script)}
+    # The names are the ones the function reads (src/tools/lambda_command.cc).
+    read = set(re.findall(r'Getenv\("(CLOUDMERGE_[A-Z0-9_]+)"', (ROOT / "src/tools/lambda_command.cc").read_text()))
+    assert set(env_on) - {"CLOUDMERGE_LOG_FORMAT"} <= read, set(env_on) - read
+
+
+def test_emr_resources_exist_only_when_enabled():
+    raw = load_template()
+    assert raw["Parameters"]["EnableEmrServerless"]["Default"] == "false"
+    conditional = {k for k, r in raw["Resources"].items() if r.get("Condition") == "CreateEmrServerless"}
+    assert conditional == {"EmrApplication", "EmrJobRole", "FunctionEmrServerlessPolicy"}
+    assert not conditional & set(effective(raw, **WITHOUT_EMR)["Resources"])
+    assert conditional <= set(effective(raw, **WITH_EMR)["Resources"])
+    # Nothing unconditional may name them except through Fn::If (or the stack
+    # without EMR would not deploy): check every other resource's references.
+    off = effective(raw, **WITHOUT_EMR)
+    for name, res in off["Resources"].items():
+        assert not references(res) & conditional, (name, references(res) & conditional)
 
 
 def test_emr_job_role_reads_input_and_writes_output_only():
-    tpl = load_template()
+    tpl = effective(load_template(), **WITH_EMR)
     role = tpl["Resources"]["EmrJobRole"]
-    assert role["Condition"] == "CreateEmrServerless"
-    assert tpl["Resources"]["EmrApplication"]["Condition"] == "CreateEmrServerless"
-    assert tpl["Parameters"]["EnableEmrServerless"]["Default"] == "false"
-    granted = set()
-    for pol in role["Properties"]["Policies"]:
-        granted |= permissions(pol["PolicyDocument"])
+    trust = statements(role["Properties"]["AssumeRolePolicyDocument"])
+    assert [s["Principal"] for s in trust] == [{"Service": "emr-serverless.amazonaws.com"}]
+    granted = set().union(*(permissions(d) for _, d in role_policies(tpl, "EmrJobRole")))
     for action, resource in granted:
         assert action.startswith("s3:"), action
         if action not in S3_READ_ACTIONS:
             assert resource.startswith("${OutputBucket.Arn}"), (action, resource)
     assert ("s3:GetObject", "${InputBucket.Arn}/*") in granted
     assert ("s3:PutObject", "${OutputBucket.Arn}/*") in granted
+    assert ("s3:GetObject", JOB_SCRIPT) in granted
 
 
 def test_queue_visibility_timeout_covers_six_function_timeouts():
@@ -327,8 +506,9 @@ def _free_port():
 
 
 class Moto:
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, log_path):
         self.endpoint = endpoint
+        self.log_path = log_path  # the server's output: one line per request it served
 
     def client(self, service):
         import boto3
@@ -358,7 +538,8 @@ class Moto:
 def moto(tmp_path_factory):
     """A moto server in its own process (no authentication: any key is accepted)."""
     port = _free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w+")
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    log = open(log_path, "w+")
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true")
     proc = subprocess.Popen([PYTHON, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -380,7 +561,7 @@ def moto(tmp_path_factory):
                 mp.setenv(k, env[k])
             for k in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_ENDPOINT_URL"):
                 mp.delenv(k, raising=False)
-            yield Moto(endpoint)
+            yield Moto(endpoint, log_path)
     finally:
         proc.terminate()
         try:
@@ -429,10 +610,13 @@ def stack(moto):
 
 class Stack:
     """The deployed stack, with a resolver for the template's intrinsics
-    (Ref, GetAtt, Sub) against what moto created."""
+    (Ref, GetAtt, Sub) against what moto created. `attributes` supplies
+    {(resource, attribute): value} for resources moto's CloudFormation cannot
+    create (the EMR Serverless application), made by the test instead."""
 
-    def __init__(self, moto, tpl, physical, outputs, account):
+    def __init__(self, moto, tpl, physical, outputs, account, attributes=None):
         self.moto, self.tpl, self.physical, self.outputs, self.account = moto, tpl, physical, outputs, account
+        self.attributes = dict(attributes or {})
         self.params = {k: str(v.get("Default", "")) for k, v in tpl["Parameters"].items()}
         self.params.update(PARAMETERS)
         self.pseudo = {"AWS::AccountId": account, "AWS::Region": REGION, "AWS::Partition": "aws",
@@ -445,6 +629,8 @@ class Stack:
         raise KeyError(name)
 
     def getatt(self, name, attr):
+        if (name, attr) in self.attributes:
+            return self.attributes[(name, attr)]
         rtype = self.tpl["Resources"][name]["Type"]
         assert attr == "Arn", (name, attr)
         if rtype == "AWS::SQS::Queue":
@@ -479,7 +665,7 @@ def test_stack_created_every_resource(stack):
     wanted = {k for k, r in tpl["Resources"].items() if "Condition" not in r}  # EnableEmrServerless=false
     skipped = {k for k in wanted if tpl["Resources"][k]["Type"] in MOTO_SKIPPED_TYPES}
     assert set(stack.physical) == wanted - skipped
-    assert not {"EmrApplication", "EmrJobRole"} & set(stack.physical)
+    assert not {"EmrApplication", "EmrJobRole", "FunctionEmrServerlessPolicy"} & set(stack.physical)
     assert set(stack.outputs) == {k for k, o in tpl["Outputs"].items() if "Condition" not in o}
 
 
@@ -550,7 +736,8 @@ def test_stack_function(stack):
     assert cfg["Architectures"] == ["x86_64"]
     assert cfg["Timeout"] == 900 and cfg["MemorySize"] == 10240
     # (EphemeralStorage: moto's CloudFormation reports 512; the template's 10240
-    # is checked in test_function_settings.)
+    # is checked in test_function_settings.) EnableEmrServerless=false: the
+    # EMR variables' Fn::If chose AWS::NoValue, so they are absent, not empty.
     assert cfg["Environment"]["Variables"] == {
         "CLOUDMERGE_OUTPUT": f"s3://{stack.physical['OutputBucket']}/",
         "CLOUDMERGE_SNS_TOPIC_ARN": stack.physical["NotificationTopic"],
@@ -615,3 +802,131 @@ def test_stack_input_bucket_notification(stack):
     assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in got)
     suffixes = [r["Value"] for c in got for r in c["Filter"]["Key"]["FilterRules"] if r["Name"].lower() == "suffix"]
     assert sorted(suffixes) == sorted(NOTIFIED_SUFFIXES)
+
+
+# --------------------------------------------------------------------------- (d) the function on EMR Serverless
+
+def allowed(grants, action, arn):
+    """The statements of resolved policy documents that allow `action` on `arn`
+    (IAM matches resources with * and ? wildcards, as fnmatchcase does)."""
+    return [st for st in grants if action in as_list(st["Action"])
+            and any(fnmatch.fnmatchcase(arn, r) for r in as_list(st["Resource"]))]
+
+
+def s3_arn(uri):
+    assert uri.startswith("s3://"), uri
+    return "arn:aws:s3:::" + uri[len("s3://"):]
+
+
+# The EMR Serverless REST calls as moto's server logs them ("GET /path HTTP/1.1" status),
+# and the IAM action each one needs.
+EMR_SERVERLESS_CALLS = [
+    (re.compile(r'"POST /applications/([^/ ?]+)/jobruns HTTP'), "emr-serverless:StartJobRun"),
+    (re.compile(r'"GET /applications/([^/ ?]+)/jobruns/([^/ ?]+) HTTP'), "emr-serverless:GetJobRun"),
+]
+
+
+def test_function_hands_a_job_to_emr_serverless_within_its_grants(stack, tmp_path):
+    """The real function (`cloudmerge lambda` under AWS's Runtime Interface
+    Emulator) with the environment the template gives it when
+    EnableEmrServerless=true runs a job.json "engine": "emr-serverless" job
+    against moto. Every EMR Serverless call it makes, every object it writes
+    outside the output bucket, the role it passes, and the script and paths it
+    hands the job run are allowed by the template's grants (the function
+    role's and the EMR job role's), resolved against this stack.
+
+    moto's CloudFormation has no AWS::EMRServerless::Application, so the stack
+    deployed above is the EnableEmrServerless=false one: the application is
+    made through the EMR Serverless API and the job role through IAM, each
+    from the template's own properties, and stand in for the two resources."""
+    moto = stack.moto
+    tpl = effective(load_template(), **WITH_EMR)
+    props = stack.resolve(tpl["Resources"]["EmrApplication"]["Properties"])
+    app = moto.client("emr-serverless").create_application(
+        name=props["Name"], releaseLabel=props["ReleaseLabel"], type=props["Type"],
+        architecture=props["Architecture"])
+    iam = moto.client("iam")
+    props = stack.resolve(tpl["Resources"]["EmrJobRole"]["Properties"])
+    role = iam.create_role(RoleName=f"{STACK}-EmrJobRole",
+                           AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]
+    emr = Stack(moto, tpl, stack.physical, stack.outputs, stack.account, attributes={
+        ("EmrApplication", "Arn"): app["arn"],
+        ("EmrApplication", "ApplicationId"): app["applicationId"],
+        ("EmrJobRole", "Arn"): role["Arn"]})
+    fn_grants = [st for _, doc in role_policies(tpl, function_role_name(tpl)) for st in statements(emr.resolve(doc))]
+    job_grants = [st for _, doc in role_policies(tpl, "EmrJobRole") for st in statements(emr.resolve(doc))]
+
+    s3 = moto.client("s3")
+    inb, outb, code = stack.physical["InputBucket"], stack.physical["OutputBucket"], PARAMETERS["CodeBucket"]
+    code_before = {o["Key"] for o in s3.list_objects_v2(Bucket=code).get("Contents", [])}
+    with moto.function_not_run():  # the bucket may notify the queue (test_stack_input_bucket_notification)
+        s3.put_object(Bucket=inb, Key="emrjob/job.json", Body=json.dumps({"engine": "emr-serverless"}).encode())
+        s3.put_object(Bucket=inb, Key="emrjob/x_list.txt", Body=b"ID\ta\n1\tx\n")
+        s3.put_object(Bucket=inb, Key="emrjob/y_list.txt", Body=b"ID\tb\n1\ty\n")
+
+    env = emr.resolve(tpl["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"])
+    assert EMR_ENVIRONMENT <= set(env)
+    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_REGION=REGION,
+               AWS_ENDPOINT_URL=moto.endpoint, AWS_EC2_METADATA_DISABLED="true", HOME=str(tmp_path))
+    log_start = moto.log_path.stat().st_size
+    event = recorded_event("sqs_s3_put_event.json", inb, ["emrjob/y_list.txt"])
+    with LambdaEmulator([BIN, "lambda"], env=env, log_path=tmp_path / "rie.log", timeout_s=120) as emu:
+        status, body = emu.invoke(event)
+        logs = emu.logs()
+    assert status == 200, (body, logs[-3000:])
+    with open(moto.log_path, errors="replace") as f:
+        f.seek(log_start)
+        served = f.read()
+
+    # The one job run, as moto keeps it (this server checks no signatures, so boto3 may ask).
+    emrs = moto.client("emr-serverless")
+    runs = emrs.list_job_runs(applicationId=app["applicationId"])["jobRuns"]
+    assert len(runs) == 1, (runs, logs[-3000:])
+    run = emrs.get_job_run(applicationId=app["applicationId"], jobRunId=runs[0]["id"])["jobRun"]
+    run_arn = run["arn"]
+    assert run_arn == f"{app['arn']}/jobruns/{run['jobRunId']}"
+
+    # Every EMR Serverless call it made is granted, on the resource it was made on.
+    calls = [(action, m) for line in served.splitlines() for rx, action in EMR_SERVERLESS_CALLS
+             if (m := rx.search(line))]
+    assert {a for a, _ in calls} == {"emr-serverless:StartJobRun", "emr-serverless:GetJobRun"}, served[-3000:]
+    assert not [line for line in served.splitlines() if "/applications" in line
+                and not any(rx.search(line) for rx, _ in EMR_SERVERLESS_CALLS)], "an EMR Serverless call not granted"
+    for action, m in calls:
+        target = app["arn"] if action.endswith("StartJobRun") else f"{app['arn']}/jobruns/{m.group(2)}"
+        assert m.group(1) == app["applicationId"]
+        assert allowed(fn_grants, action, target), (action, target)
+    assert allowed(fn_grants, "emr-serverless:GetJobRun", run_arn)
+    assert not allowed(fn_grants, "emr-serverless:StartJobRun", app["arn"].replace(app["applicationId"], "00other"))
+
+    # The role it passed: the job role, only to EMR Serverless.
+    assert run["executionRole"] == role["Arn"]
+    (passing,) = allowed(fn_grants, "iam:PassRole", role["Arn"])
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+
+    # What it wrote outside the output bucket: the job script, where it may and the job role reads it.
+    driver = run["jobDriver"]["sparkSubmit"]
+    new_code = {o["Key"] for o in s3.list_objects_v2(Bucket=code)["Contents"]} - code_before
+    script = env["CLOUDMERGE_SPARK_ARTIFACTS"] + "merge_job.py"
+    assert {f"s3://{code}/{k}" for k in new_code} == {driver["entryPoint"]} == {script}
+    assert allowed(fn_grants, "s3:PutObject", s3_arn(driver["entryPoint"]))
+    assert allowed(job_grants, "s3:GetObject", s3_arn(driver["entryPoint"]))
+    uploaded = s3.get_object(Bucket=code, Key=new_code.pop())["Body"].read()
+    assert uploaded == (ROOT / "spark" / "merge_job.py").read_bytes()
+
+    # What the job run is told to read and write, the job role may.
+    args = driver["entryPointArguments"]
+    x, y, out = args[0], args[1], args[args.index("-o") + 1]
+    stats = args[args.index("--stats-file") + 1]
+    assert (x, y) == (f"s3://{inb}/emrjob/x_list.txt", f"s3://{inb}/emrjob/y_list.txt")
+    assert out == f"s3://{outb}/emrjob/merged.tsv" and stats.startswith(f"s3://{outb}/emrjob/_state/")
+    for uri in (x, y):
+        assert allowed(job_grants, "s3:GetObject", s3_arn(uri)), uri
+    for uri in (out, stats):
+        assert allowed(job_grants, "s3:PutObject", s3_arn(uri)), uri
+
+    # moto ends the run SUCCESS at once and runs nothing: no result, so the job failed (once), naming the run.
+    failed = [json.loads(s3.get_object(Bucket=outb, Key=o["Key"])["Body"].read())
+              for o in s3.list_objects_v2(Bucket=outb, Prefix="emrjob/_state/")["Contents"]
+              if o["Key"].endswith("/failed.json")]
+    assert len(failed) == 1 and run["jobRunId"] in failed[0]["error"], failed

@@ -42,6 +42,9 @@ struct S3Config {
   int max_backoff_ms = 20000;
   uint64_t part_size = 16ull << 20;  // multipart part size (>= 5 MiB on AWS; tests may lower it)
   unsigned parallel_requests = 4;    // ranged GETs / part uploads in flight per object
+  // Bytes per ranged GET of an input (0: the reader's default, 8 MiB). A
+  // streamed input holds up to parallel_requests + 1 ranges.
+  uint64_t range_size = 0;
   // Resolves region, endpoint (AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, profile
   // endpoint_url) and addressing style from the environment and profile.
   static S3Config FromEnvironment(const AwsEnvironment& env);

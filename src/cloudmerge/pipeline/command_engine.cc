@@ -24,11 +24,23 @@ namespace {
 namespace fs = std::filesystem;
 
 Status Fetch(Env* env, const std::string& uri, const fs::path& dest) {
-  auto in = env->ReadFile(uri);
-  if (!in.ok()) return in.status();
   std::ofstream out(dest, std::ios::binary);
-  std::string_view b = (*in)->bytes();
-  out.write(b.data(), static_cast<std::streamsize>(b.size()));
+  auto stream = env->OpenStream(uri);  // S3 objects, compressed files: in pieces
+  if (!stream.ok()) return stream.status();
+  if (*stream) {
+    std::string piece;
+    for (;;) {
+      piece.clear();
+      CM_RETURN_IF_ERROR((*stream)->Read(8 << 20, &piece));
+      if (piece.empty()) break;
+      out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+    }
+  } else {
+    auto in = env->ReadFile(uri);
+    if (!in.ok()) return in.status();
+    std::string_view b = (*in)->bytes();
+    out.write(b.data(), static_cast<std::streamsize>(b.size()));
+  }
   if (!out.flush()) return Status::IOError(fmt::format("cannot write {} (is the temporary folder full?)", dest.string()));
   return Status::OK();
 }

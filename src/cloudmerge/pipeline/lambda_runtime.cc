@@ -46,6 +46,7 @@ std::string CodeName(Status::Code code) {
     case Status::Code::kNoSpace: return "NoSpace";
     case Status::Code::kInternal: return "Internal";
     case Status::Code::kNotFound: return "NotFound";
+    case Status::Code::kCorruption: return "Corruption";
   }
   return "Unknown";
 }

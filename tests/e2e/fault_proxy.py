@@ -1,12 +1,19 @@
 """A fault-injecting HTTP proxy on loopback, between cloudmerge and the S3
-server: with a seeded random choice per request it answers 503 SlowDown or 500
-InternalError itself, resets the connection without answering, or forwards the
-request and cuts the response body short; otherwise it forwards faithfully.
-The Host header is passed through unchanged, so SigV4 signatures still verify.
+server (or moto's SQS and SNS): with a seeded random choice per request it
+answers 503 SlowDown or 500 InternalError itself, resets the connection without
+answering ("reset": the request never reaches the server), forwards the request
+and then resets instead of answering ("lost": the request took effect, its
+answer is lost), or forwards the request and cuts the response body short;
+otherwise it forwards faithfully. The Host header is passed through unchanged,
+so SigV4 signatures still verify.
 
     with FaultProxy("http://127.0.0.1:5000", rate=0.3, seed=1) as proxy:
         ... use proxy.url as the endpoint ...
-        proxy.injected  # Counter of faults by kind
+        proxy.injected     # Counter of faults by kind
+        proxy.by_service   # Counter of faults by (service, kind), service "s3", "sqs" or "sns"
+
+`rate` may be changed while the proxy runs (0 turns faults off); `rates`
+({"sqs": 0.1, ...}) overrides it per service.
 """
 import collections
 import http.client
@@ -14,21 +21,39 @@ import http.server
 import random
 import socket
 import struct
+import sys
 import threading
 import urllib.parse
 
-KINDS = ("503", "500", "reset", "truncate")  # also "corrupt": one byte of a GET body flipped, length kept
+KINDS = ("503", "500", "reset", "truncate")  # also "corrupt": one byte of a GET body flipped, length kept; "lost"
+
+
+def service_of(command, path, headers, body):
+    """Which AWS API a request is for: SQS speaks AWS JSON (X-Amz-Target:
+    AmazonSQS.<Action>), SNS the query protocol (POST Action=Publish&...);
+    everything else here is S3."""
+    target = headers.get("X-Amz-Target") or ""
+    if target.startswith("AmazonSQS."):
+        return "sqs"
+    if command == "POST" and path.rstrip("/") == "" and b"Action=" in body[:200]:
+        return "sns"
+    return "s3"
 
 
 class FaultProxy:
-    def __init__(self, upstream, rate=0.3, seed=0, kinds=KINDS, methods=None, max_faults=None):
+    def __init__(self, upstream, rate=0.3, seed=0, kinds=KINDS, methods=None, max_faults=None, rates=None):
         u = urllib.parse.urlsplit(upstream)
         self.upstream = (u.hostname, u.port)
         self.rate, self.kinds, self.methods, self.max_faults = rate, kinds, methods, max_faults
+        self.rates = dict(rates or {})
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.injected = collections.Counter()
+        self.by_service = collections.Counter()
         self.forwarded = 0
+        # Called as on_request(method, path, headers) before each request is forwarded (tests use it
+        # to change the world at a chosen moment, e.g. replace an object in the middle of a read).
+        self.on_request = None
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -40,7 +65,8 @@ class FaultProxy:
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                fault = proxy._choose(self.command)
+                service = service_of(self.command, self.path, self.headers, body)
+                fault = proxy._choose(self.command, service)
                 if fault == "503":
                     return self._error(503, "SlowDown", "Please reduce your request rate.")
                 if fault == "500":
@@ -51,6 +77,8 @@ class FaultProxy:
                     self.close_connection = True
                     self.connection.close()
                     return
+                if proxy.on_request is not None:
+                    proxy.on_request(self.command, self.path, self.headers)
                 conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "proxy-connection")}
                 conn.request(self.command, self.path, body=body, headers=headers)
@@ -59,6 +87,11 @@ class FaultProxy:
                 conn.close()
                 with proxy.lock:
                     proxy.forwarded += 1
+                if fault == "lost":  # it took effect upstream; the client never learns
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 self.send_response(resp.status, resp.reason)
                 for k, v in resp.getheaders():
                     if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
@@ -70,8 +103,7 @@ class FaultProxy:
                     mid = len(data) // 2
                     data = data[:mid] + bytes([data[mid] ^ 0x01]) + data[mid + 1:]
                 elif fault == "corrupt":
-                    with proxy.lock:
-                        proxy.injected["corrupt"] -= 1  # nothing to corrupt
+                    proxy._uncount("corrupt", service)  # nothing to corrupt
                 if fault == "truncate" and len(data) > 1 and self.command != "HEAD":
                     self.send_header("Connection", "close")
                     self.end_headers()
@@ -80,8 +112,7 @@ class FaultProxy:
                     self.close_connection = True
                     return
                 if fault == "truncate":
-                    with proxy.lock:
-                        proxy.injected["truncate"] -= 1  # nothing to cut
+                    proxy._uncount("truncate", service)  # nothing to cut
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
@@ -98,21 +129,33 @@ class FaultProxy:
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                # A client that gave up (or was killed) mid-answer is part of the game, not an error.
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def _choose(self, method):
+    def _choose(self, method, service):
         with self.lock:
             if self.methods and method not in self.methods:
                 return None
             if self.max_faults is not None and sum(self.injected.values()) >= self.max_faults:
                 return None
-            if self.rng.random() >= self.rate:
+            if self.rng.random() >= self.rates.get(service, self.rate):
                 return None
             kind = self.rng.choice(self.kinds)
             self.injected[kind] += 1
+            self.by_service[service, kind] += 1
             return kind
+
+    def _uncount(self, kind, service):
+        with self.lock:
+            self.injected[kind] -= 1
+            self.by_service[service, kind] -= 1
 
     def __enter__(self):
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -264,3 +264,31 @@ def test_objects_are_streamed_never_held_whole(s3, tmp_path):
         # the allocator's slack and the out-of-core join's constant overhead (35 MiB with mapped files).
         peak = r["memory"]["peak_rss_bytes"]
         assert peak < limit + 2 * (3 + 4) * (1 << 20) + (40 << 20) < inputs, (y_key, peak >> 20)
+
+
+def test_object_replaced_mid_read_fails_cleanly(s3, tmp_path):
+    """x is overwritten (new ETag) after a few of its ranged GETs: the streamed read is pinned to the
+    ETag HeadObject saw, so the merge fails ("changed while it was being read"), writes nothing, leaves
+    no upload, instead of joining a mix of two versions."""
+    x, y = big_pair(tmp_path, 300_000)
+    bucket = s3.new_bucket()
+    s3.client.upload_file(str(x), bucket, "x.tsv")
+    s3.client.upload_file(str(y), bucket, "y.tsv")
+    gets = []
+
+    def replace_after_third_get(method, path, headers):
+        if method == "GET" and path.startswith(f"/{bucket}/x.tsv") and headers.get("Range"):
+            gets.append(path)
+            if len(gets) == 3:
+                s3.client.put_object(Bucket=bucket, Key="x.tsv", Body=b"ID\tvalue\n1\tnew\n")
+
+    with FaultProxy(s3.endpoint_url, rate=0.0) as proxy:
+        proxy.on_request = replace_after_third_get
+        proc = merge(s3, f"s3://{bucket}/x.tsv", f"s3://{bucket}/y.tsv", "-o", f"s3://{bucket}/out/m.tsv",
+                     "--s3-range-size", "0.0625", "--s3-parallel", "1", "--segment-kib", "64",
+                     endpoint=proxy.url, check=False)
+    err = proc.stderr.decode()
+    assert len(gets) >= 3
+    assert proc.returncode == 4 and "changed while it was being read" in err and "x.tsv" in err, err
+    assert "Contents" not in s3.client.list_objects_v2(Bucket=bucket, Prefix="out/")
+    assert no_uploads_left(s3, bucket)

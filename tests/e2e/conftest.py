@@ -4,14 +4,100 @@ conformance cases."""
 import importlib.util
 import os
 import pathlib
+import shutil
 import subprocess
+import tempfile
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SHARED = pathlib.Path(os.environ.get("CLOUDMERGE_SHARED", ROOT.parent / "shared"))
+# The binary under test. ctest sets CLOUDMERGE_BIN to the cloudmerge of the build
+# directory it runs in (build/, build-asan/, build-tsan/), so the sanitizer runs
+# of scripts/sanitize.sh exercise the sanitized binary; the default is for
+# running pytest by hand after scripts/build.sh.
 BIN = os.environ.get("CLOUDMERGE_BIN", str(ROOT / "build" / "cloudmerge"))
 CASES = sorted(p for p in (SHARED / "conformance" / "cases").glob("*") if p.is_dir())
+
+# Sanitizer reports (scripts/sanitize.sh). A report aborts the sanitized process,
+# but a test does not check the exit code of every process it starts: `serve`
+# in the background, workers it kills on purpose, the Lambda bootstrap under
+# RIE, notify_tool runs expected to fail. So every sanitized process started
+# from here writes its reports to files in SANITIZER_LOG_DIR (log_path, one file
+# per process; the options are inherited through the environment, and
+# appended last so they win), and a test fails if a report appeared while it
+# ran (_no_sanitizer_reports), the session if one appeared after the last test.
+# (GCC's UBSan next to ASan prints to stderr whatever log_path says; the abort
+# that follows is reported to the log by ASan: handle_abort in sanitize.sh.)
+# Unsanitized binaries ignore these variables. A test that builds its
+# environment from scratch loses log_path; its sanitized process still aborts
+# on a report, which fails the test through the exit code.
+# Once per pytest process, even if this file were imported a second time under
+# another module name (a second directory would be watched by no one).
+if os.environ.get("CLOUDMERGE_SANITIZER_LOG_PID") == str(os.getpid()):
+    SANITIZER_LOG_DIR = pathlib.Path(os.environ["CLOUDMERGE_SANITIZER_LOG_DIR"])
+else:
+    SANITIZER_LOG_DIR = pathlib.Path(tempfile.mkdtemp(prefix="cloudmerge-sanitizer-"))
+    os.environ.update(CLOUDMERGE_SANITIZER_LOG_PID=str(os.getpid()),
+                      CLOUDMERGE_SANITIZER_LOG_DIR=str(SANITIZER_LOG_DIR))
+    for _var, _name in (("ASAN_OPTIONS", "asan"), ("UBSAN_OPTIONS", "ubsan"), ("TSAN_OPTIONS", "tsan")):
+        _opts = os.environ.get(_var, "")
+        os.environ[_var] = (_opts + ":" if _opts else "") + f"log_path={SANITIZER_LOG_DIR / _name}"
+_reported = set()
+# Which sanitizer the binaries under test carry ("asan", "tsan"; "" for a normal
+# build), as scripts/sanitize.sh exports it.
+SANITIZER = os.environ.get("CLOUDMERGE_SANITIZER", "")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "rss_bound: asserts a bound on the binary's peak RSS; skipped under the sanitizers, "
+                   "whose shadow memory, quarantine and allocation metadata are part of RSS")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not SANITIZER:
+        return
+    skip = pytest.mark.skip(reason=f"peak RSS bound does not hold under {SANITIZER}: its shadow memory "
+                                   f"and quarantine count in RSS (the normal build checks it)")
+    for item in items:
+        if item.get_closest_marker("rss_bound"):
+            item.add_marker(skip)
+
+
+def _new_sanitizer_reports():
+    new = sorted(p for p in SANITIZER_LOG_DIR.iterdir() if p not in _reported)
+    _reported.update(new)
+    return new
+
+
+def _format_reports(paths):
+    return "\n".join(f"--- {p.name} ---\n{p.read_text(errors='replace')}" for p in paths)
+
+
+@pytest.fixture(autouse=True)
+def _no_sanitizer_reports():
+    # Reports written between two tests (a module fixture's process exiting)
+    # fail the next test's setup: late, but never lost.
+    new = _new_sanitizer_reports()
+    if new:
+        pytest.fail(f"sanitizer report(s) written before this test started, by a process an "
+                    f"earlier test or fixture started:\n{_format_reports(new)}", pytrace=False)
+    yield
+    new = _new_sanitizer_reports()
+    if new:
+        pytest.fail(f"sanitizer report(s) from a process this test started (kept in "
+                    f"{SANITIZER_LOG_DIR}):\n{_format_reports(new)}", pytrace=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    new = _new_sanitizer_reports()
+    if new:
+        print(f"\nsanitizer report(s) written after the last test (from a process a fixture "
+              f"started):\n{_format_reports(new)}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif not _reported:
+        shutil.rmtree(SANITIZER_LOG_DIR, ignore_errors=True)
 
 
 def load_oracle():

@@ -29,99 +29,25 @@ KILL_CAMPAIGN_SEED changes the seed; KILL_CAMPAIGN_SECONDS the time spent
 killing (per campaign; default 40)."""
 import collections
 import email
-import json
 import os
-import pathlib
 import random
 import signal
-import socket
 import subprocess
-import threading
 import time
 
 import boto3
 import pytest
-from aiosmtpd.controller import Controller
 
 from conftest import BIN
 from s3_server import s3  # noqa: F401  (fixture)
+from serve_campaign import (BAD_JOB, LEASE, X_NAME, Y_NAME, check_jobs, count_mails, expected_outputs, make_jobs,
+                            phase_of, read_log, reclaim_spill, smtp, state_markers)  # noqa: F401  (smtp: fixture)
 
 SEED = int(os.environ.get("KILL_CAMPAIGN_SEED", "20261125"))
 KILL_SECONDS = float(os.environ.get("KILL_CAMPAIGN_SECONDS", "40"))
-LEASE = 1  # seconds: a killed worker's claim expires quickly, so restarts take over
-BAD_JOB = "bad-fields"
-X_NAME, Y_NAME = "x_list.txt", "y_list.txt"
-
-
-# --- inputs and expected results ---------------------------------------------------
-
-
-def table(rng, rows, key_space, width):
-    """A TSV with an ID column of integers (duplicates on purpose) and `width` value columns."""
-    lines = ["ID\t" + "\t".join(f"v{c}" for c in range(width))]
-    for i in range(rows):
-        lines.append(f"{rng.randrange(key_space)}\t" + "\t".join(f"r{i}c{c}-{rng.randrange(10**6)}" for c in range(width)))
-    return "\n".join(lines) + "\n"
-
-
-def make_jobs(rng, small, large, large_rows):
-    """{job: (x text, y text)}: `small` jobs of a few hundred rows, `large` ones
-    of `large_rows` rows per side, and one bad job (a row with an extra field)."""
-    jobs = {}
-    for i in range(small):
-        n = rng.randrange(50, 800)
-        jobs[f"small-{i:02d}"] = (table(rng, n, n, 2), table(rng, n, n, 1))
-    for i in range(large):
-        jobs[f"large-{i}"] = (table(rng, large_rows, large_rows, 3), table(rng, large_rows, large_rows, 2))
-    jobs[BAD_JOB] = ("ID\tvalue\n1\ta\n2\tb\textra\n", "ID\tvalue\n1\tz\n")
-    return jobs
-
-
-def expected_outputs(jobs, work):
-    """The in-memory `cloudmerge merge` output of each good job (inputs kept in work/expected/<job>/)."""
-    out = {}
-    for job, (x, y) in jobs.items():
-        d = work / "expected" / job
-        d.mkdir(parents=True)
-        (d / "x.tsv").write_text(x)
-        (d / "y.tsv").write_text(y)
-        if job == BAD_JOB:
-            continue
-        subprocess.run([BIN, "merge", d / "x.tsv", d / "y.tsv", "-o", d / "out.tsv"], check=True, capture_output=True,
-                       timeout=120)
-        out[job] = (d / "out.tsv").read_bytes()
-    return out
 
 
 # --- the kill loop ---------------------------------------------------------------
-
-
-def read_log(path):
-    events = []
-    for line in pathlib.Path(path).read_text(errors="replace").splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            pass  # the last line of a killed worker may be cut off
-    return events
-
-
-def phase_of(events, spilling, writing):
-    """What a killed worker was doing: from the files it had open (spill files,
-    an output temporary or an open multipart upload) and its last job event."""
-    if spilling:
-        return "spill"
-    if writing:
-        return "write"
-    last = next((e for e in reversed(events)
-                 if e.get("event") in ("job.started", "job.succeeded", "job.failed", "notify.sent")), None)
-    if last is None:
-        return "idle/claim"
-    if last["event"] == "job.started" or (last["event"] == "notify.sent" and last.get("kind") == "received"):
-        return "read/join"
-    if last["event"] in ("job.succeeded", "job.failed"):
-        return "notify"
-    return "idle/claim"
 
 
 def campaign(rng, start, submit, pending, ended, snapshot, seconds, log_dir):
@@ -161,45 +87,7 @@ def print_tally(name, kills, jobs, seconds):
           f"({', '.join(f'{k} {v}' for k, v in sorted(kills.items()))}), {len(jobs)} jobs checked, {seconds:.0f} s")
 
 
-def count_mails(subjects):
-    """{(job, kind): emails} from the subjects job_runner.cc writes."""
-    mails = collections.Counter()
-    for s in subjects:
-        for kind, prefix, suffix in (("received", "cloudmerge: inputs received for job ", ""),
-                                     ("succeeded", "cloudmerge: result ready for job ", " ("),
-                                     ("failed", "cloudmerge: job ", " failed")):
-            if s.startswith(prefix) and (not suffix or suffix in s):
-                job = s[len(prefix):]
-                job = job[: job.rfind(suffix)] if suffix else job
-                mails[job, kind] += 1
-    return mails
-
-
-def check_jobs(jobs, expected, mails, done, failed, result, failure):
-    """The per-job promises; returns the broken ones (all of them, for a useful failure)."""
-    problems = []
-    for job in sorted(jobs):
-        n_done, n_failed, out = done(job), failed(job), result(job)
-        if job == BAD_JOB:
-            if out is not None or n_done or n_failed != 1 or "x_list.txt, line 3" not in failure(job):
-                problems.append(f"{job}: result {out is not None}, done.json {n_done}, failed.json {n_failed}")
-            if mails[job, "failed"] != 1:
-                problems.append(f"{job}: {mails[job, 'failed']} failure emails, not 1")
-            continue
-        if n_done != 1 or n_failed:
-            problems.append(f"{job}: done.json {n_done}, failed.json {n_failed}")
-        if out != expected[job]:
-            problems.append(f"{job}: the result differs from `cloudmerge merge` ({'missing' if out is None else len(out)})")
-        if mails[job, "succeeded"] != 1:
-            problems.append(f"{job}: {mails[job, 'succeeded']} success emails, not 1")
-    return problems
-
-
 # --- serve --local ------------------------------------------------------------------
-
-
-def state_markers(out_dir, job, name):
-    return list((out_dir / job / "_state").glob(f"*/{name}")) if (out_dir / job / "_state").exists() else []
 
 
 def test_sigkill_campaign_local(tmp_path):
@@ -262,40 +150,13 @@ def test_sigkill_campaign_local(tmp_path):
     if partial:
         problems.append(f"half-written notification files left in the outbox: {partial}")
     # Spill directories of killed runs: the next run that spills reclaims them.
-    big = tmp_path / "expected" / "large-0"
-    proc = subprocess.run([BIN, "merge", big / "x.tsv", big / "y.tsv", "-o", tmp_path / "reclaim.tsv", "--memory-limit",
-                           "4MiB", "--temp-dir", spill], capture_output=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr.decode()
-    if list(spill.iterdir()):
-        problems.append(f"temporary files left in --temp-dir after the next run: {list(spill.iterdir())}")
+    left = reclaim_spill(tmp_path, spill, tmp_path / "expected" / "large-0")
+    if left:
+        problems.append(f"temporary files left in --temp-dir after the next run: {left}")
     assert not problems, "\n".join(problems)
 
 
 # --- serve --queue-url against moto ---------------------------------------------------
-
-
-class Recorder:
-    def __init__(self):
-        self.subjects = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.subjects.append(email.message_from_bytes(envelope.content)["Subject"])
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    rec = Recorder()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctl = Controller(rec, hostname="127.0.0.1", port=port)
-    ctl.start()
-    rec.url = f"smtp://127.0.0.1:{port}"
-    yield rec
-    ctl.stop()
 
 
 def test_sigkill_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
@@ -396,10 +257,11 @@ def test_worker_killed_between_end_marker_and_email_still_notifies(tmp_path, job
     subprocess.run(argv, capture_output=True, timeout=60, check=True)
     outbox = root / "outbox"
     sent = [p for p in outbox.glob("*.eml") if p.name.endswith(f"-{kind}.eml")]
-    markers = list((root / "output" / job / "_state").glob(f"*/notified-{kind}"))
-    assert len(sent) == 1 and len(markers) == 1, (sent, markers)
+    markers = list((root / "output" / job / "_state").glob(f"*/notified-{kind}*"))
+    assert len(sent) == 1 and len(markers) == 2, (sent, markers)  # notified-<kind> and notified-<kind>-directory
     sent[0].unlink()
-    markers[0].unlink()
+    for m in markers:
+        m.unlink()
     subprocess.run(argv, capture_output=True, timeout=60, check=True)
     again = [p for p in outbox.glob("*.eml") if p.name.endswith(f"-{kind}.eml")]
     assert len(again) == 1, f"the '{kind}' email of a worker killed after its end marker was never sent"

@@ -249,6 +249,7 @@ def test_every_limit_gives_the_same_bytes(dataset, config, threads, tmp_path, te
     assert r.peak_rss - (1 << 20) <= reported <= r.ru_maxrss + (1 << 20), (reported, r.peak_rss, r.ru_maxrss)
 
 
+@pytest.mark.rss_bound
 def test_peak_rss_stays_near_the_limit(tmp_path, temp_parent):
     # 2M rows per side (~38 MB each): the in-memory engine peaks near 140 MB here; under a limit the
     # peak must not grow with the input (issue 3: "within the limit plus a small constant, measured").

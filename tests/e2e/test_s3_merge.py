@@ -236,6 +236,7 @@ def test_damaged_transfer_is_detected_by_the_etag(s3, tmp_path):
     assert not (tmp_path / "never.tsv").exists()
 
 
+@pytest.mark.rss_bound
 def test_objects_are_streamed_never_held_whole(s3, tmp_path):
     """Objects bigger than --memory-limit, plain and gzip, read in segments out of core: the same
     bytes as from local files, and the process never holds an input whole (its peak RSS stays

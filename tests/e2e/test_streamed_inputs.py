@@ -153,6 +153,7 @@ def test_truncated_stream_fails_cleanly(tmp_path):
     assert not out.exists() and not list(tmp_path.glob("out.tsv*"))
 
 
+@pytest.mark.rss_bound
 def test_memory_stays_bounded_for_a_streamed_input_bigger_than_the_limit(tmp_path):
     """Both inputs ~100 MB decoded, --memory-limit 48MiB: the run spills, and peak RSS stays
     near the limit (decoded inputs are never held whole)."""

@@ -603,6 +603,7 @@ class FakeChannel final : public Notifier {
     return result_;
   }
   std::string Describe() const override { return name_; }
+  std::string Name() const override { return name_; }
 
  private:
   std::string name_;
@@ -633,6 +634,35 @@ TEST(FanoutNotifier, AllOkIsOk) {
   EXPECT_TRUE(NewFanoutNotifier(std::move(channels))->Send(Sample()).ok());
   EXPECT_EQ(log.size(), 2u);
   EXPECT_TRUE(NewFanoutNotifier({})->Send(Sample()).ok());
+}
+
+// The channels JobRunner marks one by one: flattened, repeats numbered in
+// configuration order (the names are part of marker keys: stable).
+TEST(FanoutNotifier, ChannelsAreNamedUniquelyAndStably) {
+  std::vector<std::string> log;
+  std::vector<std::unique_ptr<Notifier>> inner;
+  inner.push_back(std::make_unique<FakeChannel>("sns", Status::OK(), &log));
+  inner.push_back(std::make_unique<FakeChannel>("smtp", Status::OK(), &log));
+  std::vector<std::unique_ptr<Notifier>> channels;
+  channels.push_back(std::make_unique<FakeChannel>("smtp", Status::OK(), &log));
+  channels.push_back(NewFanoutNotifier(std::move(inner)));
+  channels.push_back(std::make_unique<FakeChannel>("directory", Status::OK(), &log));
+  auto fan = NewFanoutNotifier(std::move(channels));
+  std::vector<std::string> names;
+  for (const auto& c : fan->Channels()) {
+    names.push_back(c.name);
+    EXPECT_EQ(c.notifier->Channels().size(), 1u);
+    EXPECT_TRUE(c.notifier->Send(Sample()).ok());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"smtp", "sns", "smtp-2", "directory"}));
+  EXPECT_EQ(log.size(), 4u);  // each a member, not the fan-out
+  EXPECT_EQ(fan->Name(), "fanout");
+  EXPECT_TRUE(NewFanoutNotifier({})->Channels().empty());
+  // A single channel is its own only channel.
+  auto dir = NewDirectoryNotifier("/nonexistent-outbox", "a@b.c", {"d@e.f"});
+  ASSERT_EQ(dir->Channels().size(), 1u);
+  EXPECT_EQ(dir->Channels()[0].name, "directory");
+  EXPECT_EQ(dir->Channels()[0].notifier, dir.get());
 }
 
 // --- SMTP without a server -------------------------------------------------------

@@ -39,6 +39,12 @@ std::string FileUrl(const std::string& path) {
   return out;
 }
 
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 std::string Plural(int64_t n, const char* unit) { return fmt::format("{} {}{}", n, unit, n == 1 ? "" : "s"); }
 
 std::string Expiry(int64_t s) {
@@ -89,6 +95,9 @@ struct RunRecord {
   std::string job, run, state_prefix;
   JobInputs inputs;
   JobSpec spec;
+  // This worker's claim of the run while it holds one, and the task renewing its lease.
+  std::string claim_key;
+  std::unique_ptr<PeriodicTask> keeper;
 };
 
 struct ClusterRun {
@@ -147,46 +156,18 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   for (const char* marker : {"done.json", "failed.json"}) {
     auto h = out_->Head(r.state_prefix + marker);
     if (!h.ok()) return h.status();
-    if (h->has_value()) {
-      ResumeNotification(r, marker);
-      log_->Info("job.duplicate", job, fmt::format("run {} already ended ({}): nothing to do", r.run, marker),
-                 {{"run", r.run}});
-      return JobOutcome::kAlreadyDone;
-    }
+    if (h->has_value()) return Ended(r, marker);
   }
   if (o_.stop && o_.stop->load()) return Status::IOError("stopping: the job is left for another worker");
 
-  // Claim the run.
-  auto claims = out_->List(r.state_prefix + "claim-");
-  if (!claims.ok()) return claims.status();
-  int highest = 0;
-  for (const auto& c : *claims) highest = std::max(highest, std::atoi(c.key.substr(c.key.rfind('-') + 1).c_str()));
-  if (highest > 0) {
-    auto text = out_->Get(fmt::format("{}claim-{}", r.state_prefix, highest));
-    json claim = text.ok() ? json::parse(*text, nullptr, false) : json();
-    int64_t expires = JsonInt(claim, "expires_ms", 0);
-    if (expires > NowMillis()) {
-      log_->Info("job.busy", job, fmt::format("run {} is being processed by {}", r.run, JsonString(claim, "worker", "?")),
-                 {{"run", r.run}});
-      return JobOutcome::kBusy;
-    }
-    log_->Warn("job.takeover", job, fmt::format("the claim of {} expired: taking the run over", JsonString(claim, "worker", "?")),
-               {{"run", r.run}});
-  }
-  std::string claim_key = fmt::format("{}claim-{}", r.state_prefix, highest + 1);
-  json claim = {{"worker", o_.worker_id}, {"expires_ms", NowMillis() + o_.lease_ms}};
-  auto won = out_->CreateIfAbsent(claim_key, claim.dump());
-  if (!won.ok()) return won.status();
-  if (!*won) {
-    log_->Info("job.busy", job, "another worker claimed the run first", {{"run", r.run}});
-    return JobOutcome::kBusy;
-  }
-  if (highest > 0) {
+  auto claimed = Claim(r);
+  if (!claimed.ok()) return claimed.status();
+  if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
+  if (*claimed == ClaimResult::kTakenOver) {
     Status cleaned = out_->AbortAbandonedWrites(job + "/");
     if (!cleaned.ok()) log_->Warn("job.cleanup_failed", job, cleaned.message(), {{"run", r.run}});
   }
-  auto keeper = KeepLease(out_, claim_key, o_.worker_id, o_.lease_ms);
-  auto release = [&] { (void)out_->Delete(claim_key); };
+  auto release = [&] { ReleaseClaim(r); };
 
   // The spec.
   if (r.inputs.spec) {
@@ -203,7 +184,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
              {{"run", r.run}, {"x", in_->Uri(r.inputs.x.key)}, {"y", in_->Uri(r.inputs.y.key)}});
 
   auto received = out_->CreateIfAbsent(r.state_prefix + "received", NowIso8601());
-  if (received.ok() && *received) Notify(r, "received", {});
+  if (received.ok() && *received) Notify(r, "received", {});  // best effort: marked before it is sent
 
   // The engine.
   auto t0 = Clock::now();
@@ -285,7 +266,11 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
                  {"InputBytes", static_cast<double>(r.inputs.x.size + r.inputs.y.size), "Bytes"},
                  {"Duration", seconds, "Seconds"},
                  {"Failures", 0, "Count"}});
-  NotifyOnce(r, "succeeded", report);
+  auto unsent = NotifyOnce(r, "succeeded", report);
+  // The run is over: a later delivery may take the claim to finish what is
+  // left of the notification at once, rather than after the lease.
+  release();
+  if (!unsent.empty()) return NotificationPending(r, "succeeded", unsent);
   return JobOutcome::kSucceeded;
 }
 
@@ -385,7 +370,7 @@ Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, cons
   return Status::OK();
 }
 
-JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
+Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why) {
   json failure = {{"job", r.job},     {"run", r.run},           {"error", why.message()},
                   {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION},
                   {"logs", LogLocation(r.job)}};
@@ -395,21 +380,86 @@ JobOutcome JobRunner::Fail(const RunRecord& r, const Status& why) {
   if (!page.ok()) log_->Warn("job.report_failed", r.job, page.message(), {{"run", r.run}});
   log_->Error("job.failed", r.job, why.message(), {{"run", r.run}});
   log_->Metrics(r.job, r.spec.engine, {{"Failures", 1, "Count"}});
-  NotifyOnce(r, "failed", failure);
+  auto unsent = NotifyOnce(r, "failed", failure);
+  ReleaseClaim(r);
+  if (!unsent.empty()) return NotificationPending(r, "failed", unsent);
   return JobOutcome::kFailed;
 }
 
-void JobRunner::ResumeNotification(RunRecord& r, const std::string& end_marker) {
-  // A worker killed after writing the end marker but before its email was sent
-  // leaves the run ended and the scientist uninformed: the marker holds what the
-  // email needs, so whoever sees the run again sends it.
+Result<ClaimResult> JobRunner::Claim(RunRecord& r) {
+  auto claims = out_->List(r.state_prefix + "claim-");
+  if (!claims.ok()) return claims.status();
+  int highest = 0;
+  for (const auto& c : *claims) highest = std::max(highest, std::atoi(c.key.substr(c.key.rfind('-') + 1).c_str()));
+  if (highest > 0) {
+    auto text = out_->Get(fmt::format("{}claim-{}", r.state_prefix, highest));
+    json claim = text.ok() ? json::parse(*text, nullptr, false) : json();
+    int64_t expires = JsonInt(claim, "expires_ms", 0);
+    if (expires > NowMillis()) {
+      log_->Info("job.busy", r.job,
+                 fmt::format("run {} is being processed by {}", r.run, JsonString(claim, "worker", "?")),
+                 {{"run", r.run}});
+      return ClaimResult::kBusy;
+    }
+    log_->Warn("job.takeover", r.job,
+               fmt::format("the claim of {} expired: taking the run over", JsonString(claim, "worker", "?")),
+               {{"run", r.run}});
+  }
+  std::string key = fmt::format("{}claim-{}", r.state_prefix, highest + 1);
+  json claim = {{"worker", o_.worker_id}, {"expires_ms", NowMillis() + o_.lease_ms}};
+  auto won = out_->CreateIfAbsent(key, claim.dump());
+  if (!won.ok()) return won.status();
+  if (!*won) {
+    log_->Info("job.busy", r.job, "another worker claimed the run first", {{"run", r.run}});
+    return ClaimResult::kBusy;
+  }
+  r.claim_key = key;
+  r.keeper = KeepLease(out_, key, o_.worker_id, o_.lease_ms);
+  return highest > 0 ? ClaimResult::kTakenOver : ClaimResult::kClaimed;
+}
+
+void JobRunner::ReleaseClaim(RunRecord& r) {
+  // The renewal stops first: a renewal after the delete would bring the claim back.
+  r.keeper.reset();
+  if (!r.claim_key.empty()) (void)out_->Delete(r.claim_key);
+  r.claim_key.clear();
+}
+
+Result<JobOutcome> JobRunner::Ended(RunRecord& r, const std::string& end_marker) {
   const std::string kind = end_marker == "done.json" ? "succeeded" : "failed";
   auto notified = out_->Head(r.state_prefix + "notified-" + kind);
-  if (!notified.ok() || notified->has_value()) return;
+  if (!notified.ok()) return notified.status();
+  if (notified->has_value()) {
+    log_->Info("job.duplicate", r.job, fmt::format("run {} already ended ({}): nothing to do", r.run, end_marker),
+               {{"run", r.run}});
+    return JobOutcome::kAlreadyDone;
+  }
+  // The run ended but its notification is not marked complete: its worker
+  // died between the end marker and the last channel's marker, is still
+  // sending, or a channel failed. Whoever sees the run again finishes the
+  // notification from the end marker (it holds what the message needs), on
+  // the channels not marked yet, under a claim of the run: two workers seeing
+  // it at once must not both send, nor one send while the run's own worker
+  // is still at it (its claim is live until it has sent and released it).
+  if (RetryWaitMs(r.state_prefix + kind) > 0) return JobOutcome::kBusy;  // a channel failed moments ago
+  auto claimed = Claim(r);
+  if (!claimed.ok()) return claimed.status();
+  if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
   auto body = out_->Get(r.state_prefix + end_marker);
-  if (!body.ok()) return;
+  if (!body.ok()) {
+    ReleaseClaim(r);
+    return body.status();
+  }
   json details = json::parse(*body, nullptr, false);
-  if (!details.is_object()) return;
+  if (!details.is_object()) {  // never written so by this code: nothing to send from
+    ReleaseClaim(r);
+    log_->Error("notify.unreadable", r.job,
+                fmt::format("{} is not a JSON object: the {} notification of run {} cannot be sent. Delete the "
+                            "run's state ({}) to run the job again.",
+                            out_->Uri(r.state_prefix + end_marker), kind, r.run, out_->Uri(r.state_prefix)),
+                {{"run", r.run}, {"kind", kind}});
+    return JobOutcome::kAlreadyDone;
+  }
   if (r.inputs.spec) {  // for the job's extra recipients; best effort
     auto text = in_->Get(r.inputs.spec->key);
     if (text.ok()) {
@@ -417,21 +467,117 @@ void JobRunner::ResumeNotification(RunRecord& r, const std::string& end_marker) 
       if (spec.ok()) r.spec = *spec;
     }
   }
-  log_->Info("notify.resumed", r.job, fmt::format("run {} ended without its {} email: sending it now", r.run, kind),
+  log_->Info("notify.resumed", r.job,
+             fmt::format("run {} ended without its {} notification on every channel: sending what is left", r.run,
+                         kind),
              {{"run", r.run}, {"kind", kind}});
-  NotifyOnce(r, kind, details);
+  auto unsent = NotifyOnce(r, kind, details);
+  ReleaseClaim(r);
+  if (!unsent.empty()) return NotificationPending(r, kind, unsent);
+  return JobOutcome::kAlreadyDone;
 }
 
-void JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details) {
-  // Sent, then marked: a crash in between may repeat the email, never lose it.
-  std::string marker = r.state_prefix + "notified-" + kind;
-  auto h = out_->Head(marker);
-  if (h.ok() && h->has_value()) return;
-  if (Notify(r, kind, details)) (void)out_->CreateIfAbsent(marker, NowIso8601());
+std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details) {
+  // One marker per channel, `notified-<kind>-<channel>`, created right after
+  // that channel took the message; `notified-<kind>` once every channel has
+  // its marker. So a channel that is slow or fails neither holds back the
+  // markers of the others nor makes them send again when the run is seen
+  // next; a worker that dies between a channel's send and its marker repeats
+  // that one message on that one channel (at least once per channel: SMTP and
+  // SNS cannot tell a repeat from a new message). `notified-<kind>` is also
+  // what earlier versions wrote after all channels: a run that has it counts
+  // as notified everywhere, so their runs are not notified again.
+  const std::string all = r.state_prefix + "notified-" + kind;
+  auto done = out_->Head(all);
+  if (done.ok() && done->has_value()) return {};
+  std::vector<std::string> unsent;
+  bool all_marked = true;
+  if (notifier_) {
+    Notification n = Message(r, kind, details);
+    for (const NotifierChannel& channel : notifier_->Channels()) {
+      const std::string marker = all + "-" + channel.name;
+      // A marker that cannot be read is taken as absent: a message sent twice beats one never sent.
+      auto head = out_->Head(marker);
+      if (head.ok() && head->has_value()) continue;
+      Status st = SendOn(r, channel, n);
+      // InvalidInput: it went out, to all but the unusable addresses (notifier.h): sending again cannot help them.
+      if (!st.ok() && st.code() != Status::Code::kInvalidInput) {
+        unsent.push_back(channel.name);
+        all_marked = false;
+        continue;
+      }
+      json body = {{"channel", channel.name}, {"target", channel.notifier->Describe()}, {"worker", o_.worker_id},
+                   {"time", NowIso8601()}};
+      if (!st.ok()) body["warning"] = st.message();
+      auto marked = out_->CreateIfAbsent(marker, body.dump());
+      json fields = {{"run", r.run}, {"kind", kind}, {"channel", channel.name},
+                     {"target", channel.notifier->Describe()}, {"marked", marked.ok()}};
+      if (!marked.ok()) {
+        all_marked = false;
+        log_->Warn("notify.sent", r.job,
+                   fmt::format("sent, but its marker {} could not be written ({}): the next delivery of this run "
+                               "sends it again on this channel",
+                               out_->Uri(marker), marked.status().message()),
+                   fields);
+      } else if (!st.ok()) {
+        log_->Warn("notify.sent", r.job, st.message(), fields);
+      } else {
+        log_->Info("notify.sent", r.job, n.subject, fields);
+      }
+    }
+  }
+  if (all_marked) (void)out_->CreateIfAbsent(all, NowIso8601());
+  std::lock_guard<std::mutex> lock(retry_mu_);
+  if (unsent.empty()) {
+    retry_.erase(r.state_prefix + kind);
+  } else {
+    // Retries of a failing channel back off (1 s, 2 s, ... 5 min) in this
+    // process: a polling `serve --local` sees every ended run on each scan.
+    if (retry_.size() > 10000) retry_.clear();  // bounded; forgetting only makes a retry come sooner
+    auto& [next_ms, delay_ms] = retry_[r.state_prefix + kind];
+    delay_ms = std::min<int64_t>(std::max<int64_t>(delay_ms * 2, o_.notify_retry_ms), 5 * 60 * 1000);
+    next_ms = NowMillis() + delay_ms;
+  }
+  return unsent;
 }
 
-bool JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& details) {
-  if (!notifier_) return true;
+int64_t JobRunner::RetryWaitMs(const std::string& key) {
+  std::lock_guard<std::mutex> lock(retry_mu_);
+  auto it = retry_.find(key);
+  return it == retry_.end() ? 0 : std::max<int64_t>(0, it->second.first - NowMillis());
+}
+
+Status JobRunner::NotificationPending(const RunRecord& r, const std::string& kind,
+                                      const std::vector<std::string>& unsent) {
+  return Status::IOError(fmt::format(
+      "run {} of job {} has ended, but its {} notification did not go out on {} (see the notify.failed lines for "
+      "why). It is sent again, on {} only, when the job is next seen (the queue message comes back); if it keeps "
+      "failing, fix that channel's configuration or server.",
+      r.run, r.job, kind, JoinNames(unsent), unsent.size() == 1 ? "that channel" : "those channels"));
+}
+
+Status JobRunner::SendOn(const RunRecord& r, const NotifierChannel& channel, const Notification& n) {
+  json fields = {{"run", r.run}, {"kind", n.kind}, {"channel", channel.name}, {"target", channel.notifier->Describe()}};
+  // Logged before the send: a worker killed after this line and before the
+  // channel's notify.sent may have sent the message (the campaigns count it).
+  log_->Info("notify.sending", r.job, n.subject, fields);
+  Status st = channel.notifier->Send(n);
+  if (!st.ok() && st.code() != Status::Code::kInvalidInput) log_->Error("notify.failed", r.job, st.message(), fields);
+  return st;
+}
+
+void JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& details) {
+  if (!notifier_) return;
+  Notification n = Message(r, kind, details);
+  for (const NotifierChannel& channel : notifier_->Channels()) {
+    Status st = SendOn(r, channel, n);
+    if (st.ok() || st.code() == Status::Code::kInvalidInput)
+      log_->Info("notify.sent", r.job, st.ok() ? n.subject : st.message(),
+                 {{"run", r.run}, {"kind", kind}, {"channel", channel.name}, {"target", channel.notifier->Describe()}});
+  }
+}
+
+Notification JobRunner::Message(const RunRecord& r, const std::string& kind, const json& details) {
   Notification n;
   n.kind = kind;
   n.job = r.job;
@@ -445,7 +591,7 @@ bool JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& 
   } else if (kind == "succeeded") {
     std::string result = details.value("result", "");
     std::string result_link = Link(result), report_link = Link(out_->Uri(r.job + "/report.html"));
-    uint64_t rows = details["rows"].value("output", uint64_t{0});
+    uint64_t rows = details.value("rows", json::object()).value("output", uint64_t{0});
     n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", r.job, rows);
     n.text = fmt::format("The merge of job {} is done.\n\n  result: {}\n  rows:   {}\n  time:   {:.1f} s\n"
                          "  report: {}\n\nDownload the result:\n  {}\nOpen the report:\n  {}\n"
@@ -465,13 +611,7 @@ bool JobRunner::Notify(const RunRecord& r, const std::string& kind, const json& 
                          r.job, details.value("error", ""), x, y, details.value("logs", LogLocation(r.job)));
   }
   if (n.html.empty()) n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
-  Status st = notifier_->Send(n);
-  if (!st.ok()) {
-    log_->Error("notify.failed", r.job, st.message(), {{"kind", kind}, {"channel", notifier_->Describe()}});
-    return false;
-  }
-  log_->Info("notify.sent", r.job, n.subject, {{"kind", kind}, {"channel", notifier_->Describe()}});
-  return true;
+  return n;
 }
 
 json JobRunner::Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key) {

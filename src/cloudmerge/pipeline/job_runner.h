@@ -4,7 +4,9 @@
 // For a job whose inputs are all there, the run (named by its inputs'
 // identities, see job.h) goes:
 //   1. done?      `<job>/_state/<run>/done.json` or `failed.json` exists in the
-//                 output store -> kAlreadyDone (a duplicate or redelivered event);
+//                 output store -> kAlreadyDone (a duplicate or redelivered event),
+//                 once the run's end notification is complete (step 6); if
+//                 not, the notification is finished first, under a claim;
 //   2. claim      create `<job>/_state/<run>/claim-<n>` with a lease; a live
 //                 claim held by another worker -> kBusy (the event comes back
 //                 later); an expired one (its worker died) is taken over by
@@ -18,7 +20,18 @@
 //                 report (merge_report.h: matched and hottest keys, memory,
 //                 spilling, phases), the rest the pipeline's view of the run;
 //   6. done       `done.json` created; then the success notification, once
-//                 (marker `notified-succeeded` created after it is sent).
+//                 per channel: each channel's marker
+//                 `notified-succeeded-<channel>` (Notifier::Channels: smtp,
+//                 sns, directory) is created right after that channel took
+//                 the message, and `notified-succeeded` when all have one; the
+//                 claim is released. A channel that failed makes Run return a
+//                 transient error (the delivery comes back) and is retried,
+//                 alone, by whoever sees the run next (step 1), backing off
+//                 in-process from 1 s to 5 min. A worker killed between a
+//                 channel's send and its marker repeats that one message on
+//                 that one channel: delivery is at least once per channel.
+//                 A run whose `notified-<kind>` exists (as earlier versions
+//                 wrote after all channels) is notified on every channel.
 // Cluster engines (job.json "engine": spark | emr-serverless | emr, or auto
 // handing off, see PipelineOptions): step 4 submits spark/merge_job.py
 // (spark_engine.h) and records `cluster-submitted.json` (engine and job run
@@ -30,7 +43,8 @@
 // FAILED/CANCELLED/INTERRUPTED, or a SUCCESS without the result object, is
 // final: failed.json and one failure notification.
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
-// notification once (with the error and where the logs are), `report.html`
+// notification once per channel as in step 6 (with the error and where the
+// logs are), `report.html`
 // showing the error (best effort), kFailed. Anything transient (storage or network down)
 // releases the claim and returns the error: the caller retries (the SQS
 // message becomes visible again; after N receives it goes to the DLQ).
@@ -42,8 +56,12 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -90,6 +108,9 @@ struct PipelineOptions {
   // URLs; unset or failing, the URI itself.
   std::function<Result<std::string>(const std::string& uri, int64_t expires_s)> share_link;
   int64_t link_expiry_s = 7 * 24 * 3600;  // S3's maximum for SigV4 presigned URLs
+  // The first wait before a notification channel that failed is tried again
+  // by this process; it doubles on each failure, up to 5 minutes.
+  int64_t notify_retry_ms = 1000;
   // Set by SIGTERM: a run in progress finishes; no new run starts.
   std::atomic<bool>* stop = nullptr;
 
@@ -116,6 +137,7 @@ struct PipelineOptions {
 
 struct RunRecord;
 struct ClusterRun;
+enum class ClaimResult { kBusy, kClaimed, kTakenOver };
 
 class JobRunner {
  public:
@@ -132,17 +154,29 @@ class JobRunner {
   const PipelineOptions& options() const { return o_; }
 
  private:
-  JobOutcome Fail(const RunRecord& r, const Status& why);
+  Result<JobOutcome> Fail(RunRecord& r, const Status& why);
+  // Creates the next claim of the run (kClaimed, or kTakenOver when an
+  // expired one was there) and keeps its lease alive, or kBusy.
+  Result<ClaimResult> Claim(RunRecord& r);
+  void ReleaseClaim(RunRecord& r);
+  // A run whose end marker exists: kAlreadyDone once its notification is complete (finishing it if need be).
+  Result<JobOutcome> Ended(RunRecord& r, const std::string& end_marker);
   // "auto": native or o_.auto_engine, logged with the numbers.
   std::string ChooseEngine(const RunRecord& r);
   bool ClusterConfigured(const std::string& engine) const;
   // A cluster engine's run: submit (or resume), wait, check the result, read the job's row counts.
   Status RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key, MergeStats* stats,
                     ClusterRun* cluster);
-  void NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
-  bool Notify(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
-  // Sends the end email of a run that ended without it (its worker died in between).
-  void ResumeNotification(RunRecord& r, const std::string& end_marker);
+  // The end notification on every channel not marked yet (step 6); returns the channels it failed on.
+  std::vector<std::string> NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
+  // The transient error of a run whose notification failed on `unsent`.
+  Status NotificationPending(const RunRecord& r, const std::string& kind, const std::vector<std::string>& unsent);
+  // How long this process still waits before retrying the failed channels of `key` (state prefix + kind).
+  int64_t RetryWaitMs(const std::string& key);
+  // On every channel, unmarked (the "received" notice: best effort).
+  void Notify(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
+  Status SendOn(const RunRecord& r, const NotifierChannel& channel, const Notification& n);
+  Notification Message(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   nlohmann::json Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key);
   std::string Link(const std::string& uri);
   std::string LogLocation(const std::string& job) const;
@@ -153,6 +187,9 @@ class JobRunner {
   Notifier* notifier_;
   JsonLog* log_;
   PipelineOptions o_;
+  std::mutex retry_mu_;
+  // state prefix + kind -> (time of the next retry, last wait), both in ms.
+  std::map<std::string, std::pair<int64_t, int64_t>> retry_;
 };
 
 }  // namespace cloudmerge

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 
@@ -104,6 +105,7 @@ Status WithCode(Status::Code code, std::string message) {
     case Status::Code::kNoSpace: return Status::NoSpace(std::move(message));
     case Status::Code::kInternal: return Status::Internal(std::move(message));
     case Status::Code::kNotFound: return Status::NotFound(std::move(message));
+    case Status::Code::kCorruption: return Status::Corruption(std::move(message));
     default: return Status::IOError(std::move(message));
   }
 }
@@ -444,6 +446,7 @@ class DirectoryNotifier final : public Notifier {
   }
 
   std::string Describe() const override { return "directory " + dir_; }
+  std::string Name() const override { return "directory"; }
 
  private:
   // A worker killed inside Send leaves its ".<name>.tmp-<pid>-<hex>" behind: the
@@ -470,7 +473,18 @@ class DirectoryNotifier final : public Notifier {
 
 class FanoutNotifier final : public Notifier {
  public:
-  explicit FanoutNotifier(std::vector<std::unique_ptr<Notifier>> channels) : channels_(std::move(channels)) {}
+  explicit FanoutNotifier(std::vector<std::unique_ptr<Notifier>> channels) : channels_(std::move(channels)) {
+    // Names fixed here, in configuration order, so that they are the same in
+    // every worker started with the same configuration.
+    std::map<std::string, int> seen;
+    for (const auto& c : channels_) {
+      for (NotifierChannel member : c->Channels()) {
+        int n = ++seen[member.name];
+        if (n > 1) member.name += fmt::format("-{}", n);
+        flat_.push_back(std::move(member));
+      }
+    }
+  }
 
   // Every channel is tried even after one fails: a broken SMTP server must not
   // keep the SNS copy (or the .eml record) from going out.
@@ -500,8 +514,12 @@ class FanoutNotifier final : public Notifier {
     return parts.empty() ? "fan-out to no channels" : out;
   }
 
+  std::string Name() const override { return "fanout"; }
+  std::vector<NotifierChannel> Channels() override { return flat_; }
+
  private:
   std::vector<std::unique_ptr<Notifier>> channels_;
+  std::vector<NotifierChannel> flat_;  // channels_' channels, uniquely named
 };
 
 }  // namespace

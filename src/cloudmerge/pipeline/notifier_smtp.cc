@@ -151,6 +151,7 @@ class SmtpNotifier final : public Notifier {
     return fmt::format("{} to {}", RedactUrl(o_.url), o_.to.empty() ? std::string("(job recipients only)")
                                                                      : JoinComma(o_.to));
   }
+  std::string Name() const override { return "smtp"; }
 
  private:
   Status CheckOptions() const {

@@ -179,6 +179,7 @@ class SnsNotifier final : public Notifier {
   }
 
   std::string Describe() const override { return "sns " + o_.topic_arn; }
+  std::string Name() const override { return "sns"; }
 
  private:
   Status PublishWithRetries(const Endpoint& endpoint, const std::string& region, const std::string& body) {

@@ -240,8 +240,9 @@ json EstimateCost(const RunUsage& u, const CostPrices& p) {
   auto parts = [&](double bytes) { return std::max(1.0, std::ceil(bytes / p.s3_part_bytes)); };
   // GETs: the engine's ranged reads of each input, plus the runner's reads
   // (job.json, the claim, the three previews). PUT tier: the result (one PUT,
-  // or create + parts + complete), report.json, report.html, the five state
-  // markers (claim, received, done, two notified-*), and two LISTs.
+  // or create + parts + complete), report.json, report.html, the state
+  // markers (claim, received, done, and per kind one notified-<kind>-<channel>
+  // plus notified-<kind>: five with one channel), and two LISTs.
   double gets = parts(u.x_bytes) + parts(u.y_bytes) + 5;
   double result_puts = u.result_bytes > p.s3_part_bytes ? parts(u.result_bytes) + 2 : 1;
   double puts = result_puts + 2 + 5 + 2;

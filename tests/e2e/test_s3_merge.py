@@ -293,3 +293,26 @@ def test_object_replaced_mid_read_fails_cleanly(s3, tmp_path):
     assert proc.returncode == 4 and "changed while it was being read" in err and "x.tsv" in err, err
     assert "Contents" not in s3.client.list_objects_v2(Bucket=bucket, Prefix="out/")
     assert no_uploads_left(s3, bucket)
+
+
+@pytest.mark.parametrize("algorithm", ["SHA256", "CRC32", "SHA1"])
+def test_damaged_transfer_is_detected_by_the_object_checksum(s3, tmp_path, algorithm):
+    """An object uploaded with an x-amz-checksum-* (boto3 ChecksumAlgorithm): the streamed bytes are
+    checked against it at their end; a body altered in transit on every GET is a clear error naming
+    the algorithm, exit 4, nothing written. Undamaged, the merge agrees with the local one."""
+    case = next(c for c in CASES if c.name == "random_1_005")
+    bucket = s3.new_bucket()
+    for side in ("x", "y"):
+        s3.client.put_object(Bucket=bucket, Key=f"{side}.tsv", Body=(case / f"{side}.tsv").read_bytes(),
+                             ChecksumAlgorithm=algorithm)
+    head = s3.client.head_object(Bucket=bucket, Key="x.tsv", ChecksumMode="ENABLED")
+    assert head.get(f"Checksum{algorithm}"), f"the server keeps no {algorithm} checksum: {head}"
+    merge(s3, case / "x.tsv", case / "y.tsv", "-o", tmp_path / "local.tsv")
+    merge(s3, f"s3://{bucket}/x.tsv", f"s3://{bucket}/y.tsv", "-o", tmp_path / "s3.tsv")
+    assert (tmp_path / "s3.tsv").read_bytes() == (tmp_path / "local.tsv").read_bytes()
+    with FaultProxy(s3.endpoint_url, rate=1.0, kinds=("corrupt",), methods=("GET",)) as proxy:
+        proc = merge(s3, f"s3://{bucket}/x.tsv", f"s3://{bucket}/y.tsv", "-o", tmp_path / "never.tsv",
+                     endpoint=proxy.url, check=False)
+    err = proc.stderr.decode()
+    assert proc.returncode == 4 and f"checksum ({algorithm.lower()} " in err, err
+    assert not (tmp_path / "never.tsv").exists()

@@ -180,6 +180,15 @@ ObjectInfo InfoFromHeaders(const HttpResponse& resp) {
   info.etag = s3xml::StripQuotes(resp.Header("etag"));
   info.version_id = resp.Header("x-amz-version-id");
   info.last_modified = resp.Header("last-modified");
+  if (resp.Header("x-amz-checksum-type") != "COMPOSITE") {
+    for (const char* algorithm : {"sha256", "sha1", "crc32"}) {
+      std::string value = resp.Header(std::string("x-amz-checksum-") + algorithm);
+      if (value.empty() || value.find('-') != std::string::npos) continue;  // "<b64>-<parts>": composite
+      info.checksum_algorithm = algorithm;
+      info.checksum = value;
+      break;
+    }
+  }
   return info;
 }
 
@@ -244,6 +253,7 @@ S3Client::S3Client(S3Config config, std::shared_ptr<CredentialsProvider> credent
 Result<ObjectInfo> S3Client::HeadObject(const S3Uri& object) {
   S3Op op = MakeOp("HeadObject", "s3:GetObject", "HEAD", object);
   CM_RETURN_IF_ERROR(RequireKey(op));
+  op.headers = {{"x-amz-checksum-mode", "ENABLED"}};  // the object's checksum, to verify what a read receives
   auto out = Execute(config_, *credentials_, *transport_, op);
   if (!out.ok()) return out.status();
   if (!IsFailure(op, out->response)) return InfoFromHeaders(out->response);

@@ -53,6 +53,12 @@ struct S3Config {
 struct ObjectInfo {
   uint64_t size = 0;
   std::string etag;  // with its quotes stripped
+  // The object's full-object checksum when S3 has one (uploaded with
+  // x-amz-checksum-*; asked for with x-amz-checksum-mode: ENABLED on HEAD):
+  // algorithm "sha256", "sha1" or "crc32" and its base64 value. Empty otherwise,
+  // also for multipart (composite) checksums, which are not of the bytes.
+  std::string checksum_algorithm;
+  std::string checksum;
   std::string version_id;
   std::string last_modified;
 };

@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 #include <openssl/evp.h>
+#include <zlib.h>
 
 #include "cloudmerge/aws/s3_object_writer.h"
 #include "cloudmerge/compression.h"
@@ -188,10 +189,16 @@ class S3RangeStream final : public InputStream {
         range_bytes_(std::max<uint64_t>(range_bytes, 1)),
         ranges_((info_.size + range_bytes_ - 1) / range_bytes_),
         window_(std::max(1u, parallel) + 1),
-        md5_(EVP_MD_CTX_new()) {
+        md5_(EVP_MD_CTX_new()),
+        sum_(EVP_MD_CTX_new()) {
     const std::string& e = info_.etag;
     check_md5_ = md5_ && e.size() == 32 && e.find_first_not_of("0123456789abcdef") == std::string::npos &&
                  EVP_DigestInit_ex(md5_, EVP_md5(), nullptr) == 1;
+    const EVP_MD* md = info_.checksum_algorithm == "sha256" ? EVP_sha256()
+                       : info_.checksum_algorithm == "sha1" ? EVP_sha1()
+                                                            : nullptr;
+    check_digest_ = md && sum_ && EVP_DigestInit_ex(sum_, md, nullptr) == 1;
+    check_crc32_ = info_.checksum_algorithm == "crc32";
     unsigned n = static_cast<unsigned>(std::min<uint64_t>(std::max(1u, parallel), ranges_));
     for (unsigned i = 0; i < n; ++i) workers_.emplace_back([this] { Fetch(); });
   }
@@ -203,6 +210,7 @@ class S3RangeStream final : public InputStream {
     cv_.notify_all();
     for (auto& t : workers_) t.join();
     EVP_MD_CTX_free(md5_);
+    EVP_MD_CTX_free(sum_);
   }
 
   Status Read(size_t max_bytes, std::string* out) override {
@@ -219,7 +227,10 @@ class S3RangeStream final : public InputStream {
       cv_.notify_all();  // a slot is free
     }
     size_t n = std::min(max_bytes, current_.size() - taken_);
-    if (check_md5_) EVP_DigestUpdate(md5_, current_.data() + taken_, n);
+    const char* piece = current_.data() + taken_;
+    if (check_md5_) EVP_DigestUpdate(md5_, piece, n);
+    if (check_digest_) EVP_DigestUpdate(sum_, piece, n);
+    if (check_crc32_) crc32_ = crc32_z(crc32_, reinterpret_cast<const Bytef*>(piece), n);
     out->append(current_, taken_, n);
     taken_ += n;
     return Status::OK();
@@ -260,9 +271,32 @@ class S3RangeStream final : public InputStream {
     }
   }
 
+  // At the end: the bytes received against the object's checksum (x-amz-checksum-*) and its
+  // single-part ETag (an MD5), whichever S3 gave.
   Status Verify() {
-    if (!check_md5_ || verified_) return Status::OK();
+    if (verified_) return Status::OK();
     verified_ = true;
+    if (check_digest_ || check_crc32_) {
+      unsigned char md[EVP_MAX_MD_SIZE];
+      unsigned int len = 0;
+      if (check_crc32_) {
+        for (int i = 0; i < 4; ++i) md[i] = static_cast<unsigned char>(crc32_ >> (24 - 8 * i));  // big-endian
+        len = 4;
+      } else if (EVP_DigestFinal_ex(sum_, md, &len) != 1) {
+        len = 0;
+      }
+      if (len > 0) {
+        unsigned char b64[2 * EVP_MAX_MD_SIZE + 4];
+        int n = EVP_EncodeBlock(b64, md, static_cast<int>(len));
+        std::string got(reinterpret_cast<char*>(b64), static_cast<size_t>(n));
+        if (got != info_.checksum)
+          return Status::Corruption(fmt::format(
+              "{}: the bytes received do not match the object's checksum ({} {}, received {}): the transfer was "
+              "damaged. Run again.",
+              path_, info_.checksum_algorithm, info_.checksum, got));
+      }
+    }
+    if (!check_md5_) return Status::OK();
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
     if (EVP_DigestFinal_ex(md5_, md, &len) != 1) return Status::OK();
@@ -280,7 +314,9 @@ class S3RangeStream final : public InputStream {
   std::string path_;
   uint64_t range_bytes_, ranges_, window_;
   EVP_MD_CTX* md5_;
-  bool check_md5_ = false, verified_ = false;
+  EVP_MD_CTX* sum_;
+  bool check_md5_ = false, check_digest_ = false, check_crc32_ = false, verified_ = false;
+  uLong crc32_ = 0;
 
   std::mutex mu_;
   std::condition_variable cv_;

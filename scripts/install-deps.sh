@@ -21,6 +21,7 @@ APT_PACKAGES=(build-essential cmake ninja-build pkg-config
   chromium)  # headless, for the dashboard's and report.html's browser tests
 ((want_fuzz)) && APT_PACKAGES+=(clang libclang-rt-14-dev)
 APT_PACKAGES+=(openjdk-17-jre-headless)  # Java for the Spark path (spark/, pyspark below)
+APT_PACKAGES+=(maven)  # fetches the S3A jars for Spark (below)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -55,6 +56,42 @@ if ((${#need_pip[@]})); then
   echo "install-deps: pip install ${need_pip[*]}"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${need_pip[@]}"
 fi
+# s3:// and s3a:// paths on a local Spark (--engine spark, tests/e2e/test_spark_s3a.py): Hadoop's
+# S3A filesystem and the AWS SDK it is built against. They must match the Hadoop inside the
+# pyspark wheel (3.3.4 for pyspark 3.5.x), so they are pinned here, fetched once from Maven
+# Central into .tools/jars/ (where spark_engine.cc looks for them) and checked by SHA-256.
+SPARK_JARS_DIR=.tools/jars
+SPARK_JARS=(
+  "org.apache.hadoop:hadoop-aws:3.3.4 hadoop-aws-3.3.4.jar 53f9ae03c681a30a50aa17524bd9790ab596b28481858e54efd989a826ed3a4a"
+  "com.amazonaws:aws-java-sdk-bundle:1.12.262 aws-java-sdk-bundle-1.12.262.jar 873fe7cf495126619997bec21c44de5d992544aea7e632fdc77adb1a0915bae5"
+)
+for entry in "${SPARK_JARS[@]}"; do
+  read -r coords jar sha <<<"$entry"
+  [[ -f "$SPARK_JARS_DIR/$jar" ]] && continue  # present: verified when it was fetched
+  if ! command -v mvn >/dev/null; then
+    echo "install-deps: mvn not found: it fetches $coords for Spark's s3a:// support. Install Maven" \
+         "(apt-get install maven), or put $jar into $SPARK_JARS_DIR/ by hand." >&2
+    exit 1
+  fi
+  echo "install-deps: mvn dependency:copy $coords -> $SPARK_JARS_DIR/"
+  mkdir -p "$SPARK_JARS_DIR"
+  # dependency:copy needs no project; non-transitive (the bundle has everything S3A needs).
+  # --strict-checksums: a download that does not match the repository's checksum fails.
+  if ! mvn -q -B -Dstyle.color=never --strict-checksums dependency:copy -Dartifact="$coords" -DoutputDirectory="$SPARK_JARS_DIR.partial" \
+       -Dmdep.overWriteReleases=true; then
+    echo "install-deps: mvn could not fetch $coords from Maven Central (see its output above). Check the" \
+         "network or the proxy in ~/.m2/settings.xml, then run this script again." >&2
+    exit 1
+  fi
+  got=$(sha256sum "$SPARK_JARS_DIR.partial/$jar" | cut -d' ' -f1)
+  if [[ "$got" != "$sha" ]]; then
+    echo "install-deps: $jar from Maven has SHA-256 $got, expected $sha; not installed. Remove the copy in" \
+         "~/.m2/repository and run this script again." >&2
+    exit 1
+  fi
+  mv "$SPARK_JARS_DIR.partial/$jar" "$SPARK_JARS_DIR/$jar"  # only a checked jar ever appears under its name
+done
+rm -rf "$SPARK_JARS_DIR.partial"
 # AWS's Lambda Runtime Interface Emulator (a Go module) for the Lambda tests.
 scripts/install-rie.sh >/dev/null
 echo "install-deps: ok"

@@ -9,7 +9,12 @@ src/cloudmerge/key_types.cc), the join, and writing part files or one file.
 
     spark-submit spark/merge_job.py X Y -o OUT [--ordered] [--single-file]
                  [--key K | --x-key K --y-key K] [--allow-numeric-header]
-                 [--stats-file STATS.json]
+                 [--stats-file STATS.json] [--s3-endpoint-url URL]
+
+S3 outside EMR (s3://, s3a:// paths on a local Spark) goes through Hadoop's
+S3A filesystem: hadoop-aws and aws-java-sdk-bundle must be on the classpath
+(`cloudmerge merge --engine spark` adds them from .tools/jars), and the
+endpoint comes from the AWS environment (see s3a_settings).
 
 Threading/process contract: run() executes on the driver; the rule functions
 below are pure and run inside executors' Python workers (this file is shipped
@@ -21,9 +26,12 @@ with "Error [cloudmerge spark]:".
 """
 import argparse
 import gzip
+import ipaddress
+import os
 import re
 import sys
 import uuid
+from urllib.parse import urlsplit
 
 # ---------------------------------------------------------------------------
 # pandas' ID rules (port of src/cloudmerge/key_types.cc; keep the two in step).
@@ -410,6 +418,18 @@ def _line_number(lines, row_id):
 SMALL_FILE_BYTES = 16 << 20  # below this a file is read by one task: one Spark job instead of two
 
 
+def java_message(e):
+    """The Java exception's own first line (class: message) of a Py4J error,
+    whose str() starts with the useless "An error occurred while calling o42.x."."""
+    java = getattr(e, "java_exception", None)
+    if java is not None:
+        try:
+            return str(java.toString()).split("\n")[0]
+        except Exception:  # noqa: BLE001 - the gateway may be gone; fall back to the Python text
+            pass
+    return str(e).split("\n")[0]
+
+
 def _file_size(sc, path):
     jvm = sc._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -417,7 +437,7 @@ def _file_size(sc, path):
         return p.getFileSystem(sc._jsc.hadoopConfiguration()).getFileStatus(p).getLen()
     except Exception as e:  # noqa: BLE001 (py4j wraps java.io.FileNotFoundException)
         raise IOError("%s cannot be read: %s. Check the path (and for S3 the credentials and region)."
-                      % (path, str(e).split("\n")[0]))
+                      % (path, java_message(e)))
 
 
 def _scan(records, key, header):
@@ -501,15 +521,96 @@ def keyed_frame(spark, t, side):
 
 
 def to_hadoop_uri(sc, path):
-    """s3:// works as is on EMR (EMRFS); elsewhere Hadoop knows S3 only as s3a://."""
-    if not path.startswith("s3://"):
+    """s3:// works as is on EMR (EMRFS); elsewhere Hadoop knows S3 only as s3a://
+    (Hadoop 3 dropped s3n://, so it is read as s3a:// too)."""
+    scheme = path.split("://", 1)[0] if "://" in path else ""
+    if scheme not in ("s3", "s3n"):
         return path
     jvm = sc._jvm
     try:
-        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3", sc._jsc.hadoopConfiguration())
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, sc._jsc.hadoopConfiguration())
         return path
-    except Exception:  # noqa: BLE001 (py4j raises a generic error when no FileSystem serves s3)
-        return "s3a://" + path[len("s3://"):]
+    except Exception:  # noqa: BLE001 (py4j raises a generic error when no FileSystem serves the scheme)
+        return "s3a://" + path[len(scheme) + 3:]
+
+
+def require_s3a(sc, paths):
+    """Fails with what to do when an s3a:// path meets a Spark without S3A
+    (instead of Hadoop's "No FileSystem for scheme" deep in a task)."""
+    if not any(p.startswith("s3a://") for p in paths):
+        return
+    jvm = sc._jvm
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass("s3a", sc._jsc.hadoopConfiguration())
+        jvm.java.lang.Class.forName("com.amazonaws.auth.AWSCredentialsProvider")
+    except Exception as e:  # noqa: BLE001
+        version = str(jvm.org.apache.hadoop.util.VersionInfo.getVersion())
+        raise UsageError(
+            "S3 paths need Hadoop's S3A filesystem, which this Spark (Hadoop %s) does not have on its classpath "
+            "(%s). Put hadoop-aws-%s.jar and the aws-java-sdk-bundle it was built with (1.12.262 for 3.3.4) on it: "
+            "cloudmerge merge --engine spark does so from .tools/jars (scripts/install-deps.sh fetches them); with "
+            "spark-submit pass --driver-class-path (local master) or --jars." % (version, java_message(e), version))
+
+
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain")
+
+
+def _is_loopback(host):
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def s3a_settings(environ, endpoint=None):
+    """Hadoop S3A settings for an S3-compatible endpoint, from the standard AWS
+    environment as the AWS CLI reads it: endpoint (the argument, else
+    AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, unless
+    AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true) and region (AWS_REGION,
+    AWS_DEFAULT_REGION). {} without an endpoint: S3A's defaults (AWS itself).
+    Credentials are not settings: S3A's default provider chain reads
+    AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN from the
+    process environment, so they never appear in argv, Spark's conf or logs.
+    An endpoint means path-style addressing (emulators and most S3-compatible
+    stores have no per-bucket host names). TLS is turned off only for plain
+    http:// to a loopback address (an emulator on this machine); plain http
+    elsewhere is refused rather than silently sending data in the clear."""
+    if not endpoint and environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "").lower() != "true":
+        endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    u = urlsplit(endpoint)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise UsageError("the S3 endpoint %r is not a URL: give http(s)://host[:port] (--s3-endpoint-url, "
+                         "AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL)." % endpoint)
+    settings = {"fs.s3a.endpoint": endpoint.rstrip("/"), "fs.s3a.path.style.access": "true"}
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if region:
+        settings["fs.s3a.endpoint.region"] = region
+    if u.scheme == "http":
+        if not _is_loopback(u.hostname):
+            raise UsageError("the S3 endpoint %s is plain http to another machine: S3A would send the data "
+                             "unencrypted. Use https://, or if that is intended set it explicitly with "
+                             "--spark-conf spark.hadoop.fs.s3a.endpoint=%s --spark-conf "
+                             "spark.hadoop.fs.s3a.connection.ssl.enabled=false." % (endpoint, endpoint))
+        settings["fs.s3a.connection.ssl.enabled"] = "false"
+    return settings
+
+
+def apply_s3a_settings(sc, settings):
+    """Sets S3A settings on the session's Hadoop configuration before any S3 access,
+    except those given as spark.hadoop.* (spark-submit --conf wins). An
+    explicitly configured endpoint (spark.hadoop.fs.s3a.endpoint) keeps all of
+    them: the environment's endpoint, region and TLS choice belong together."""
+    conf = sc.getConf()
+    if conf.contains("spark.hadoop.fs.s3a.endpoint"):
+        return
+    hadoop = sc._jsc.hadoopConfiguration()
+    for k, v in settings.items():
+        if not conf.contains("spark.hadoop." + k):
+            hadoop.set(k, v)
 
 
 def concat_parts(sc, parts_dir, out):
@@ -547,6 +648,7 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     from pyspark.sql import functions as F
     sc = spark.sparkContext
     x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
+    require_s3a(sc, (x_path, y_path, out))
     x = open_table(sc, x_path, x_key, allow_numeric_header, small_file_bytes)
     y = open_table(sc, y_path, y_key, allow_numeric_header, small_file_bytes)
     xf, yf = keyed_frame(spark, x, "x"), keyed_frame(spark, y, "y")
@@ -584,9 +686,10 @@ def write_stats(sc, path, stats):
         stream.close()
 
 
-def make_session(master=None, app_name="cloudmerge-merge", conf=None):
+def make_session(master=None, app_name="cloudmerge-merge", conf=None, s3a=None):
     """A session with adaptive execution and skew-join splitting on (settings
-    given on the command line win). conf: extra settings (tests use it)."""
+    given on the command line win). conf: extra settings (tests use it).
+    s3a: S3A settings (s3a_settings()) for the session's Hadoop configuration."""
     from pyspark.sql import SparkSession
     b = SparkSession.builder.appName(app_name)
     if master:
@@ -600,6 +703,7 @@ def make_session(master=None, app_name="cloudmerge-merge", conf=None):
                  ("spark.sql.adaptive.coalescePartitions.enabled", "true")):
         if spark.sparkContext.getConf().get(k) is None:
             conf.set(k, v)
+    apply_s3a_settings(spark.sparkContext, s3a or {})
     spark.sparkContext.addPyFile(__file__)  # executors import the rules from this file
     return spark
 
@@ -618,12 +722,19 @@ def parse_args(argv):
     p.add_argument("--allow-numeric-header", action="store_true")
     p.add_argument("--master", help="Spark master when not given to spark-submit")
     p.add_argument("--stats-file", help="also write the row counts as JSON here (local path or S3 URI)")
+    p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint for s3:// and s3a:// paths (default: "
+                   "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)")
     return p.parse_args(argv)
 
 
 def main(argv):
     a = parse_args(argv)
-    spark = make_session(a.master)
+    try:
+        s3a = s3a_settings(os.environ, a.s3_endpoint_url)
+    except UsageError as e:
+        print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
+        return 2
+    spark = make_session(a.master, s3a=s3a)
     try:
         stats = merge(spark, a.x, a.y, a.output, ordered=a.ordered, single_file=a.single_file,
                       x_key=a.x_key or a.key, y_key=a.y_key or a.key,
@@ -645,9 +756,18 @@ def main(argv):
             print("Error [cloudmerge spark]: the output %s already exists. Remove it or choose another -o."
                   % a.output, file=sys.stderr)
             return 4
-        if isinstance(e, IOError) or "Path does not exist" in msg or "FileNotFound" in msg or "Input path does not exist" in msg:
+        if isinstance(e, IOError):  # ours (_file_size): names the path and the cause
+            print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
+            return 4
+        msg = java_message(e)
+        if "Path does not exist" in msg or "FileNotFound" in msg or "Input path does not exist" in msg:
             print("Error [cloudmerge spark]: an input cannot be read: %s. Check the path and credentials." % msg,
                   file=sys.stderr)
+            return 4
+        if "AccessDenied" in msg:  # S3A: java.nio.file.AccessDeniedException with the path and the 403
+            print("Error [cloudmerge spark]: S3 refused access: %s. Check the credentials (AWS_ACCESS_KEY_ID, "
+                  "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) and that they may read the inputs and write OUT."
+                  % msg, file=sys.stderr)
             return 4
         raise
     finally:

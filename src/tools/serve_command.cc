@@ -259,6 +259,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.spark.artifacts = f.spark_artifacts;
   po.spark.region = f.emr_region;
   po.spark.endpoint = f.emr_endpoint;
+  po.spark.s3_endpoint = s3.endpoint_url;  // local Spark's s3a (empty: the job reads AWS_ENDPOINT_URL*)
   po.spark.poll_seconds = f.emr_poll_seconds;
   po.spark.timeout_minutes = f.emr_timeout_minutes;
   po.spark.make_s3_client = s3_client;

@@ -53,6 +53,7 @@ int RunSparkMerge(const SparkFlags& f, const cloudmerge::MergeOptions& o, const 
   eo.artifacts = f.artifacts;
   eo.region = f.region;
   eo.endpoint = f.aws_endpoint;
+  eo.s3_endpoint = s3.endpoint_url;  // local Spark's s3a (empty: the job reads AWS_ENDPOINT_URL*)
   eo.poll_seconds = f.poll_seconds;
   eo.timeout_minutes = f.timeout_minutes;
   eo.make_s3_client = [&s3]() { return MakeS3Client(s3); };

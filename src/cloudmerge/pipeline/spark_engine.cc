@@ -53,6 +53,59 @@ std::string FindSparkSubmit() {
   return "spark-submit";
 }
 
+bool IsS3Uri(const std::string& p) {
+  for (const char* scheme : {"s3://", "s3a://", "s3n://"})
+    if (p.rfind(scheme, 0) == 0) return true;
+  return false;
+}
+
+// The S3A jars, pinned to pyspark 3.5's Hadoop (3.3.4) by scripts/install-deps.sh.
+constexpr const char* kS3aJars[] = {"hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle-1.12.262.jar"};
+
+// The spark-submit arguments that put the S3A jars on the classpath when the job
+// touches S3 (see spark_engine.h); none when it does not, or when the user's
+// --spark-conf takes care of the classpath. A local master runs the executors
+// inside the driver's JVM, so the jars go on the driver's classpath and are used
+// where they lie; --jars would copy the ~270 MB SDK bundle into every run's work
+// directory. Other masters get --jars (shipped to the executors).
+Result<std::vector<std::string>> S3aClasspathArgs(const SparkEngineOptions& o, const SparkJob& j) {
+  if (!IsS3Uri(j.x) && !IsS3Uri(j.y) && !IsS3Uri(j.out) && !IsS3Uri(j.stats_uri)) return std::vector<std::string>{};
+  for (const auto& c : o.conf)
+    for (const char* key : {"spark.jars=", "spark.jars.packages=", "spark.driver.extraClassPath="})
+      if (c.rfind(key, 0) == 0) return std::vector<std::string>{};
+  std::vector<std::string> jars;
+  if (const char* env = std::getenv("CLOUDMERGE_SPARK_JARS"); env && *env) {
+    std::stringstream list(env);
+    for (std::string jar; std::getline(list, jar, ',');) {
+      if (jar.empty()) continue;
+      if (!fs::exists(jar))
+        return Status::InvalidArgument(fmt::format("CLOUDMERGE_SPARK_JARS names {}, which does not exist. List the "
+                                                   "S3A jars (hadoop-aws, aws-java-sdk-bundle) separated by commas.",
+                                                   jar));
+      jars.push_back(jar);
+    }
+    if (jars.empty())
+      return Status::InvalidArgument(fmt::format("CLOUDMERGE_SPARK_JARS=\"{}\" lists no jar. List the S3A jars "
+                                                 "(hadoop-aws, aws-java-sdk-bundle) separated by commas.", env));
+  } else {
+    for (const fs::path& dir : {BinaryDir() / ".tools" / "jars", BinaryDir().parent_path() / ".tools" / "jars"}) {
+      if (!fs::exists(dir / kS3aJars[0]) || !fs::exists(dir / kS3aJars[1])) continue;
+      for (const char* jar : kS3aJars) jars.push_back((dir / jar).string());
+      break;
+    }
+    if (jars.empty())
+      return Status::InvalidArgument(fmt::format(
+          "S3 paths on a local Spark need Hadoop's S3A jars ({} and {}), which were not found in .tools/jars beside "
+          "or above {}. Run scripts/install-deps.sh (it fetches them with mvn), or set CLOUDMERGE_SPARK_JARS to "
+          "their paths separated by commas.", kS3aJars[0], kS3aJars[1], BinaryDir().string()));
+  }
+  std::string joined;
+  bool local = o.master == "local" || o.master.rfind("local[", 0) == 0;
+  for (const auto& jar : jars) joined += (joined.empty() ? "" : local ? ":" : ",") + jar;
+  if (local) return std::vector<std::string>{"--driver-class-path", joined};
+  return std::vector<std::string>{"--jars", joined};
+}
+
 // The job's own arguments (after the script). `emr`: S3 URIs as s3://.
 std::vector<std::string> JobArgs(const SparkEngineOptions& o, const SparkJob& j, bool emr) {
   auto uri = [&](const std::string& u) { return emr ? ToEmrUri(u) : u; };
@@ -92,11 +145,18 @@ Status RunLocalSpark(const SparkEngineOptions& o, const SparkJob& j, SparkOutcom
                                    "files with --spark-parts).");
   auto script = FindSparkJobScript();
   if (!script.ok()) return script.status();
+  auto classpath = S3aClasspathArgs(o, j);
+  if (!classpath.ok()) return classpath.status();
   std::string submit = FindSparkSubmit();
   std::vector<std::string> args = {submit, "--master", o.master};
+  for (auto& c : *classpath) args.push_back(c);
   for (auto& c : ConfArgs(o)) args.push_back(c);
   args.push_back(*script);
   for (auto& a : JobArgs(o, j, false)) args.push_back(a);
+  if (!o.s3_endpoint.empty()) {
+    args.push_back("--s3-endpoint-url");
+    args.push_back(o.s3_endpoint);
+  }
   // The driver and workers use the Python beside spark-submit (the venv that has pyspark).
   fs::path py = fs::path(submit).parent_path() / "python";
   if (!std::getenv("PYSPARK_PYTHON") && submit.find('/') != std::string::npos && fs::exists(py))

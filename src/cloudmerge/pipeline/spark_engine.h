@@ -32,6 +32,10 @@ struct SparkEngineOptions {
   std::vector<std::string> conf;    // extra spark-submit --conf key=value
   bool parts = false;               // OUT is a directory of part files (+ _SUCCESS), not one file
   bool echo_log = true;             // spark: copy spark-submit's output to our stderr as it comes
+  // spark: the S3 endpoint for s3:// / s3a:// paths (merge/serve --endpoint-url), passed to the job
+  // as --s3-endpoint-url. "": the job takes it from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS.
+  // Credentials are never passed: spark-submit inherits the environment (AWS_ACCESS_KEY_ID, ...).
+  std::string s3_endpoint;
   // EMR Serverless / EMR.
   std::string application_id, execution_role_arn;  // emr-serverless
   std::string cluster_id;                          // emr
@@ -81,6 +85,13 @@ struct SparkOutcome {
   bool final = false;
 };
 
+// spark: when a path is s3://, s3a:// or s3n://, Hadoop's S3A jars (hadoop-aws
+// and aws-java-sdk-bundle matching pyspark's Hadoop 3.3.4) are put on the
+// classpath from local files: $CLOUDMERGE_SPARK_JARS (comma-separated), else
+// .tools/jars/ beside or above the binary (scripts/install-deps.sh fetches
+// them). Nothing is downloaded at run time. A --spark-conf that sets spark.jars,
+// spark.jars.packages or spark.driver.extraClassPath replaces this.
+//
 // Runs `job` and waits for it. On success the output exists at job.out as
 // the job writes it (one file, or part files with options.parts).
 Status RunSparkEngine(const SparkEngineOptions& options, const SparkJob& job, SparkOutcome* outcome);

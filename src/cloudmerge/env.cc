@@ -450,6 +450,16 @@ void RemoveStaleTemporaries(const std::string& path) {
 
 }  // namespace
 
+Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Status(std::string_view)>& sink) {
+  std::string piece;
+  for (;;) {
+    piece.clear();
+    CM_RETURN_IF_ERROR(in->Read(piece_bytes, &piece));
+    if (piece.empty()) return Status::OK();
+    CM_RETURN_IF_ERROR(sink(piece));
+  }
+}
+
 Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) {
   std::string temp;
   if (path != "-" && !IsSpecialFile(path)) {

@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -58,6 +59,9 @@ class InputStream {
   // totals and memory planning, never for correctness.
   virtual uint64_t size_hint() const = 0;
 };
+
+// Passes the rest of `in` to sink, in order, in pieces of at most piece_bytes.
+Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Status(std::string_view)>& sink);
 
 class WritableFile {
  public:

@@ -76,13 +76,8 @@ cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std:
                            : env->OpenStream(src);
   if (!stream.ok()) return stream.status();
   if (*stream) {
-    std::string piece;
-    for (;;) {
-      piece.clear();
-      CM_RETURN_IF_ERROR((*stream)->Read(8 << 20, &piece));
-      if (piece.empty()) break;
-      CM_RETURN_IF_ERROR((*out)->Append(piece));
-    }
+    CM_RETURN_IF_ERROR(cloudmerge::ForEachPiece(stream->get(), 8 << 20,
+                                                [&](std::string_view piece) { return (*out)->Append(piece); }));
     return (*out)->Commit();
   }
   auto in = env->ReadFile(src);

@@ -28,13 +28,10 @@ Status Fetch(Env* env, const std::string& uri, const fs::path& dest) {
   auto stream = env->OpenStream(uri);  // S3 objects, compressed files: in pieces
   if (!stream.ok()) return stream.status();
   if (*stream) {
-    std::string piece;
-    for (;;) {
-      piece.clear();
-      CM_RETURN_IF_ERROR((*stream)->Read(8 << 20, &piece));
-      if (piece.empty()) break;
+    CM_RETURN_IF_ERROR(ForEachPiece(stream->get(), 8 << 20, [&](std::string_view piece) {
       out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
-    }
+      return Status::OK();
+    }));
   } else {
     auto in = env->ReadFile(uri);
     if (!in.ok()) return in.status();

@@ -28,7 +28,10 @@ TIMEOUT = 300  # generous for sanitizer builds; a hang fails instead of blocking
 def merge(tmp_path, x_bytes, y_bytes=OK.encode(), *args):
     (tmp_path / "x.tsv").write_bytes(x_bytes)
     (tmp_path / "y.tsv").write_bytes(y_bytes)
-    return run_merge("x.tsv", "y.tsv", "-o", "out.tsv", *args, check=False, cwd=tmp_path, timeout=TIMEOUT)
+    # --progress none: a run slower than the progress interval (10 s; a 100 MB line under TSan) would
+    # print progress lines before the error, and these tests read stderr as the error paragraph alone.
+    return run_merge("x.tsv", "y.tsv", "-o", "out.tsv", "--progress", "none", *args, check=False, cwd=tmp_path,
+                     timeout=TIMEOUT)
 
 
 def assert_clean_error(proc, tmp_path, code, *fragments, max_len=4000):
@@ -121,7 +124,7 @@ def test_input_truncated_while_being_read(tmp_path):
     y = "ID\tvalue\n" + "".join(f"{i}\ty{i}\n" for i in range(1000))
     x = "ID\tvalue\n" + "".join(f"{i % 1000}\tvalue_{i}_abcdefghij\n" for i in range(2_000_000))
     cut = 1000
-    argv = [BIN, "merge", "x.tsv", "y.tsv", "-o", "out.tsv", "--threads", "2", "--chunk-kib", "256"]
+    argv = [BIN, "merge", "x.tsv", "y.tsv", "-o", "out.tsv", "--threads", "2", "--chunk-kib", "256", "--progress", "none"]
     (tmp_path / "x.tsv").write_text(x)
     (tmp_path / "y.tsv").write_text(y)
     began = time.monotonic()

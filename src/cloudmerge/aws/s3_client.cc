@@ -180,7 +180,10 @@ ObjectInfo InfoFromHeaders(const HttpResponse& resp) {
   info.etag = s3xml::StripQuotes(resp.Header("etag"));
   info.version_id = resp.Header("x-amz-version-id");
   info.last_modified = resp.Header("last-modified");
-  if (resp.Header("x-amz-checksum-type") != "COMPOSITE") {
+  // Only for single-part objects (an ETag without "-<parts>"): a multipart object's checksum is
+  // of its parts (COMPOSITE) or, for FULL_OBJECT CRCs, not reliably reported by every S3-compatible
+  // store (moto answers a part-level value); its parts were checked by S3 when uploaded.
+  if (resp.Header("x-amz-checksum-type") != "COMPOSITE" && info.etag.find('-') == std::string::npos) {
     for (const char* algorithm : {"sha256", "sha1", "crc32"}) {
       std::string value = resp.Header(std::string("x-amz-checksum-") + algorithm);
       if (value.empty() || value.find('-') != std::string::npos) continue;  // "<b64>-<parts>": composite

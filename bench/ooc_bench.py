@@ -15,6 +15,12 @@ Generated files are deleted at the end unless --keep.
 
 Check it quickly (what the tests' machine can afford):
   .venv/bin/python bench/ooc_bench.py --rows 1000000 --memory-limit 16MiB --runs 1
+
+10^9 rows per side on a disk with ~70 GB free: inputs and outputs as .zst (cloudmerge and DuckDB both
+read and write them streaming), spill compressed, no in-memory run (it would need ~60 GiB):
+  .venv/bin/python bench/ooc_bench.py --rows 1000000000 --memory-limit 4GiB --threads 2 --runs 1 \\
+      --compress zst --skip-in-memory --skip-peer polars --skip-peer duckdb-ordered \\
+      --cloudmerge-arg=--spill-compression=zstd --workdir /scratch/ooc
 """
 import argparse
 import json
@@ -26,12 +32,13 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = sys.executable
 sys.path.insert(0, str(ROOT / "bench"))
 from peers import duckdb_join_query  # noqa: E402  (the same SQL as bench/run_bench.py's peers)
-from run_bench import digest  # noqa: E402
+
 
 
 # ---- Peers, each run as `python ooc_bench.py --peer NAME ...` in its own process -------------------------------
@@ -47,7 +54,8 @@ def peer_duckdb(x, y, out, threads, memory_limit, temp_dir, ordered, id_type):
     con.execute(f"SET temp_directory = '{temp_dir}'")
     con.execute(f"SET preserve_insertion_order = {'true' if ordered else 'false'}")
     q = duckdb_join_query(x, y, ordered, id_type)
-    con.execute(f"COPY ({q}) TO '{out}' (DELIMITER '\t', HEADER, QUOTE '')")
+    compression = ", COMPRESSION 'zstd'" if out.endswith(".zst") else ""
+    con.execute(f"COPY ({q}) TO '{out}' (DELIMITER '\t', HEADER, QUOTE ''{compression})")
 
 
 def peer_polars(x, y, out):
@@ -124,19 +132,70 @@ def run_once(cmd, temp_dir, env=None):
     return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0, sampler.peak
 
 
-def generate(gen, workdir, rows, key_type):
-    paths = []
+def generate(gen, workdir, rows, key_type, compress):
+    """x and y from cloudmerge-gen, generated side by side (one core each); compressed with zstd -1 as
+    they are written when compress == "zst" (10^9 rows are ~20 GB per side raw, ~9 GB compressed)."""
+    suffix = ".tsv.zst" if compress == "zst" else ".tsv"
+    paths, running = [], []
+    t0 = time.perf_counter()
     for side in ("x", "y"):
-        p = workdir / f"{side}_{key_type}_{rows}.tsv"
-        if not p.exists():
-            t0 = time.perf_counter()
-            with open(p.with_suffix(".partial"), "wb") as f:
-                subprocess.run([gen, "--side", side, "--rows", str(rows), "--key-type", key_type], stdout=f,
-                               check=True)
-            p.with_suffix(".partial").rename(p)
-            print(f"generated {p} ({p.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
+        p = workdir / f"{side}_{key_type}_{rows}{suffix}"
         paths.append(p)
+        if p.exists():
+            continue
+        partial = workdir / (p.name + ".partial")
+        f = open(partial, "wb")
+        g = subprocess.Popen([gen, "--side", side, "--rows", str(rows), "--key-type", key_type],
+                             stdout=subprocess.PIPE if compress == "zst" else f)
+        z = subprocess.Popen(["zstd", "-1", "-q", "-c"], stdin=g.stdout, stdout=f) if compress == "zst" else None
+        if z:
+            g.stdout.close()
+        running.append((p, partial, f, g, z))
+    for p, partial, f, g, z in running:
+        codes = [g.wait()] + ([z.wait()] if z else [])
+        f.close()
+        if any(codes):
+            sys.exit(f"generating {p} failed: exit codes {codes}")
+        partial.rename(p)
+        print(f"generated {p} ({p.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s", flush=True)
     return paths
+
+
+def digest(path):
+    """(rows, order-independent checksum, ordered checksum) of the data rows, header excluded; the same
+    values as bench/run_bench.py's digest for "\n"-ended rows, but read in 16 MiB chunks (and through
+    zstd -dc for .zst) so that a 10 GB output takes minutes, not an hour."""
+    proc = subprocess.Popen(["zstd", "-dc", str(path)], stdout=subprocess.PIPE) if str(path).endswith(".zst") \
+        else None
+    f = proc.stdout if proc else open(path, "rb")
+    rows, multiset, ordered, carry, header = 0, 0, 0, b"", True
+    crc32, mask = zlib.crc32, 0xFFFFFFFFFFFFFFFF
+    while True:
+        chunk = f.read(1 << 24)
+        if not chunk:
+            break
+        data = carry + chunk
+        end = data.rfind(b"\n") + 1
+        data, carry = data[:end], data[end:]
+        if header and data:
+            data, header = data[data.index(b"\n") + 1:], False
+        ordered = crc32(data, ordered)
+        lines = data.split(b"\n")
+        lines.pop()
+        for line in lines:
+            c = crc32(line.rstrip(b"\r"))
+            multiset += c * 0x9E3779B1 + (c >> 7)
+        multiset &= mask
+        rows += len(lines)
+    if carry and not header:  # a last row without its line end
+        ordered = crc32(carry + b"\n", ordered)
+        c = crc32(carry.rstrip(b"\r"))
+        multiset = (multiset + c * 0x9E3779B1 + (c >> 7)) & mask
+        rows += 1
+    f.close()
+    if proc and proc.wait():
+        raise RuntimeError(f"zstd -dc {path} failed")
+    return rows, multiset, ordered
 
 
 def available_memory_bytes():
@@ -156,7 +215,7 @@ class Tool:
 
 def tools(a, x, y, out, temp_dir, report):
     cm = [a.bin, "merge", str(x), str(y), "-o", str(out), "--threads", str(a.threads), "--temp-dir", str(temp_dir),
-          "--progress", "none", "--report", str(report)]
+          "--progress", "none", "--report", str(report)] + a.cloudmerge_arg
     id_type = "VARCHAR" if a.key_type == "string" else "BIGINT"
     peer = [PY, str(pathlib.Path(__file__).resolve()), "--peer"]
     duck = lambda ordered: peer + ["duckdb", str(x), str(y), str(out), str(a.threads), a.memory_limit,
@@ -170,9 +229,10 @@ def tools(a, x, y, out, temp_dir, report):
              cm + ["--memory-limit", a.memory_limit, "--any-order"], False, report=report),
     ]
     if "duckdb" not in a.skip_peer:
-        result += [Tool(f"DuckDB memory_limit {a.memory_limit} (unordered)", duck(False), False),
-                   Tool(f"DuckDB memory_limit {a.memory_limit} (script order)", duck(True), True)]
-    if "polars" not in a.skip_peer:
+        result.append(Tool(f"DuckDB memory_limit {a.memory_limit} (unordered)", duck(False), False))
+    if "duckdb" not in a.skip_peer and "duckdb-ordered" not in a.skip_peer:
+        result.append(Tool(f"DuckDB memory_limit {a.memory_limit} (script order)", duck(True), True))
+    if "polars" not in a.skip_peer and a.compress == "none":
         need = 4 * (x.stat().st_size + y.stat().st_size)  # its frames, hash table and output, roughly
         if need < available_memory_bytes():
             env = dict(os.environ, POLARS_MAX_THREADS=str(a.threads))
@@ -206,8 +266,12 @@ def main():
     ap.add_argument("--key-type", choices=["int", "string"], default="int")
     ap.add_argument("--workdir", default=str(ROOT / "bench" / "data" / "ooc"),
                     help="inputs, output and the temp dir go here (needs ~3x the inputs' size free)")
-    ap.add_argument("--skip-peer", action="append", default=[], choices=["duckdb", "polars"],
-                    help="leave out a peer (repeatable)")
+    ap.add_argument("--skip-peer", action="append", default=[], choices=["duckdb", "duckdb-ordered", "polars"],
+                    help="leave out a peer (repeatable; duckdb-ordered: only DuckDB's script-order run)")
+    ap.add_argument("--compress", choices=["none", "zst"], default="none",
+                    help="inputs and outputs as .zst (streamed by cloudmerge and DuckDB; Polars then skipped)")
+    ap.add_argument("--cloudmerge-arg", action="append", default=[],
+                    help="extra argument for every cloudmerge run, e.g. --cloudmerge-arg=--spill-compression=zstd")
     ap.add_argument("--skip-in-memory", action="store_true",
                     help="leave out cloudmerge's in-memory run (for inputs that do not fit in this machine)")
     ap.add_argument("--bin", default=str(ROOT / "build" / "cloudmerge"))
@@ -221,8 +285,9 @@ def main():
     workdir.mkdir(parents=True, exist_ok=True)
     temp_dir = workdir / "tmp"
     temp_dir.mkdir(exist_ok=True)
-    out, report = workdir / "out.tsv", workdir / "report.json"
-    x, y = generate(gen, workdir, a.rows, a.key_type)
+    out = workdir / ("out.tsv.zst" if a.compress == "zst" else "out.tsv")
+    report = workdir / "report.json"
+    x, y = generate(gen, workdir, a.rows, a.key_type, a.compress)
     input_rows = 2 * a.rows
     size_mb = (x.stat().st_size + y.stat().st_size) / 1e6
 
@@ -250,8 +315,12 @@ def main():
                 results.append(dict(name=tool.name, error=error))
                 print(f"{tool.name:52s} FAILED: {error}", flush=True)
                 continue
+            t_check = time.perf_counter()
             d = digest(out)
+            out_bytes = out.stat().st_size
             out.unlink()
+            print(f"  checked {d[0]:,} rows ({out_bytes / 1e6:.0f} MB) in {time.perf_counter() - t_check:.0f}s",
+                  flush=True)
             if reference is None:
                 reference = d
             same_rows = d[:2] == reference[:2]
@@ -277,9 +346,10 @@ def main():
             y.unlink()
 
     ok = [r for r in results if "error" not in r]
-    base = next((r for r in ok if r["name"] == "cloudmerge in memory"), ok[0] if ok else None)
+    base = next((r for r in ok if r["name"] == "cloudmerge in memory"), None)
     ooc = next((r for r in ok if r["name"] == f"cloudmerge --memory-limit {a.memory_limit}"), None)
-    lines = [f"Inputs: {a.rows:,} rows per side, {a.key_type} IDs, {size_mb:.0f} MB in total (cloudmerge-gen); "
+    lines = [f"Inputs: {a.rows:,} rows per side, {a.key_type} IDs, {size_mb:.0f} MB in total"
+             f"{' (zstd)' if a.compress == 'zst' else ''} (cloudmerge-gen); "
              f"output {reference[0] if reference else 0:,} rows; {a.threads} threads; memory limit "
              f"{a.memory_limit}.", "",
              "| tool | wall (median) | CPU | peak RSS | input rows/s | spilled (report) | temp dir peak | runs | "
@@ -291,10 +361,11 @@ def main():
             continue
         note = "" if r["used"] is None or r["used"] == ("--memory-limit" in r["name"]) else \
             (" (spilled)" if r["used"] else " (did not spill)")
+        vs_in_memory = f"{r['wall'] / base['wall']:.2f}×" if base else "–"
         lines.append(
             f"| {r['name']}{note} | {r['wall']:.2f} s | {r['cpu']:.2f} s | {r['rss']:.0f} MiB | "
             f"{input_rows / r['wall'] / 1e6:.2f} M | {fmt_bytes(r['spilled'])} | {fmt_bytes(r['temp_peak'])} | "
-            f"{r['runs']} | {r['wall'] / base['wall']:.2f}× | "
+            f"{r['runs']} | {vs_in_memory} | "
             f"{r['wall'] / ooc['wall'] if ooc else float('nan'):.2f}× | {r['check']} |")
     table = "\n".join(lines) + "\n"
     print()

@@ -93,6 +93,7 @@ struct MergeStats {
   uint64_t memory_limit = 0;
   uint64_t partitions = 0;        // leaf partitions joined
   unsigned spill_levels = 0;      // deepest re-partitioning (1: partitioned once)
+  unsigned merge_ranges = 0;      // x ranges merged in parallel into the script's order (0: no merge)
   uint64_t nested_loop_keys = 0;  // hot keys joined block by block (bigger than memory)
   uint64_t spilled_bytes = 0;     // bytes written to the temp dir (compressed)
   uint64_t spill_files = 0;

@@ -83,6 +83,7 @@ std::string MergeSummaryText(const MergeStats& s, const MergeOptions& o) {
                                   s.spill_compressed ? "zstd" : "uncompressed");
     if (s.nested_loop_keys)
       ooc += fmt::format(", {} partition(s) joined block by block (a hot key, or the level cap)", Grouped(s.nested_loop_keys));
+    if (s.merge_ranges) ooc += fmt::format(", merged in {} range{}", s.merge_ranges, s.merge_ranges == 1 ? "" : "s");
     line("out of core", ooc);
   } else {
     line("out of core", "no (the join fit in memory)");
@@ -134,6 +135,7 @@ std::string MergeReportJson(const MergeStats& s, const MergeOptions& o) {
   j["out_of_core"] = {{"used", s.out_of_core},
                       {"partitions", s.partitions},
                       {"spill_levels", s.spill_levels},
+                      {"merge_ranges", s.merge_ranges},
                       {"nested_loop_keys", s.nested_loop_keys},
                       {"spilled_bytes", s.spilled_bytes},
                       {"spill_files", s.spill_files},

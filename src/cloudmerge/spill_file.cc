@@ -237,6 +237,11 @@ uint64_t SpillReader::file_bytes() const { return input_->bytes().size(); }
 Result<bool> SpillReader::Next(std::string* raw, uint32_t* records) {
   const std::string_view file = input_->bytes();
   if (offset_ == file.size()) return false;
+  if (offset_ > file.size())
+    return Status::IOError(fmt::format("spill file {} has {} bytes, but block {} should start at byte {}: it was "
+                                       "truncated. The temporary directory's storage is unreliable; rerun, with "
+                                       "--temp-dir elsewhere.",
+                                       path_, file.size(), block_, offset_));
   const size_t at = offset_;
   auto damaged = [&](const std::string& what) -> Status {
     // A file truncated by another program reads as zeros; say that instead.

@@ -65,6 +65,13 @@ class SpillReader {
   // IOError: "spill file F is damaged at block B (byte O): ... The temporary
   // directory's storage is unreliable; rerun, with --temp-dir elsewhere."
   Result<bool> Next(std::string* raw, uint32_t* records);
+  // Continues at a block boundary the writer reported (bytes_written() before the
+  // block was appended), counting blocks from `block` in error messages. Any
+  // other offset reads as a damaged block, never as records.
+  void Seek(uint64_t offset, uint64_t block) {
+    offset_ = offset;
+    block_ = block;
+  }
   uint64_t file_bytes() const;
 
  private:

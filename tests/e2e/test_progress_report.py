@@ -27,7 +27,7 @@ REPORT_SCHEMA = {
     "memory": {"limit_bytes": int, "peak_rss_bytes": int},
     "out_of_core": {"used": bool, "partitions": int, "spill_levels": int, "nested_loop_keys": int,
                     "spilled_bytes": int, "spill_files": int, "spill_compressed": bool,
-                    "reclaimed_temp_bytes": int},
+                    "reclaimed_temp_bytes": int, "merge_ranges": int},
     "phases": list,
     "seconds_total": (int, float),
     "speculation_failed": bool,

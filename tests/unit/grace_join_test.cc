@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <string>
@@ -242,6 +243,94 @@ TEST_F(GraceJoinTest, CompressedAndRawSpillsGiveTheSameBytes) {
   }
   EXPECT_EQ(outputs[0], outputs[1]);
   EXPECT_LT(spilled[0], spilled[1]);  // zstd does shrink these records
+}
+
+// The final merge splits x's positions into ranges, one thread each; a later
+// range waits in a temp file for its turn. Same bytes as one range, and a
+// failure in any part of it (the range file full or damaged, OUT failing while
+// the mergers run) is an error that leaves nothing behind and never hangs.
+class ParallelMergeTest : public GraceJoinTest {
+ protected:
+  void SetUp() override {
+    GraceJoinTest::SetUp();
+    std::vector<std::string> keys;
+    for (int i = 0; i < 4000; ++i) keys.push_back(std::to_string(i));
+    Write(keys, 30000, 10);
+  }
+  MergeOptions Parallel(const char* out) {
+    MergeOptions o = Options(out);
+    o.memory_limit = 1 << 20;
+    o.threads = 2;
+    return o;
+  }
+  static bool IsRangeFile(const std::string& p) { return p.find("/range-") != std::string::npos; }
+};
+
+TEST_F(ParallelMergeTest, RangesGiveTheBytesOfOneRange) {
+  MergeOptions one = Options("one.tsv");
+  one.memory_limit = 1 << 20;
+  one.threads = 1;
+  MergeStats s1;
+  ASSERT_TRUE(RunMerge(Env::Default(), one, &s1).ok());
+  EXPECT_EQ(s1.merge_ranges, 1u);
+  for (auto c : {MergeOptions::SpillCompression::kZstd, MergeOptions::SpillCompression::kNone}) {
+    MergeOptions two = Parallel("two.tsv");
+    two.spill_compression = c;
+    MergeStats s2;
+    ASSERT_TRUE(RunMerge(Env::Default(), two, &s2).ok());
+    EXPECT_EQ(s2.merge_ranges, 2u) << "the merge should have split";
+    const std::string a = Read(two), b = Read(one);
+    // Not EXPECT_EQ: gtest's diff of two ~1 MB strings takes minutes.
+    EXPECT_TRUE(a == b) << "outputs differ: " << a.size() << " vs " << b.size() << " bytes, first at byte "
+                        << (std::mismatch(a.begin(), a.end(), b.begin(), b.end()).first - a.begin());
+    EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+  }
+  MergeOptions any = Parallel("any.tsv");
+  any.any_order = true;
+  MergeStats sa;
+  ASSERT_TRUE(RunMerge(Env::Default(), any, &sa).ok());
+  EXPECT_EQ(sa.merge_ranges, 0u);
+}
+
+TEST_F(ParallelMergeTest, FullTempDirWhileARangeWaitsIsAClearError) {
+  FaultyEnv env;
+  env.applies = IsRangeFile;
+  env.fail_after = 64 << 10;
+  MergeOptions o = Parallel("out.tsv");
+  MergeStats s;
+  Status st = RunMerge(&env, o, &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kNoSpace) << st.message();
+  EXPECT_FALSE(fs::exists(o.out_path));
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+}
+
+TEST_F(ParallelMergeTest, DamagedRangeFileIsAnErrorNotAWrongAnswer) {
+  FaultyEnv env;
+  env.applies = IsRangeFile;
+  env.corrupt_reads = true;
+  MergeOptions o = Parallel("out.tsv");
+  MergeStats s;
+  Status st = RunMerge(&env, o, &s);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("damaged"), std::string::npos) << st.message();
+  EXPECT_FALSE(fs::exists(o.out_path));
+  EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+}
+
+TEST_F(ParallelMergeTest, OutputFailingWhileRangesMergeStopsThem) {
+  for (size_t room : {size_t{0}, size_t{16} << 10, size_t{200} << 10}) {
+    FaultyEnv env;
+    env.applies = [](const std::string& p) { return p.find("out.tsv") != std::string::npos; };
+    env.fail_after = room;
+    MergeOptions o = Parallel("out.tsv");
+    MergeStats s;
+    Status st = RunMerge(&env, o, &s);
+    ASSERT_FALSE(st.ok()) << "room " << room;
+    EXPECT_EQ(st.code(), Status::Code::kNoSpace) << st.message();
+    EXPECT_FALSE(fs::exists(o.out_path));
+    EXPECT_TRUE(fs::is_empty(dir_ / "tmp"));
+  }
 }
 
 }  // namespace

@@ -47,6 +47,7 @@ MergeStats FilledStats() {
   s.memory_limit = 2ull << 30;
   s.partitions = 64;
   s.spill_levels = 2;
+  s.merge_ranges = 2;
   s.nested_loop_keys = 1;
   s.spilled_bytes = 3ull << 29;
   s.spill_files = 130;
@@ -76,6 +77,7 @@ TEST(MergeReportJson, HasTheDocumentedSchema) {
   EXPECT_EQ(j["out_of_core"], (Json{{"used", true},
                                     {"partitions", 64},
                                     {"spill_levels", 2},
+                                    {"merge_ranges", 2},
                                     {"nested_loop_keys", 1},
                                     {"spilled_bytes", 3ull << 29},
                                     {"spill_files", 130},

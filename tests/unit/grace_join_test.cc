@@ -267,8 +267,7 @@ class ParallelMergeTest : public GraceJoinTest {
 };
 
 TEST_F(ParallelMergeTest, RangesGiveTheBytesOfOneRange) {
-  MergeOptions one = Options("one.tsv");
-  one.memory_limit = 1 << 20;
+  MergeOptions one = Parallel("one.tsv");
   one.threads = 1;
   MergeStats s1;
   ASSERT_TRUE(RunMerge(Env::Default(), one, &s1).ok());

@@ -99,12 +99,16 @@ class S3Server:
         self._set_up_identity()
         return self
 
+    # The program the server process runs with "--serve HOST PORT" (a subclass may
+    # point it at a file that adds its own patches before calling _serve).
+    server_script = pathlib.Path(__file__).resolve()
+
     def _launch(self, port, timeout=60.0):
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)  # checking starts off; see the module doc
         log = open(self._log_path, "ab")
         self._proc = subprocess.Popen(
-            [PYTHON, str(pathlib.Path(__file__).resolve()), "--serve", "127.0.0.1", str(port)],
+            [PYTHON, str(self.server_script), "--serve", "127.0.0.1", str(port)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
         )
         log.close()

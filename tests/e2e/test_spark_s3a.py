@@ -19,8 +19,6 @@ import os
 import pathlib
 import subprocess
 import sys
-import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -70,27 +68,7 @@ class JavaSdkS3Server(s3_server.S3Server):
     """s3_server.S3Server whose server process is this file (--serve), which adds
     _patch_signed_headers to s3_server's own patches."""
 
-    def _launch(self, port, timeout=60.0):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-        with open(self._log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                [s3_server.PYTHON, str(pathlib.Path(__file__).resolve()), "--serve", "127.0.0.1", str(port)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-        self.endpoint_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=2) as r:
-                    if r.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self._kill()
-        return False
+    server_script = pathlib.Path(__file__).resolve()
 
 
 @pytest.fixture(scope="module")

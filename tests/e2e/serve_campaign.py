@@ -181,6 +181,21 @@ def check_jobs(jobs, expected, mails, done, failed, result, failure, channel="em
     return problems
 
 
+def check_bucket_jobs(jobs, expected, mails, client, bucket, all_keys, repeatable=()):
+    """check_jobs for queue workers: markers and results are objects of `bucket`
+    (all_keys: its keys, listed once)."""
+    def state(job, name):
+        return [k for k in all_keys if k.startswith(f"{job}/_state/") and k.endswith("/" + name)]
+
+    def get(key):
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read() if key in all_keys else None
+
+    return check_jobs(jobs, expected, mails, done=lambda job: len(state(job, "done.json")),
+                      failed=lambda job: len(state(job, "failed.json")), result=lambda job: get(f"{job}/merged.tsv"),
+                      failure=lambda job: b"".join(get(k) for k in state(job, "failed.json")).decode(),
+                      repeatable=repeatable)
+
+
 def state_markers(out_dir, job, name):
     return list((out_dir / job / "_state").glob(f"*/{name}")) if (out_dir / job / "_state").exists() else []
 

@@ -60,9 +60,9 @@ import pytest
 from conftest import BIN
 from fault_proxy import FaultProxy
 from s3_server import s3  # noqa: F401  (fixture)
-from serve_campaign import (LEASE, RESULT_FILES, X_NAME, Y_NAME, check_jobs, count_mails, expected_outputs,
-                            make_jobs, on_channel, phase_of, read_log, reclaim_spill, smtp, state_markers, table,
-                            unmarked_sends)  # noqa: F401  (smtp: fixture)
+from serve_campaign import (LEASE, RESULT_FILES, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
+                            expected_outputs, make_jobs, on_channel, phase_of, read_log, reclaim_spill, smtp,
+                            state_markers, table, unmarked_sends)  # noqa: F401  (smtp: fixture)
 
 SEED = int(os.environ.get("FAULT_CAMPAIGN_SEED", "20261126"))
 SECONDS = float(os.environ.get("FAULT_CAMPAIGN_SECONDS", "45"))
@@ -306,18 +306,8 @@ def test_fault_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
             # The promises, for every job so far.
             drain_sns()
             all_keys = keys()
-
-            def state(job, name):
-                return [k for k in all_keys if k.startswith(f"{job}/_state/") and k.endswith("/" + name)]
-
-            def get(key):
-                return s3.client.get_object(Bucket=outb, Key=key)["Body"].read() if key in all_keys else None
-
-            problems = check_jobs(jobs, expected, count_mails(smtp.subjects), done=lambda job: len(state(job, "done.json")),
-                                  failed=lambda job: len(state(job, "failed.json")),
-                                  result=lambda job: get(f"{job}/merged.tsv"),
-                                  failure=lambda job: b"".join(get(k) for k in state(job, "failed.json")).decode(),
-                                  repeatable=on_channel(tally.repeatable, "smtp"))
+            problems = check_bucket_jobs(jobs, expected, count_mails(smtp.subjects), s3.client, outb, all_keys,
+                                         repeatable=on_channel(tally.repeatable, "smtp"))
             sns_mails = count_mails(sns_subjects)
             # SNS Publish is not idempotent: a Publish that took effect but whose answer was lost is sent again.
             sns_retried = sum(v for (s, k), v in proxy.by_service.items() if s == "sns" and k in ("lost", "truncate"))

@@ -40,8 +40,8 @@ import pytest
 
 from conftest import BIN
 from s3_server import s3  # noqa: F401  (fixture)
-from serve_campaign import (BAD_JOB, LEASE, X_NAME, Y_NAME, check_jobs, count_mails, expected_outputs, make_jobs,
-                            phase_of, read_log, reclaim_spill, smtp, state_markers)  # noqa: F401  (smtp: fixture)
+from serve_campaign import (BAD_JOB, LEASE, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
+                            expected_outputs, make_jobs, phase_of, read_log, reclaim_spill, smtp, state_markers)  # noqa: F401  (smtp: fixture)
 
 SEED = int(os.environ.get("KILL_CAMPAIGN_SEED", "20261125"))
 KILL_SECONDS = float(os.environ.get("KILL_CAMPAIGN_SECONDS", "40"))
@@ -214,16 +214,7 @@ def test_sigkill_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
     assert sum(kills.values()) >= 5, "the campaign killed too few workers to mean anything"
 
     all_keys = keys()
-
-    def state(job, name):
-        return [k for k in all_keys if k.startswith(f"{job}/_state/") and k.endswith("/" + name)]
-
-    def get(key):
-        return s3.client.get_object(Bucket=outb, Key=key)["Body"].read() if key in all_keys else None
-
-    problems = check_jobs(jobs, expected, count_mails(smtp.subjects), done=lambda job: len(state(job, "done.json")),
-                          failed=lambda job: len(state(job, "failed.json")), result=lambda job: get(f"{job}/merged.tsv"),
-                          failure=lambda job: b"".join(get(k) for k in state(job, "failed.json")).decode())
+    problems = check_bucket_jobs(jobs, expected, count_mails(smtp.subjects), s3.client, outb, all_keys)
     leftovers = [k for k in all_keys if "/_state/" not in k
                  and k.split("/", 1)[1] not in ("merged.tsv", "report.json", "report.html")]
     if leftovers:

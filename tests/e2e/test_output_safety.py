@@ -248,3 +248,36 @@ def test_dash_is_standard_output(inputs):
     proc = run_merge("xa.tsv", "ya.tsv", "-o", "-", cwd=inputs)
     assert proc.stdout.decode() == MERGED
     assert sorted(p.name for p in inputs.iterdir()) == ["xa.tsv", "ya.tsv"]
+
+
+# --- cp with S3 (issue 20, CLI polish): folders keep the file name; bytes unless asked -------------
+
+def cp(s3, *args, cwd=None):
+    proc = subprocess.run([BIN, "cp", *map(str, args)], capture_output=True, env=s3.env(), cwd=cwd, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc
+
+
+def test_s3_cp_into_a_folder_keeps_the_file_name(s3, tmp_path):
+    b = s3.new_bucket()
+    s3.client.put_object(Bucket=b, Key="job1/merged.tsv", Body=MERGED.encode())
+    (tmp_path / "data").mkdir()
+    cp(s3, f"s3://{b}/job1/merged.tsv", "data/", cwd=tmp_path)
+    assert (tmp_path / "data" / "merged.tsv").read_text() == MERGED
+    (tmp_path / "xa.tsv").write_text(X)
+    cp(s3, "xa.tsv", f"s3://{b}/inputs/", cwd=tmp_path)
+    assert s3.client.get_object(Bucket=b, Key="inputs/xa.tsv")["Body"].read() == X.encode()
+
+
+def test_s3_cp_copies_compressed_bytes_unless_asked(s3, tmp_path):
+    import gzip
+    body = "".join(f"{i}\tv{i}\n" for i in range(5000)).encode()
+    stored = gzip.compress(body, compresslevel=1)  # a re-compression (level 6) would differ
+    (tmp_path / "x.gz").write_bytes(stored)
+    b = s3.new_bucket()
+    cp(s3, tmp_path / "x.gz", f"s3://{b}/x.gz")
+    assert s3.client.get_object(Bucket=b, Key="x.gz")["Body"].read() == stored
+    cp(s3, f"s3://{b}/x.gz", tmp_path / "back.gz")
+    assert (tmp_path / "back.gz").read_bytes() == stored
+    cp(s3, f"s3://{b}/x.gz", tmp_path / "x.tsv", "--decompress")
+    assert (tmp_path / "x.tsv").read_bytes() == body

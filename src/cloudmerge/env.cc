@@ -302,7 +302,8 @@ class PosixEnv final : public Env {
   // the /dev/stdout link itself.
   Result<OutputTarget> ResolveOutput(const std::string& path) override {
     if (path == "-") return OutputTarget{"-", true, STDOUT_FILENO};
-    if (path.empty() || path.back() == '/') return DirectoryGiven(path, path);
+    if (path.empty()) return Status::InvalidArgument("the output's name is empty: name a file to write, such as merged.tsv");
+    if (path.back() == '/') return DirectoryGiven(path, path);
     std::string cur = path;
     for (int hops = 0;; ++hops) {
       if (int fd = DescriptorOf(cur); fd >= 0) return OutputTarget{fmt::format("/dev/fd/{}", fd), true, fd};

@@ -81,7 +81,7 @@ Examples:
 
 // The one-line summaries of the subcommands list in the top-level --help: the
 // first line of each subcommand's description (its own --help shows all of it).
-class Formatter final : public CLI::Formatter {
+class OneLineSubcommands final : public CLI::Formatter {
  public:
   std::string make_subcommand(const CLI::App* sub) const override {
     std::string line = sub->get_description().substr(0, sub->get_description().find('\n'));
@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
   CLI::App app{"cloudmerge: the merge of analysis.py as a fast, exact C++ engine."};
   app.set_version_flag("--version", std::string("cloudmerge ") + CLOUDMERGE_VERSION);
   app.require_subcommand(1);
-  app.formatter(std::make_shared<Formatter>());
+  app.formatter(std::make_shared<OneLineSubcommands>());
   // Inherited by the subcommands: an unknown option is collected instead of
   // thrown, so that ParseOrExplain names it even when CLI11 would first
   // complain about a missing positional ("Y is required").

@@ -2,7 +2,9 @@
 browser (Debian's headless Chromium: --dump-dom and --screenshot). A done job
 (its name and values holding HTML), a failed job, a job waiting for an input
 and a running one (a command-engine job that sleeps); the page, a report,
-/metrics, /healthz, the token rules. Screenshots go to $CLOUDMERGE_ARTIFACTS
+/metrics, /healthz, the token rules; and the limits that keep it up (issue 15,
+finding 9): half-sent requests, a head sent a byte at a time, a foreign Host
+header (DNS rebinding). Screenshots go to $CLOUDMERGE_ARTIFACTS
 (build/test-artifacts/). About 25 s."""
 import json
 import os

@@ -243,7 +243,7 @@ class HeadGuard {
     }
     if (from_client >= kPendingPerClient) Cut(&oldest_of_client->second);
     else if (total >= kPendingTotal) Cut(&oldest->second);
-    Conn& conn = conns_[c];
+    Conn& conn = conns_[c];  // head_done stays as it is
     conn.fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
     conn.client = client;
     conn.start = Clock::now();
@@ -251,7 +251,7 @@ class HeadGuard {
   // The whole head arrived (the request handler runs): no deadline any more.
   void HeadDone(MHD_Connection* c) {
     std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = conns_.find(c); it != conns_.end()) it->second.head_done = true;
+    conns_[c].head_done = true;  // (creates the entry if the handler ever ran before Opened)
   }
   void Closed(MHD_Connection* c) {
     std::lock_guard<std::mutex> lock(mu_);

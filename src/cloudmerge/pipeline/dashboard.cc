@@ -578,9 +578,12 @@ Status Dashboard::Start() {
   impl_->guard = std::make_unique<HeadGuard>(o.header_timeout_s);
   impl_->guard->Start();
   // A thread per connection: a page that waits on a slow store listing holds up
-  // only its own request, never /healthz.
+  // only its own request, never /healthz. MHD_USE_ITC: a finished connection's
+  // thread wakes the accepting thread, which then releases its place in the
+  // limits at once (without it a pushed-out connection kept counting against
+  // its address until the next accept, and that accept could be refused).
   impl_->daemon = MHD_start_daemon(
-      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, 0, nullptr, nullptr,
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC, 0, nullptr, nullptr,
       &Impl::OnRequest, impl_.get(),
       MHD_OPTION_LISTEN_SOCKET, fd,
       MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutS,
@@ -588,8 +591,7 @@ Status Dashboard::Start() {
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerClientLimit,
       MHD_OPTION_NOTIFY_CONNECTION, &Impl::OnConnection, impl_.get(),
       MHD_OPTION_END);
-  if (!impl_->daemon) {
-    close(fd);
+  if (!impl_->daemon) {  // fd not closed: libmicrohttpd may have closed it already (serve exits on this error)
     impl_->guard.reset();
     return fail("libmicrohttpd could not start (out of threads or memory?)");
   }

@@ -17,6 +17,7 @@ want_fuzz=0  # --fuzz: clang and libFuzzer for scripts/fuzz.sh (not needed by th
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config
   libcli11-dev libfmt-dev libxxhash-dev libgtest-dev
   libcurl4-openssl-dev libssl-dev libpugixml-dev nlohmann-json3-dev zlib1g-dev libzstd-dev
+  libmicrohttpd-dev  # the dashboard's HTTP server (serve --http)
   python3 python3-venv python3-pandas python3-numpy time zstd
   chromium)  # headless, for the dashboard's and report.html's browser tests
 ((want_fuzz)) && APT_PACKAGES+=(clang libclang-rt-14-dev)

@@ -157,6 +157,9 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
   cmd->add_option("--http-token", f->http_token,
                   "Token the dashboard requires (bearer or ?token=); needed to bind a non-loopback address. "
                   "Prefer CLOUDMERGE_HTTP_TOKEN: the command line is visible to other users");
+  cmd->add_option("--http-header-timeout", f->http_header_timeout_s,
+                  "Seconds a dashboard client has to send a whole request head, counted from connecting (default 10)")
+      ->check(CLI::Range(0.1, 3600.0));
   cmd->add_option("--link-expiry-seconds", f->link_expiry_s,
                   "Validity of the presigned links in success emails (default 604800 = 7 days, S3's maximum)")
       ->check(CLI::Range(int64_t{1}, int64_t{604800}));
@@ -337,6 +340,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     if (const char* t = std::getenv("CLOUDMERGE_HTTP_TOKEN"); token.empty() && t) token = t;
     auto address = ParseHttpAddress(f.http, token);
     if (!address.ok()) return Fail(&log, address.status());
+    address->header_timeout_s = f.http_header_timeout_s;
     dashboard = std::make_unique<Dashboard>(in.get(), out.get(), po.naming, &log, *address);
     Status started = dashboard->Start();
     if (!started.ok()) return Fail(&log, started);

@@ -35,6 +35,7 @@ struct ServeFlags {
   std::string x_name = "x_list.txt", y_name = "y_list.txt";
   // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
   std::string http, http_token;
+  double http_header_timeout_s = 10;  // the dashboard's absolute deadline for a request's head
   int64_t link_expiry_s = 7 * 24 * 3600;
   // Cluster engines for job.json "engine": spark | emr-serverless | emr | auto
   // (docs/spark.md): the Spark master, EMR Serverless application and role,

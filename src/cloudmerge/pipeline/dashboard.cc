@@ -4,23 +4,22 @@
 #include "cloudmerge/json_fields.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/crypto.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <atomic>
-#include <condition_variable>
 #include <ctime>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <set>
@@ -144,25 +143,12 @@ std::string Encode(const std::string& s, bool keep_slash) {
 }
 std::string EncodePath(const std::string& job) { return Encode(job, true); }
 
-std::string Decode(const std::string& s, bool plus_is_space) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += plus_is_space && s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  return out;
-}
-
-// ---- a minimal HTTP/1.1 server: GET/HEAD, one request per connection --------
+// ---- the request as the pages see it, and their answer ---------------------
 
 struct WebRequest {
-  std::string method, path;  // path percent-decoded
+  std::string method, path;  // path percent-decoded (by libmicrohttpd)
   std::map<std::string, std::string> query, headers;  // header names lower-cased
+  size_t head_bytes = 0;  // the size of the header fields (431 above kMaxHeadBytes)
 };
 
 struct WebResponse {
@@ -171,104 +157,6 @@ struct WebResponse {
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
 };
-
-const char* Reason(int status) {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 431: return "Request Header Fields Too Large";
-    case 503: return "Service Unavailable";
-  }
-  return "Error";
-}
-
-// Parses the head of a request (up to the blank line); false when malformed.
-bool ParseRequest(const std::string& head, WebRequest* r) {
-  size_t eol = head.find("\r\n");
-  std::string line = head.substr(0, eol);
-  size_t sp1 = line.find(' '), sp2 = line.rfind(' ');
-  if (sp1 == std::string::npos || sp2 == sp1) return false;
-  r->method = line.substr(0, sp1);
-  std::string target = line.substr(sp1 + 1, sp2 - sp1 - 1);
-  if (target.empty() || target[0] != '/') return false;
-  size_t q = target.find('?');
-  r->path = Decode(target.substr(0, q), false);
-  if (q != std::string::npos) {
-    std::string qs = target.substr(q + 1);
-    for (size_t pos = 0; pos <= qs.size();) {
-      size_t amp = qs.find('&', pos);
-      if (amp == std::string::npos) amp = qs.size();
-      std::string kv = qs.substr(pos, amp - pos);
-      size_t eq = kv.find('=');
-      if (!kv.empty()) r->query[Decode(kv.substr(0, eq), true)] = eq == std::string::npos ? "" : Decode(kv.substr(eq + 1), true);
-      pos = amp + 1;
-    }
-  }
-  for (size_t pos = eol + 2; pos < head.size();) {
-    size_t end = head.find("\r\n", pos);
-    if (end == std::string::npos) end = head.size();
-    std::string h = head.substr(pos, end - pos);
-    size_t colon = h.find(':');
-    if (colon != std::string::npos) {
-      std::string name = h.substr(0, colon), value = h.substr(colon + 1);
-      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-      value.erase(0, value.find_first_not_of(" \t"));
-      r->headers[name] = value;
-    }
-    pos = end + 2;
-  }
-  return true;
-}
-
-void SendAll(int fd, const std::string& data) {
-  for (size_t sent = 0; sent < data.size();) {
-    ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) return;  // the client went away: nothing to tell it
-    sent += static_cast<size_t>(n);
-  }
-}
-
-// Reads one request from `fd` (5 s timeout), answers it, closes the socket.
-void ServeConnection(int fd, const std::function<WebResponse(const WebRequest&)>& handle) {
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  std::string head;
-  char buf[4096];
-  WebResponse res;
-  WebRequest req;
-  bool complete = false;
-  while (head.size() <= 16384) {
-    ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) break;
-    head.append(buf, static_cast<size_t>(n));
-    if (head.find("\r\n\r\n") != std::string::npos) {
-      complete = true;
-      break;
-    }
-  }
-  if (!complete && head.empty()) {
-    close(fd);  // an idle connection (a browser's preconnect) closed or timed out
-    return;
-  }
-  size_t head_end = head.find("\r\n\r\n");
-  if (!complete || head_end > 16384) res = {head.size() > 16384 ? 431 : 400, "text/plain", "bad request\n", {}};
-  else if (!ParseRequest(head.substr(0, head_end), &req)) res = {400, "text/plain", "bad request\n", {}};
-  else if (req.method != "GET" && req.method != "HEAD") res = {405, "text/plain", "read-only: GET only\n", {{"Allow", "GET, HEAD"}}};
-  else res = handle(req);
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n"
-                                "X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\n",
-                                res.status, Reason(res.status), res.content_type, res.body.size());
-  for (const auto& [k, v] : res.headers) out += k + ": " + v + "\r\n";
-  out += "\r\n";
-  if (req.method != "HEAD") out += res.body;
-  SendAll(fd, out);
-  shutdown(fd, SHUT_WR);
-  close(fd);
-}
 
 std::string Query(const WebRequest& req) {
   auto it = req.query.find("token");
@@ -280,6 +168,128 @@ bool TokenMatches(const std::string& given, const std::string& want) {
 }
 
 constexpr const char* kCsp = "default-src 'none'; style-src 'unsafe-inline'; img-src data:";
+
+// ---- the server's limits (see dashboard.h) ----------------------------------
+constexpr size_t kMaxHeadBytes = 16384;      // header fields beyond this: 431
+constexpr unsigned kIdleTimeoutS = 5;        // libmicrohttpd's timeout: restarts with each byte
+constexpr unsigned kConnectionLimit = 128;   // connections at once (each has a thread while open)
+constexpr unsigned kPerClientLimit = 32;     // connections at once from one address
+constexpr size_t kPendingPerClient = 8;      // unfinished request heads from one address...
+constexpr size_t kPendingTotal = 64;         // ...and from all: beyond, the oldest is dropped
+
+// Host header values a loopback dashboard answers to (lower case): a page of
+// another site that has its name resolve to 127.0.0.1 (DNS rebinding) sends its
+// own name and is refused. Empty (no check) off loopback: a token guards those.
+std::vector<std::string> AllowedHosts(const std::string& host, int port) {
+  if (!IsLoopback(host)) return {};
+  std::vector<std::string> names = {host.find(':') != std::string::npos ? "[" + host + "]" : host, "localhost",
+                                    "127.0.0.1", "[::1]"};
+  std::vector<std::string> allowed;
+  for (auto name : names) {
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    allowed.push_back(fmt::format("{}:{}", name, port));
+    if (port == 80) allowed.push_back(name);  // a browser leaves out the default port
+  }
+  return allowed;
+}
+
+// Client address as text (the unit of the per-client limits).
+std::string AddressText(const sockaddr* a) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  if (a && a->sa_family == AF_INET) inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(a)->sin_addr, text, sizeof(text));
+  if (a && a->sa_family == AF_INET6)
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(a)->sin6_addr, text, sizeof(text));
+  return text;
+}
+
+// Holds request heads to an absolute deadline. libmicrohttpd's own timeout
+// restarts with every byte, so a client sending one byte a second would keep
+// its connection (and thread) forever; here each connection must deliver its
+// whole head within `deadline` of connecting, or its socket is shut down (and
+// libmicrohttpd, seeing the end of the stream, closes it). Unfinished heads are
+// also capped per client address and in all: a new connection pushes out the
+// oldest unfinished one, so half-sent requests can never lock anyone out (on a
+// loopback dashboard every local client has the same address).
+// Thread safety: all members may be called from any thread (one mutex).
+class HeadGuard {
+ public:
+  explicit HeadGuard(double deadline_s)
+      : deadline_(std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(deadline_s))) {}
+  ~HeadGuard() { Stop(); }
+
+  void Start() { sweeper_ = std::thread([this] { Sweep(); }); }
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (sweeper_.joinable()) sweeper_.join();
+  }
+
+  // A connection was accepted. Its socket is dup'ed: a shutdown from here can
+  // then never reach a different connection that reused a closed descriptor.
+  void Opened(MHD_Connection* c, int fd, const std::string& client) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t from_client = 0, total = 0;
+    auto oldest = conns_.end(), oldest_of_client = conns_.end();
+    for (auto it = conns_.begin(); it != conns_.end(); ++it) {
+      if (it->second.head_done || it->second.cut) continue;
+      ++total;
+      if (oldest == conns_.end() || it->second.start < oldest->second.start) oldest = it;
+      if (it->second.client != client) continue;
+      ++from_client;
+      if (oldest_of_client == conns_.end() || it->second.start < oldest_of_client->second.start) oldest_of_client = it;
+    }
+    if (from_client >= kPendingPerClient) Cut(&oldest_of_client->second);
+    else if (total >= kPendingTotal) Cut(&oldest->second);
+    Conn& conn = conns_[c];  // head_done stays as it is
+    conn.fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    conn.client = client;
+    conn.start = Clock::now();
+  }
+  // The whole head arrived (the request handler runs): no deadline any more.
+  void HeadDone(MHD_Connection* c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    conns_[c].head_done = true;  // (creates the entry if the handler ever ran before Opened)
+  }
+  void Closed(MHD_Connection* c) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = conns_.find(c);
+    if (it == conns_.end()) return;
+    if (it->second.fd >= 0) close(it->second.fd);
+    conns_.erase(it);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Conn {
+    int fd = -1;
+    std::string client;
+    Clock::time_point start;
+    bool head_done = false, cut = false;
+  };
+  void Cut(Conn* conn) {
+    if (conn->fd >= 0) shutdown(conn->fd, SHUT_RDWR);
+    conn->cut = true;
+  }
+  void Sweep() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(100));
+      auto now = Clock::now();
+      for (auto& [c, conn] : conns_)
+        if (!conn.head_done && !conn.cut && now - conn.start >= deadline_) Cut(&conn);
+    }
+  }
+
+  const Clock::duration deadline_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::map<MHD_Connection*, Conn> conns_;
+  bool stopping_ = false;
+  std::thread sweeper_;
+};
 
 }  // namespace
 
@@ -394,12 +404,9 @@ struct Dashboard::Impl {
   JobNaming naming;
   JsonLog* log = nullptr;
   DashboardOptions o;
-  int listen_fd = -1;
-  std::atomic<bool> stop{false};
-  std::thread thread;
-  std::mutex mu;  // guards active
-  std::condition_variable idle;
-  int active = 0;  // connections being served
+  std::vector<std::string> allowed_hosts;  // empty: any Host
+  std::unique_ptr<HeadGuard> guard;
+  MHD_Daemon* daemon = nullptr;
 
   bool Authorized(const WebRequest& req) const {
     if (o.token.empty() || req.path == "/healthz") return true;
@@ -408,6 +415,16 @@ struct Dashboard::Impl {
       return true;
     auto q = req.query.find("token");
     return q != req.query.end() && TokenMatches(q->second, o.token);
+  }
+
+  // A Host header naming another site (DNS rebinding). No Host at all passes:
+  // browsers always send one, so its absence is a script or tool on this host.
+  bool HostRefused(const WebRequest& req) const {
+    auto host = req.headers.find("host");
+    if (allowed_hosts.empty() || host == req.headers.end()) return false;
+    std::string h = host->second;
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+    return std::find(allowed_hosts.begin(), allowed_hosts.end(), h) == allowed_hosts.end();
   }
 
   // The snapshot, or a 503 saying which store could not be read.
@@ -435,6 +452,14 @@ struct Dashboard::Impl {
   }
 
   WebResponse Handle(const WebRequest& req) {
+    if (req.head_bytes > kMaxHeadBytes) return {431, "text/plain", "request header fields too large\n", {}};
+    if (req.method != "GET" && req.method != "HEAD")
+      return {405, "text/plain", "read-only: GET only\n", {{"Allow", "GET, HEAD"}}};
+    if (HostRefused(req))
+      return {421, "text/plain",
+              fmt::format("this dashboard answers to {} only (the Host header names another site)\n",
+                          allowed_hosts.front()),
+              {}};
     if (!Authorized(req))
       return {401, "text/plain", "a token is required: send \"Authorization: Bearer TOKEN\" or add ?token=TOKEN\n",
               {{"WWW-Authenticate", "Bearer"}}};
@@ -458,29 +483,56 @@ struct Dashboard::Impl {
     return {404, "text/plain", "not found: the dashboard serves /, /metrics, /healthz and /jobs/<job>/report.html\n", {}};
   }
 
-  // Accepts until stopped; each connection on its own short-lived thread
-  // (a browser may hold an idle connection open), at most 16 at once.
-  void Loop() {
-    while (!stop.load()) {
-      pollfd p{listen_fd, POLLIN, 0};
-      if (poll(&p, 1, 200) <= 0) continue;
-      int fd = accept(listen_fd, nullptr, nullptr);
-      if (fd < 0) continue;
-      std::unique_lock<std::mutex> lock(mu);
-      if (active >= 16) {
-        lock.unlock();
-        SendAll(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        close(fd);
-        continue;
-      }
-      ++active;
-      lock.unlock();
-      std::thread([this, fd] {
-        ServeConnection(fd, [this](const WebRequest& r) { return Handle(r); });
-        std::lock_guard<std::mutex> done(mu);
-        if (--active == 0) idle.notify_all();
-      }).detach();
+  // libmicrohttpd's callbacks (on the connection's thread).
+  static void OnConnection(void* cls, MHD_Connection* c, void** /*socket_context*/, MHD_ConnectionNotificationCode code) {
+    auto* self = static_cast<Impl*>(cls);
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) return self->guard->Closed(c);
+    const MHD_ConnectionInfo* fd = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const MHD_ConnectionInfo* addr = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    self->guard->Opened(c, fd ? fd->connect_fd : -1, AddressText(addr ? addr->client_addr : nullptr));
+  }
+
+  static MHD_Result OnHeader(void* cls, MHD_ValueKind kind, const char* key, const char* value) {
+    auto* req = static_cast<WebRequest*>(cls);
+    std::string name = key ? key : "", text = value ? value : "";
+    req->head_bytes += name.size() + text.size() + 4;  // "name: value\r\n"
+    if (kind == MHD_GET_ARGUMENT_KIND) {
+      req->query[name] = text;
+    } else {
+      std::transform(name.begin(), name.end(), name.begin(), [](unsigned char ch) { return std::tolower(ch); });
+      req->headers[name] = text;
     }
+    return MHD_YES;
+  }
+
+  // Called once the head is complete; answers at once (one request per
+  // connection: every answer says "Connection: close").
+  static MHD_Result OnRequest(void* cls, MHD_Connection* c, const char* url, const char* method,
+                              const char* /*version*/, const char* /*upload_data*/, size_t* upload_data_size,
+                              void** request_state) {
+    auto* self = static_cast<Impl*>(cls);
+    if (*request_state) {  // a body after the head (answered already: 405): discard it
+      *upload_data_size = 0;
+      return MHD_YES;
+    }
+    *request_state = self;
+    self->guard->HeadDone(c);
+    WebRequest req;
+    req.method = method;
+    req.path = url;
+    MHD_get_connection_values(c, MHD_HEADER_KIND, &OnHeader, &req);
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, &OnHeader, &req);
+    WebResponse res = self->Handle(req);
+    MHD_Response* r = MHD_create_response_from_buffer(res.body.size(), res.body.data(), MHD_RESPMEM_MUST_COPY);
+    if (!r) return MHD_NO;  // out of memory: libmicrohttpd closes the connection
+    MHD_add_response_header(r, "Content-Type", res.content_type.c_str());
+    MHD_add_response_header(r, "Connection", "close");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Cache-Control", "no-store");
+    for (const auto& [k, v] : res.headers) MHD_add_response_header(r, k.c_str(), v.c_str());
+    MHD_Result queued = MHD_queue_response(c, static_cast<unsigned>(res.status), r);
+    MHD_destroy_response(r);
+    return queued;
   }
 };
 
@@ -501,6 +553,7 @@ Status Dashboard::Start() {
     return Status::IOError(fmt::format("--http: cannot listen on {}:{}: {}. Choose another port or address, or stop "
                                        "what is using it.", o.host, o.port, why));
   };
+  // The socket is bound here (not by libmicrohttpd) for an error that names the address.
   addrinfo hints{}, *res = nullptr;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
@@ -521,21 +574,39 @@ Status Dashboard::Start() {
   getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
   port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
-  impl_->listen_fd = fd;
-  impl_->thread = std::thread([this] { impl_->Loop(); });
+  impl_->allowed_hosts = AllowedHosts(o.host, port_);
+  impl_->guard = std::make_unique<HeadGuard>(o.header_timeout_s);
+  impl_->guard->Start();
+  // A thread per connection: a page that waits on a slow store listing holds up
+  // only its own request, never /healthz. MHD_USE_ITC: a finished connection's
+  // thread wakes the accepting thread, which then releases its place in the
+  // limits at once (without it a pushed-out connection kept counting against
+  // its address until the next accept, and that accept could be refused).
+  impl_->daemon = MHD_start_daemon(
+      MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC, 0, nullptr, nullptr,
+      &Impl::OnRequest, impl_.get(),
+      MHD_OPTION_LISTEN_SOCKET, fd,
+      MHD_OPTION_CONNECTION_TIMEOUT, kIdleTimeoutS,
+      MHD_OPTION_CONNECTION_LIMIT, kConnectionLimit,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, kPerClientLimit,
+      MHD_OPTION_NOTIFY_CONNECTION, &Impl::OnConnection, impl_.get(),
+      MHD_OPTION_END);
+  if (!impl_->daemon) {  // fd not closed: libmicrohttpd may have closed it already (serve exits on this error)
+    impl_->guard.reset();
+    return fail("libmicrohttpd could not start (out of threads or memory?)");
+  }
   impl_->log->Info("dashboard.started", "", fmt::format("dashboard on http://{}:{}/", o.host, port_),
                    {{"port", port_}, {"token_required", !o.token.empty()}});
   return Status::OK();
 }
 
 void Dashboard::Stop() {
-  if (!impl_->thread.joinable()) return;
-  impl_->stop.store(true);
-  impl_->thread.join();
-  close(impl_->listen_fd);
-  // Connections time out within 5 s: wait for them, they use the stores.
-  std::unique_lock<std::mutex> lock(impl_->mu);
-  impl_->idle.wait(lock, [&] { return impl_->active == 0; });
+  if (!impl_->daemon) return;
+  // Closes the listening socket and every connection, and waits for their
+  // threads: a request being answered finishes first (it uses the stores).
+  MHD_stop_daemon(impl_->daemon);
+  impl_->daemon = nullptr;
+  impl_->guard.reset();
 }
 
 }  // namespace cloudmerge

@@ -1,7 +1,6 @@
-// The read-only dashboard of `cloudmerge serve --http HOST:PORT`: a minimal
-// HTTP/1.1 server (GET/HEAD, one request per connection, sockets only: no
-// library, so the Lambda package keeps AL2023's runtime) on its own thread
-// beside the serve loop.
+// The read-only dashboard of `cloudmerge serve --http HOST:PORT`: GET/HEAD,
+// one request per connection, served by libmicrohttpd (Debian's
+// libmicrohttpd-dev) on its own threads beside the serve loop.
 //   /                          the jobs: waiting for inputs, queued, running
 //                              (elapsed), done, failed; links to their reports
 //   /jobs/<job>/report.html    the job's report, read from the output store
@@ -14,8 +13,18 @@
 // job. Loopback by default; binding elsewhere needs a token, then required on
 // every page as "Authorization: Bearer TOKEN" or "?token=TOKEN".
 //
+// Limits (so that no client can hold the dashboard down): a request's head must
+// arrive whole within header_timeout_s of connecting (an absolute deadline; 5 s
+// of silence also ends a connection); at most 8 unfinished heads per client
+// address and 64 in all, a new connection pushing out the oldest unfinished
+// one; 32 connections per address, 128 in all; header fields up to 16 KiB
+// (431 beyond). On a loopback address the Host header must name the dashboard
+// (HOST:PORT, localhost:PORT, 127.0.0.1:PORT or [::1]:PORT), or the answer is
+// 421: a web page whose name resolves to 127.0.0.1 (DNS rebinding) reads nothing.
+//
 // Thread safety: the stores must be thread-safe (they are); Start/Stop from
-// one thread. Each connection is served on a short-lived thread (at most 16).
+// one thread. Each connection is served on its own thread (libmicrohttpd's
+// thread-per-connection mode), so a slow store listing delays only its page.
 #pragma once
 
 #include <memory>
@@ -33,6 +42,7 @@ struct DashboardOptions {
   std::string host = "127.0.0.1";
   int port = 0;       // 0: any free port (see Dashboard::port)
   std::string token;  // empty: none (loopback only)
+  double header_timeout_s = 10;  // absolute deadline for a request's head (--http-header-timeout)
 };
 
 // "HOST:PORT" (or "[::1]:PORT", or ":PORT" for loopback) with the token;

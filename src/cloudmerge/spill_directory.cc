@@ -310,7 +310,7 @@ Result<int> OpenPrivateTempRoot(const std::string& parent_in, std::string* path_
   if ((st.st_mode & 077) != 0) {
     close(fd);
     return RootError(root, fmt::format("its mode is {:04o}, which lets other users in", st.st_mode & 07777),
-                     fmt::format("If nobody else has put files there, run `chmod 700 {}`; otherwise remove it.", root));
+                     fmt::format("If nobody else has put files there, run `chmod 700 {}`; otherwise remove it, or pass --temp-dir elsewhere.", root));
   }
   return fd;
 }

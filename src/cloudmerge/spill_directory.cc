@@ -122,6 +122,15 @@ bool JoinName(char* out, size_t n, std::string_view prefix, const char* suffix) 
   return true;
 }
 
+// Removes the private root at `path` (open as root_fd) if it is empty and still
+// the directory opened: a run leaves the temp dir as it found it. A concurrent
+// run that has the root open and finds it gone opens it again (Create).
+void RemoveRootIfEmpty(int root_fd, const char* path) {
+  struct stat opened {}, named {};
+  if (fstat(root_fd, &opened) != 0 || lstat(path, &named) != 0) return;
+  if (opened.st_dev == named.st_dev && opened.st_ino == named.st_ino) rmdir(path);
+}
+
 // ---- The fatal-signal cleanup table ----------------------------------------------
 // A slot is claimed (kFree -> kBusy), filled, then published (kArmed); the hook
 // only touches kArmed slots. Its descriptors could in principle be closed and
@@ -136,6 +145,7 @@ struct CleanupSlot {
   dev_t dev = 0;
   ino_t ino = 0;
   char suffix[64] = {};  // <pid>-<rand>: the directory is kPrefix or kStagingPrefix + suffix
+  char root_path[4096] = {};
 };
 constexpr int kCleanupSlots = 16;
 CleanupSlot g_slots[kCleanupSlots];
@@ -148,6 +158,7 @@ void RemoveInHandler(const CleanupSlot& s) {
   char name[96];
   if (JoinName(name, sizeof(name), kPrefix, s.suffix)) unlinkat(s.root_fd, name, AT_REMOVEDIR);
   if (JoinName(name, sizeof(name), kStagingPrefix, s.suffix)) unlinkat(s.root_fd, name, AT_REMOVEDIR);
+  RemoveRootIfEmpty(s.root_fd, s.root_path);
 }
 
 void RemoveArmedDirectories() {
@@ -156,10 +167,12 @@ void RemoveArmedDirectories() {
 }
 
 // -1 when the table is full (the directory is then removed only normally, or by a later run's reclaim).
-int ArmCleanup(int root_fd, int dir_fd, const std::string& suffix) {
+int ArmCleanup(int root_fd, const std::string& root_path, int dir_fd, const std::string& suffix) {
   static const bool hooked = AddFatalSignalHook(&RemoveArmedDirectories);
   struct stat st {};
-  if (!hooked || suffix.size() >= sizeof(CleanupSlot::suffix) || fstat(dir_fd, &st) != 0) return -1;
+  if (!hooked || suffix.size() >= sizeof(CleanupSlot::suffix) || root_path.size() >= sizeof(CleanupSlot::root_path) ||
+      fstat(dir_fd, &st) != 0)
+    return -1;
   for (int i = 0; i < kCleanupSlots; ++i) {
     int expected = kFree;
     if (!g_slots[i].state.compare_exchange_strong(expected, kBusy)) continue;
@@ -169,6 +182,7 @@ int ArmCleanup(int root_fd, int dir_fd, const std::string& suffix) {
     s.dev = st.st_dev;
     s.ino = st.st_ino;
     std::memcpy(s.suffix, suffix.c_str(), suffix.size() + 1);
+    std::memcpy(s.root_path, root_path.c_str(), root_path.size() + 1);
     s.state.store(kArmed);
     return i;
   }
@@ -317,17 +331,23 @@ Result<int> OpenPrivateTempRoot(const std::string& parent_in, std::string* path_
 
 Result<int> OpenAnonymousTempFile(const std::string& parent, const std::string& what) {
   std::string root;
-  auto root_fd = OpenPrivateTempRoot(parent, &root);
-  if (!root_fd.ok()) return root_fd.status();
-  int fd = openat(*root_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-  if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
-    // No O_TMPFILE on this file system: a random name, created exclusively and unlinked at once.
-    const std::string name = fmt::format(".cloudmerge-scratch-{}-{:016x}", getpid(), RandomSeed());
-    fd = openat(*root_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd >= 0) unlinkat(*root_fd, name.c_str(), 0);
+  int fd = -1, err = 0;
+  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+    auto root_fd = OpenPrivateTempRoot(parent, &root);
+    if (!root_fd.ok()) return root_fd.status();
+    fd = openat(*root_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+      // No O_TMPFILE on this file system: a random name, created exclusively and unlinked at once.
+      const std::string name = fmt::format(".cloudmerge-scratch-{}-{:016x}", getpid(), RandomSeed());
+      fd = openat(*root_fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+      if (fd >= 0) unlinkat(*root_fd, name.c_str(), 0);
+    }
+    err = errno;
+    // The file has no name: the root need not stay for it.
+    RemoveRootIfEmpty(*root_fd, root.c_str());
+    close(*root_fd);
+    if (fd < 0 && err != ENOENT) break;  // ENOENT: another run removed the root meanwhile; again
   }
-  int err = errno;
-  close(*root_fd);
   if (fd >= 0) return fd;
   if (err == ENOSPC || err == EDQUOT) return NoSpaceError(what, root);
   return ParentError(root, fmt::format("cannot {} there ({})", what, std::strerror(err)));
@@ -340,7 +360,8 @@ Result<std::unique_ptr<SpillDirectory>> SpillDirectory::Create(const std::string
   auto root_fd = OpenPrivateTempRoot(parent, &root);
   if (!root_fd.ok()) return root_fd.status();
   std::unique_ptr<SpillDirectory> dir(new SpillDirectory());
-  dir->root_fd_ = *root_fd;  // closed by the destructor from here on
+  dir->root_fd_ = *root_fd;  // closed (and removed if left empty) by the destructor from here on
+  dir->root_path_ = root;
 
   uint64_t reclaimed = ReclaimDead(dir->root_fd_);
   if (reclaimed_bytes != nullptr) *reclaimed_bytes = reclaimed;
@@ -352,6 +373,14 @@ Result<std::unique_ptr<SpillDirectory>> SpillDirectory::Create(const std::string
     if (mkdirat(dir->root_fd_, staging.c_str(), 0700) != 0) {
       int err = errno;
       if (err == EEXIST) continue;
+      if (err == ENOENT) {  // another run, ending, removed the empty root meanwhile: open it again
+        close(dir->root_fd_);
+        dir->root_fd_ = -1;
+        auto again = OpenPrivateTempRoot(parent, &root);
+        if (!again.ok()) return again.status();
+        dir->root_fd_ = *again;
+        continue;
+      }
       if (err == ENOSPC || err == EDQUOT) return NoSpaceError("create a spill directory", root);
       return ParentError(root, fmt::format("cannot create {} in it ({})", staging, std::strerror(err)));
     }
@@ -367,7 +396,7 @@ Result<std::unique_ptr<SpillDirectory>> SpillDirectory::Create(const std::string
     dir->dir_fd_ = openat(dir->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir->dir_fd_ < 0) return fail("open the new spill directory", errno);
     // Armed before anything is written, so that no signal can leave the directory behind.
-    dir->slot_ = ArmCleanup(dir->root_fd_, dir->dir_fd_, suffix);
+    dir->slot_ = ArmCleanup(dir->root_fd_, root, dir->dir_fd_, suffix);
     int marker = openat(dir->dir_fd_, kMarkerName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (marker < 0) return fail("create the spill directory's marker file", errno);
     const bool written = write(marker, kMarkerText.data(), kMarkerText.size()) == static_cast<ssize_t>(kMarkerText.size());
@@ -392,6 +421,7 @@ SpillDirectory::~SpillDirectory() {
     RemoveOwnedFiles(dir_fd_, &ignored);
     if (!name_.empty()) unlinkat(root_fd_, name_.c_str(), AT_REMOVEDIR);
   }
+  if (root_fd_ >= 0 && !root_path_.empty()) RemoveRootIfEmpty(root_fd_, root_path_.c_str());
   DisarmCleanup(slot_);
   if (lock_fd_ >= 0) close(lock_fd_);
   if (dir_fd_ >= 0) close(dir_fd_);

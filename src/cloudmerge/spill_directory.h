@@ -8,7 +8,8 @@
 // before every use, checks is a real directory (not a symlink) owned by this
 // user and closed to others; anything else is a clear error, never "fixed".
 // Inside it, each run's directory holds a marker file written at creation and
-// a lock. Only directories with the marker, owned by this user, are ever
+// a lock; the private directory itself is removed again when a run leaves it
+// empty. Only directories with the marker, owned by this user, are ever
 // emptied, and only of the files cloudmerge names itself (`.lock`, the
 // marker, `*.spill`, regular files owned by this user); removal works on
 // directory descriptors (openat/unlinkat, O_NOFOLLOW|O_DIRECTORY), so a
@@ -69,6 +70,7 @@ class SpillDirectory {
   SpillDirectory() = default;
   std::string path_;
   std::string name_;  // its name in the private root
+  std::string root_path_;
   int root_fd_ = -1;  // PARENT/cloudmerge-<uid>
   int dir_fd_ = -1;
   int lock_fd_ = -1;

@@ -42,7 +42,7 @@ def big_pair(tmp_path_factory):
 
 
 def spill_bytes(directory):
-    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*.spill") if p.is_file())
 
 
 def start_and_wait_for_spill(x, y, out, temp_dir, timeout=60):

@@ -676,7 +676,10 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto out = AtomicOutput::Open(env, o.out_path);
   if (!out.ok()) return out.status();
   Status merged = MergeInto(env, o, threads, &out.value(), stats);
-  if (merged.code() == Status::Code::kCorruption && (*out)->can_restart()) {
+  // Standard input, a FIFO or a device cannot be read from the start again.
+  auto read_once = [&](const std::string& p) { return p == "-" || env->IsSpecialFile(p); };
+  if (merged.code() == Status::Code::kCorruption && (*out)->can_restart() && !read_once(o.x_path) &&
+      !read_once(o.y_path)) {
     // A streamed input arrived damaged (its checksum, checked at its end,
     // disagrees): nothing is committed yet, so read everything once more.
     const MergeStats fresh;

@@ -318,13 +318,16 @@ Result<int> OpenPrivateTempRoot(const std::string& parent_in, std::string* path_
   }
   if (st.st_uid != uid) {
     close(fd);
-    return RootError(root, fmt::format("it belongs to user {}, not to you (user {}): someone else created it", st.st_uid, uid),
-                     "Have it removed (by its owner or root), or pass --temp-dir with a directory only you may write to.");
+    return RootError(
+        root, fmt::format("it belongs to user {}, not to you (user {}): someone else created it", st.st_uid, uid),
+        "Have it removed (by its owner or root), or pass --temp-dir with a directory only you may write to.");
   }
   if ((st.st_mode & 077) != 0) {
     close(fd);
     return RootError(root, fmt::format("its mode is {:04o}, which lets other users in", st.st_mode & 07777),
-                     fmt::format("If nobody else has put files there, run `chmod 700 {}`; otherwise remove it, or pass --temp-dir elsewhere.", root));
+                     fmt::format("If nobody else has put files there, run `chmod 700 {}`; otherwise remove it, "
+                                 "or pass --temp-dir elsewhere.",
+                                 root));
   }
   return fd;
 }
@@ -399,7 +402,8 @@ Result<std::unique_ptr<SpillDirectory>> SpillDirectory::Create(const std::string
     dir->slot_ = ArmCleanup(dir->root_fd_, root, dir->dir_fd_, suffix);
     int marker = openat(dir->dir_fd_, kMarkerName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (marker < 0) return fail("create the spill directory's marker file", errno);
-    const bool written = write(marker, kMarkerText.data(), kMarkerText.size()) == static_cast<ssize_t>(kMarkerText.size());
+    const bool written =
+        write(marker, kMarkerText.data(), kMarkerText.size()) == static_cast<ssize_t>(kMarkerText.size());
     int write_err = errno;
     close(marker);
     if (!written) return fail("write the spill directory's marker file", write_err);

@@ -175,21 +175,25 @@ class FdStream final : public InputStream {
   ~FdStream() override {
     if (owns_) ::close(fd_);
   }
+  // Fills the piece asked for (a pipe hands out 64 KiB per read) or stops at the end.
   Status Read(size_t max_bytes, std::string* out) override {
-    if (max_bytes == 0) return Status::OK();
-    size_t old = out->size();
-    out->resize(old + std::min<size_t>(max_bytes, size_t{8} << 20));
-    for (;;) {
-      ssize_t n = ::read(fd_, out->data() + old, out->size() - old);
+    const size_t old = out->size();
+    const size_t want = std::min<size_t>(max_bytes, size_t{8} << 20);
+    out->resize(old + want);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::read(fd_, out->data() + old + got, want - got);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0) {
         int err = errno;
         out->resize(old);
         return IoFailure("cannot read", DisplayName(path_), err);
       }
-      out->resize(old + static_cast<size_t>(n));
-      return Status::OK();
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
     }
+    out->resize(old + got);
+    return Status::OK();
   }
   uint64_t size_hint() const override { return 0; }
   bool reopenable() const override { return false; }

@@ -40,11 +40,14 @@ class GzipDecoder final : public Decoder {
   }
   ~GzipDecoder() override { inflateEnd(&z_); }
 
-  Status Feed(std::string_view in, std::string* out) override {
+  Status Feed(std::string_view in, std::string* out, size_t max_out, size_t* consumed) override {
     z_.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     z_.avail_in = static_cast<uInt>(in.size());
-    while (z_.avail_in > 0) {
+    const size_t start = out->size();
+    // An output step filled to the end may leave decoded bytes inside zlib: step again even without input.
+    while ((z_.avail_in > 0 || out_full_) && out->size() - start < max_out) {
       if (stream_end_) {
+        if (z_.avail_in == 0) break;
         // Another gzip member follows (concatenated .gz files are valid gzip).
         inflateReset(&z_);
         stream_end_ = false;
@@ -54,19 +57,24 @@ class GzipDecoder final : public Decoder {
       z_.next_out = reinterpret_cast<Bytef*>(out->data() + old);
       z_.avail_out = kOutStep;
       int rc = inflate(&z_, Z_NO_FLUSH);
+      out_full_ = z_.avail_out == 0;
       out->resize(old + (kOutStep - z_.avail_out));
-      if (out->size() > limit_) return TooBig(name_, limit_);
+      total_ += kOutStep - z_.avail_out;
+      if (total_ > limit_) return TooBig(name_, limit_);
       if (rc == Z_STREAM_END) {
         stream_end_ = true;
       } else if (rc == Z_BUF_ERROR) {
-        continue;  // needs more output space or more input: both handled by the loop
+        if (z_.avail_in == 0 && !out_full_) break;  // nothing more to do without input
+        continue;  // needs more output space: the loop gives it
       } else if (rc != Z_OK) {
         return Corrupt(name_, z_.msg ? z_.msg : "inflate failed");
       }
       seen_data_ = true;
     }
+    *consumed = in.size() - z_.avail_in;
     return Status::OK();
   }
+  bool pending() const override { return out_full_; }
 
   Status Finish() override {
     if (seen_data_ && !stream_end_) return Corrupt(name_, "the file ends in the middle of a gzip stream");
@@ -79,6 +87,8 @@ class GzipDecoder final : public Decoder {
   z_stream z_{};
   bool stream_end_ = false;
   bool seen_data_ = false;
+  bool out_full_ = false;
+  uint64_t total_ = 0;  // decoded bytes so far, against limit_
 };
 
 class ZstdDecoder final : public Decoder {
@@ -86,20 +96,26 @@ class ZstdDecoder final : public Decoder {
   ZstdDecoder(std::string name, uint64_t limit) : name_(std::move(name)), limit_(limit), d_(ZSTD_createDStream()) {}
   ~ZstdDecoder() override { ZSTD_freeDStream(d_); }
 
-  Status Feed(std::string_view in, std::string* out) override {
+  Status Feed(std::string_view in, std::string* out, size_t max_out, size_t* consumed) override {
     ZSTD_inBuffer ib{in.data(), in.size(), 0};
-    while (ib.pos < ib.size) {
+    const size_t start = out->size();
+    // An output step filled to the end may leave decoded bytes inside zstd: step again even without input.
+    while ((ib.pos < ib.size || out_full_) && out->size() - start < max_out) {
       size_t old = out->size();
       out->resize(old + kOutStep);
       ZSTD_outBuffer ob{out->data() + old, kOutStep, 0};
       size_t rc = ZSTD_decompressStream(d_, &ob, &ib);
       out->resize(old + ob.pos);
       if (ZSTD_isError(rc)) return Corrupt(name_, ZSTD_getErrorName(rc));
-      if (out->size() > limit_) return TooBig(name_, limit_);
+      out_full_ = ob.pos == kOutStep;
+      total_ += ob.pos;
+      if (total_ > limit_) return TooBig(name_, limit_);
       frame_open_ = rc != 0;
     }
+    *consumed = ib.pos;
     return Status::OK();
   }
+  bool pending() const override { return out_full_; }
 
   Status Finish() override {
     if (frame_open_) return Corrupt(name_, "the file ends in the middle of a zstd frame");
@@ -111,6 +127,8 @@ class ZstdDecoder final : public Decoder {
   uint64_t limit_;
   ZSTD_DStream* d_;
   bool frame_open_ = false;
+  bool out_full_ = false;
+  uint64_t total_ = 0;  // decoded bytes so far, against limit_
 };
 
 // Encoders. Errors here mean a bug or memory exhaustion (the codecs do not

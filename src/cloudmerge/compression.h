@@ -2,7 +2,10 @@
 // multi-member gzip as written by pigz/bgzip) and `.zst` (zstd, multi-frame)
 // are decompressed, outputs so named are compressed (AtomicOutput, env.h).
 // A Decoder turns compressed bytes, fed in any pieces, into the plain bytes
-// appended to `out`; Finish() reports a truncated stream. An Encoder is the
+// appended to `out`, at most about `max_out` of them per call (a few bytes of
+// a zstd or gzip bomb can stand for gigabytes: the caller takes the output in
+// bounded pieces and feeds the rest of the input again); Finish() reports a
+// truncated stream. An Encoder is the
 // reverse: plain bytes in any pieces, one gzip member or one zstd frame out,
 // completed by Finish().
 //
@@ -28,7 +31,14 @@ Compression CompressionForPath(std::string_view path);
 class Decoder {
  public:
   virtual ~Decoder() = default;
-  virtual Status Feed(std::string_view in, std::string* out) = 0;
+  // Decodes from `in`, appending to *out, until all of `in` is consumed and no
+  // decoded byte is held back, or until *out has grown by `max_out` bytes (or
+  // up to 1 MiB more). *consumed receives the bytes of `in` used; the caller
+  // passes the rest again, or an empty `in` to drain what is held back at the
+  // end of the input.
+  virtual Status Feed(std::string_view in, std::string* out, size_t max_out, size_t* consumed) = 0;
+  // True while decoded bytes are held back (the last Feed stopped at max_out).
+  virtual bool pending() const = 0;
   virtual Status Finish() = 0;
 };
 

@@ -7,7 +7,6 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include <cstdint>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <random>
 #include <string_view>
 #include <vector>
@@ -172,6 +172,44 @@ Result<std::unique_ptr<InputData>> ReadAll(int fd, const std::string& path) {
   return std::unique_ptr<InputData>(new BufferInput(std::move(data)));
 }
 
+// Standard input, a FIFO or a device, read in order as the bytes come: never
+// whole (a `cat huge |` or /dev/zero would otherwise fill memory), and once
+// (not reopenable: Table keeps a copy when it needs a second pass).
+class FdStream final : public InputStream {
+ public:
+  FdStream(int fd, std::string path, bool owns) : fd_(fd), path_(std::move(path)), owns_(owns) {}
+  ~FdStream() override {
+    if (owns_) ::close(fd_);
+  }
+  // Fills the piece asked for (a pipe hands out 64 KiB per read) or stops at the end.
+  Status Read(size_t max_bytes, std::string* out) override {
+    const size_t old = out->size();
+    const size_t want = std::min<size_t>(max_bytes, size_t{8} << 20);
+    out->resize(old + want);
+    size_t got = 0;
+    while (got < want) {
+      ssize_t n = ::read(fd_, out->data() + old + got, want - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        out->resize(old);
+        return IoFailure("cannot read", DisplayName(path_), err);
+      }
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    out->resize(old + got);
+    return Status::OK();
+  }
+  uint64_t size_hint() const override { return 0; }
+  bool reopenable() const override { return false; }
+
+ private:
+  int fd_;
+  std::string path_;
+  bool owns_;
+};
+
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path, bool owns) : fd_(fd), path_(std::move(path)), owns_(owns) {}
@@ -270,6 +308,17 @@ class PosixEnv final : public Env {
     return std::unique_ptr<InputData>(new MappedInput(static_cast<const char*>(p), static_cast<size_t>(st.st_size), path));
   }
 
+  // Standard input, FIFOs and devices stream; regular files are mapped (ReadFile).
+  Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) override {
+    if (path == "-") return std::unique_ptr<InputStream>(new FdStream(STDIN_FILENO, path, false));
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))
+      return std::unique_ptr<InputStream>();  // ReadFile opens it (and words any error)
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoFailure("cannot open input", path, errno);
+    return std::unique_ptr<InputStream>(new FdStream(fd, path, true));
+  }
+
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     if (path == "-") return std::unique_ptr<WritableFile>(new PosixWritableFile(STDOUT_FILENO, path, false));
     if (int n = DescriptorPath(path); n >= 0) {
@@ -338,77 +387,14 @@ class PosixEnv final : public Env {
 char g_cleanup_path[4096];
 std::atomic<bool> g_cleanup_armed{false};
 
-// Registered directories (RegisterCleanupDirectory), removed with their
-// contents. A slot is claimed (kFree -> kBusy), filled, then published
-// (kArmed); the handler only touches kArmed slots. The handler opens the
-// directory by path rather than through a descriptor opened at registration:
-// a descriptor closed by Unregister on one thread could be reused for some
-// other directory while the handler runs on another, and the handler would
-// then empty the wrong directory; a path cannot be retargeted that way.
-enum : int { kFree = 0, kBusy = 1, kArmed = 2 };
-struct DirSlot {
-  std::atomic<int> state{kFree};
-  char path[4096];
-};
-constexpr int kDirSlots = 16;
-DirSlot g_dirs[kDirSlots];
-
-// getdents64(2)'s record; glibc's struct dirent64 is not guaranteed to match.
-struct Dirent64 {
-  uint64_t d_ino;
-  int64_t d_off;
-  unsigned short d_reclen;
-  unsigned char d_type;
-  char d_name[];
-};
-
-// Removes everything inside the directory open as `fd`, subdirectories up to
-// `depth` more levels. Async-signal-safe: raw system calls and a stack buffer.
-// Entries are unlinked while the directory is being listed, which may make the
-// listing skip some: it is listed again from the start until a pass removes
-// nothing.
-void RemoveContentsAt(int fd, int depth) {
-  alignas(8) char buf[4096];
-  for (int pass = 0; pass < 64; ++pass) {
-    bool removed = false;
-    if (lseek(fd, 0, SEEK_SET) != 0) return;
-    for (;;) {
-      long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
-      if (n <= 0) break;
-      for (long off = 0; off < n;) {
-        const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
-        off += d->d_reclen;
-        const char* name = d->d_name;
-        if (name[0] == '.' && (name[1] == 0 || (name[1] == '.' && name[2] == 0))) continue;
-        if (unlinkat(fd, name, 0) == 0) {
-          removed = true;
-          continue;
-        }
-        if (errno != EISDIR || depth == 0) continue;
-        int sub = openat(fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub >= 0) {
-          RemoveContentsAt(sub, depth - 1);
-          close(sub);
-        }
-        if (unlinkat(fd, name, AT_REMOVEDIR) == 0) removed = true;
-      }
-    }
-    if (!removed) return;
-  }
-}
-
-void RemoveDirectoryInHandler(const char* path) {
-  int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return;
-  RemoveContentsAt(fd, 4);
-  close(fd);
-  rmdir(path);
-}
+// Hooks of other modules (AddFatalSignalHook), called in the order added.
+constexpr int kMaxHooks = 8;
+std::atomic<FatalSignalHook> g_hooks[kMaxHooks];
 
 void OnFatalSignal(int sig) {
   if (g_cleanup_armed.load()) ::unlink(g_cleanup_path);
-  for (DirSlot& slot : g_dirs)
-    if (slot.state.load() == kArmed) RemoveDirectoryInHandler(slot.path);
+  for (auto& hook : g_hooks)
+    if (FatalSignalHook h = hook.load()) h();
   signal(sig, SIG_DFL);
   raise(sig);
 }
@@ -438,30 +424,13 @@ void DisarmCleanup() { g_cleanup_armed.store(false); }
 
 }  // namespace
 
-bool RegisterCleanupDirectory(const std::string& dir) {
-  if (dir.empty() || dir.size() >= sizeof(DirSlot::path)) return false;
+bool AddFatalSignalHook(FatalSignalHook hook) {
   InstallFatalSignalHandlers();
-  for (DirSlot& slot : g_dirs) {
-    int expected = kFree;
-    if (!slot.state.compare_exchange_strong(expected, kBusy)) continue;
-    std::memcpy(slot.path, dir.c_str(), dir.size() + 1);
-    slot.state.store(kArmed);
-    return true;
+  for (auto& slot : g_hooks) {
+    FatalSignalHook expected = nullptr;
+    if (slot.compare_exchange_strong(expected, hook) || expected == hook) return true;
   }
   return false;
-}
-
-void UnregisterCleanupDirectory(const std::string& dir) {
-  for (DirSlot& slot : g_dirs) {
-    // Held busy while its path is compared, so that no Register rewrites it meanwhile.
-    int expected = kArmed;
-    if (!slot.state.compare_exchange_strong(expected, kBusy)) continue;
-    if (dir == slot.path) {
-      slot.state.store(kFree);
-      return;
-    }
-    slot.state.store(kArmed);
-  }
 }
 
 Env* Env::Default() {
@@ -507,23 +476,41 @@ class TempThenRename final : public AtomicFile {
 
 namespace {
 
-// A run killed with SIGKILL leaves its OUT.cloudmerge-tmp-<pid>-<random> behind.
-// The next run writing the same OUT removes such leftovers when their process
-// is gone from this machine and they have not been written to for ten minutes
-// (so that a live writer on another machine sharing the directory is safe).
+constexpr std::string_view kTempInfix = ".cloudmerge-tmp-";
+
+// The temporary for OUT: DIR/.cloudmerge-tmp-<pid>-<random>, in OUT's directory
+// (the same file system, so the rename is atomic) but not named after OUT,
+// whose own name may already be as long as the file system allows.
+std::string TemporaryPathFor(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::string name = fmt::format("{}{}-{:08x}", kTempInfix, getpid(), static_cast<uint32_t>(RandomSeed()));
+  return dir.empty() ? name : (dir / name).string();
+}
+
+// A run killed with SIGKILL leaves its temporary behind. The next run writing
+// into the same directory removes such leftovers (DIR/.cloudmerge-tmp-<pid>-<hex>,
+// or OUT.cloudmerge-tmp-<pid>-<hex> as earlier versions named them) when they
+// are regular files of this user, their process is gone from this machine and
+// they have not been written to for ten minutes (so that a live writer on
+// another machine sharing the directory is safe).
 void RemoveStaleTemporaries(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::path out(path);
   fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
-  const std::string prefix = out.filename().string() + ".cloudmerge-tmp-";
+  const std::string old_prefix = out.filename().string() + std::string(kTempInfix);
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
     std::string name = entry.path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    long pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
-    if (pid <= 0 || pid == getpid() || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-    auto age = fs::file_time_type::clock::now() - fs::last_write_time(entry.path(), ec);
-    if (ec || age < std::chrono::minutes(10)) continue;
+    size_t skip = name.compare(0, kTempInfix.size(), kTempInfix) == 0     ? kTempInfix.size()
+                  : name.compare(0, old_prefix.size(), old_prefix) == 0 ? old_prefix.size()
+                                                                         : 0;
+    if (skip == 0) continue;
+    char* end = nullptr;
+    long pid = std::strtol(name.c_str() + skip, &end, 10);
+    if (pid <= 0 || *end != '-' || pid == getpid() || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    struct stat st {};
+    if (::lstat(entry.path().c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    if (time(nullptr) - st.st_mtime < 600) continue;
     fs::remove(entry.path(), ec);
   }
 }
@@ -553,7 +540,7 @@ Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& reques
   std::string temp;
   if (!target->direct) {
     RemoveStaleTemporaries(path);
-    temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), static_cast<uint32_t>(RandomSeed()));
+    temp = TemporaryPathFor(path);
   }
   // Armed before the file exists, so that no signal can leave it behind.
   if (!temp.empty()) ArmCleanup(temp);

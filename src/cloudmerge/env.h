@@ -3,10 +3,12 @@
 // issues can add S3 behind the same seam (LevelDB's Env pattern).
 //
 // InputData   the bytes of one input, memory-mapped when it is a regular file,
-//             read into memory for pipes and standard input ("-").
+//             read into memory for pipes and standard input ("-") by callers
+//             that want it whole (the engine streams those: OpenStream).
 // InputStream the bytes of one input read in order, piece by piece, never
-//             whole: S3 objects (parallel ranged GETs, in order) and .gz/.zst
-//             files (decoded as they are read). Opened again to read again.
+//             whole: S3 objects (parallel ranged GETs, in order), .gz/.zst
+//             files (decoded as they are read), standard input, FIFOs and
+//             devices. Opened again to read again, except those read once.
 // WritableFile an append-only output; Append batches are large (MiBs).
 // AtomicFile  a destination that appears only when complete: locally a
 //             temporary next to OUT (next to its target when OUT is a
@@ -56,9 +58,14 @@ class InputStream {
   // only at the end of the input. Errors name the input and what to do.
   virtual Status Read(size_t max_bytes, std::string* out) = 0;
   // The input's size in bytes after decoding when known (a plain S3 object);
-  // for compressed inputs an estimate from the stored size. For progress
-  // totals and memory planning, never for correctness.
+  // for compressed inputs an estimate from the stored size; 0 when unknown
+  // (standard input, a FIFO). For progress totals and memory planning, never
+  // for correctness.
   virtual uint64_t size_hint() const = 0;
+  // False for an input that can be read only once (standard input, a FIFO, a
+  // device): opening it again does not start it over. A reader that needs a
+  // second pass keeps a copy (see table_scan.h).
+  virtual bool reopenable() const { return true; }
 };
 
 // Passes the rest of `in` to sink, in order, in pieces of at most piece_bytes.
@@ -98,8 +105,10 @@ class Env {
   // "-" means standard input.
   virtual Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) = 0;
   // The input as a stream when this Env reads it in order rather than mapping
-  // it (S3 objects, compressed files); nullptr when ReadFile is the way (local
-  // regular files are mapped, which is cheaper and gives random access).
+  // it (S3 objects, compressed files; locally "-" for standard input, FIFOs
+  // and devices, whose streams are not reopenable()); nullptr when ReadFile
+  // is the way (local regular files are mapped, which is cheaper and gives
+  // random access).
   virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
     return std::unique_ptr<InputStream>();
   }
@@ -151,16 +160,15 @@ class AtomicOutput {
   std::unique_ptr<AtomicFile> file_;
 };
 
-// --- Directories removed when the process is interrupted ---------------------
-// The fatal-signal hook that removes an uncommitted output's temporary (SIGINT,
-// SIGTERM, SIGHUP, SIGPIPE, where their disposition is the default) also
-// removes registered directories with their contents: the spill directory of
-// an out-of-core run (spill_directory.h). The handler uses only
-// async-signal-safe calls (open, getdents64, unlinkat, rmdir). At most 16
-// directories are registered at once; RegisterCleanupDirectory returns false
-// when the table is full or the path too long (the directory is then removed
-// only normally, or by a later run's reclaim). Thread-safe.
-bool RegisterCleanupDirectory(const std::string& dir);
-void UnregisterCleanupDirectory(const std::string& dir);
+// --- Work done when the process is interrupted --------------------------------
+// The fatal-signal handler that removes an uncommitted output's temporary
+// (SIGINT, SIGTERM, SIGHUP, SIGPIPE, where their disposition is the default)
+// also calls the hooks added here, before the signal ends the process: the
+// spill directories of out-of-core runs remove themselves that way
+// (spill_directory.h). A hook may run on any thread at any time and must use
+// only async-signal-safe calls. At most 8 hooks; false when the table is full.
+// Adding the same hook twice adds it once. Thread-safe.
+using FatalSignalHook = void (*)();
+bool AddFatalSignalHook(FatalSignalHook hook);
 
 }  // namespace cloudmerge

@@ -491,15 +491,17 @@ Status Probe(Table& x, const ProbeMode& mode, const BuildSide& b, bool y_has_val
 // One attempt at the merge into *out (not committed).
 Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_ptr<AtomicOutput>* out,
                  MergeStats* stats) {
-  // Streamed inputs (S3 objects, .gz/.zst files) are read in segments. y, the
+  // Streamed inputs (S3 objects, .gz/.zst files, standard input, FIFOs, devices) are read in segments. y, the
   // build side, is read whole into memory only when it is small enough for the
   // in-memory join (a first segment of an eighth of the limit holds all of it);
   // otherwise the out-of-core join partitions it segment by segment.
   stats->memory_limit = o.memory_limit ? o.memory_limit : DefaultMemoryLimit();
-  const SegmentSizes segments =
-      o.segment_bytes ? SegmentSizes{o.segment_bytes, o.segment_bytes} : StreamSegmentSizes(stats->memory_limit);
-  auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes,
-                       SegmentSizes{std::max<size_t>(segments.first, stats->memory_limit / 8), segments.rest});
+  SegmentSizes segments = StreamSegmentSizes(stats->memory_limit);
+  if (o.segment_bytes) segments.first = segments.rest = o.segment_bytes;
+  segments.temp_dir = o.temp_dir;  // where standard input is kept if it must be read twice
+  SegmentSizes y_segments = segments;
+  y_segments.first = std::max<size_t>(segments.first, stats->memory_limit / 8);
+  auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes, y_segments);
   if (!y.ok()) return y.status();
   auto x = Table::Open(env, o.x_path, o.x_key, o.allow_numeric_header, o.chunk_bytes, segments);
   if (!x.ok()) return x.status();
@@ -674,7 +676,10 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto out = AtomicOutput::Open(env, o.out_path);
   if (!out.ok()) return out.status();
   Status merged = MergeInto(env, o, threads, &out.value(), stats);
-  if (merged.code() == Status::Code::kCorruption && (*out)->can_restart()) {
+  // Standard input, a FIFO or a device cannot be read from the start again.
+  auto read_once = [&](const std::string& p) { return p == "-" || env->IsSpecialFile(p); };
+  if (merged.code() == Status::Code::kCorruption && (*out)->can_restart() && !read_once(o.x_path) &&
+      !read_once(o.y_path)) {
     // A streamed input arrived damaged (its checksum, checked at its end,
     // disagrees): nothing is committed yet, so read everything once more.
     const MergeStats fresh;

@@ -66,7 +66,7 @@ uint64_t CountLineEnds(std::string_view b) {
 }  // namespace
 
 Status Table::LoadSegment(InputStream* stream, const std::string& path, std::string carry, size_t target,
-                          uint64_t first_line, Loaded* out) {
+                          size_t max_record, uint64_t first_line, Loaded* out) {
   std::string buf = std::move(carry);
   size_t want = std::max<size_t>(target, 1);
   bool eof = false;
@@ -93,14 +93,15 @@ Status Table::LoadSegment(InputStream* stream, const std::string& path, std::str
       out->at_end = false;
       break;
     }
-    if (want >= kMaxStreamedRecordBytes) {
+    if (want >= max_record) {
       return Status::InvalidInput(fmt::format(
-          "{}, line {}: one record runs on for more than {} MiB without ending: either a quoted field (\"...) is "
-          "never closed, or the file has no line breaks (is it really a TSV file?). Close the quote, or write a "
-          "literal quote inside a quoted field as two quotes (\"\").",
-          path, first_line, kMaxStreamedRecordBytes >> 20));
+          "{}, line {}: one record runs on for more than {} MiB without ending, the longest allowed (an eighth of "
+          "--memory-limit): either a quoted field (\"...) is never closed, or the input has no line breaks (is it "
+          "really a TSV file?). Close the quote, or write a literal quote inside a quoted field as two quotes "
+          "(\"\"); if the records really are this long, raise --memory-limit.",
+          path, first_line, max_record >> 20));
     }
-    want = std::min(want * 2, kMaxStreamedRecordBytes);  // one record longer than a segment: read on
+    want = std::min(want * 2, max_record);  // one record longer than a segment: read on
   }
   out->lines = CountLineEnds(out->bytes);
   return Status::OK();
@@ -119,7 +120,8 @@ void Table::StartPrefetch() {
   prefetch_status_ = Status::OK();
   prefetched_ = Loaded();
   prefetch_ = std::thread([this, carry = std::move(rest_), first_line = first_line_ + segment_lines_]() mutable {
-    prefetch_status_ = LoadSegment(stream_.get(), path_, std::move(carry), sizes_.rest, first_line, &prefetched_);
+    prefetch_status_ =
+        LoadSegment(stream_.get(), path_, std::move(carry), sizes_.rest, sizes_.max_record, first_line, &prefetched_);
   });
 }
 
@@ -140,7 +142,8 @@ Result<bool> Table::NextSegment() {
   if (prefetch_.joinable()) {
     CM_RETURN_IF_ERROR(FinishPrefetch(&next));
   } else {
-    CM_RETURN_IF_ERROR(LoadSegment(stream_.get(), path_, std::move(rest_), sizes_.rest, first_line_ + segment_lines_, &next));
+    CM_RETURN_IF_ERROR(LoadSegment(stream_.get(), path_, std::move(rest_), sizes_.rest, sizes_.max_record,
+                                   first_line_ + segment_lines_, &next));
   }
   offset_ += segment_.size();
   first_line_ += segment_lines_;
@@ -154,13 +157,17 @@ Result<bool> Table::NextSegment() {
 Status Table::Rewind() {
   if (!stream_ || segment_index_ == 0) return Status::OK();
   if (prefetch_.joinable()) prefetch_.join();
-  stream_.reset();
-  auto stream = env_->OpenStream(raw_path_);
-  if (!stream.ok()) return stream.status();
-  if (!*stream) return Status::Internal(fmt::format("{} could not be opened again as a stream", path_));
-  stream_ = std::move(stream.value());
+  if (spool_ != nullptr) {
+    CM_RETURN_IF_ERROR(spool_->Rewind());  // read once: the copy kept in the temp dir, then on
+  } else {
+    stream_.reset();
+    auto stream = env_->OpenStream(raw_path_);
+    if (!stream.ok()) return stream.status();
+    if (!*stream) return Status::Internal(fmt::format("{} could not be opened again as a stream", path_));
+    stream_ = std::move(stream.value());
+  }
   Loaded first;
-  CM_RETURN_IF_ERROR(LoadSegment(stream_.get(), path_, std::string(), sizes_.first, 1, &first));
+  CM_RETURN_IF_ERROR(LoadSegment(stream_.get(), path_, std::string(), sizes_.first, sizes_.max_record, 1, &first));
   offset_ = 0;
   first_line_ = 1;
   segment_index_ = 0;
@@ -193,14 +200,22 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
   t->path_ = DisplayName(path);
   t->chunk_bytes_ = target_chunk_bytes;
   t->sizes_ = segments;
-  Result<std::unique_ptr<InputStream>> stream =
-      path == "-" ? Result<std::unique_ptr<InputStream>>(std::unique_ptr<InputStream>()) : env->OpenStream(path);
+  Result<std::unique_ptr<InputStream>> stream = env->OpenStream(path);
   if (!stream.ok()) return stream.status();
   if (*stream) {
-    t->stream_ = std::move(stream.value());
+    if ((*stream)->reopenable()) {
+      t->stream_ = std::move(stream.value());
+    } else {
+      auto spool = std::make_unique<SpooledStream>(std::move(stream.value()), t->path_, segments.temp_dir);
+      t->spool_ = spool.get();
+      t->stream_ = std::move(spool);
+    }
     Loaded first;
-    CM_RETURN_IF_ERROR(LoadSegment(t->stream_.get(), t->path_, std::string(), segments.first, 1, &first));
+    CM_RETURN_IF_ERROR(LoadSegment(t->stream_.get(), t->path_, std::string(), segments.first, segments.max_record, 1,
+                                   &first));
     t->Adopt(std::move(first));
+    // Longer than its first segment: a second pass can only come from a copy, kept from here on.
+    if (t->spool_ != nullptr && !t->at_end_) t->spool_->StartSpool({t->segment_, t->rest_});
   } else {
     auto input = env->ReadFile(path);
     if (!input.ok()) return input.status();

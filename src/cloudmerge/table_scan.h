@@ -3,12 +3,14 @@
 // can tokenize independently.
 //
 // Segments: a local file is mapped and is one segment, the whole file. An input
-// read as a stream (an S3 object, a .gz/.zst file; Env::OpenStream) is never
-// held whole: it is read in segments of whole records (about `segment_bytes`
+// read as a stream (an S3 object, a .gz/.zst file, standard input, a FIFO, a
+// device; Env::OpenStream) is never held whole: it is read in segments of whole records (about `segment_bytes`
 // each; a record is never split), and the engine walks them in order with
 // NextSegment(), processing each segment's chunks in parallel while the next
 // segment is read and decoded in the background. Rewind() reads it again from
-// the start (the in-memory engine's second pass over x). whole() says the
+// the start (the in-memory engine's second pass over x): opened again, or, for
+// an input that can be read only once and is longer than its first segment,
+// from the copy a SpooledStream kept in the temp dir. whole() says the
 // current segment is the entire input (always true for a mapped file).
 //
 // Chunks: a segment that contains no '"' at all cannot have line breaks inside
@@ -37,6 +39,7 @@
 
 #include "cloudmerge/env.h"
 #include "cloudmerge/error_report.h"
+#include "cloudmerge/spooled_stream.h"
 #include "cloudmerge/status.h"
 #include "cloudmerge/tsv_tokenizer.h"
 
@@ -54,22 +57,32 @@ struct ScanProblem {
   std::string fix;
 };
 
-// Segment sizes for streamed inputs.
+// How a streamed input is read: segment sizes, the longest record, and where
+// a one-pass input (standard input, a FIFO, a device) keeps its copy when a
+// second pass needs one (SpooledStream).
 struct SegmentSizes {
   size_t first = size_t{64} << 20;  // the first segment (holds the header)
   size_t rest = size_t{64} << 20;   // every later one
+  // A segment grows past `rest` when one record (or an unterminated quote)
+  // spans more; past this, it is an error.
+  size_t max_record = size_t{2} << 30;
+  std::string temp_dir;  // "": DefaultTempParent()
 };
+
+// The longest record a streamed input may have under a memory limit: an
+// eighth of it (1 MiB to 2 GiB). A segment is held while the next is read,
+// and a record being read grows its buffer by doubling: a record that never
+// ends (/dev/zero, a gzip bomb of one line) stops well within the limit.
+inline size_t MaxRecordBytes(uint64_t memory_limit) {
+  return static_cast<size_t>(std::clamp<uint64_t>(memory_limit / 8, uint64_t{1} << 20, uint64_t{2} << 30));
+}
 
 // For a memory limit: a streamed input holds two segments at once (the one
 // being processed, the next one being read), a small share of the limit.
 inline SegmentSizes StreamSegmentSizes(uint64_t memory_limit) {
   size_t s = static_cast<size_t>(std::clamp<uint64_t>(memory_limit / 16, uint64_t{1} << 20, uint64_t{64} << 20));
-  return SegmentSizes{s, s};
+  return SegmentSizes{s, s, MaxRecordBytes(memory_limit), ""};
 }
-
-// Bytes a streamed input's segment may grow to when one record (or an
-// unterminated quote) spans more than `rest`: past this, it is an error.
-inline constexpr size_t kMaxStreamedRecordBytes = size_t{2} << 30;
 
 class Table {
  public:
@@ -123,7 +136,7 @@ class Table {
     uint64_t lines = 0;  // line ends in `bytes`
   };
   static Status LoadSegment(InputStream* stream, const std::string& path, std::string carry, size_t target,
-                            uint64_t first_line, Loaded* out);
+                            size_t max_record, uint64_t first_line, Loaded* out);
   Status ParseHeader(bool allow_numeric_header, const std::string& key, const std::string& raw_path);
   void SplitChunks(size_t body);
   void Adopt(Loaded loaded);
@@ -137,6 +150,7 @@ class Table {
   SegmentSizes sizes_;
   std::unique_ptr<InputData> input_;    // a mapped (or buffered) input
   std::unique_ptr<InputStream> stream_;  // a streamed input
+  SpooledStream* spool_ = nullptr;       // stream_, when it is a one-pass input kept for a second pass
   std::vector<std::string> names_;
   size_t key_index_ = 0;
   size_t body_ = 0;  // where the body starts in the first segment

@@ -118,10 +118,8 @@ cloudmerge::Result<std::string> CopyDestination(const std::string& src, const st
 cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std::string& dst, bool compress) {
   auto out = cloudmerge::AtomicOutput::Open(env, dst, compress);
   if (!out.ok()) return out.status();
-  // S3 objects and compressed files stream through in pieces; local files are mapped.
-  auto stream = src == "-" ? cloudmerge::Result<std::unique_ptr<cloudmerge::InputStream>>(
-                                 std::unique_ptr<cloudmerge::InputStream>())
-                           : env->OpenStream(src);
+  // S3 objects, compressed files, standard input, FIFOs stream through in pieces; local files are mapped.
+  auto stream = env->OpenStream(src);
   if (!stream.ok()) return stream.status();
   if (*stream) {
     CM_RETURN_IF_ERROR(cloudmerge::ForEachPiece(stream->get(), 8 << 20,

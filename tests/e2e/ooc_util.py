@@ -5,7 +5,8 @@ generating large inputs quickly and reproducibly.
 
 The contract these helpers assume (issue 3): `--memory-limit SIZE --temp-dir DIR
 [--spill-fanout N] [--report FILE] [--progress lines|none]`; a run that spills
-does so in DIR/cloudmerge-spill-<pid>-<rand>/, gone when the run ends.
+does so in DIR/cloudmerge-<uid>/cloudmerge-spill-<pid>-<rand>/ (the per-user private
+directory, issue 15), gone when the run ends.
 """
 import hashlib
 import json
@@ -30,8 +31,13 @@ def parse_size(text):
     return int(text)
 
 
+def private_root(parent):
+    """Where cloudmerge keeps its temporary directories under --temp-dir PARENT."""
+    return pathlib.Path(parent) / f"cloudmerge-{os.geteuid()}"
+
+
 def spill_dirs(parent):
-    return sorted(p for p in pathlib.Path(parent).glob("cloudmerge-spill-*"))
+    return sorted(private_root(parent).glob("cloudmerge-spill-*"))
 
 
 def merge_argv(x, y, out, *, limit=None, temp_dir=None, fanout=None, threads=None, report=None, extra=()):

@@ -97,7 +97,7 @@ def test_interrupted_run_leaves_no_partial_output(tmp_path):
     proc = subprocess.Popen([BIN, "merge", "x.tsv", "y.tsv", "-o", "out.tsv", "--threads", "1"], cwd=tmp_path,
                             stderr=subprocess.PIPE)
     deadline = time.time() + 10
-    while time.time() < deadline and not any(p.name.startswith("out.tsv.cloudmerge-tmp") for p in tmp_path.iterdir()):
+    while time.time() < deadline and not any(p.name.startswith(".cloudmerge-tmp") for p in tmp_path.iterdir()):
         time.sleep(0.001)
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=30)
@@ -136,7 +136,7 @@ def test_device_destination_is_written_not_replaced(tmp_path):
     run_merge("x.tsv", "x.tsv", "-o", "/dev/null", cwd=tmp_path)
     import stat
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null must stay a device"
-    assert not any(p.name.startswith("null.cloudmerge-tmp") for p in pathlib.Path("/dev").iterdir())
+    assert not any(p.name.startswith(".cloudmerge-tmp") for p in pathlib.Path("/dev").iterdir())
 
 
 # --- Option errors (issue 15, finding 10): exit 2, one line naming what is wrong ---------------------

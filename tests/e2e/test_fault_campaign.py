@@ -272,7 +272,7 @@ def test_fault_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
             return s3.client.list_multipart_uploads(Bucket=outb).get("Uploads", [])
 
         def snapshot():
-            return any(spill.glob("cloudmerge-spill-*/*.spill")), bool(uploads())
+            return any(spill.glob("cloudmerge-*/cloudmerge-spill-*/*.spill")), bool(uploads())
 
         tally, jobs, expected = Tally(), {}, {}
         t0 = time.monotonic()
@@ -374,7 +374,7 @@ def test_fault_campaign_local(tmp_path):
                         state_markers(out_dir, job, "notified-failed"))
 
         def snapshot():
-            return (any(spill.glob("cloudmerge-spill-*/*.spill")),
+            return (any(spill.glob("cloudmerge-*/cloudmerge-spill-*/*.spill")),
                     bool(out_dir.exists() and any(out_dir.glob("*/*.cloudmerge-tmp-*"))))
 
         tally, jobs, expected = Tally(), {}, {}

@@ -117,7 +117,7 @@ def test_sigkill_campaign_local(tmp_path):
         return bool(state_markers(out_dir, job, "done.json") or state_markers(out_dir, job, "failed.json"))
 
     def snapshot():
-        return (any(spill.glob("cloudmerge-spill-*/*.spill")),
+        return (any(spill.glob("cloudmerge-*/cloudmerge-spill-*/*.spill")),
                 bool(out_dir.exists() and any(out_dir.glob("*/*.cloudmerge-tmp-*"))))
 
     t0 = time.monotonic()
@@ -197,7 +197,7 @@ def test_sigkill_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
 
     def snapshot():
         uploads = s3.client.list_multipart_uploads(Bucket=outb).get("Uploads", [])
-        return any(spill.glob("cloudmerge-spill-*/*.spill")), bool(uploads)
+        return any(spill.glob("cloudmerge-*/cloudmerge-spill-*/*.spill")), bool(uploads)
 
     t0 = time.monotonic()
     pending = sorted(jobs)

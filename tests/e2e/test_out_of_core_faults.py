@@ -2,7 +2,7 @@
 
   - killed with SIGKILL while spilling: no OUT; the spill directory stays (no
     process can clean up after SIGKILL), and so does the output's temporary
-    next to OUT (env.cc creates `OUT.cloudmerge-tmp-<pid>-<hex>` before reading
+    next to OUT (env.cc creates `.cloudmerge-tmp-<pid>-<hex>` beside it before reading
     any input and removes it on failure or from its signal handler, which
     SIGKILL never runs; nothing reclaims it later: it is named after the dead
     process so that it can be told apart); the next run with the same
@@ -42,7 +42,7 @@ def big_pair(tmp_path_factory):
 
 
 def spill_bytes(directory):
-    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*") if p.is_file())
+    return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*.spill") if p.is_file())
 
 
 def start_and_wait_for_spill(x, y, out, temp_dir, timeout=60):
@@ -76,7 +76,7 @@ def test_sigkill_leaves_spill_dir_that_next_run_reclaims(big_pair, tmp_path):
     assert not out.exists(), "no OUT after SIGKILL"
     # What SIGKILL leaves: the output's temporary (named after the dead process) and the spill dir.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "tmp"]
-    assert len(leftovers) == 1 and leftovers[0].startswith(f"out.tsv.cloudmerge-tmp-{proc.pid}-"), leftovers
+    assert len(leftovers) == 1 and leftovers[0].startswith(f".cloudmerge-tmp-{proc.pid}-"), leftovers
     assert dead_dir.is_dir() and dead_dir.name.startswith(f"cloudmerge-spill-{proc.pid}-"), dead_dir
     left = spill_bytes(dead_dir)
     assert left > 0

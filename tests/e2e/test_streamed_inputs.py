@@ -96,7 +96,7 @@ def test_streamed_equals_mapped(tmp_path, seed, x_eol, y_eol, quote_rate, pool):
             assert sorted(out.read_bytes().split(b"\n")) == sorted(expected.read_bytes().split(b"\n")), extra
         else:
             ooc_util.assert_same_bytes(out, expected, f"streamed {extra}")
-    assert not list(tmp_path.glob("cloudmerge-spill-*"))
+    assert not list(tmp_path.glob("cloudmerge-*/cloudmerge-spill-*"))
 
 
 @pytest.mark.parametrize("problem", ["fields", "quote", "utf8"])

@@ -1,6 +1,7 @@
 // The merge through a fault-injecting Env: a full disk or a failed rename must
 // leave no output and no temporary behind, and say what happened.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <csignal>
@@ -97,19 +98,46 @@ TEST_F(MergeEnvTest, SameResultForOneAndTwoThreadsAndAnyOrder) {
 }
 
 TEST_F(MergeEnvTest, TemporaryLeftBySigkilledRunIsRemovedByTheNextRun) {
-  // A dead writer's temporary, untouched for an hour: removed. A recent one (maybe
-  // a live writer on another machine sharing the directory): kept.
+  // A dead writer's temporary, untouched for an hour: removed (as named now, and
+  // as earlier versions named it). A recent one (maybe a live writer on another
+  // machine sharing the directory): kept. Another user's: kept.
   const pid_t dead = 4194000;  // near pid_max; checked below to be unused
   ASSERT_NE(::kill(dead, 0), 0);
-  fs::path stale = dir_ / ("out.tsv.cloudmerge-tmp-" + std::to_string(dead) + "-0badf00d");
-  fs::path fresh = dir_ / ("out.tsv.cloudmerge-tmp-" + std::to_string(dead) + "-00c0ffee");
-  std::ofstream(stale) << "partial";
-  std::ofstream(fresh) << "partial";
-  fs::last_write_time(stale, fs::file_time_type::clock::now() - std::chrono::hours(1));
+  const std::string tag = std::to_string(dead);
+  fs::path stale = dir_ / (".cloudmerge-tmp-" + tag + "-0badf00d");
+  fs::path stale_old = dir_ / ("out.tsv.cloudmerge-tmp-" + tag + "-0badf00d");
+  fs::path fresh = dir_ / (".cloudmerge-tmp-" + tag + "-00c0ffee");
+  fs::path theirs = dir_ / (".cloudmerge-tmp-" + tag + "-0000beef");
+  fs::path unrelated = dir_ / (".cloudmerge-tmp-notes");
+  for (const fs::path& p : {stale, stale_old, fresh, theirs, unrelated}) std::ofstream(p) << "partial";
+  for (const fs::path& p : {stale, stale_old, theirs, unrelated})
+    fs::last_write_time(p, fs::file_time_type::clock::now() - std::chrono::hours(1));
+  const bool root = geteuid() == 0;
+  if (root) {
+    ASSERT_EQ(::chown(theirs.c_str(), 65534, 65534), 0);
+  }
   MergeStats stats;
   ASSERT_TRUE(RunMerge(Env::Default(), Options(), &stats).ok());
   EXPECT_FALSE(fs::exists(stale));
+  EXPECT_FALSE(fs::exists(stale_old));
   EXPECT_TRUE(fs::exists(fresh));
+  EXPECT_TRUE(fs::exists(unrelated));
+  if (root) {
+    EXPECT_TRUE(fs::exists(theirs));
+  }
+}
+
+TEST_F(MergeEnvTest, TemporaryNameIsShortWhateverTheOutputName) {
+  // A 244-byte name leaves no room for a suffix within NAME_MAX (255): the
+  // temporary has a short name of its own in the same directory.
+  MergeOptions o = Options();
+  o.out_path = (dir_ / (std::string(240, 'n') + ".tsv")).string();
+  MergeStats stats;
+  Status st = RunMerge(Env::Default(), o, &stats);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_TRUE(fs::exists(o.out_path));
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename().string().find(".cloudmerge-tmp-"), std::string::npos) << e.path();
 }
 
 }  // namespace

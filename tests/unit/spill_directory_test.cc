@@ -1,7 +1,10 @@
-// The spill directory: created unique and locked, removed on destruction and
-// on fatal signals, dead runs' directories (SIGKILLed, or left half-removed)
-// reclaimed with their byte count, live ones left alone, bad parents refused
-// with a clear error.
+// The spill directory: created unique and locked in the per-user private root
+// PARENT/cloudmerge-<uid>/, removed on destruction and on fatal signals, dead
+// runs' directories (SIGKILLed, or left half-removed) reclaimed with their
+// byte count, live ones left alone, bad parents and unsafe private roots
+// refused with a clear error; nothing cloudmerge did not create is removed
+// (symlinks, other users' directories, directories without the marker,
+// foreign files inside a spill directory).
 #include "cloudmerge/spill_directory.h"
 
 #include <fcntl.h>
@@ -35,6 +38,7 @@ class SpillDirectoryTest : public ::testing::Test {
     parent_ = fs::path(::testing::TempDir()) / ("cm_spill_dir_" + std::to_string(::getpid()));
     fs::remove_all(parent_);
     fs::create_directories(parent_);
+    root_ = parent_ / ("cloudmerge-" + std::to_string(geteuid()));
   }
   void TearDown() override {
     fs::permissions(parent_, fs::perms::owner_all);
@@ -46,29 +50,37 @@ class SpillDirectoryTest : public ::testing::Test {
     EXPECT_TRUE(d.ok()) << d.status().message();
     return d.ok() ? std::move(d.value()) : nullptr;
   }
+  // The entries of the private root (where the spill directories are; removed when left empty).
   std::vector<std::string> Entries() {
     std::vector<std::string> names;
-    for (const auto& e : fs::directory_iterator(parent_)) names.push_back(e.path().filename().string());
+    if (!fs::exists(root_)) return names;
+    for (const auto& e : fs::directory_iterator(root_)) names.push_back(e.path().filename().string());
     return names;
   }
-  // A directory as a dead run leaves it: its lock file exists but nobody holds it.
+  // A directory as a dead run leaves it: marker and lock file exist but nobody holds the lock.
   fs::path MakeDead(const std::string& name, size_t bytes_a, size_t bytes_b) {
-    fs::path d = parent_ / name;
-    fs::create_directories(d / "sub");
+    fs::create_directories(root_);
+    fs::permissions(root_, fs::perms::owner_all);
+    fs::path d = root_ / name;
+    fs::create_directories(d);
+    WriteFile(d / ".cloudmerge-spill-dir", 0);
     WriteFile(d / ".lock", 0);
     WriteFile(d / "x-0.spill", bytes_a);
-    WriteFile(d / "sub" / "y-1.spill", bytes_b);
+    WriteFile(d / "y-1.spill", bytes_b);
     return d;
   }
 
   fs::path parent_;
+  fs::path root_;  // parent_/cloudmerge-<uid>
 };
 
 TEST_F(SpillDirectoryTest, CreatesALockedDirectoryAndRemovesItOnDestruction) {
   auto d = Create();
   ASSERT_TRUE(d);
   fs::path p = d->path();
-  EXPECT_EQ(p.parent_path(), parent_);
+  EXPECT_EQ(p.parent_path(), root_);
+  EXPECT_EQ(fs::status(root_).permissions(), fs::perms::owner_all) << "the private root is 0700";
+  EXPECT_TRUE(fs::is_regular_file(p / ".cloudmerge-spill-dir")) << "the marker";
   EXPECT_EQ(p.filename().string().rfind("cloudmerge-spill-" + std::to_string(getpid()) + "-", 0), 0u) << p;
   EXPECT_TRUE(fs::is_directory(p));
   ASSERT_TRUE(fs::exists(p / ".lock"));
@@ -80,12 +92,27 @@ TEST_F(SpillDirectoryTest, CreatesALockedDirectoryAndRemovesItOnDestruction) {
   EXPECT_EQ(Entries().size(), 1u) << "no staging directory left behind";
 
   WriteFile(d->NewPath("x"), 1000);
-  fs::create_directories(p / "nested" / "deeper");
-  WriteFile(p / "nested" / "deeper" / "f", 10);
+  WriteFile(d->NewPath("y"), 10);
   EXPECT_GT(d->FreeBytes(), 0u);
   d.reset();
   EXPECT_FALSE(fs::exists(p));
-  EXPECT_TRUE(Entries().empty());
+  EXPECT_FALSE(fs::exists(root_)) << "the temp dir is left as it was found";
+}
+
+TEST_F(SpillDirectoryTest, OnlyItsOwnFilesAreRemoved) {
+  // Something put inside a live run's directory (not by cloudmerge) stays, and so does the directory.
+  auto d = Create();
+  ASSERT_TRUE(d);
+  fs::path p = d->path();
+  WriteFile(d->NewPath("x"), 1000);
+  fs::create_directories(p / "nested");
+  WriteFile(p / "nested" / "keep.spill", 10);
+  WriteFile(p / "notes.txt", 10);
+  d.reset();
+  EXPECT_FALSE(fs::exists(p / "x-0.spill"));
+  EXPECT_FALSE(fs::exists(p / ".lock"));
+  EXPECT_TRUE(fs::exists(p / "nested" / "keep.spill"));
+  EXPECT_TRUE(fs::exists(p / "notes.txt"));
 }
 
 TEST_F(SpillDirectoryTest, PathsAreUniqueAcrossThreadsAndDirectories) {
@@ -112,13 +139,16 @@ TEST_F(SpillDirectoryTest, PathsAreUniqueAcrossThreadsAndDirectories) {
 
 TEST_F(SpillDirectoryTest, DeadSiblingIsReclaimedWithItsByteCount) {
   fs::path dead = MakeDead("cloudmerge-spill-999999-00000000deadbeef", 1000, 2345);
-  fs::path lockless = parent_ / "cloudmerge-spill-999998-0000000000000001";  // an interrupted removal
+  fs::path lockless = root_ / "cloudmerge-spill-999998-0000000000000001";  // an interrupted removal
   fs::create_directories(lockless);
+  WriteFile(lockless / ".cloudmerge-spill-dir", 0);
   WriteFile(lockless / "z-3.spill", 55);
-  fs::path unrelated = parent_ / "someone-elses-dir";
+  fs::path unrelated = root_ / "someone-elses-dir";
   fs::create_directories(unrelated);
   WriteFile(unrelated / ".lock", 0);
-  WriteFile(parent_ / "cloudmerge-spill-not-a-directory", 7);
+  WriteFile(root_ / "cloudmerge-spill-not-a-directory", 7);
+  fs::path empty = root_ / "cloudmerge-spill-999997-0000000000000002";  // a removal that got to rmdir
+  fs::create_directories(empty);
 
   uint64_t reclaimed = 0;
   auto d = Create(&reclaimed);
@@ -126,8 +156,9 @@ TEST_F(SpillDirectoryTest, DeadSiblingIsReclaimedWithItsByteCount) {
   EXPECT_EQ(reclaimed, 1000u + 2345u + 55u);
   EXPECT_FALSE(fs::exists(dead));
   EXPECT_FALSE(fs::exists(lockless));
+  EXPECT_FALSE(fs::exists(empty));
   EXPECT_TRUE(fs::exists(unrelated / ".lock")) << "only cloudmerge-spill-* directories are touched";
-  EXPECT_TRUE(fs::exists(parent_ / "cloudmerge-spill-not-a-directory"));
+  EXPECT_TRUE(fs::exists(root_ / "cloudmerge-spill-not-a-directory"));
 }
 
 TEST_F(SpillDirectoryTest, LiveSiblingsAreLeftAlone) {
@@ -147,7 +178,7 @@ TEST_F(SpillDirectoryTest, LiveSiblingsAreLeftAlone) {
   ASSERT_TRUE(second);
   EXPECT_EQ(reclaimed, 0u);
   EXPECT_TRUE(fs::exists(live / "x-0.spill"));
-  EXPECT_TRUE(fs::exists(live / "sub" / "y-1.spill"));
+  EXPECT_TRUE(fs::exists(live / "y-1.spill"));
   EXPECT_TRUE(fs::exists(first->path()));
 
   // Once released, the hand-locked one is dead and goes on the next start.
@@ -212,8 +243,6 @@ TEST_F(SpillDirectoryTest, FatalSignalsRemoveTheDirectory) {
       auto d = SpillDirectory::Create(parent_.string(), nullptr);
       if (!d.ok()) _exit(1);
       for (int i = 0; i < 300; ++i) WriteFile((*d)->NewPath("x"), 100);  // more than one getdents64 batch
-      fs::create_directories(fs::path((*d)->path()) / "sub" / "sub2");
-      WriteFile(fs::path((*d)->path()) / "sub" / "sub2" / "f", 10);
       std::string p = (*d)->path();
       if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
       raise(sig);
@@ -299,6 +328,101 @@ TEST_F(SpillDirectoryTest, ReadOnlyParentIsAClearError) {
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   EXPECT_EQ(problem, "");
+}
+
+// What a local attacker or a careless user may have put in the temp dir:
+// nothing of it is removed, whatever its name.
+TEST_F(SpillDirectoryTest, NeverRemovesWhatItDidNotCreate) {
+  fs::path victim = parent_ / "victim";
+  fs::create_directories(victim);
+  for (int i = 0; i < 5; ++i) WriteFile(victim / ("x-" + std::to_string(i) + ".spill"), 10);
+  WriteFile(victim / ".lock", 0);
+  WriteFile(victim / ".cloudmerge-spill-dir", 0);
+  // In the parent (where earlier versions tidied up): a user's folder, a planted
+  // symlink, an old-style dead spill directory. Never looked at.
+  fs::create_directories(parent_ / "cloudmerge-spill-results");
+  WriteFile(parent_ / "cloudmerge-spill-results" / "results.spill", 10);
+  fs::create_directory_symlink(victim, parent_ / "cloudmerge-spill-1-0000000000000001");
+  fs::create_directories(parent_ / "cloudmerge-spill-2-0000000000000002");
+  WriteFile(parent_ / "cloudmerge-spill-2-0000000000000002" / ".lock", 0);
+  WriteFile(parent_ / "cloudmerge-spill-2-0000000000000002" / "x-0.spill", 10);
+  // In the private root (only reachable by this user, but still): a symlink to
+  // the victim, a directory without the marker, one with the marker owned by
+  // another user (as root: nobody).
+  fs::create_directories(root_);
+  fs::permissions(root_, fs::perms::owner_all);
+  fs::create_directory_symlink(victim, root_ / "cloudmerge-spill-3-0000000000000003");
+  fs::create_directory_symlink(victim, root_ / ".cloudmerge-spill-4-0000000000000004");
+  fs::path unmarked = root_ / "cloudmerge-spill-5-0000000000000005";
+  fs::create_directories(unmarked);
+  WriteFile(unmarked / ".lock", 0);
+  WriteFile(unmarked / "x-0.spill", 10);
+  fs::path foreign = MakeDead("cloudmerge-spill-6-0000000000000006", 10, 10);
+  const bool root = geteuid() == 0;
+  if (root) {
+    for (const char* f : {"", ".lock", ".cloudmerge-spill-dir", "x-0.spill", "y-1.spill"})
+      ASSERT_EQ(lchown((foreign / f).c_str(), 65534, 65534), 0);
+  }
+
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  ASSERT_TRUE(d);
+  d.reset();
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(fs::exists(victim / ("x-" + std::to_string(i) + ".spill"))) << i;
+  EXPECT_TRUE(fs::exists(victim / ".lock"));
+  EXPECT_TRUE(fs::exists(parent_ / "cloudmerge-spill-results" / "results.spill"));
+  EXPECT_TRUE(fs::is_symlink(parent_ / "cloudmerge-spill-1-0000000000000001"));
+  EXPECT_TRUE(fs::exists(parent_ / "cloudmerge-spill-2-0000000000000002" / "x-0.spill"));
+  EXPECT_TRUE(fs::is_symlink(root_ / "cloudmerge-spill-3-0000000000000003"));
+  EXPECT_TRUE(fs::exists(unmarked / "x-0.spill"));
+  if (root) {
+    EXPECT_TRUE(fs::exists(foreign / "x-0.spill")) << "another user's directory";
+    EXPECT_EQ(reclaimed, 0u);
+  }
+}
+
+// The private root is used only when it is a real directory, ours, mode 0700.
+TEST_F(SpillDirectoryTest, UnsafePrivateRootIsAClearError) {
+  fs::path victim = parent_ / "victim";
+  fs::create_directories(victim / "cloudmerge-spill-9-0000000000000009");
+  WriteFile(victim / "cloudmerge-spill-9-0000000000000009" / ".cloudmerge-spill-dir", 0);
+  WriteFile(victim / "cloudmerge-spill-9-0000000000000009" / "x-0.spill", 10);
+  fs::create_directory_symlink(victim, root_);
+  auto linked = SpillDirectory::Create(parent_.string(), nullptr);
+  ASSERT_FALSE(linked.ok());
+  EXPECT_EQ(linked.status().code(), Status::Code::kIOError);
+  EXPECT_NE(linked.status().message().find("symbolic link"), std::string::npos) << linked.status().message();
+  EXPECT_NE(linked.status().message().find(root_.string()), std::string::npos) << linked.status().message();
+  EXPECT_TRUE(fs::exists(victim / "cloudmerge-spill-9-0000000000000009" / "x-0.spill"));
+  fs::remove(root_);
+
+  fs::create_directories(root_);
+  fs::permissions(root_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                             fs::perms::others_read | fs::perms::others_exec);
+  auto open = SpillDirectory::Create(parent_.string(), nullptr);
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("mode is 0755"), std::string::npos) << open.status().message();
+  EXPECT_NE(open.status().message().find("chmod 700"), std::string::npos) << open.status().message();
+
+  if (geteuid() == 0) {
+    fs::permissions(root_, fs::perms::owner_all);
+    ASSERT_EQ(chown(root_.c_str(), 65534, 65534), 0);
+    auto theirs = SpillDirectory::Create(parent_.string(), nullptr);
+    ASSERT_FALSE(theirs.ok());
+    EXPECT_NE(theirs.status().message().find("belongs to user 65534"), std::string::npos)
+        << theirs.status().message();
+  }
+}
+
+TEST_F(SpillDirectoryTest, AnonymousTempFilesLeaveNothingBehind) {
+  auto fd = OpenAnonymousTempFile(parent_.string(), "spool standard input");
+  ASSERT_TRUE(fd.ok()) << fd.status().message();
+  ASSERT_EQ(write(*fd, "abc", 3), 3);
+  char buf[3];
+  ASSERT_EQ(pread(*fd, buf, 3, 0), 3);
+  EXPECT_EQ(std::string(buf, 3), "abc");
+  EXPECT_TRUE(Entries().empty()) << "unnamed from the start";
+  close(*fd);
 }
 
 TEST(SpillDirectoryDefaultTest, DefaultParentIsTmpdirElseTmp) {

@@ -57,8 +57,9 @@ class MappedStream final : public InputStream {
 };
 
 // Decodes a compressed stream as it is read. The decoder is fed small pieces
-// so that one read never decodes much more than asked (a highly compressible
-// piece still can: the decoded text waits in pending_).
+// and asked for no more than the reader wants (plus one decoder step of 1 MiB):
+// a highly compressible piece (a "gzip bomb") is decoded over many reads,
+// never all at once.
 class DecodingStream final : public InputStream {
  public:
   DecodingStream(std::unique_ptr<InputStream> raw, std::unique_ptr<Decoder> decoder)
@@ -69,14 +70,20 @@ class DecodingStream final : public InputStream {
         pending_.erase(0, taken_);
         taken_ = 0;
       }
-      compressed_.clear();
-      CM_RETURN_IF_ERROR(raw_->Read(kFeedBytes, &compressed_));
-      if (compressed_.empty()) {
-        CM_RETURN_IF_ERROR(decoder_->Finish());
-        finished_ = true;
-        break;
+      if (fed_ == compressed_.size() && !decoder_->pending()) {
+        compressed_.clear();
+        fed_ = 0;
+        CM_RETURN_IF_ERROR(raw_->Read(kFeedBytes, &compressed_));
+        if (compressed_.empty()) {
+          CM_RETURN_IF_ERROR(decoder_->Finish());
+          finished_ = true;
+          break;
+        }
       }
-      CM_RETURN_IF_ERROR(decoder_->Feed(compressed_, &pending_));
+      size_t used = 0;
+      CM_RETURN_IF_ERROR(decoder_->Feed(std::string_view(compressed_).substr(fed_), &pending_,
+                                        max_bytes - pending_.size(), &used));
+      fed_ += used;
     }
     size_t n = std::min(max_bytes, pending_.size() - taken_);
     out->append(pending_, taken_, n);
@@ -85,12 +92,14 @@ class DecodingStream final : public InputStream {
   }
   // Text compresses about 4:1 with gzip -6 or zstd -3: an estimate only.
   uint64_t size_hint() const override { return raw_->size_hint() * 4; }
+  bool reopenable() const override { return raw_->reopenable(); }
 
  private:
   static constexpr size_t kFeedBytes = 64 << 10;
   std::unique_ptr<InputStream> raw_;
   std::unique_ptr<Decoder> decoder_;
   std::string compressed_, pending_;
+  size_t fed_ = 0;  // bytes of compressed_ given to the decoder
   size_t taken_ = 0;
   bool finished_ = false;
 };
@@ -303,12 +312,17 @@ class UriEnv final : public Env {
       unsigned parallel = (*client)->config().parallel_requests;
       uint64_t range = (*client)->config().range_size ? (*client)->config().range_size : o_.range_bytes;
       raw.reset(new S3RangeStream(*client, *uri, *info, path, range, parallel));
-    } else if (c != Compression::kNone && path != "-") {
-      auto in = local_->ReadFile(LocalPath(path));
-      if (!in.ok()) return in.status();
-      raw.reset(new MappedStream(std::move(in.value())));
     } else {
-      return std::unique_ptr<InputStream>();  // a plain local file: mapped (ReadFile)
+      // Standard input, FIFOs, devices: read in order, in pieces (never whole).
+      auto local = local_->OpenStream(LocalPath(path));
+      if (!local.ok()) return local.status();
+      raw = std::move(local.value());
+      if (!raw && c == Compression::kNone) return raw;  // a plain local file: mapped (ReadFile)
+      if (!raw) {
+        auto in = local_->ReadFile(LocalPath(path));
+        if (!in.ok()) return in.status();
+        raw.reset(new MappedStream(std::move(in.value())));
+      }
     }
     if (c == Compression::kNone) return raw;
     return std::unique_ptr<InputStream>(

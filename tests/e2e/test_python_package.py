@@ -178,6 +178,21 @@ def test_text_ids_that_look_like_numbers_stay_text(venv, oracle, tmp_path):
     assert_frames_agree(oracle, got, want, "text ids")
 
 
+def test_readme_script_runs(venv, tmp_path):
+    """README.md's "From Python": analysis.py rewritten with cloudmerge, run as the scientist runs it."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## From Python"):]
+    script = section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+    (tmp_path / "analysis.py").write_text(script)
+    case = next(c for c in CASES if c.name == "basic_int")
+    proc = subprocess.run([str(venv), "analysis.py", str(case / "x.tsv"), str(case / "y.tsv")], capture_output=True,
+                          text=True, cwd=tmp_path, env=clean_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = [i for i, line in enumerate(lines) if line.split() == ["ID_x", "value_x", "value_y"]]
+    assert len(header) == 1 and len(lines) - header[0] - 1 == 2, proc.stdout  # the script's 2 rows
+
+
 # --------------------------------------------------------------------------- merge(out=...)
 
 OUT_CASES = ["basic_int", "string_ids", "many_to_many", "quoted_fields", "missing_values_pass_through", "no_matches"]

@@ -383,3 +383,45 @@ def test_submit_without_a_worker_times_out_saying_where_to_look(venv, tmp_path):
     assert "no result after" in proc.stdout and "serve --local" in proc.stdout, proc.stdout
     assert json.loads((tmp_path / "in" / "j" / "job.json").read_text()) == {"key": "ID"}
     assert (tmp_path / "in" / "j" / "x_list.txt").read_bytes() == (case / "x.tsv").read_bytes()
+
+
+def test_submit_to_s3_through_the_queue_pipeline(venv, oracle, s3, tmp_path):  # noqa: F811
+    """submit() to s3:// (boto3 uploads and lists) with `serve --queue-url` as the worker: the input
+    bucket notifies an SQS queue, as the deployed stack's does. boto3 is not in the fresh venv
+    (it is the optional extra cloudmerge[s3]): the installed package runs on .venv's python,
+    which has it, through PYTHONPATH = the fresh venv's site-packages."""
+    import boto3
+
+    sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region,
+                       aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
+    inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
+    queue = sqs.create_queue(QueueName=f"events-{inb}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    env = s3.env()
+    worker = subprocess.Popen([BIN, "serve", "--queue-url", queue, "--input", f"s3://{inb}/", "--output",
+                               f"s3://{outb}/", "--wait-seconds", "1"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        case = next(c for c in CASES if c.name == "quoted_fields")
+        (site,) = (venv.parent.parent / "lib").glob("python3*/site-packages")
+        aws = {k: v for k, v in env.items() if k.startswith("AWS_") or k == "HOME"}
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(f"""
+            import json, cloudmerge
+            assert cloudmerge.__file__.startswith({str(site)!r}), cloudmerge.__file__
+            job = cloudmerge.submit({str(case / 'x.tsv')!r}, {str(case / 'y.tsv')!r}, input="s3://{inb}/",
+                                    output="s3://{outb}/", timeout=120, poll_interval=0.2)
+            job.dataframe().to_pickle({str(tmp_path / 'frame.pkl')!r})
+            print(json.dumps({{"name": job.name, "result": job.result, "rows": job.report["rows"]}}))
+        """)], capture_output=True, text=True, env=clean_env(PYTHONPATH=str(site), **aws), cwd="/", timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    got = json.loads(proc.stdout)
+    assert got["result"] == f"s3://{outb}/{got['name']}/merged.tsv"
+    result = tmp_path / "merged.tsv"
+    result.write_bytes(s3.client.get_object(Bucket=outb, Key=f"{got['name']}/merged.tsv")["Body"].read())
+    assert oracle_compare(oracle, case / "expected.tsv", result)
+    assert_frames_agree(oracle, pd.read_pickle(tmp_path / "frame.pkl"), script_frame(oracle, case), case.name)

@@ -28,7 +28,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export AWS_PAGER=""  # v2 pages output by default; v1 ignores this
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
 [[ $# -ge 2 && $1 != -* && $2 != -* ]] || usage
@@ -53,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     --log-retention-days) RETENTION=$2; shift 2 ;;
     --enable-emr-serverless) EMR=true; shift ;;
     --work-dir) WORK=$2; shift 2 ;;
-    -h|--help) usage ;;
+    -h|--help) usage 0 ;;
     *) echo "deploy.sh: unknown option $1" >&2; usage ;;
   esac
 done

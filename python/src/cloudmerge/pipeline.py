@@ -125,8 +125,9 @@ class Job:
 
 def submit(x, y, *, input, output, job=None, wait=True, timeout=3600, poll_interval=2.0, progress=None,
            x_name="x_list.txt", y_name="y_list.txt", result_name=None, **spec):
-    """Send a merge to the pipeline: upload x and y into a job folder of the
-    input location and, with wait=True (default), wait for its result.
+    """Send a merge to the pipeline: upload x and y (local files; .gz/.zst keep
+    their suffix) into a job folder of the input location and, with wait=True
+    (default), wait for its result.
 
     input, output: the pipeline's locations: local folders (those of
         `cloudmerge serve --local DIR`: DIR/input and DIR/output) or s3://

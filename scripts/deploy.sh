@@ -31,6 +31,7 @@ export AWS_PAGER=""  # v2 pages output by default; v1 ignores this
 usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 die() { echo "deploy.sh: $*" >&2; exit 1; }
 
+[[ ${1:-} == -h || ${1:-} == --help ]] && usage 0
 [[ $# -ge 2 && $1 != -* && $2 != -* ]] || usage
 STACK=$1 EMAIL=$2
 shift 2

@@ -122,8 +122,8 @@ def test_the_printed_notification_command_connects_the_bucket_to_the_queue(moto,
     assert all(c["Events"] == ["s3:ObjectCreated:*"] for c in got)
     assert sorted(r["Value"] for c in got for r in c["Filter"]["Key"]["FilterRules"]) == sorted(NOTIFIED_SUFFIXES)
 
-    # Deploying again: nothing to change, and the notification is found.
-    again = run_deploy(moto, tmp)
+    # Deploying the same package again (--package: no packaging): nothing to change, and the notification is found.
+    again = run_deploy(moto, tmp, "--package", str(tmp / "work" / "function.zip"))
     assert again.returncode == 0, again.stdout + again.stderr
     assert "No changes to deploy" in again.stderr and "has no event notification" not in again.stderr
     assert printed(again.stdout, "input bucket") == inb

@@ -41,7 +41,7 @@ def option_flags(options, reserved=()):
 
 
 def run(args, progress=None, interval=0.5):
-    """Runs `cloudmerge ARGS...`; progress as bars when `progress` (None: on a
+    """Runs `cloudmerge ARGS...` (a subcommand with --progress: merge); bars when `progress` (None: on a
     terminal or in Jupyter). Raises the engine's error as an exception."""
     show = progress_wanted(progress)
     argv = [binary(), *args, "--progress", "lines" if show else "none", "--progress-interval", str(interval)]

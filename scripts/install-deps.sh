@@ -1,28 +1,37 @@
 #!/usr/bin/env bash
-# Installs everything cloudmerge needs to build, test and benchmark on Debian 12.
-# Idempotent: a second run checks and returns in a few seconds.
-#   scripts/install-deps.sh          build + test dependencies
-#   scripts/install-deps.sh --bench  also the benchmark peers (DuckDB, Polars) in .venv
-#   scripts/install-deps.sh --fuzz   also clang + libFuzzer (scripts/fuzz.sh)
+# Installs what cloudmerge needs on Debian 12. Idempotent: a second run checks and returns in a few seconds.
+#   scripts/install-deps.sh --build-only  what building and running need: compiler, CMake, Ninja and the
+#                                         -dev libraries (scripts/run-example.sh, the first run)
+#   scripts/install-deps.sh               also everything the tests use (scripts/test.sh): GoogleTest,
+#                                         pandas, Chromium, Java + Maven jars, .venv (moto, AWS CLI, pyspark,
+#                                         the Python package's build tools), the Lambda emulator
+#   scripts/install-deps.sh --bench       also the benchmark peers (DuckDB, Polars) in .venv
+#   scripts/install-deps.sh --fuzz        also clang + libFuzzer (scripts/fuzz.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+want_build_only=0
+[[ " $* " == *" --build-only "* ]] && want_build_only=1
 want_bench=0
-[[ "${1:-}" == "--bench" ]] && want_bench=1
+[[ " $* " == *" --bench "* ]] && want_bench=1
 want_fuzz=0  # --fuzz: clang and libFuzzer for scripts/fuzz.sh (not needed by the default build)
 [[ " $* " == *" --fuzz "* ]] && want_fuzz=1
 
-# C++ toolchain and libraries from Debian; the oracle's pandas is Debian's 1.5.3
-# (the version that made ../shared/conformance's expected files).
+# Building and running: the C++ toolchain and the libraries the engine links.
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config
-  libcli11-dev libfmt-dev libxxhash-dev libgtest-dev
+  libcli11-dev libfmt-dev libxxhash-dev
   libcurl4-openssl-dev libssl-dev libpugixml-dev nlohmann-json3-dev zlib1g-dev libzstd-dev
-  libmicrohttpd-dev  # the dashboard's HTTP server (serve --http)
-  python3 python3-venv python3-pandas python3-numpy time zstd
-  chromium)  # headless, for the dashboard's and report.html's browser tests
-((want_fuzz)) && APT_PACKAGES+=(clang libclang-rt-14-dev)
-APT_PACKAGES+=(openjdk-17-jre-headless)  # Java for the Spark path (spark/, pyspark below)
-APT_PACKAGES+=(maven)  # fetches the S3A jars for Spark (below)
+  libmicrohttpd-dev)  # the dashboard's HTTP server (serve --http)
+if ((!want_build_only)); then
+  # Testing: GoogleTest; the oracle's pandas is Debian's 1.5.3 (the version that made
+  # ../shared/conformance's expected files); tqdm for the Python package's progress bars
+  # (Debian's, so that the fresh venv of tests/e2e/test_python_package.py sees it, as it sees pandas).
+  APT_PACKAGES+=(libgtest-dev python3 python3-venv python3-pandas python3-numpy python3-tqdm time zstd
+    chromium)  # headless, for the dashboard's and report.html's browser tests
+  ((want_fuzz)) && APT_PACKAGES+=(clang libclang-rt-14-dev)
+  APT_PACKAGES+=(openjdk-17-jre-headless)  # Java for the Spark path (spark/, pyspark below)
+  APT_PACKAGES+=(maven)  # fetches the S3A jars for Spark (below)
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,6 +41,10 @@ if ((${#missing[@]})); then
   SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ((want_build_only)); then
+  echo "install-deps: ok (build only; scripts/install-deps.sh without --build-only adds the test tools)"
+  exit 0
 fi
 
 # Test tools in a virtual environment built on Debian's python3, so it sees Debian's pandas.
@@ -47,6 +60,9 @@ need_pip=()
 [[ -x .venv/bin/cfn-lint ]] || need_pip+=(cfn-lint==1.41.0)
 .venv/bin/python -c 'import aiosmtpd' 2>/dev/null || need_pip+=(aiosmtpd==1.4.6)
 [[ -x .venv/bin/aws ]] || need_pip+=(awscli==1.46.3)
+# The Python package's wheel (python/, tests/e2e/test_python_package.py): the build frontend and backend.
+.venv/bin/python -c 'import build' 2>/dev/null || need_pip+=(build==1.6.1)
+.venv/bin/python -c 'import scikit_build_core' 2>/dev/null || need_pip+=(scikit-build-core==1.1.2)
 # The cluster path (spark/merge_job.py): Spark 3.5 as on EMR 7, run on the local Java 17.
 .venv/bin/python -c 'import pyspark' 2>/dev/null || need_pip+=(pyspark==3.5.9)
 if ((want_bench)); then

@@ -306,3 +306,24 @@ def test_lossy_spellings_partitioned_out_of_core(side, oracle, tmp_path):
     expected, actual = rows_of(tmp_path / "expected.tsv"), rows_of(tmp_path / "out.tsv")
     assert len(expected) > 100
     assert same_rows(expected, actual)
+
+
+def test_documented_deviations(oracle, tmp_path):
+    """README, "Deliberate deviations": what the script does, and what cloudmerge does instead."""
+    from conftest import run_merge
+    # An int64 ID against a float64 file's ID: the script compares through float64 (one row);
+    # cloudmerge compares the integer exactly (no row).
+    (tmp_path / "x.tsv").write_text("ID\tvalue\n9007199254740993\ta\n")
+    (tmp_path / "y.tsv").write_text("ID\tvalue\n9007199254740993.0\tz\n")
+    script = oracle.script_result(oracle.read(str(tmp_path / "x.tsv")), oracle.read(str(tmp_path / "y.tsv")))
+    assert len(script) == 1
+    out = run_merge(tmp_path / "x.tsv", tmp_path / "y.tsv").stdout.decode()
+    assert out == "ID_x\tvalue_x\tvalue_y\n"
+    # A NUL inside a field: pandas ends the field there ("A\0B" matches "A"); cloudmerge refuses the file.
+    (tmp_path / "x.tsv").write_bytes(b"ID\tvalue\nA\x00B\ta\n")
+    (tmp_path / "y.tsv").write_text("ID\tvalue\nA\tz\n")
+    script = oracle.script_result(oracle.read(str(tmp_path / "x.tsv")), oracle.read(str(tmp_path / "y.tsv")))
+    assert len(script) == 1
+    proc = run_merge(tmp_path / "x.tsv", tmp_path / "y.tsv", "-o", tmp_path / "out.tsv", check=False)
+    assert proc.returncode == 3 and b"line 2, column 2: found a NUL byte" in proc.stderr
+    assert not (tmp_path / "out.tsv").exists()

@@ -1,5 +1,6 @@
 #include "cloudmerge/key_types.h"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -117,8 +118,8 @@ namespace {
 // 10^0 .. 10^308, each the double nearest the power (as the literals of pandas'
 // table are): built once by the correctly rounding strtod.
 const double* PowersOfTen() {
-  static const auto* table = [] {
-    auto* t = new double[309];
+  static const std::array<double, 309> table = [] {
+    std::array<double, 309> t{};
     char buf[8];
     for (int k = 0; k <= 308; ++k) {
       std::snprintf(buf, sizeof buf, "1e%d", k);
@@ -126,7 +127,7 @@ const double* PowersOfTen() {
     }
     return t;
   }();
-  return table;
+  return table.data();
 }
 
 // pandas' words for infinity, accepted by _try_double only as the whole field.

@@ -6,6 +6,8 @@
 //   - numeric files (int64/uint64/float64/bool) compare by value (007 == 7 == 7.0,
 //     True == 1), a number never equals a text, NaN never equals anything;
 //   - text files compare exact strings; NA markers ("", NA, NaN, null, ...) are NaN.
+// A float64 file's values are the doubles pandas' own parser gives (ParseDouble:
+// precise_xstrtod, which is not the nearest double), so equality is the script's.
 // KeyScan reproduces the inference from one pass over a file's ID values, in
 // file order, including pandas' quirks: an integer too large for uint64 makes the
 // column text; a uint64 column mixed with negatives or NAs becomes text in which

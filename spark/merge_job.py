@@ -45,7 +45,6 @@ _WS = "[ \t\n\x0b\x0c\r]"  # C isspace in the "C" locale, as pandas' tokenizer u
 _INT_RE = re.compile(r"%s*([+-]?)([0-9]+)(.*)\Z" % _WS, re.S)
 _UINT_RE = re.compile(r"%s*(-?)\+?([0-9]+)(.*)\Z" % _WS, re.S)
 _TRAIL_RE = re.compile(r"%s*\Z" % _WS)
-_FLOAT_RE = re.compile(r"%s*([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)%s*\Z" % (_WS, _WS))
 _PLAIN_INT_RE = re.compile(r"-?[0-9]{1,18}\Z")  # fast path: always an in-range int64
 
 
@@ -85,20 +84,98 @@ def parse_uint64(v):
     return OK, n
 
 
-def parse_double(v):
-    """pandas' float parsing: decimal with optional exponent and surrounding
-    whitespace, or exactly inf/infinity (any case, optional sign). None if not."""
-    m = _FLOAT_RE.match(v)
-    if m:
-        d = float(m.group(1))  # correctly rounded, as glibc's strtod
-        return None if d in (float("inf"), float("-inf")) else d  # beyond range: pandas keeps text
-    w = v
-    neg = False
+_POW10 = [float("1e%d" % k) for k in range(309)]  # the nearest doubles, as pandas' table
+_SPACES = " \t\n\x0b\x0c\r"
+_INF = float("inf")
+
+
+def _i32(n):
+    """A C int's wrap-around (pandas keeps the exponent in an int)."""
+    n &= 0xFFFFFFFF
+    return n - (1 << 32) if n >= (1 << 31) else n
+
+
+def _infinity_word(v):
+    w, neg = v, False
     if w[:1] in ("+", "-"):
         neg, w = w[0] == "-", w[1:]
     if w.isascii() and w.lower() in ("inf", "infinity"):
-        return float("-inf") if neg else float("inf")
+        return -_INF if neg else _INF
     return None
+
+
+def parse_double(v):
+    """pandas' float parsing, bit for bit (a port of ParseDouble in
+    src/cloudmerge/key_types.cc, itself pandas' precise_xstrtod): at most 17
+    digits, leading zeros included, enter the mantissa, accumulated in a double;
+    one multiplication or division by a power of ten; an exponent of at most 17
+    digits, wrapping as a C int; exponents above 308 and infinite results fail.
+    Also exactly inf/infinity (any case, optional sign). None if not a float."""
+    n, p = len(v), 0
+    while p < n and v[p] in _SPACES:
+        p += 1
+    neg = False
+    if p < n and v[p] in "+-":
+        neg = v[p] == "-"
+        p += 1
+    number, exponent, digits = 0.0, 0, 0
+    while p < n and "0" <= v[p] <= "9":
+        if digits < 17:
+            number = number * 10.0 + (ord(v[p]) - 48)
+            digits += 1
+        else:
+            exponent += 1
+        p += 1
+    if p < n and v[p] == ".":
+        p += 1
+        decimals = 0
+        while digits < 17 and p < n and "0" <= v[p] <= "9":
+            number = number * 10.0 + (ord(v[p]) - 48)
+            digits += 1
+            decimals += 1
+            p += 1
+        if digits >= 17:
+            while p < n and "0" <= v[p] <= "9":
+                p += 1
+        exponent -= decimals
+    if digits == 0:
+        return _infinity_word(v)
+    if neg:
+        number = -number
+    if p < n and v[p] in "eE":
+        p += 1
+        eneg = False
+        if p < n and v[p] in "+-":
+            eneg = v[p] == "-"
+            p += 1
+        edigits, e = 0, 0
+        while edigits < 17 and p < n and "0" <= v[p] <= "9":
+            e = e * 10 + (ord(v[p]) - 48)
+            edigits += 1
+            p += 1
+        if edigits == 0:
+            return None
+        exponent = exponent - e if eneg else exponent + e
+    exponent = _i32(exponent)
+    if exponent > 308:
+        return None
+    if exponent > 0:
+        number *= _POW10[exponent]
+    elif exponent < -308:
+        if exponent < -616:
+            number = 0.0
+        else:
+            number /= _POW10[-308 - exponent]
+            number /= _POW10[308]
+    else:
+        number /= _POW10[-exponent]
+    if number in (_INF, -_INF):
+        return None
+    while p < n and v[p] in _SPACES:
+        p += 1
+    if p != n:
+        return _infinity_word(v)
+    return number
 
 
 def parse_bool(v):
@@ -144,6 +221,8 @@ class KeyScan:
             self.all_bool = False
             if i < 0 or "-" in v:  # "-0" too
                 self.seen_sint = True
+            if len(v) > 325 and self.all_float and parse_double(v) is None:
+                self.all_float = False  # 300+ leading zeros: beyond pandas' exponent range as a float
             return
         if not self.int_broken:
             self.int_broken, self.int_broken_by_overflow = True, ip == OVERFLOW
@@ -224,7 +303,9 @@ def join_key(mode, v):
         ip, i = parse_int64(v) if mode == "int64" else parse_uint64(v)
         return None if ip != OK else "n%d" % i
     if mode == "float64":
-        ip, i = (OK, int(v)) if _PLAIN_INT_RE.match(v) else parse_int64(v)
+        # Integers up to 2^53 of at most 17 characters are exact doubles; longer
+        # spellings go through pandas' parser ("000000000000000007" is 0.0 there).
+        ip, i = (OK, int(v)) if len(v) <= 17 and _PLAIN_INT_RE.match(v) else (INVALID, None)
         if ip == OK and -(1 << 53) <= i <= (1 << 53):
             return "n%d" % i
         d = parse_double(v)

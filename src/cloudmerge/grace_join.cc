@@ -307,8 +307,9 @@ struct PartitionedSide {
 // Level 0, one segment of the table: scans it in parallel units and appends
 // their rows to the partition files. Units are numbered from `unit_base` (the
 // units of earlier segments), so record positions keep the file's order.
+// `known`: the file's type when already inferred (a re-partition, see RunGraceJoin), else null.
 Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout, PartitionFiles& files,
-                        uint64_t* unit_base, PartitionedSide* out) {
+                        uint64_t* unit_base, PartitionedSide* out, const KeyMode* known) {
   const auto& chunks = t.chunks();
   const size_t ki = t.key_index();
   const size_t ncols = t.column_names().size();
@@ -359,7 +360,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
       t.ScanChunk(chunks[c], rec, &problems[u], [&](const Record& r) {
         std::string_view key = r.fields[ki].view();
         scans[u].Add(key);
-        uint32_t p = PartitionAt(PartitionHash(key), 0, fanout);
+        uint32_t p = PartitionAt(known ? PartitionHashUnder(*known, key) : PartitionHash(key), 0, fanout);
         std::string_view body;
         if (!r.has_quote_char) {
           if (!is_y) body = {r.begin, static_cast<size_t>(r.end - r.begin)};
@@ -400,12 +401,13 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
 }
 
 // Level 0: partitions a whole table, segment by segment (one for a mapped file).
-Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, PartitionedSide* out) {
+Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, PartitionedSide* out,
+                      const KeyMode* known = nullptr) {
   PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
   uint64_t unit_base = 0;
   CM_RETURN_IF_ERROR(t.Rewind());
   for (;;) {
-    CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out));
+    CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out, known));
     auto more = t.NextSegment();
     if (!more.ok()) return more.status();
     if (!*more) break;
@@ -417,14 +419,15 @@ Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, Partit
 }
 
 // Level > 0: splits one partition file by the next level's hash.
-Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, const std::string& stem, unsigned level,
-                                           uint32_t fanout) {
+// Level > 0 hashes under the side's known type (PartitionHashUnder), the same for x and y.
+Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, KeyMode mode, const std::string& stem,
+                                           unsigned level, uint32_t fanout) {
   PartitionFiles files(&ctx, stem, fanout);
   PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
   CM_RETURN_IF_ERROR(ForEachPartRecord(
       ctx.env, in.path,
       [&](const PartRecord& r) {
-        uint32_t p = PartitionAt(PartitionHash(r.key), level, fanout);
+        uint32_t p = PartitionAt(PartitionHashUnder(mode, r.key), level, fanout);
         AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
         bufs.Added(p);
       },
@@ -837,9 +840,9 @@ class JoinPhase {
       uint32_t fanout = FanoutFor(*ctx_, BuildBytes(t.y));
       unsigned level = t.level + 1;
       std::string stem = fmt::format("l{}", level);
-      auto ys = Repartition(*ctx_, t.y, "y" + stem, level, fanout);
+      auto ys = Repartition(*ctx_, t.y, ctx_->y_mode, "y" + stem, level, fanout);
       if (!ys.ok()) return ys.status();
-      auto xs = Repartition(*ctx_, t.x, "x" + stem, level, fanout);
+      auto xs = Repartition(*ctx_, t.x, ctx_->x_mode, "x" + stem, level, fanout);
       if (!xs.ok()) return xs.status();
       for (uint32_t p = 0; p < fanout; ++p) {
         JoinTask child{(*ys)[p], (*xs)[p], level, false};
@@ -1304,6 +1307,20 @@ Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigne
   malloc_trim(0);
   ctx.y_mode = ys.scan.Decide();
   ctx.x_mode = xs.scan.Decide();
+  // A float64 file with an integer spelling pandas reads otherwise as a float
+  // ("000000000000000007" is 0.0) was partitioned by the integer's value: partition it
+  // again, now that its type is known (rare; costs one more pass over that input).
+  auto repartition = [&](Table& t, bool is_y, PartitionedSide& side, KeyMode mode) -> Status {
+    if (mode != KeyMode::kFloat || !side.scan.lossy_int()) return Status::OK();
+    for (const SpillPart& part : side.parts) env->RemoveFile(part.path);
+    side = PartitionedSide{};
+    PhaseTimer phase(ctx.progress, &stats->phases, is_y ? "partition y again" : "partition x again", t.size(), 0);
+    CM_RETURN_IF_ERROR(PartitionTable(ctx, t, is_y, fanout0, &side, &mode));
+    phase.End(side.rows, t.size());
+    return Status::OK();
+  };
+  CM_RETURN_IF_ERROR(repartition(y, true, ys, ctx.y_mode));
+  CM_RETURN_IF_ERROR(repartition(x, false, xs, ctx.x_mode));
   stats->y_rows = ys.rows;
   stats->x_rows = xs.rows;
   stats->y_mode = ctx.y_mode;

@@ -14,6 +14,7 @@
 #include <xxhash.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 
 #include "cloudmerge/key_types.h"
@@ -50,6 +51,21 @@ inline uint64_t PartitionHash(std::string_view v) {
   else if (ParseDouble(v, &d)) {}
   else if (ParseBool(v, &b)) d = b ? 1.0 : 0.0;
   else return XXH3_64bits(v.data(), v.size());
+  return HashNumericKey(CanonicalFromDouble(d));
+}
+
+// The partition hash once the file's type is known: equal keys under the types
+// hash alike, and a value hashes as PartitionHash does whenever its key is the
+// value PartitionHash assumes (always, except an integer spelling pandas reads
+// otherwise as a float: IntSpellingLosesInFloat). Used to re-partition a float64
+// file that has such spellings, and at every level after the first.
+inline uint64_t PartitionHashUnder(KeyMode mode, std::string_view v) {
+  NumericKey k;
+  if (!IsNumeric(mode) || !ToNumericKey(mode, v, &k)) return XXH3_64bits(v.data(), v.size());
+  double d;
+  if (k.tag == NumericKey::kSigned) d = static_cast<double>(static_cast<int64_t>(k.bits));
+  else if (k.tag == NumericKey::kUnsigned) d = static_cast<double>(k.bits);
+  else std::memcpy(&d, &k.bits, sizeof d);
   return HashNumericKey(CanonicalFromDouble(d));
 }
 

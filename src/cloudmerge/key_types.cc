@@ -1,6 +1,8 @@
 #include "cloudmerge/key_types.h"
 
+#include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -111,57 +113,131 @@ UIntParse ParseUInt64(std::string_view v, uint64_t* out) {
   return UIntParse::kOk;
 }
 
+namespace {
+
+// 10^0 .. 10^308, each the double nearest the power (as the literals of pandas'
+// table are): built once by the correctly rounding strtod.
+const double* PowersOfTen() {
+  static const std::array<double, 309> table = [] {
+    std::array<double, 309> t{};
+    char buf[8];
+    for (int k = 0; k <= 308; ++k) {
+      std::snprintf(buf, sizeof buf, "1e%d", k);
+      t[k] = std::strtod(buf, nullptr);
+    }
+    return t;
+  }();
+  return table.data();
+}
+
+// pandas' words for infinity, accepted by _try_double only as the whole field.
+bool ParseInfinityWord(std::string_view w, double* out) {
+  bool neg = false;
+  if (!w.empty() && (w[0] == '+' || w[0] == '-')) { neg = w[0] == '-'; w.remove_prefix(1); }
+  if (!EqualsIgnoreCase(w, "inf") && !EqualsIgnoreCase(w, "infinity")) return false;
+  *out = neg ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+  return true;
+}
+
+}  // namespace
+
+// A re-implementation of precise_xstrtod (pandas/_libs/src/parser/tokenizer.c,
+// pandas 1.3 to 3.0, the default float_precision="high"), as _try_double calls
+// it: decimal '.', no thousands separator, trailing whitespace skipped, and the
+// whole field consumed. Its rules, which make it differ from a correct parse:
+//   - at most 17 digits enter the mantissa, counted from the first digit
+//     written, leading zeros included ("000000000000000007" keeps 17 zeros: 0);
+//     further integer digits only raise the exponent, further decimals are dropped;
+//   - the mantissa is accumulated in a double (number * 10 + digit, rounding at
+//     each step past 2^53), then scaled by ONE multiplication or division by a
+//     power of ten from a table (two divisions below 1e-308), so about a third of
+//     17-digit decimals end one bit away from the nearest double;
+//   - the exponent takes at most 17 digits, in a C int (wrapping past 2^31, as
+//     the compiled code does); an exponent above 308 is an error, even for 0e400;
+//     a result of +-infinity is an error (1.8e308); below -616 the value is 0.
+// Differentially tested against pandas itself: tests/e2e/test_float_parity.py.
 bool ParseDouble(std::string_view v, double* out) {
-  // Grammar first, so that strtod's extras (hex, nan, inf with spaces) are refused.
+  const char* p = v.data();
+  const char* const e = p + v.size();
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  bool negative = false;
+  if (p < e && (*p == '-' || *p == '+')) negative = *p++ == '-';
+  constexpr int kMaxDigits = 17;
+  double number = 0.0;
+  uint32_t exponent = 0;  // a C int in pandas; unsigned here so that wrapping is defined
+  int num_digits = 0;
+  for (; p < e && IsDigit(*p); ++p) {
+    if (num_digits < kMaxDigits) {
+      number = number * 10.0 + (*p - '0');
+      ++num_digits;
+    } else {
+      ++exponent;
+    }
+  }
+  if (p < e && *p == '.') {
+    ++p;
+    uint32_t num_decimals = 0;
+    for (; num_digits < kMaxDigits && p < e && IsDigit(*p); ++p) {
+      number = number * 10.0 + (*p - '0');
+      ++num_digits;
+      ++num_decimals;
+    }
+    if (num_digits >= kMaxDigits)
+      while (p < e && IsDigit(*p)) ++p;
+    exponent -= num_decimals;
+  }
+  if (num_digits == 0) return ParseInfinityWord(v, out);
+  if (negative) number = -number;
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    ++p;
+    bool exp_negative = false;
+    if (p < e && (*p == '-' || *p == '+')) exp_negative = *p++ == '-';
+    int exp_digits = 0;
+    uint32_t n = 0;
+    for (; exp_digits < kMaxDigits && p < e && IsDigit(*p); ++p, ++exp_digits) n = n * 10u + static_cast<uint32_t>(*p - '0');
+    if (exp_digits == 0) return false;  // "1e", "1e+": pandas un-reads the 'e', which is then trailing text
+    exponent = exp_negative ? exponent - n : exponent + n;
+  }
+  const int32_t exp10 = static_cast<int32_t>(exponent);
+  const double* pow10 = PowersOfTen();
+  if (exp10 > 308) return false;  // ERANGE
+  if (exp10 > 0) {
+    number *= pow10[exp10];
+  } else if (exp10 < -308) {  // subnormal range: two divisions
+    if (exp10 < -616) {
+      number = 0.0;
+    } else {
+      number /= pow10[-308 - exp10];
+      number /= pow10[308];
+    }
+  } else {
+    number /= pow10[-exp10];
+  }
+  if (std::isinf(number)) return false;  // ERANGE
+  while (p < e && IsSpaceAscii(*p)) ++p;
+  if (p != e) return ParseInfinityWord(v, out);
+  *out = number;
+  return true;
+}
+
+bool ParseDoubleCorrectlyRounded(std::string_view v, double* out) {
+  // Same grammar as ParseDouble, the nearest double as value.
+  double unused;
+  if (!ParseDouble(v, &unused)) return false;
   const char* p = v.data();
   const char* e = p + v.size();
   while (p < e && IsSpaceAscii(*p)) ++p;
-  const char* num_begin = p;
-  if (p < e && (*p == '+' || *p == '-')) ++p;
-  size_t digits = 0;
-  while (p < e && IsDigit(*p)) { ++p; ++digits; }
-  if (p < e && *p == '.') {
-    ++p;
-    while (p < e && IsDigit(*p)) { ++p; ++digits; }
-  }
-  bool ok = digits > 0;
-  if (ok && p < e && (*p == 'e' || *p == 'E')) {
-    ++p;
-    if (p < e && (*p == '+' || *p == '-')) ++p;
-    size_t exp_digits = 0;
-    while (p < e && IsDigit(*p)) { ++p; ++exp_digits; }
-    ok = exp_digits > 0;
-  }
-  const char* num_end = p;
-  while (p < e && IsSpaceAscii(*p)) ++p;
-  ok = ok && p == e;
-  if (ok) {
-    char small[128];
-    std::string big;
-    const char* s;
-    size_t n = static_cast<size_t>(num_end - num_begin);
-    if (n < sizeof(small)) {
-      std::memcpy(small, num_begin, n);
-      small[n] = '\0';
-      s = small;
-    } else {
-      big.assign(num_begin, n);
-      s = big.c_str();
-    }
-    double d = std::strtod(s, nullptr);
-    if (std::isinf(d)) return false;  // beyond double range: pandas keeps the text
-    *out = d;
-    return true;
-  }
-  // pandas' fallback words, matched against the whole field.
-  std::string_view w = v;
-  bool neg = false;
-  if (!w.empty() && (w[0] == '+' || w[0] == '-')) { neg = w[0] == '-'; w.remove_prefix(1); }
-  if (EqualsIgnoreCase(w, "inf") || EqualsIgnoreCase(w, "infinity")) {
-    *out = neg ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
-    return true;
-  }
-  return false;
+  while (e > p && IsSpaceAscii(e[-1])) --e;
+  std::string s(p, e);
+  *out = std::strtod(s.c_str(), nullptr);
+  return true;
+}
+
+bool IntSpellingLosesInFloat(std::string_view v, double nearest) {
+  if (v.size() <= 17 && std::fabs(nearest) <= 9007199254740992.0) return false;  // exact either way
+  double pandas;
+  if (!ParseDouble(v, &pandas)) return false;  // then the file cannot be float64
+  return !(CanonicalFromDouble(pandas) == CanonicalFromDouble(nearest));
 }
 
 bool ParseBool(std::string_view v, bool* out) {
@@ -178,12 +254,22 @@ void KeyScan::Add(std::string_view value) {
   if (ip == IntParse::kOk) {
     all_bool_ = false;
     if (i < 0 || value.find('-') != std::string_view::npos) seen_sint_ = true;  // "-0" too
+    if (value.size() > 15) {
+      // As a float (if the file turns out float64) pandas may read it otherwise,
+      // and with more than 325 digits (leading zeros) not at all: "0...07" is text then.
+      double d;
+      if (value.size() > 325 && all_float_ && !ParseDouble(value, &d)) all_float_ = false;
+      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(i));
+    }
     return;
   }
   if (!int_broken_) { int_broken_ = true; int_broken_by_overflow_ = ip == IntParse::kOverflow; }
   uint64_t u;
   switch (ParseUInt64(value, &u)) {
-    case UIntParse::kOk: if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) seen_uint_ = true; break;
+    case UIntParse::kOk:
+      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) seen_uint_ = true;
+      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(u));
+      break;
     case UIntParse::kNegative: seen_sint_ = true; break;
     case UIntParse::kOverflow:
     case UIntParse::kInvalid:
@@ -211,6 +297,7 @@ void KeyScan::Append(const KeyScan& later) {
   seen_uint_ |= later.seen_uint_;
   all_float_ &= later.all_float_;
   all_bool_ &= later.all_bool_;
+  lossy_int_ |= later.lossy_int_;
 }
 
 KeyMode KeyScan::Decide() const {
@@ -262,8 +349,10 @@ bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out) {
     }
     case KeyMode::kFloat: {
       int64_t i;
-      // Integers up to 2^53 are exact doubles: skip strtod for them.
-      if (ParseInt64(value, &i) == IntParse::kOk && i >= -(int64_t{1} << 53) && i <= (int64_t{1} << 53)) {
+      // Integers up to 2^53 written with at most 17 characters (so at most 17 digits,
+      // within pandas' digit budget) are exact doubles: skip the float parse for them.
+      if (value.size() <= 17 && ParseInt64(value, &i) == IntParse::kOk && i >= -(int64_t{1} << 53) &&
+          i <= (int64_t{1} << 53)) {
         *out = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
         return true;
       }

@@ -6,6 +6,8 @@
 //   - numeric files (int64/uint64/float64/bool) compare by value (007 == 7 == 7.0,
 //     True == 1), a number never equals a text, NaN never equals anything;
 //   - text files compare exact strings; NA markers ("", NA, NaN, null, ...) are NaN.
+// A float64 file's values are the doubles pandas' own parser gives (ParseDouble:
+// precise_xstrtod, which is not the nearest double), so equality is the script's.
 // KeyScan reproduces the inference from one pass over a file's ID values, in
 // file order, including pandas' quirks: an integer too large for uint64 makes the
 // column text; a uint64 column mixed with negatives or NAs becomes text in which
@@ -38,9 +40,21 @@ IntParse ParseInt64(std::string_view v, int64_t* out);
 // For uint64: kNegative is pandas' "seen a signed value" (no error, no value).
 enum class UIntParse : uint8_t { kOk, kNegative, kOverflow, kInvalid };
 UIntParse ParseUInt64(std::string_view v, uint64_t* out);
-// pandas' float parsing: decimal, optional exponent, surrounding whitespace, and the
-// exact words inf/+inf/-inf/infinity (any case). Values beyond double range fail.
+// pandas' float parsing, bit for bit: the value pandas 1.5.3 (and 2.x, 3.0) holds for a
+// field of a float64 column: decimal, optional exponent, surrounding whitespace, and the
+// exact words inf/+inf/-inf/infinity (any case). It is NOT a correct rounding: at most 17
+// digits (leading zeros included) are kept and the value is scaled by one power of ten
+// (see key_types.cc). Exponents above 308 and results beyond double range fail. This is
+// the one float parser of every engine (in memory, out of core, streamed).
 bool ParseDouble(std::string_view v, double* out);
+// The same grammar, with the nearest double as value (strtod).
+bool ParseDoubleCorrectlyRounded(std::string_view v, double* out);
+// True for an integer spelling (as ParseInt64/ParseUInt64 accept it, `nearest` being the
+// integer converted to double) whose value as a pandas float differs from `nearest`: more than 17 digits counting
+// leading zeros ("000000000000000007" is 0.0), or a 17-digit accumulation rounding
+// beyond 2^53. Such a value hashes by its integer value (PartitionHash) but keys by
+// pandas' float in a float64 file, so the engines re-key a float file that has one.
+bool IntSpellingLosesInFloat(std::string_view v, double nearest);
 // pandas' bool words: true/false in any case, nothing else.
 bool ParseBool(std::string_view v, bool* out);
 
@@ -52,6 +66,9 @@ class KeyScan {
   void Append(const KeyScan& later);
   KeyMode Decide() const;
   uint64_t values() const { return values_; }
+  // Some integer spelling IntSpellingLosesInFloat: if the file is float64, its keys
+  // differ from the type-independent PartitionHash's assumption.
+  bool lossy_int() const { return lossy_int_; }
 
  private:
   uint64_t values_ = 0;
@@ -62,6 +79,7 @@ class KeyScan {
   bool uint_error_ = false, uint_error_overflow_ = false;
   bool seen_sint_ = false, seen_uint_ = false;
   bool all_float_ = true, all_bool_ = true;
+  bool lossy_int_ = false;
 };
 
 // A numeric ID normalised so that equal values have equal representations:

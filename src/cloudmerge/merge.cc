@@ -198,13 +198,17 @@ Status ScanXKeys(Table& x, unsigned threads, Progress* progress, KeyMode* mode, 
 // The probe key of an x value before x's type is known, for a numeric y: the
 // value as an integer when it is one, else as a double. It equals MakeKey's
 // under the type x turns out to have if that type is int64, or float64 when no
-// integer beyond 2^53 occurred (*big flags those); otherwise the probe reruns.
+// integer beyond 2^53 or lossy as a pandas float occurred (*big flags those);
+// otherwise the probe reruns.
 inline bool MakeSpeculativeNumericKey(std::string_view v, ProbeKey* k, bool* big) {
   if (IsNaMarker(v)) return false;
   int64_t i;
   IntParse ip = ParseInt64(v, &i);
   if (ip == IntParse::kOk) {
-    if (i > (int64_t{1} << 53) || i < -(int64_t{1} << 53)) *big = true;
+    // Beyond 2^53, or a spelling pandas reads otherwise as a float ("000000000000000007"
+    // is 0.0): the key under a float64 x may differ, so a float x is probed again.
+    if (i > (int64_t{1} << 53) || i < -(int64_t{1} << 53) || IntSpellingLosesInFloat(v, static_cast<double>(i)))
+      *big = true;
     k->num = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
   } else {
     if (ip == IntParse::kOverflow) *big = true;

@@ -94,3 +94,32 @@ def test_encode_quotes_only_when_needed():
     assert mj.encode("a b") == "a b"
     assert mj.encode('say "hi"') == '"say ""hi"""'
     assert mj.encode("t\tx") == '"t\tx"' and mj.encode("l\nx") == '"l\nx"'
+
+
+# pandas' float parser (precise_xstrtod), as tests/unit/key_types_test.cc PandasFloat.*;
+# tests/e2e/test_float_parity.py compares parse_double with pandas on random spellings.
+PANDAS_FLOATS = [
+    ("10.357019999999999", "0x1.4b6cb5350092dp+3"), ("10.35702", "0x1.4b6cb5350092dp+3"),
+    ("0.30000000000000004", "0x1.3333333333333p-2"), ("0.3", "0x1.3333333333333p-2"),
+    ("1e-307", "0x1.1fa182c40c60ep-1020"), ("1.0000000000000000e-307", "0x1.1fa182c40c60dp-1020"),
+    ("000000000000000007", "0x0.0p+0"), ("00000000000000007", "0x1.c000000000000p+2"),
+    ("9223372036854775807", "0x1.0000000000001p+63"), ("1e4294967297", "0x1.4000000000000p+3"),
+    ("0e400", None), ("1e309", None), ("1.8e308", None), ("1e0000000000000000001", None), ("1e", None),
+    ("1e-700", "0x0.0p+0"), (" \f5.\v ", "0x1.4000000000000p+2"), ("-.5", "-0x1.0000000000000p-1"),
+]
+
+
+@pytest.mark.parametrize("spelling,value", PANDAS_FLOATS)
+def test_parse_double_is_pandas(spelling, value):
+    d = mj.parse_double(spelling)
+    assert (None if d is None else d.hex()) == value
+
+
+def test_float_keys_are_pandas_values():
+    k = mj.join_key
+    assert k("float64", "10.357019999999999") == k("float64", "10.35702")  # the issue's repros
+    assert k("float64", "0.3") == k("float64", "0.30000000000000004")
+    assert k("float64", "000000000000000007") == k("int64", "0")
+    assert k("float64", "1e-307") != k("float64", "1.0000000000000000e-307")
+    assert mj.infer(["1.5", "0e400"]) == "text"
+    assert mj.infer(["1.5", "0" * 330 + "7"]) == "text" and mj.infer(["0" * 330 + "7"]) == "int64"

@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstring>
 #include <initializer_list>
 #include <string>
+
+#include "cloudmerge/join_keys.h"
 
 namespace cloudmerge {
 namespace {
@@ -119,6 +123,88 @@ TEST(NumericKeys, MissingNeverMatches) {
   NumericKey k;
   EXPECT_FALSE(ToNumericKey(KeyMode::kFloat, "NaN", &k));
   EXPECT_FALSE(ToNumericKey(KeyMode::kInt64, "", &k));
+}
+
+
+// pandas' float parser (precise_xstrtod), bit for bit: the repros, as Debian's
+// pandas 1.5.3 reads them (tests/e2e/test_float_parity.py checks 2*10^5 more against pandas).
+std::string Hex(const char* v) {
+  double d;
+  if (!ParseDouble(v, &d)) return "ERR";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", d);
+  return buf;
+}
+
+TEST(PandasFloat, SeventeenDigitsRoundAsPandasDoes) {
+  EXPECT_EQ(Hex("10.357019999999999"), "0x1.4b6cb5350092dp+3");  // strtod: ...092c
+  EXPECT_EQ(Hex("10.35702"), "0x1.4b6cb5350092dp+3");
+  EXPECT_EQ(Hex("0.30000000000000004"), "0x1.3333333333333p-2");  // strtod: ...334, pandas: 0.3
+  EXPECT_EQ(Hex("0.3"), "0x1.3333333333333p-2");
+  EXPECT_EQ(Hex("1e-307"), "0x1.1fa182c40c60ep-1020");
+  EXPECT_EQ(Hex("1.0000000000000000e-307"), "0x1.1fa182c40c60dp-1020");  // != 1e-307 in pandas
+  EXPECT_EQ(Hex("9223372036854775807"), "0x1.0000000000001p+63");
+}
+
+TEST(PandasFloat, DigitBudgetCountsLeadingZeros) {
+  EXPECT_EQ(Hex("000000000000000007"), "0x0p+0");  // 17 zeros fill the budget, the 7 is dropped
+  EXPECT_EQ(Hex("00000000000000007"), "0x1.cp+2");  // 17 digits: kept
+  EXPECT_EQ(Hex("0000000000000000000000000000001"), "0x0p+0");
+}
+
+TEST(PandasFloat, ExponentRules) {
+  EXPECT_EQ(Hex("0e400"), "ERR");                 // above 308: an error even for zero
+  EXPECT_EQ(Hex("1e309"), "ERR");
+  EXPECT_EQ(Hex("1.8e308"), "ERR");               // infinite result
+  EXPECT_EQ(Hex("1e0000000000000000001"), "ERR");  // 18 exponent digits: the last is trailing text
+  EXPECT_EQ(Hex("1e00000000000000001"), "0x1.4p+3");
+  EXPECT_EQ(Hex("1e4294967297"), "0x1.4p+3");     // a C int wraps: exponent 1
+  EXPECT_EQ(Hex("1e-700"), "0x0p+0");
+  EXPECT_EQ(Hex("1e"), "ERR");
+  EXPECT_EQ(Hex("1e+"), "ERR");
+  EXPECT_EQ(Hex(" \f5.\v "), "0x1.4p+2");
+  EXPECT_EQ(Hex("-.5"), "-0x1p-1");
+  EXPECT_EQ(Hex("."), "ERR");
+  EXPECT_EQ(Hex("-INF"), "-inf");
+}
+
+TEST(PandasFloat, TypeInferenceFollowsTheParser) {
+  EXPECT_EQ(Infer({"1.5", "0e400"}), KeyMode::kText);  // strtod would accept 0e400
+  EXPECT_EQ(Infer({"1.5", "1e0000000000000000001"}), KeyMode::kText);
+  EXPECT_EQ(Infer({"1.5", std::string(330, '0').append("7").c_str()}), KeyMode::kText);  // exponent 314
+  EXPECT_EQ(Infer({std::string(330, '0').append("7").c_str()}), KeyMode::kInt64);
+}
+
+TEST(PandasFloat, FloatKeysAreThePandasValues) {
+  // The repros: x ID vs y ID, same file type (float64) on both sides.
+  EXPECT_EQ(Key(KeyMode::kFloat, "10.357019999999999"), Key(KeyMode::kFloat, "10.35702"));
+  EXPECT_EQ(Key(KeyMode::kFloat, "0.3"), Key(KeyMode::kFloat, "0.30000000000000004"));
+  EXPECT_EQ(Key(KeyMode::kInt64, "0"), Key(KeyMode::kFloat, "000000000000000007"));
+  EXPECT_FALSE(Key(KeyMode::kFloat, "1e-307") == Key(KeyMode::kFloat, "1.0000000000000000e-307"));
+  EXPECT_EQ(Key(KeyMode::kFloat, "00000000000000007"), Key(KeyMode::kInt64, "7"));
+}
+
+TEST(PandasFloat, LossyIntegerSpellingsAreFlagged) {
+  auto lossy = [](std::initializer_list<const char*> values) {
+    KeyScan s;
+    for (const char* v : values) s.Add(v);
+    return s.lossy_int();
+  };
+  EXPECT_TRUE(lossy({"000000000000000007", "1.5"}));
+  EXPECT_TRUE(lossy({"9223372036854775807"}));
+  EXPECT_TRUE(lossy({"1.5", "9223372036854775808"}));  // uint64 spelling: 2^63 + 2048 in pandas
+  EXPECT_FALSE(lossy({"1.5", "18446744073709551615"}));  // 2^64 both ways
+  EXPECT_FALSE(lossy({"7", "00000000000000007", "9007199254740993", "1.5"}));
+}
+
+TEST(PandasFloat, PartitionHashUnderTheKnownType) {
+  // A float file's lossy spelling meets its partner once partitioned under its type.
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007"), PartitionHash("0"));
+  EXPECT_NE(PartitionHash("000000000000000007"), PartitionHash("0"));  // why the engines re-partition
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kInt64, "000000000000000007"), PartitionHash("7"));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "10.357019999999999"), PartitionHash("10.35702"));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kBool, "True"), PartitionHash("1"));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kText, "7"), PartitionHashUnder(KeyMode::kText, "7"));
 }
 
 }  // namespace

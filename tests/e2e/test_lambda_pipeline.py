@@ -142,3 +142,36 @@ def test_malformed_records_are_reported_not_fatal(world):
     answer = invoke(w, event)
     assert answer == {"batchItemFailures": [{"itemIdentifier": ""}, {"itemIdentifier": ""}]}, answer
     assert invoke(w, good) == {"batchItemFailures": []}
+
+
+# Issue 15, finding 2: under Lambda too, the command engine runs only what the
+# function registers (CLOUDMERGE_COMMANDS), with no credentials in its environment.
+ENV_DUMP = json.dumps({"envdump": ["/bin/sh", "-c", 'env > "$0"', "{out}"]})
+
+
+def put_command_job(w, job):
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/x_list.txt", Body=b"ID\tv\n1\ta\n")
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/job.json",
+                           Body=json.dumps({"engine": "command", "command": "envdump"}).encode())
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/y_list.txt", Body=b"ID\tw\n1\tb\n")
+    return invoke(w, recorded_event("s3_put_event.json", w.inb, [f"{job}/y_list.txt"]))
+
+
+def test_command_engine_is_off_unless_the_function_registers_commands(world):
+    w = world
+    assert put_command_job(world, "cmd") == {"status": "ok"}
+    assert sum("failed" in s for s in sns_subjects(w)) == 1
+    keys = [o["Key"] for o in w.s3.client.list_objects_v2(Bucket=w.outb).get("Contents", [])]
+    (failed,) = [k for k in keys if k.endswith("/failed.json")]
+    error = json.loads(w.s3.client.get_object(Bucket=w.outb, Key=failed)["Body"].read())["error"]
+    assert "does not offer" in error and "cmd/merged.tsv" not in keys
+
+
+@pytest.mark.parametrize("world", [{"CLOUDMERGE_COMMANDS": ENV_DUMP}], indirect=True)
+def test_registered_command_runs_without_credentials(world):
+    w = world
+    assert put_command_job(world, "cmd") == {"status": "ok"}
+    seen = w.s3.client.get_object(Bucket=w.outb, Key="cmd/merged.tsv")["Body"].read().decode()
+    names = {line.split("=", 1)[0] for line in seen.splitlines() if "=" in line}
+    assert not [n for n in names if n.startswith(("AWS_", "CLOUDMERGE_", "_X_AMZN", "_LAMBDA"))], names
+    assert w.s3.secret_access_key not in seen

@@ -116,7 +116,11 @@ def test_bad_input_and_poison_record(world):
     assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="bad/merged").get("KeyCount", 0) == 0
 
 
-@pytest.mark.parametrize("world", [{"TIMEOUT_S": "4", "CLOUDMERGE_DEADLINE_MARGIN_MS": "2500"}], indirect=True)
+SLEEP = json.dumps({"slow": ["/usr/bin/python3", "-c", "import time; time.sleep(8)", "{out}"]})
+
+
+@pytest.mark.parametrize("world", [{"TIMEOUT_S": "4", "CLOUDMERGE_DEADLINE_MARGIN_MS": "2500",
+                                    "CLOUDMERGE_COMMANDS": SLEEP}], indirect=True)
 def test_deadline_fails_cleanly_before_lambda_kills_it(world):
     """A run that would outlive the function's timeout is reported as an error
     by the runtime itself before the deadline, and leaves no output."""
@@ -125,7 +129,7 @@ def test_deadline_fails_cleanly_before_lambda_kills_it(world):
     w.s3.client.upload_file(str(case / "x.tsv"), w.inb, "slow/x_list.txt")
     w.s3.client.upload_file(str(case / "y.tsv"), w.inb, "slow/y_list.txt")
     w.s3.client.put_object(Bucket=w.inb, Key="slow/job.json", Body=json.dumps(
-        {"engine": "command", "command": ["python3", "-c", "import time; time.sleep(8)", "{x}", "{y}", "{out}"]}))
+        {"engine": "command", "command": "slow"}))
     status, body = w.emu.invoke(json.dumps(recorded_event("s3_put_event.json", w.inb, ["slow/job.json"])))
     answer = json.loads(body)
     assert answer.get("errorType") == "Function.DeadlineExceeded", (status, body, w.emu.logs()[-2000:])

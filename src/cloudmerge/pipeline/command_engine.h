@@ -12,8 +12,9 @@
 //     the operator listed (pass_env): no AWS credentials, no SMTP password;
 //   - in its own process group, with stdin and stdout on /dev/null and no
 //     other descriptor of the worker open;
-//   - under a time limit (timeout_s, and under Lambda the invocation's
-//     deadline), after which its whole process group is killed (SIGKILL);
+//   - under a time limit (timeout_s; the default is well under Lambda's
+//     900 s, whose own watchdog ends an invocation that would outlive it),
+//     after which its whole process group is killed (SIGKILL);
 //     the group is killed too when the command exits, so nothing it started
 //     in the background outlives the job;
 //   - with its standard error read through a pipe, of which only the last
@@ -72,7 +73,6 @@ Status AddCommandsJson(const std::string& json, CommandEngineOptions* o);
 struct CommandRun {
   std::string name;                   // the job's "command"
   std::atomic<bool>* stop = nullptr;  // set by SIGTERM: kill the command, release the job
-  int64_t deadline_ms = 0;            // NowMillis() time the command must end by (0: none)
 };
 
 Status RunCommandEngine(Env* env, const CommandEngineOptions& options, const CommandRun& run,

@@ -239,9 +239,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   if (r.spec.engine == "command") {
     CommandEngineOptions co = o_.commands;
     if (co.temp_dir.empty()) co.temp_dir = o_.temp_dir;
-    // Under Lambda the command ends before the watchdog would end the process (lambda_command.cc).
-    int64_t until = o_.deadline_ms > 0 ? o_.deadline_ms - 5000 : 0;
-    st = RunCommandEngine(env_, co, CommandRun{r.spec.command, o_.stop, until}, in_->Uri(r.inputs.x.key),
+    st = RunCommandEngine(env_, co, CommandRun{r.spec.command, o_.stop}, in_->Uri(r.inputs.x.key),
                           in_->Uri(r.inputs.y.key), out_->Uri(out_key), &stats);
   } else if (IsClusterEngine(engine)) {
     st = RunCluster(r, engine, out_key, &stats, &cluster);

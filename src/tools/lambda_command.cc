@@ -147,7 +147,8 @@ struct LambdaApp {
     std::stringstream pass(Getenv("CLOUDMERGE_COMMAND_ENV"));
     for (std::string name; std::getline(pass, name, ',');)
       if (!name.empty()) options.commands.pass_env.push_back(name);
-    if (double t = std::atof(Getenv("CLOUDMERGE_COMMAND_TIMEOUT_SECONDS").c_str()); t > 0) options.commands.timeout_s = t;
+    if (double t = std::atof(Getenv("CLOUDMERGE_COMMAND_TIMEOUT_SECONDS").c_str()); t > 0)
+      options.commands.timeout_s = t;
     deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
     // Cluster engines (job.json "engine": emr-serverless | emr | auto; docs/spark.md, deploy/README.md).
     options.spark.application_id = Getenv("CLOUDMERGE_EMR_APPLICATION_ID");

@@ -272,8 +272,10 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.threads = f.threads;
   if (Status limits = EngineLimits(f, &po); !limits.ok()) return Fail(&log, limits);
   po.stop = InstallStopFlag();
-  for (const auto& spec : f.allow_commands)
-    if (Status st = AddCommand(spec, &po.commands); !st.ok()) return Fail(&log, Status::InvalidArgument("--allow-command: " + st.message()));
+  for (const auto& spec : f.allow_commands) {
+    Status st = AddCommand(spec, &po.commands);
+    if (!st.ok()) return Fail(&log, Status::InvalidArgument("--allow-command: " + st.message()));
+  }
   po.commands.pass_env = f.command_env;
   po.commands.timeout_s = f.command_timeout_s;
   po.spark.master = f.spark_master;

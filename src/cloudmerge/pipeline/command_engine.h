@@ -45,6 +45,8 @@
 
 namespace cloudmerge {
 
+inline constexpr double kDefaultCommandTimeoutS = 300;
+
 struct CommandEngineOptions {
   // Registered commands: name -> argv with {x}, {y}, {out} placeholders; argv[0]
   // is an absolute path (AddCommand resolves a bare name on the worker's PATH
@@ -53,14 +55,12 @@ struct CommandEngineOptions {
   // Names of worker environment variables passed on to the command.
   std::vector<std::string> pass_env;
   // The command's time limit; well under Lambda's 900 s.
-  double timeout_s = 300;
+  double timeout_s = kDefaultCommandTimeoutS;
   // Bytes of the command's standard error kept (its end) for the failure message.
   size_t stderr_bytes = 2000;
   // Where the private folder is made ("": $TMPDIR, else /tmp).
   std::string temp_dir;
 };
-
-inline constexpr double kDefaultCommandTimeoutS = 300;
 
 // Registers "NAME=ARGV": ARGV a JSON array (["python3", "/opt/a.py", "{x}",
 // "{y}", "{out}"]) or words separated by spaces (python3 /opt/a.py {x} {y} {out}).

@@ -423,8 +423,11 @@ Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, cons
 Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
   // Capped: a message quoting input must not grow the email, the log and the page without bound.
   Status why = why_in;
-  if (why.message().size() > kMaxErrorBytes)
-    why = Status::InvalidInput(why.message().substr(0, kMaxErrorBytes) + "… (message cut)");
+  if (why.message().size() > kMaxErrorBytes) {
+    size_t cut = kMaxErrorBytes;
+    while (cut > 0 && (static_cast<unsigned char>(why.message()[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    why = Status::InvalidInput(why.message().substr(0, cut) + "… (message cut)");
+  }
   json failure = {{"job", r.job},     {"run", r.run},           {"error", why.message()},
                   {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION},
                   {"logs", LogLocation(r.job)}};

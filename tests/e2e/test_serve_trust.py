@@ -12,13 +12,12 @@
   - job.json cannot name an output the pipeline writes itself, and what it
     holds is quoted in messages in part (200 characters);
   - two `--once` workers sharing the jobs both exit 0 once all have ended.
-~15 s."""
+~8 s."""
 import json
 import os
 import pathlib
 import signal
 import subprocess
-import sys
 import time
 
 import pytest

@@ -286,3 +286,14 @@ def test_two_once_workers_both_exit_0_when_every_job_finished(tmp_path):
     assert [first.returncode, second.returncode] == [0, 0], [e.decode()[-300:] for _, e in outs]
     assert any(json.loads(l)["event"] == "job.busy" for l in outs[1][0].splitlines())
     assert len(mails(tmp_path, "succeeded")) == 4
+
+
+@pytest.mark.parametrize("spec, says", [("v2=nosuchprog {x} {out}", "is not on PATH"),
+                                        ("v2=/bin/cp {x} {y}", "never uses {out}"),
+                                        ("bad name=/bin/cp {x} {out}", "is not valid"),
+                                        ('v2=["/bin/cp", "{x}"', "not valid JSON"),
+                                        ("v2", "has no '='")])
+def test_bad_command_registration_stops_the_start(tmp_path, spec, says):
+    proc = subprocess.run([BIN, "serve", "--local", tmp_path, "--once", "--allow-command", spec], capture_output=True,
+                          timeout=30)
+    assert proc.returncode == 2 and says in proc.stderr.decode(), proc.stderr.decode()

@@ -1,7 +1,8 @@
 // Fuzz harness: job.json (ParseJobSpec in pipeline/job.h) and the job name of
 // an input key (JobForKey). Properties: no crash, no exception; an accepted
-// spec has an engine we know and, for "command", a non-empty command; an error
-// names the file. Single-threaded.
+// spec has an engine we know and, for "command", the name of a command (never
+// an argv); its output is never a name the pipeline writes itself; an error
+// names the file and quotes the spec in part. Single-threaded.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -23,10 +24,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
   Result<JobSpec> spec = ParseJobSpec(text, "job7/job.json");
   if (spec.ok()) {
-    Check(spec->engine == "native" || spec->engine == "command", "an unknown engine was accepted");
+    const std::string& e = spec->engine;
+    Check(e == "native" || e == "command" || e == "spark" || e == "emr-serverless" || e == "emr" || e == "auto",
+          "an unknown engine was accepted");
     Check(spec->engine != "command" || !spec->command.empty(), "a command engine without a command");
+    Check(!IsReservedOutputName(spec->output), "a reserved output name was accepted");
   } else {
     Check(spec.status().message().find("job7/job.json") != std::string::npos, "the error does not name the file");
+    Check(spec.status().message().size() < 2000, "the error quotes too much of the spec");
   }
   (void)JobForKey(text, JobNaming{});
   return 0;

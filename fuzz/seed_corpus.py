@@ -73,6 +73,7 @@ def json_seeds():
         '{"x_key":"2","y_key":"gene","engine":"native"}',
         '{"engine":"command","command":["python3","analysis.py","{x}","{y}","{out}"]}',
         '{"engine":"command","command":[]}', '{"output":"../../etc/passwd"}', '[]', '{"key":1}',
+        '{"engine":"command","command":"v2"}', '{"output":"report.html"}', '{"output":"_state"}',
         '{"recipients":"a@example.org","any_order":"yes"}', '{"output":"a/b\\u0000c"}',
     ]:
         put("job_spec", spec)

@@ -45,7 +45,7 @@ else
   #   (differential, out_of_core, streamed_inputs, kill and fault campaigns,
   #   Spark) would take CI past its time budget on 2 cores, and run under ASan.
   SAN_ASAN_EXCLUDE='^e2e_spark(_cli|_pipeline|_s3a)?$'
-  SAN_TSAN_INCLUDE='^([^e]|e[^2])|^e2e_(conformance|compressed_inputs|s3_merge|out_of_core_faults|hostile_inputs|serve_local|serve_queue|lambda_rie|lambda_pipeline)$'
+  SAN_TSAN_INCLUDE='^([^e]|e[^2])|^e2e_(conformance|compressed_inputs|s3_merge|out_of_core_faults|hostile_inputs|serve_local|serve_queue|serve_trust|serve_hostile_campaign|lambda_rie|lambda_pipeline)$'
   stage asan scripts/sanitize.sh asan -j2 -E "$SAN_ASAN_EXCLUDE"
   stage tsan scripts/sanitize.sh tsan -j2 -R "$SAN_TSAN_INCLUDE"
 fi

@@ -141,6 +141,14 @@ struct LambdaApp {
     }
     notifier = NewFanoutNotifier(std::move(channels));
     options.lease_ms = std::atoll(Getenv("CLOUDMERGE_LEASE_SECONDS", "900").c_str()) * 1000;
+    // The command engine: off unless the function registers commands (deploy/template.yaml, AllowedCommands).
+    if (std::string commands = Getenv("CLOUDMERGE_COMMANDS"); !commands.empty())
+      CM_RETURN_IF_ERROR(AddCommandsJson(commands, &options.commands));
+    std::stringstream pass(Getenv("CLOUDMERGE_COMMAND_ENV"));
+    for (std::string name; std::getline(pass, name, ',');)
+      if (!name.empty()) options.commands.pass_env.push_back(name);
+    if (double t = std::atof(Getenv("CLOUDMERGE_COMMAND_TIMEOUT_SECONDS").c_str()); t > 0)
+      options.commands.timeout_s = t;
     deadline_margin_ms = std::atoll(Getenv("CLOUDMERGE_DEADLINE_MARGIN_MS", "10000").c_str());
     // Cluster engines (job.json "engine": emr-serverless | emr | auto; docs/spark.md, deploy/README.md).
     options.spark.application_id = Getenv("CLOUDMERGE_EMR_APPLICATION_ID");

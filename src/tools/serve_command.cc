@@ -15,6 +15,7 @@
 #include "cloudmerge/aws/uri_env.h"
 #include "cloudmerge/memory_info.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
+#include "cloudmerge/pipeline/confined_env.h"
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
 
@@ -41,6 +42,12 @@ On AWS (S3 event notifications delivered to an SQS queue):
 
 SMTP user and password come from CLOUDMERGE_SMTP_USER / CLOUDMERGE_SMTP_PASSWORD
 or --smtp-secrets-file (lines user=... and password=...), never the command line.
+
+Command engine: off unless the operator registers commands, which a job.json
+then names ({"engine": "command", "command": "v2"}); a job never gives a program:
+  --allow-command 'v2=python3 /opt/analysis_v2.py {x} {y} {out}'
+Commands run with a clean environment (plus --command-env NAMES), in their own
+process group, killed after --command-timeout seconds (docs/security.md).
 
 Memory: a job bigger than --memory-limit is partitioned to spill files in
 --temp-dir and joined piece by piece, as `cloudmerge merge` does.
@@ -147,6 +154,17 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
   cmd->add_option("--temp-dir", f->temp_dir,
                   "Where a merge bigger than --memory-limit spills (default: $TMPDIR, else /tmp); needs free space "
                   "for about both inputs' size");
+  cmd->add_option("--allow-command", f->allow_commands,
+                  "Turn on the command engine with this command, NAME=ARGV (ARGV: words, or a JSON list; {x}, {y}, "
+                  "{out} are the inputs and the result). Repeatable; a job.json names one: \"command\": \"NAME\"")
+      ->allow_extra_args(false);
+  cmd->add_option("--command-env", f->command_env,
+                  "A variable of this worker's environment passed on to commands (repeatable; by default they get "
+                  "only PATH, HOME, TMPDIR and LANG: no credentials)")
+      ->allow_extra_args(false);
+  cmd->add_option("--command-timeout", f->command_timeout_s,
+                  "Seconds a command may run before its process group is killed and the job fails (default 300)")
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--x-name", f->x_name, "Name of a job's x input (default x_list.txt)");
   cmd->add_option("--y-name", f->y_name, "Name of a job's y input (default y_list.txt)");
   cmd->add_option("--cloudwatch-log-group", f->cloudwatch_log_group,
@@ -248,7 +266,10 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   };
   UriEnvOptions eo;
   eo.make_s3_client = s3_client;
-  auto env = NewUriEnv(Env::Default(), eo);
+  // Local mode: files of the input folder are read without following links (confined_env.h).
+  std::unique_ptr<Env> confined;
+  if (!f.local_dir.empty()) confined = NewConfinedEnv(Env::Default(), f.local_dir + "/input");
+  auto env = NewUriEnv(confined ? confined.get() : Env::Default(), eo);
 
   PipelineOptions po;
   po.naming.x_name = f.x_name;
@@ -257,6 +278,12 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.threads = f.threads;
   if (Status limits = EngineLimits(f, &po); !limits.ok()) return Fail(&log, limits);
   po.stop = InstallStopFlag();
+  for (const auto& spec : f.allow_commands) {
+    Status st = AddCommand(spec, &po.commands);
+    if (!st.ok()) return Fail(&log, Status::InvalidArgument("--allow-command: " + st.message()));
+  }
+  po.commands.pass_env = f.command_env;
+  po.commands.timeout_s = f.command_timeout_s;
   po.spark.master = f.spark_master;
   po.spark.conf = f.spark_conf;
   po.spark.application_id = f.emr_application_id;

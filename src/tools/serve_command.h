@@ -33,6 +33,10 @@ struct ServeFlags {
   // default share of the machine's memory) and --temp-dir (empty: $TMPDIR, else /tmp).
   std::string memory_limit, temp_dir;
   std::string x_name = "x_list.txt", y_name = "y_list.txt";
+  // The command engine: off unless commands are registered (NAME=ARGV), the
+  // worker variables passed on to them, their time limit (command_engine.h).
+  std::vector<std::string> allow_commands, command_env;
+  double command_timeout_s = 300;
   // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
   std::string http, http_token;
   double http_header_timeout_s = 10;  // the dashboard's absolute deadline for a request's head

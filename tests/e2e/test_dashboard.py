@@ -115,9 +115,9 @@ def pipeline(tmp_path_factory):
     slow.mkdir()
     shutil.copy(case / "x.tsv", slow / "x_list.txt")
     shutil.copy(case / "y.tsv", slow / "y_list.txt")
-    (slow / "job.json").write_text(json.dumps({"engine": "command", "command": [
-        "sh", "-c", 'sleep 12; cp "$0" "$1"', "{x}", "{out}"]}))
-    proc, port = start_serve(root, "--http", "127.0.0.1:0")
+    (slow / "job.json").write_text(json.dumps({"engine": "command", "command": "slow"}))  # registered below
+    slow_cmd = json.dumps(["/bin/sh", "-c", 'sleep 12; cp "$0" "$1"', "{x}", "{out}"])
+    proc, port = start_serve(root, "--http", "127.0.0.1:0", "--allow-command", f"slow={slow_cmd}")
     try:
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -400,6 +400,20 @@ def test_function_environment_names_the_emr_resources():
     assert set(env_on) - {"CLOUDMERGE_LOG_FORMAT"} <= read, set(env_on) - read
 
 
+def test_command_engine_is_off_unless_commands_are_allowed():
+    """Issue 15, finding 2: the function offers the command engine only when the
+    AllowedCommands parameter registers commands (CLOUDMERGE_COMMANDS, read by
+    lambda_command.cc); by default the variable is absent, not empty."""
+    raw = load_template()
+    assert raw["Parameters"]["AllowedCommands"]["Default"] == ""
+    off = effective(raw, **WITHOUT_EMR)["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
+    assert "CLOUDMERGE_COMMANDS" not in off
+    commands = '{"v2": ["/var/task/v2", "{x}", "{y}", "{out}"]}'
+    on = effective(raw, AllowedCommands=commands)["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
+    assert on["CLOUDMERGE_COMMANDS"] == {"Ref": "AllowedCommands"}
+    assert 'Getenv("CLOUDMERGE_COMMANDS")' in (ROOT / "src/tools/lambda_command.cc").read_text()
+
+
 def test_emr_resources_exist_only_when_enabled():
     raw = load_template()
     assert raw["Parameters"]["EnableEmrServerless"]["Default"] == "false"

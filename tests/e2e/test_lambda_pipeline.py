@@ -116,7 +116,11 @@ def test_bad_input_and_poison_record(world):
     assert w.s3.client.list_objects_v2(Bucket=w.outb, Prefix="bad/merged").get("KeyCount", 0) == 0
 
 
-@pytest.mark.parametrize("world", [{"TIMEOUT_S": "4", "CLOUDMERGE_DEADLINE_MARGIN_MS": "2500"}], indirect=True)
+SLEEP = json.dumps({"slow": ["/usr/bin/python3", "-c", "import time; time.sleep(8)", "{out}"]})
+
+
+@pytest.mark.parametrize("world", [{"TIMEOUT_S": "4", "CLOUDMERGE_DEADLINE_MARGIN_MS": "2500",
+                                    "CLOUDMERGE_COMMANDS": SLEEP}], indirect=True)
 def test_deadline_fails_cleanly_before_lambda_kills_it(world):
     """A run that would outlive the function's timeout is reported as an error
     by the runtime itself before the deadline, and leaves no output."""
@@ -125,7 +129,7 @@ def test_deadline_fails_cleanly_before_lambda_kills_it(world):
     w.s3.client.upload_file(str(case / "x.tsv"), w.inb, "slow/x_list.txt")
     w.s3.client.upload_file(str(case / "y.tsv"), w.inb, "slow/y_list.txt")
     w.s3.client.put_object(Bucket=w.inb, Key="slow/job.json", Body=json.dumps(
-        {"engine": "command", "command": ["python3", "-c", "import time; time.sleep(8)", "{x}", "{y}", "{out}"]}))
+        {"engine": "command", "command": "slow"}))
     status, body = w.emu.invoke(json.dumps(recorded_event("s3_put_event.json", w.inb, ["slow/job.json"])))
     answer = json.loads(body)
     assert answer.get("errorType") == "Function.DeadlineExceeded", (status, body, w.emu.logs()[-2000:])
@@ -142,3 +146,36 @@ def test_malformed_records_are_reported_not_fatal(world):
     answer = invoke(w, event)
     assert answer == {"batchItemFailures": [{"itemIdentifier": ""}, {"itemIdentifier": ""}]}, answer
     assert invoke(w, good) == {"batchItemFailures": []}
+
+
+# Issue 15, finding 2: under Lambda too, the command engine runs only what the
+# function registers (CLOUDMERGE_COMMANDS), with no credentials in its environment.
+ENV_DUMP = json.dumps({"envdump": ["/bin/sh", "-c", 'env > "$0"', "{out}"]})
+
+
+def put_command_job(w, job):
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/x_list.txt", Body=b"ID\tv\n1\ta\n")
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/job.json",
+                           Body=json.dumps({"engine": "command", "command": "envdump"}).encode())
+    w.s3.client.put_object(Bucket=w.inb, Key=f"{job}/y_list.txt", Body=b"ID\tw\n1\tb\n")
+    return invoke(w, recorded_event("s3_put_event.json", w.inb, [f"{job}/y_list.txt"]))
+
+
+def test_command_engine_is_off_unless_the_function_registers_commands(world):
+    w = world
+    assert put_command_job(world, "cmd") == {"status": "ok"}
+    assert sum("failed" in s for s in sns_subjects(w)) == 1
+    keys = [o["Key"] for o in w.s3.client.list_objects_v2(Bucket=w.outb).get("Contents", [])]
+    (failed,) = [k for k in keys if k.endswith("/failed.json")]
+    error = json.loads(w.s3.client.get_object(Bucket=w.outb, Key=failed)["Body"].read())["error"]
+    assert "does not offer" in error and "cmd/merged.tsv" not in keys
+
+
+@pytest.mark.parametrize("world", [{"CLOUDMERGE_COMMANDS": ENV_DUMP}], indirect=True)
+def test_registered_command_runs_without_credentials(world):
+    w = world
+    assert put_command_job(world, "cmd") == {"status": "ok"}
+    seen = w.s3.client.get_object(Bucket=w.outb, Key="cmd/merged.tsv")["Body"].read().decode()
+    names = {line.split("=", 1)[0] for line in seen.splitlines() if "=" in line}
+    assert not [n for n in names if n.startswith(("AWS_", "CLOUDMERGE_", "_X_AMZN", "_LAMBDA"))], names
+    assert w.s3.secret_access_key not in seen

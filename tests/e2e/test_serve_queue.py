@@ -168,3 +168,22 @@ def test_output_inside_input_is_refused(s3, pipeline, smtp):
                            "--output", f"s3://{p.inb}/results/"], capture_output=True, env=s3.env(), timeout=60)
     assert proc.returncode == 2
     assert "re-trigger" in proc.stderr.decode() or "start the pipeline again" in proc.stderr.decode()
+
+
+def test_command_engine_runs_registered_commands_without_credentials(s3, pipeline, smtp):
+    """Issue 15, finding 2, in queue mode: job.json names a registered command
+    (an argv is refused); the command sees no AWS credentials."""
+    p = pipeline
+    for job, spec in (("envjob", {"engine": "command", "command": "envdump"}),
+                      ("argvjob", {"engine": "command", "command": ["/bin/sh", "-c", "env > {out}"]})):
+        s3.client.put_object(Bucket=p.inb, Key=f"{job}/job.json", Body=json.dumps(spec).encode())
+        s3.client.put_object(Bucket=p.inb, Key=f"{job}/x_list.txt", Body=b"ID\tv\n1\ta\n")
+        s3.client.put_object(Bucket=p.inb, Key=f"{job}/y_list.txt", Body=b"ID\tw\n1\tb\n")
+    proc, log = serve(s3, p, smtp, allow_command=json.dumps(["/bin/sh", "-c", 'env > "$0"', "{out}"]).join(
+        ["envdump=", ""]))
+    assert proc.returncode == 0, proc.stderr.decode()
+    seen = s3.client.get_object(Bucket=p.outb, Key="envjob/merged.tsv")["Body"].read().decode()
+    assert "AWS_" not in seen and s3.secret_access_key not in seen and "PATH=" in seen
+    assert s3.client.list_objects_v2(Bucket=p.outb, Prefix="argvjob/merged").get("KeyCount", 0) == 0
+    failed = [m for _, m in smtp.messages if m["Subject"] == "cloudmerge: job argvjob failed"]
+    assert len(failed) == 1

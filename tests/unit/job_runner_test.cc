@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -54,6 +55,7 @@ class ScriptedChannel final : public Notifier {
     kPartial,         // went out, a recipient set aside (InvalidInput)
     kDieBeforeSend,   // the process dies inside Send, the message not accepted
     kDieAfterSend,    // the process dies inside Send, the message accepted
+    kThrow,           // an exception escapes Send (a bug anywhere in a run)
   };
   ScriptedChannel(std::string name, fs::path record) : name_(std::move(name)), record_(std::move(record)) {}
 
@@ -64,6 +66,7 @@ class ScriptedChannel final : public Notifier {
     ++attempts_;
     Mode mode = modes_.count(n.kind) ? modes_[n.kind] : Mode::kOk;
     if (mode == Mode::kDieBeforeSend) _exit(0);
+    if (mode == Mode::kThrow) throw std::runtime_error("scripted bug");
     if (mode == Mode::kFail) return Status::IOError(name_ + " is down");
     std::ofstream(record_, std::ios::app) << n.kind << "\n";
     if (mode == Mode::kDieAfterSend) _exit(0);
@@ -397,6 +400,46 @@ TEST_F(JobRunnerNotifyTest, LiveClaimOfTheSendingWorkerDefersTheResume) {
   EXPECT_EQ(Sent("smtp", "succeeded"), 2);
   EXPECT_EQ(Sent("sns", "succeeded"), 2);
   EXPECT_FALSE(fs::exists(StateDir() / "claim-2"));  // released
+}
+
+
+// Issue 15, finding 3: an exception in a run (it aborted the worker, and after
+// the lease the next one) fails that run once; the worker goes on.
+TEST_F(JobRunnerNotifyTest, ExceptionInARunFailsItOnce) {
+  ScriptedChannel *smtp, *sns;
+  auto notifier = Channels(&smtp, &sns);
+  smtp->Set("received", Mode::kThrow);
+  auto outcome = RunOnce(notifier.get(), Options("w1"));
+  ASSERT_TRUE(outcome.ok()) << outcome.status().message();
+  EXPECT_EQ(*outcome, JobOutcome::kFailed);
+  EXPECT_TRUE(Marker("failed.json"));
+  EXPECT_NE(ReadFile(StateDir() / "failed.json").find("internal error (scripted bug)"), std::string::npos);
+  EXPECT_EQ(Sent("smtp", "failed"), 1);
+  EXPECT_EQ(LogEvents("job.crashed").size(), 1u);
+  // Seen again: ended, not retried.
+  outcome = RunOnce(notifier.get(), Options("w2"));
+  ASSERT_TRUE(outcome.ok());
+  EXPECT_EQ(*outcome, JobOutcome::kAlreadyDone);
+  EXPECT_EQ(Sent("smtp", "failed"), 1);
+}
+
+// A run whose workers keep dying (an input that crashes or exhausts them) is
+// failed after max_attempts instead of being taken over forever.
+TEST_F(JobRunnerNotifyTest, RunWhoseWorkersKeepDyingIsFailedNotRetriedForever) {
+  ScriptedChannel *smtp, *sns;
+  auto notifier = Channels(&smtp, &sns);
+  smtp->Set("received", Mode::kDieBeforeSend);
+  RunInChildThatDies(notifier.get());  // claim-1, expired
+  for (int n : {2, 3}) fs::copy_file(StateDir() / "claim-1", StateDir() / ("claim-" + std::to_string(n)));
+  smtp->Set("received", Mode::kOk);
+  PipelineOptions o = Options("w2");
+  o.max_attempts = 3;
+  auto outcome = RunOnce(notifier.get(), o);
+  ASSERT_TRUE(outcome.ok()) << outcome.status().message();
+  EXPECT_EQ(*outcome, JobOutcome::kFailed);
+  EXPECT_NE(ReadFile(StateDir() / "failed.json").find("started 3 times"), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir_ / "output" / kJob / "merged.tsv"));
+  EXPECT_EQ(Sent("smtp", "failed"), 1);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/pipeline/safe_text.h"
 
 namespace cloudmerge {
 namespace {
@@ -20,8 +21,18 @@ Status SpecError(const std::string& where, const std::string& what) {
       where, what));
 }
 
+// Longest column name, output name and address accepted: longer ones are
+// not typos but attempts to make every message that quotes them huge.
+constexpr size_t kMaxColumnName = 1024;
+constexpr size_t kMaxOutputName = 255;  // one file name
+constexpr size_t kMaxAddress = 254;     // RFC 5321's path limit
+constexpr size_t kMaxRecipients = 50;
+
 Result<std::string> KeyField(const json& j, const char* name, const std::string& where) {
   const json& v = j.at(name);
+  if (v.is_string() && v.get<std::string>().size() > kMaxColumnName)
+    return SpecError(where, fmt::format("\"{}\" is {} bytes long: a column name has at most {}", name,
+                                        v.get<std::string>().size(), kMaxColumnName));
   if (v.is_string() && !v.get<std::string>().empty()) return v.get<std::string>();
   if (v.is_number_unsigned() && v.get<uint64_t>() >= 1) return std::to_string(v.get<uint64_t>());
   return SpecError(where, fmt::format("\"{}\" must be a column name or a 1-based column number", name));
@@ -39,7 +50,7 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown))
       return SpecError(where, fmt::format("unknown field \"{}\" (known: key, x_key, y_key, output, any_order, "
                                           "recipients, engine, command)",
-                                          name));
+                                          Quote(name)));
   }
   if (j.contains("key")) {
     auto k = KeyField(j, "key", where);
@@ -56,9 +67,14 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     if (!j["output"].is_string()) return SpecError(where, "\"output\" must be a file name such as \"merged.tsv\"");
     spec.output = j["output"].get<std::string>();
     Status st = CheckKey(spec.output);
-    if (!st.ok() || spec.output.find('/') != std::string::npos || spec.output.rfind("_state", 0) == 0 ||
-        spec.output == "report.json")
-      return SpecError(where, "\"output\" must be a plain file name (no '/', not report.json or _state)");
+    if (!st.ok() || spec.output.find('/') != std::string::npos || spec.output.size() > kMaxOutputName)
+      return SpecError(where, fmt::format("\"output\" \"{}\" must be a plain file name (no '/', at most {} bytes)",
+                                          Quote(spec.output), kMaxOutputName));
+    if (IsReservedOutputName(spec.output))
+      return SpecError(where, fmt::format("\"output\" \"{}\" is a name the pipeline writes itself (report.json, "
+                                          "report.html, _state, done.json, failed.json, hidden names): the report "
+                                          "would replace the result. Choose another name, such as \"merged.tsv\"",
+                                          Quote(spec.output)));
   }
   if (j.contains("any_order")) {
     if (!j["any_order"].is_boolean()) return SpecError(where, "\"any_order\" must be true or false");
@@ -67,8 +83,10 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
   if (j.contains("recipients")) {
     const json& r = j["recipients"];
     if (!r.is_array()) return SpecError(where, "\"recipients\" must be a list of email addresses");
+    if (r.size() > kMaxRecipients)
+      return SpecError(where, fmt::format("\"recipients\" lists {} addresses: at most {}", r.size(), kMaxRecipients));
     for (const auto& a : r) {
-      if (!a.is_string() || a.get<std::string>().find('@') == std::string::npos ||
+      if (!a.is_string() || a.get<std::string>().size() > kMaxAddress || a.get<std::string>().find('@') == std::string::npos ||
           a.get<std::string>().find_first_of("\r\n<>,; ") != std::string::npos)
         return SpecError(where, "every entry of \"recipients\" must be one email address like you@example.org");
       spec.recipients.push_back(a.get<std::string>());
@@ -80,21 +98,26 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     if (!j["engine"].is_string()) return SpecError(where, fmt::format("\"engine\" must be one of {}", kList));
     spec.engine = j["engine"].get<std::string>();
     if (std::find(std::begin(kEngines), std::end(kEngines), spec.engine) == std::end(kEngines))
-      return SpecError(where, fmt::format("engine \"{}\" is not known: use {}", spec.engine, kList));
+      return SpecError(where, fmt::format("engine \"{}\" is not known: use {}", Quote(spec.engine), kList));
   }
   if (j.contains("command")) {
     const json& c = j["command"];
-    if (!c.is_array() || c.empty())
-      return SpecError(where, "\"command\" must be a list such as [\"python3\", \"analysis.py\", \"{x}\", \"{y}\", "
-                              "\"{out}\"]");
-    for (const auto& a : c) {
-      if (!a.is_string()) return SpecError(where, "every entry of \"command\" must be a string");
-      spec.command.push_back(a.get<std::string>());
-    }
+    if (c.is_array())
+      return SpecError(where, "\"command\" must be the name of a command the operator registered on the worker, such "
+                              "as \"analysis_v2\": a job cannot give a program or its arguments");
+    if (!c.is_string() || c.get<std::string>().empty() || c.get<std::string>().size() > 64)
+      return SpecError(where, "\"command\" must be the name (at most 64 characters) of a command the operator "
+                              "registered on the worker, such as \"analysis_v2\"");
+    spec.command = c.get<std::string>();
   }
   if (spec.engine == "command" && spec.command.empty())
-    return SpecError(where, "engine \"command\" needs a \"command\" list with {x}, {y} and {out} placeholders");
+    return SpecError(where, "engine \"command\" needs \"command\": the name of a command the operator registered");
   return spec;
+}
+
+bool IsReservedOutputName(const std::string& name) {
+  return name.rfind("report.", 0) == 0 || name.rfind("_state", 0) == 0 || name == "done.json" ||
+         name == "failed.json" || name.empty() || name[0] == '.';
 }
 
 std::optional<std::string> JobForKey(const std::string& key, const JobNaming& naming) {

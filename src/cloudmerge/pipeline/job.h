@@ -6,7 +6,9 @@
 //   {"key": "ID", "x_key": "...", "y_key": "...", "output": "merged.tsv",
 //    "any_order": false, "recipients": ["a@example.org"],
 //    "engine": "native" | "command" | "spark" | "emr-serverless" | "emr" | "auto",
-//    "command": ["python3", "analysis_v2.py", "{x}", "{y}", "{out}"]}
+//    "command": "analysis_v2"}
+// "command" names a program the operator registered (command_engine.h); a
+// job never supplies a program or its arguments.
 // "spark", "emr-serverless" and "emr" run spark/merge_job.py on the worker's
 // configured Spark master / EMR Serverless application / EMR cluster
 // (spark_engine.h); "auto" runs natively when the inputs fit the native time
@@ -14,7 +16,10 @@
 // The job's name is the folder's path ("exp42" for "exp42/x_list.txt";
 // "2026/nov/run1" for nested folders). A job runs when both inputs exist.
 // Results go to the output store under the same name: `<job>/merged.tsv`,
-// `<job>/report.json`, and the job's state under `<job>/_state/<run>/`.
+// `<job>/report.json`, `<job>/report.html`, and the job's state under
+// `<job>/_state/<run>/`. "output" may not name what the pipeline writes
+// itself (IsReservedOutputName): the report would replace the result.
+// Whatever job.json holds is quoted in messages only in part (safe_text.h).
 //
 // A run is identified by its inputs' identities (keys and ETags, and
 // job.json's): re-uploading a changed input makes a new run; the same event
@@ -44,8 +49,13 @@ struct JobSpec {
   bool any_order = false;
   std::vector<std::string> recipients;
   std::string engine = "native";  // native | command | spark | emr-serverless | emr | auto
-  std::vector<std::string> command;
+  std::string command;  // the registered command's name, for engine "command"
 };
+
+// Names the pipeline writes in a job's output folder, refused as "output":
+// report.* (report.json, report.html), _state*, done.json, failed.json, and
+// hidden names (".*": temporaries are ".cloudmerge-tmp-").
+bool IsReservedOutputName(const std::string& name);
 
 // Parses job.json; errors say which field is wrong and what is expected.
 Result<JobSpec> ParseJobSpec(const std::string& json, const std::string& where);

@@ -20,6 +20,7 @@
 #include "cloudmerge/merge_report.h"
 #include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/command_engine.h"
+#include "cloudmerge/pipeline/safe_text.h"
 
 namespace cloudmerge {
 namespace {
@@ -85,7 +86,7 @@ std::unique_ptr<PeriodicTask> KeepLease(JobStore* store, const std::string& key,
                                         int64_t lease_ms) {
   return std::make_unique<PeriodicTask>(std::chrono::milliseconds(std::max<int64_t>(lease_ms / 3, 10)), [=] {
     json claim = {{"worker", worker}, {"expires_ms", NowMillis() + lease_ms}};
-    (void)store->Put(key, claim.dump(), "application/json");
+    (void)store->Put(key, DumpJson(claim), "application/json");
   });
 }
 
@@ -135,6 +136,31 @@ Status JobRunner::CheckNoSelfTrigger(const JobStore& input, const JobStore& outp
 }
 
 Result<JobOutcome> JobRunner::Run(const std::string& job) {
+  RunRecord r;
+  try {
+    return RunGuarded(job, r);
+  } catch (const std::exception& e) {
+    return Crashed(r, e.what());
+  } catch (...) {
+    return Crashed(r, "an unknown exception");
+  }
+}
+
+Result<JobOutcome> JobRunner::Crashed(RunRecord& r, const std::string& what) {
+  Status why = Status::Internal(fmt::format(
+      "cloudmerge could not run this job: an internal error ({}). This is a bug in cloudmerge, not in your files; "
+      "the run is not tried again. Report it with the job's files, or upload them again to start a new run.",
+      Quote(what)));
+  try {
+    log_->Error("job.crashed", r.job, why.message(), {{"run", r.run}});
+    if (!r.claim_key.empty()) return Fail(r, why);
+  } catch (...) {
+    ReleaseClaim(r);  // nothing else can be done: the lease ends, the next worker sees the run
+  }
+  return JobOutcome::kFailed;
+}
+
+Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   auto found = FindJobInputs(in_, job, o_.naming);
   if (!found.ok()) {
     if (IsPermanent(found.status())) {  // a hostile job name: nothing to run, nothing to retry
@@ -147,7 +173,6 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     log_->Info("job.waiting", job, "waiting for the other input");
     return JobOutcome::kWaiting;
   }
-  RunRecord r;
   r.job = job;
   r.inputs = **found;
   r.run = r.inputs.RunId();
@@ -163,16 +188,33 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   auto claimed = Claim(r);
   if (!claimed.ok()) return claimed.status();
   if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
+  if (*claimed == ClaimResult::kGaveUp)
+    return Fail(r, Status::InvalidInput(fmt::format(
+                       "this run was started {} times and each time its worker stopped without finishing (killed, "
+                       "out of memory, or crashed), so it is not tried again. The log of the workers says more; "
+                       "check the inputs' size against the worker's memory, then upload them again to start a new run.",
+                       o_.max_attempts)));
   if (*claimed == ClaimResult::kTakenOver) {
     Status cleaned = out_->AbortAbandonedWrites(job + "/");
     if (!cleaned.ok()) log_->Warn("job.cleanup_failed", job, cleaned.message(), {{"run", r.run}});
   }
   auto release = [&] { ReleaseClaim(r); };
 
+  // Inputs that are not regular files: a link out of the folder, a FIFO (confined_env.h).
+  for (const StoredObject* o : {&r.inputs.x, &r.inputs.y, r.inputs.spec ? &*r.inputs.spec : nullptr}) {
+    if (o && !o->kind.empty())
+      return Fail(r, Status::InvalidInput(fmt::format(
+                         "{} is {}: a job's files must be regular files inside the input folder (links are not "
+                         "followed, so that a job can only read what was put in its folder). Copy the file itself "
+                         "into the job's folder.",
+                         Quote(in_->Uri(o->key)), o->kind)));
+  }
+
   // The spec.
   if (r.inputs.spec) {
     auto text = in_->Get(r.inputs.spec->key);
     if (!text.ok()) {
+      if (IsPermanent(text.status())) return Fail(r, text.status());
       release();
       return text.status();
     }
@@ -195,8 +237,10 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
   ClusterRun cluster;
   Status st;
   if (r.spec.engine == "command") {
-    st = RunCommandEngine(env_, in_->Uri(r.inputs.x.key), in_->Uri(r.inputs.y.key), out_->Uri(out_key),
-                          r.spec.command, &stats);
+    CommandEngineOptions co = o_.commands;
+    if (co.temp_dir.empty()) co.temp_dir = o_.temp_dir;
+    st = RunCommandEngine(env_, co, CommandRun{r.spec.command, o_.stop}, in_->Uri(r.inputs.x.key),
+                          in_->Uri(r.inputs.y.key), out_->Uri(out_key), &stats);
   } else if (IsClusterEngine(engine)) {
     st = RunCluster(r, engine, out_key, &stats, &cluster);
   } else {
@@ -219,6 +263,12 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     if (cluster.outcome.deadline_reached) {  // the cluster run goes on; the next delivery resumes the wait
       log_->Info("job.cluster_waiting", job, st.message(),
                  {{"run", r.run}, {"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state}});
+      release();
+      return st;
+    }
+    if (o_.stop && o_.stop->load() && !cluster.outcome.final && r.spec.engine == "command") {
+      // Stopped, not failed: the next worker runs the job (its claim is released now, not left to expire).
+      log_->Info("job.released", job, st.message(), {{"run", r.run}});
       release();
       return st;
     }
@@ -246,13 +296,13 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     json engine = json::parse(MergeReportJson(stats, mo), nullptr, false);
     if (engine.is_object()) report["engine_stats"] = std::move(engine);
   }
-  Status put = out_->Put(job + "/report.json", report.dump(2), "application/json");
+  Status put = out_->Put(job + "/report.json", DumpJson(report, 2), "application/json");
   if (put.ok()) put = out_->Put(job + "/report.html", RenderReportHtml(report), "text/html; charset=utf-8");
   if (!put.ok()) {
     release();
     return put;
   }
-  auto done = out_->CreateIfAbsent(r.state_prefix + "done.json", report.dump());
+  auto done = out_->CreateIfAbsent(r.state_prefix + "done.json", DumpJson(report));
   if (!done.ok()) {
     release();
     return done.status();
@@ -341,7 +391,7 @@ Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, cons
   }
   job.on_submitted = [&](const std::string& id) {
     json m = {{"engine", engine}, {"id", id}, {"worker", o_.worker_id}, {"time", NowIso8601()}};
-    Status put = out_->Put(marker, m.dump(), "application/json");
+    Status put = out_->Put(marker, DumpJson(m), "application/json");
     if (!put.ok()) log_->Warn("job.cluster_marker_failed", r.job, put.message(), {{"run", r.run}});
     log_->Info("job.cluster_submitted", r.job, fmt::format("{} run {} submitted", engine, id),
                {{"run", r.run}, {"engine", engine}, {"id", id}});
@@ -370,11 +420,18 @@ Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, cons
   return Status::OK();
 }
 
-Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why) {
+Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
+  // Capped: a message quoting input must not grow the email, the log and the page without bound.
+  Status why = why_in;
+  if (why.message().size() > kMaxErrorBytes) {
+    size_t cut = kMaxErrorBytes;
+    while (cut > 0 && (static_cast<unsigned char>(why.message()[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    why = Status::InvalidInput(why.message().substr(0, cut) + "… (message cut)");
+  }
   json failure = {{"job", r.job},     {"run", r.run},           {"error", why.message()},
                   {"worker", o_.worker_id}, {"time", NowIso8601()}, {"version", CLOUDMERGE_VERSION},
                   {"logs", LogLocation(r.job)}};
-  (void)out_->CreateIfAbsent(r.state_prefix + "failed.json", failure.dump(2));
+  (void)out_->CreateIfAbsent(r.state_prefix + "failed.json", DumpJson(failure, 2));
   // Best effort: the email and failed.json carry the same error.
   Status page = out_->Put(r.job + "/report.html", RenderFailureHtml(failure), "text/html; charset=utf-8");
   if (!page.ok()) log_->Warn("job.report_failed", r.job, page.message(), {{"run", r.run}});
@@ -405,9 +462,10 @@ Result<ClaimResult> JobRunner::Claim(RunRecord& r) {
                fmt::format("the claim of {} expired: taking the run over", JsonString(claim, "worker", "?")),
                {{"run", r.run}});
   }
+  bool give_up = o_.max_attempts > 0 && highest >= o_.max_attempts;
   std::string key = fmt::format("{}claim-{}", r.state_prefix, highest + 1);
   json claim = {{"worker", o_.worker_id}, {"expires_ms", NowMillis() + o_.lease_ms}};
-  auto won = out_->CreateIfAbsent(key, claim.dump());
+  auto won = out_->CreateIfAbsent(key, DumpJson(claim));
   if (!won.ok()) return won.status();
   if (!*won) {
     log_->Info("job.busy", r.job, "another worker claimed the run first", {{"run", r.run}});
@@ -415,6 +473,7 @@ Result<ClaimResult> JobRunner::Claim(RunRecord& r) {
   }
   r.claim_key = key;
   r.keeper = KeepLease(out_, key, o_.worker_id, o_.lease_ms);
+  if (give_up) return ClaimResult::kGaveUp;
   return highest > 0 ? ClaimResult::kTakenOver : ClaimResult::kClaimed;
 }
 
@@ -509,7 +568,7 @@ std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::st
       json body = {{"channel", channel.name}, {"target", channel.notifier->Describe()}, {"worker", o_.worker_id},
                    {"time", NowIso8601()}};
       if (!st.ok()) body["warning"] = st.message();
-      auto marked = out_->CreateIfAbsent(marker, body.dump());
+      auto marked = out_->CreateIfAbsent(marker, DumpJson(body));
       json fields = {{"run", r.run}, {"kind", kind}, {"channel", channel.name},
                      {"target", channel.notifier->Describe()}, {"marked", marked.ok()}};
       if (!marked.ok()) {
@@ -582,33 +641,34 @@ Notification JobRunner::Message(const RunRecord& r, const std::string& kind, con
   n.kind = kind;
   n.job = r.job;
   n.extra_recipients = r.spec.recipients;
-  std::string x = in_->Uri(r.inputs.x.key), y = in_->Uri(r.inputs.y.key);
+  // Names quoted (escaped, capped): a job name is whatever the uploader chose.
+  std::string x = Quote(in_->Uri(r.inputs.x.key)), y = Quote(in_->Uri(r.inputs.y.key)), job = Quote(r.job);
   if (kind == "received") {
-    n.subject = fmt::format("cloudmerge: inputs received for job {}", r.job);
+    n.subject = fmt::format("cloudmerge: inputs received for job {}", job);
     n.text = fmt::format("Your files for job {} have arrived and the merge has started.\n\n  x: {} ({} bytes)\n"
                          "  y: {} ({} bytes)\n\nYou will get another email when the result is ready.\n",
-                         r.job, x, r.inputs.x.size, y, r.inputs.y.size);
+                         job, x, r.inputs.x.size, y, r.inputs.y.size);
   } else if (kind == "succeeded") {
     std::string result = details.value("result", "");
     std::string result_link = Link(result), report_link = Link(out_->Uri(r.job + "/report.html"));
     uint64_t rows = details.value("rows", json::object()).value("output", uint64_t{0});
-    n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", r.job, rows);
+    n.subject = fmt::format("cloudmerge: result ready for job {} ({} rows)", job, rows);
     n.text = fmt::format("The merge of job {} is done.\n\n  result: {}\n  rows:   {}\n  time:   {:.1f} s\n"
                          "  report: {}\n\nDownload the result:\n  {}\nOpen the report:\n  {}\n"
                          "(links valid for {})\n\nInputs: {} and {}.\n",
-                         r.job, result, rows, details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"),
+                         job, result, rows, details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"),
                          result_link, report_link, Expiry(o_.link_expiry_s), x, y);
     n.html = fmt::format("<p>The merge of job <b>{}</b> is done: {} rows in {:.1f} s.</p>"
                          "<p><a href=\"{}\">Open the report</a> &middot; <a href=\"{}\">Download the result</a> "
                          "(links valid for {})</p><pre>{}</pre>",
-                         HtmlEscape(r.job), rows, details.value("seconds", 0.0), HtmlEscape(report_link),
+                         HtmlEscape(job), rows, details.value("seconds", 0.0), HtmlEscape(report_link),
                          HtmlEscape(result_link), Expiry(o_.link_expiry_s), HtmlEscape(n.text));
   } else {
-    n.subject = fmt::format("cloudmerge: job {} failed", r.job);
+    n.subject = fmt::format("cloudmerge: job {} failed", job);
     n.text = fmt::format("The merge of job {} could not be done.\n\nWhat went wrong:\n  {}\n\nWhat to do: fix the "
                          "file named above and upload it again to the same folder; a new upload starts a new run.\n"
                          "\nInputs: {} and {}.\nLogs: {}\n",
-                         r.job, details.value("error", ""), x, y, details.value("logs", LogLocation(r.job)));
+                         job, details.value("error", ""), x, y, details.value("logs", LogLocation(r.job)));
   }
   if (n.html.empty()) n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
   return n;
@@ -673,8 +733,9 @@ std::string JobRunner::LogLocation(const std::string& job) const {
   const char* stream = std::getenv("AWS_LAMBDA_LOG_STREAM_NAME");
   if (group && *group && stream && *stream)
     return fmt::format("CloudWatch Logs, log group {}, log stream {} (JSON lines with \"job\": \"{}\")", group, stream,
-                       job);
-  return fmt::format("the JSON log (standard output) of worker {} (lines with \"job\": \"{}\")", o_.worker_id, job);
+                       Quote(job));
+  return fmt::format("the JSON log (standard output) of worker {} (lines with \"job\": \"{}\")", o_.worker_id,
+                     Quote(job));
 }
 
 }  // namespace cloudmerge

@@ -42,6 +42,12 @@
 // report (rows "not measured" when absent). A cluster run that ends
 // FAILED/CANCELLED/INTERRUPTED, or a SUCCESS without the result object, is
 // final: failed.json and one failure notification.
+// Inputs that are not regular files (a symbolic link, a FIFO in a local job
+// folder: confined_env.h) and a job.json naming a reserved output are bad input.
+// No exception escapes Run: one (which would abort the worker and, after the
+// lease, the next one) fails the run as an internal error, once; all JSON the
+// runner writes replaces invalid UTF-8 (safe_text.h), and a failure's message
+// is capped (kMaxErrorBytes).
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
 // notification once per channel as in step 6 (with the error and where the
 // logs are), `report.html`
@@ -67,6 +73,7 @@
 
 #include "cloudmerge/env.h"
 #include "cloudmerge/merge.h"
+#include "cloudmerge/pipeline/command_engine.h"
 #include "cloudmerge/pipeline/job.h"
 #include "cloudmerge/pipeline/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
@@ -87,6 +94,8 @@ inline constexpr double kDefaultNativeBytesPerSecond = 50e6;
 inline constexpr double kCompressedInputFactor = 4;
 
 enum class JobOutcome { kSucceeded, kFailed, kWaiting, kAlreadyDone, kBusy };
+// The longest error message a failure records (failed.json, email, report.html, log).
+inline constexpr size_t kMaxErrorBytes = 4096;
 const char* JobOutcomeName(JobOutcome o);
 
 struct PipelineOptions {
@@ -111,8 +120,16 @@ struct PipelineOptions {
   // The first wait before a notification channel that failed is tried again
   // by this process; it doubles on each failure, up to 5 minutes.
   int64_t notify_retry_ms = 1000;
-  // Set by SIGTERM: a run in progress finishes; no new run starts.
+  // Set by SIGTERM: a run in progress finishes (a command-engine run is
+  // ended, and its job released for the next worker, not failed); no new run starts.
   std::atomic<bool>* stop = nullptr;
+  // The command engine (job.json "engine": "command"): off unless the
+  // operator registered commands (command_engine.h).
+  CommandEngineOptions commands;
+  // A run whose workers died this many times (its claims expired unreleased:
+  // killed, out of memory, crashed) is failed instead of taken over again, so
+  // that an input that kills its worker cannot keep every worker busy dying.
+  int max_attempts = 10;
 
   // The cluster engines (job.json "engine": "spark", "emr-serverless", "emr",
   // or "auto" handing off): the Spark master, EMR Serverless application and
@@ -137,7 +154,7 @@ struct PipelineOptions {
 
 struct RunRecord;
 struct ClusterRun;
-enum class ClaimResult { kBusy, kClaimed, kTakenOver };
+enum class ClaimResult { kBusy, kClaimed, kTakenOver, kGaveUp };
 
 class JobRunner {
  public:
@@ -154,6 +171,10 @@ class JobRunner {
   const PipelineOptions& options() const { return o_; }
 
  private:
+  // Run, less the exception guard; `r` is filled as the run goes, for the guard.
+  Result<JobOutcome> RunGuarded(const std::string& job, RunRecord& r);
+  // An exception escaped RunGuarded: the run fails once (when this worker holds its claim).
+  Result<JobOutcome> Crashed(RunRecord& r, const std::string& what);
   Result<JobOutcome> Fail(RunRecord& r, const Status& why);
   // Creates the next claim of the run (kClaimed, or kTakenOver when an
   // expired one was there) and keeps its lease alive, or kBusy.

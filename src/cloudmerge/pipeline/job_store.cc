@@ -1,6 +1,7 @@
 // Local-directory and S3 JobStores.
 #include "cloudmerge/random_seed.h"
 #include "cloudmerge/pipeline/job_store.h"
+#include "cloudmerge/pipeline/confined_env.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -65,9 +66,10 @@ class LocalJobStore final : public JobStore {
     std::vector<StoredObject> out;
     std::error_code ec;
     if (!fs::exists(root_, ec)) return out;
+    // Links are listed as what they are, not followed (into folders neither).
     for (auto it = fs::recursive_directory_iterator(root_, fs::directory_options::skip_permission_denied, ec);
          !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file(ec)) continue;
+      if (it->is_directory(ec) && !it->is_symlink(ec)) continue;
       std::string key = fs::relative(it->path(), root_, ec).generic_string();
       if (key.rfind(prefix, 0) != 0) continue;
       if (key.find(".cloudmerge-tmp-") != std::string::npos) continue;  // a result being written
@@ -84,24 +86,9 @@ class LocalJobStore final : public JobStore {
     return Stat(key);
   }
 
-  Result<std::string> Get(const std::string& key) override {
-    CM_RETURN_IF_ERROR(CheckKey(key));
-    std::ifstream in(root_ / key, std::ios::binary);
-    if (!in) return Status::NotFound(fmt::format("cannot read {}: no such file", (root_ / key).string()));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
+  Result<std::string> Get(const std::string& key) override { return Read(key, std::string::npos); }
 
-  Result<std::string> GetHead(const std::string& key, size_t max_bytes) override {
-    CM_RETURN_IF_ERROR(CheckKey(key));
-    std::ifstream in(root_ / key, std::ios::binary);
-    if (!in) return Status::NotFound(fmt::format("cannot read {}: no such file", (root_ / key).string()));
-    std::string buf(max_bytes, '\0');
-    in.read(buf.data(), static_cast<std::streamsize>(max_bytes));
-    buf.resize(static_cast<size_t>(in.gcount()));
-    return buf;
-  }
+  Result<std::string> GetHead(const std::string& key, size_t max_bytes) override { return Read(key, max_bytes); }
 
   Status Put(const std::string& key, const std::string& body, const std::string&) override {
     CM_RETURN_IF_ERROR(CheckKey(key));
@@ -154,12 +141,43 @@ class LocalJobStore final : public JobStore {
   }
 
  private:
+  // lstat: a link is described, not followed.
   std::optional<StoredObject> Stat(const std::string& key) const {
     struct stat st {};
-    if (::stat((root_ / key).c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return std::nullopt;
+    if (::lstat((root_ / key).c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return std::nullopt;
     long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-    return StoredObject{key, static_cast<uint64_t>(st.st_size),
-                        fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino))};
+    StoredObject o{key, static_cast<uint64_t>(st.st_size),
+                   fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino)), ""};
+    if (S_ISLNK(st.st_mode)) o.kind = "a symbolic link";
+    else if (S_ISFIFO(st.st_mode)) o.kind = "a FIFO (named pipe)";
+    else if (!S_ISREG(st.st_mode)) o.kind = "not a regular file";
+    return o;
+  }
+
+  // At most max_bytes of a regular file below the root, no link followed.
+  Result<std::string> Read(const std::string& key, size_t max_bytes) {
+    CM_RETURN_IF_ERROR(CheckKey(key));
+    auto fd = OpenBeneath(root_.string(), key);
+    if (!fd.ok()) {
+      if (fd.status().code() == Status::Code::kNotFound)
+        return Status::NotFound(fmt::format("cannot read {}: no such file", (root_ / key).string()));
+      return fd.status();
+    }
+    std::string out;
+    char buf[65536];
+    while (out.size() < max_bytes) {
+      ssize_t n = ::read(*fd, buf, std::min(sizeof buf, max_bytes - out.size()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::close(*fd);
+        return Status::IOError(fmt::format("cannot read {}: {}", (root_ / key).string(), std::strerror(err)));
+      }
+      if (n == 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(*fd);
+    return out;
   }
 
   Result<fs::path> WriteTemp(const std::string& key, const std::string& body) {

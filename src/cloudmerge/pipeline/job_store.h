@@ -8,7 +8,9 @@
 // for the same marker get one winner.
 //
 // Keys are checked before use: no "..", no absolute paths, no control
-// characters, so no job can escape its prefix or the local directory.
+// characters, so no job can escape its prefix or the local directory. The
+// local store reads through OpenBeneath (confined_env.h): no symbolic link
+// below its root is followed, only regular files are read.
 // Thread safety: implementations may be shared by threads.
 #pragma once
 
@@ -27,6 +29,10 @@ struct StoredObject {
   std::string key;   // relative to the store's root
   uint64_t size = 0;
   std::string etag;  // S3 ETag; locally "<mtime_ns>-<size>-<inode>"
+  // Empty for a regular file (every S3 object); locally what else it is ("a
+  // symbolic link", "a FIFO (named pipe)", ...): listed so that a job holding
+  // one fails saying so, never read (confined_env.h).
+  std::string kind;
 };
 
 class JobStore {

@@ -1,6 +1,7 @@
 // report.html rendering: the pandas-shaped previews, the cost estimate and the
 // page itself. See report_html.h.
 #include "cloudmerge/pipeline/report_html.h"
+#include "cloudmerge/pipeline/safe_text.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -293,7 +294,7 @@ table.hot code{word-break:break-all}
 std::string Str(const json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return "";
-  return it->is_string() ? it->get<std::string>() : it->dump();
+  return it->is_string() ? it->get<std::string>() : DumpJson(*it);
 }
 
 double Num(const json& j, const char* key) {

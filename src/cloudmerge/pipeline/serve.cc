@@ -60,7 +60,7 @@ Status ServeLocal(JobRunner* runner, JobStore* input, JsonLog* log, const ServeO
       auto job = JobForKey(obj.key, naming);
       if (job) seen[*job] += obj.key + "@" + obj.etag + ";";
     }
-    size_t pending = 0;
+    size_t pending = 0, busy = 0;
     for (const auto& [job, ident] : seen) {
       if (g_stop.load()) break;
       // Wait for a second identical scan: a file still being written changes.
@@ -73,7 +73,7 @@ Status ServeLocal(JobRunner* runner, JobStore* input, JsonLog* log, const ServeO
         log->Error("job.error", job, outcome.status().message());
         ++pending;
       } else if (*outcome == JobOutcome::kBusy) {
-        ++pending;
+        ++busy;
       }
     }
     last_seen = std::move(seen);
@@ -81,11 +81,17 @@ Status ServeLocal(JobRunner* runner, JobStore* input, JsonLog* log, const ServeO
       log->Info("serve.stopped", "", "stopped by a signal");
       return Status::OK();
     }
-    if (o.once && pending == 0) return Status::OK();
-    if (o.once)
-      return Status::IOError(fmt::format("{} job(s) could not be finished now (held by another worker, or a transient "
-                                         "error: see the log); run again to retry them",
+    if (o.once && busy > 0) {
+      // Held by another worker: --once means "until what is ready has ended",
+      // so look again after the poll interval (an expired claim is taken over).
+      log->Info("serve.waiting", "", fmt::format("{} job(s) held by another worker: waiting for them to end", busy));
+    } else if (o.once && pending == 0) {
+      return Status::OK();
+    } else if (o.once) {
+      return Status::IOError(fmt::format("{} job(s) could not be finished now (a transient error: see the log); run "
+                                         "again to retry them",
                                          pending));
+    }
     SleepUnlessStopped(o.poll_ms);
   }
 }

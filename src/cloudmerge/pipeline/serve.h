@@ -5,7 +5,10 @@
 // written to DIR/outbox/ as .eml files (and sent by SMTP when configured).
 // The input folder is scanned every poll interval; a job runs once its inputs
 // have stopped changing between two scans (a file still being copied is not
-// read), or at once with --once, which runs what is ready and exits.
+// read), or at once with --once, which runs what is ready and exits when all
+// of it has ended: a job held by another worker is looked at again every poll
+// interval until that worker has finished it (or its claim expired and this
+// worker took it over), so two --once workers sharing the jobs both exit 0.
 //
 // Queue: S3 event notifications from an SQS queue (long polling). While a
 // message's jobs run, its visibility timeout is extended; it is deleted only
@@ -17,7 +20,9 @@
 // Both stop at SIGTERM/SIGINT between jobs. A signal during a job ends the
 // process after removing its temporary output; the job's claim then expires
 // and another worker (or the next start) runs it again; no partial result is
-// visible, and the done marker makes the retry the only result.
+// visible, and the done marker makes the retry the only result. A
+// command-engine job is ended at once instead and its claim released
+// (command_engine.h): the next worker runs it without waiting for the lease.
 //
 // Thread safety: each Serve* call runs on the calling thread.
 #pragma once

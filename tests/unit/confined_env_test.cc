@@ -76,6 +76,20 @@ TEST_F(ConfinedEnvTest, DotDotAndMissingFiles) {
   EXPECT_EQ(missing.status().code(), Status::Code::kNotFound);
 }
 
+// The streaming path (compressed inputs, devices) is confined too: a link to a
+// device swapped in after the listing is refused, never streamed (it would
+// otherwise follow the link and read /dev/zero or a FIFO outside the job).
+TEST_F(ConfinedEnvTest, StreamOfALinkToADeviceIsRefused) {
+  fs::create_symlink("/dev/zero", dir_ / "input" / "job" / "y_list.txt");
+  auto env = NewConfinedEnv(Env::Default(), root_);
+  auto stream = env->OpenStream(root_ + "/job/y_list.txt");
+  ASSERT_FALSE(stream.ok());
+  EXPECT_NE(stream.status().message().find("symbolic link"), std::string::npos);
+  auto plain = env->OpenStream(root_ + "/job/x_list.txt");  // a regular file: mapped by ReadFile instead
+  ASSERT_TRUE(plain.ok()) << plain.status().message();
+  EXPECT_EQ(plain->get(), nullptr);
+}
+
 TEST_F(ConfinedEnvTest, PathsOutsideTheRootPassThrough) {
   auto env = NewConfinedEnv(Env::Default(), root_);
   auto data = env->ReadFile((dir_ / "outside" / "secret").string());  // the engine's own files, e.g. spills

@@ -94,8 +94,7 @@ class ConfinedEnv final : public Env {
   ConfinedEnv(Env* base, std::string root) : base_(base), root_(std::move(root)) {}
 
   Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) override {
-    if (path.size() <= root_.size() + 1 || path.compare(0, root_.size() + 1, root_ + "/") != 0)
-      return base_->ReadFile(path);
+    if (!Under(path)) return base_->ReadFile(path);
     auto fd = OpenBeneath(root_, path.substr(root_.size() + 1));
     if (!fd.ok()) return fd.status();
     Fd owned(*fd);
@@ -112,18 +111,32 @@ class ConfinedEnv final : public Env {
       default: return Status::IOError(message);
     }
   }
-  Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) override { return base_->OpenStream(path); }
+  // A job's file is always a regular file (ReadFile maps it); checking it here
+  // too means a link to a device or a FIFO swapped in after the listing is
+  // refused rather than streamed from wherever it points.
+  Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) override {
+    if (!Under(path)) return base_->OpenStream(path);
+    auto fd = OpenBeneath(root_, path.substr(root_.size() + 1));
+    if (!fd.ok()) return fd.status();
+    close(*fd);
+    return std::unique_ptr<InputStream>();
+  }
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     return base_->NewWritableFile(path);
   }
   Status RenameFile(const std::string& from, const std::string& to) override { return base_->RenameFile(from, to); }
   Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
   bool IsSpecialFile(const std::string& path) override { return base_->IsSpecialFile(path); }
+  Result<OutputTarget> ResolveOutput(const std::string& path) override { return base_->ResolveOutput(path); }
   Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path) override {
     return base_->NewAtomicFile(path);
   }
 
  private:
+  bool Under(const std::string& path) const {
+    return path.size() > root_.size() + 1 && path.compare(0, root_.size() + 1, root_ + "/") == 0;
+  }
+
   Env* base_;
   std::string root_;
 };

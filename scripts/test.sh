@@ -44,7 +44,10 @@ else
   #   and the Lambda runtime. TSan costs 5-15x in time: the long suites
   #   (differential, out_of_core, streamed_inputs, kill and fault campaigns,
   #   Spark) would take CI past its time budget on 2 cores, and run under ASan.
-  SAN_ASAN_EXCLUDE='^e2e_spark(_cli|_pipeline|_s3a)?$'
+  # Also not under ASan: the Python package and deploy-script suites (they time
+  # pip, wheel packaging and ~20 AWS CLI starts; the engine and pipeline C++ they
+  # reach is run under ASan by e2e_conformance and the serve suites).
+  SAN_ASAN_EXCLUDE='^e2e_(spark(_cli|_pipeline|_s3a)?|python_package|deploy_script)$'
   SAN_TSAN_INCLUDE='^([^e]|e[^2])|^e2e_(conformance|compressed_inputs|s3_merge|out_of_core_faults|hostile_inputs|serve_local|serve_queue|serve_trust|serve_hostile_campaign|lambda_rie|lambda_pipeline)$'
   stage asan scripts/sanitize.sh asan -j2 -E "$SAN_ASAN_EXCLUDE"
   stage tsan scripts/sanitize.sh tsan -j2 -R "$SAN_TSAN_INCLUDE"

@@ -10,13 +10,17 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <climits>
+#include <cstdlib>
 #include <filesystem>
 #include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <random>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -37,10 +41,12 @@ Status IoFailure(const std::string& what, const std::string& path, int err) {
     case EACCES:
     case EPERM: hint = "Check the file's permissions, or run as a user who may read/write it."; break;
     case EISDIR: hint = "Give a file, not a directory."; break;
+    case ELOOP: hint = "Check where the symbolic links in the path lead: they form a loop."; break;
     case ENOSPC:
     case EDQUOT:
+      // No flag is named: the same words serve -o, --report and cp's destination.
       return Status::NoSpace(fmt::format(
-          "{} {}: no space left on device. {}Free some space or write the result elsewhere with -o.", what, path,
+          "{} {}: no space left on device. {}Free some space, or write to another disk.", what, path,
           path == "standard output" ? "The output is incomplete. " : "Nothing was written to the destination. "));
     default: hint = "Check that the file system is available and retry.";
   }
@@ -197,6 +203,41 @@ class PosixWritableFile final : public WritableFile {
   bool owns_;
 };
 
+// N when `path` is spelled /dev/fd/N, else -1.
+int DescriptorPath(const std::string& path) {
+  constexpr std::string_view kPrefix = "/dev/fd/";
+  std::string_view digits = std::string_view(path).substr(std::min(path.size(), kPrefix.size()));
+  if (path.compare(0, kPrefix.size(), kPrefix) != 0 || digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string_view::npos)
+    return -1;
+  return std::stoi(std::string(digits));
+}
+
+// N when `path` names this process's descriptor N: /dev/fd/N, or an entry of
+// /proc/self/fd however it is reached (/proc/<pid>/fd, /proc/thread-self/fd).
+int DescriptorOf(const std::string& path) {
+  if (int n = DescriptorPath(path); n >= 0) return n;
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return -1;
+  std::string name = path.substr(slash + 1);
+  if (name.empty() || name.size() > 9 || name.find_first_not_of("0123456789") != std::string::npos) return -1;
+  char real[PATH_MAX];
+  if (::realpath(slash == 0 ? "/" : path.substr(0, slash).c_str(), real) == nullptr) return -1;
+  std::string_view dir(real);
+  std::string proc = fmt::format("/proc/{}/", getpid());
+  if (dir.substr(0, proc.size()) != proc || dir.size() < 3 || dir.substr(dir.size() - 3) != "/fd") return -1;
+  return std::stoi(name);
+}
+
+// `-o dir/`: said before any work, as a usage error, rather than as a failed rename at the end.
+Status DirectoryGiven(const std::string& path, const std::string& target) {
+  std::string dir = path;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return Status::InvalidArgument(fmt::format(
+      "output {} is a directory{}: name a file to write, such as {}/merged.tsv", path,
+      target == path ? "" : fmt::format(" (a link to {})", target), dir));
+}
+
 class PosixEnv final : public Env {
  public:
   Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) override {
@@ -231,6 +272,14 @@ class PosixEnv final : public Env {
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
     if (path == "-") return std::unique_ptr<WritableFile>(new PosixWritableFile(STDOUT_FILENO, path, false));
+    if (int n = DescriptorPath(path); n >= 0) {
+      // The descriptor itself (dup'ed: closing ours leaves the caller's open), so
+      // that `>> file` appends and a pipe stays the pipe; reopening the path
+      // would truncate a redirected file and start writing at its beginning.
+      int fd = ::fcntl(n, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) return IoFailure("cannot write to", path, errno);
+      return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path, true));
+    }
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);  // O_TRUNC is ignored by devices
     if (fd < 0) return IoFailure("cannot create output", path, errno);
     return std::unique_ptr<WritableFile>(new PosixWritableFile(fd, path, true));
@@ -244,6 +293,37 @@ class PosixEnv final : public Env {
   bool IsSpecialFile(const std::string& path) override {
     struct stat st {};
     return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+  }
+
+  // Follows the last component's links by hand, one at a time (at most 40, as
+  // the kernel does), so that every hop can be checked for being a descriptor:
+  // /dev/stdout -> /proc/self/fd/1 -> (the redirected file) must stay the
+  // descriptor, not become a temporary renamed over the shell's file or over
+  // the /dev/stdout link itself.
+  Result<OutputTarget> ResolveOutput(const std::string& path) override {
+    if (path == "-") return OutputTarget{"-", true, STDOUT_FILENO};
+    if (path.empty()) return Status::InvalidArgument("the output's name is empty: name a file to write, such as merged.tsv");
+    if (path.back() == '/') return DirectoryGiven(path, path);
+    std::string cur = path;
+    for (int hops = 0;; ++hops) {
+      if (int fd = DescriptorOf(cur); fd >= 0) return OutputTarget{fmt::format("/dev/fd/{}", fd), true, fd};
+      struct stat st {};
+      if (::lstat(cur.c_str(), &st) != 0) {
+        if (errno == ENOENT) return OutputTarget{cur, false, -1};  // created by the rename (or fails to be, clearly)
+        return IoFailure("cannot create output", path, errno);
+      }
+      if (S_ISDIR(st.st_mode)) return DirectoryGiven(path, cur);
+      if (!S_ISLNK(st.st_mode)) return OutputTarget{cur, !S_ISREG(st.st_mode), -1};
+      if (hops == 40) return IoFailure("cannot create output", path, ELOOP);
+      std::string target(static_cast<size_t>(st.st_size > 0 ? st.st_size : 4096) + 1, '\0');
+      ssize_t n = ::readlink(cur.c_str(), target.data(), target.size());
+      if (n < 0) return IoFailure("cannot create output", path, errno);
+      target.resize(static_cast<size_t>(n));
+      // A relative target is relative to the link's own directory.
+      size_t slash = cur.rfind('/');
+      if (!target.empty() && target[0] != '/' && slash != std::string::npos) target = cur.substr(0, slash + 1) + target;
+      cur = std::move(target);
+    }
   }
 
   Status RemoveFile(const std::string& path) override {
@@ -460,9 +540,18 @@ Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Sta
   }
 }
 
-Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& path) {
+Result<OutputTarget> Env::ResolveOutput(const std::string& path) {
+  return OutputTarget{path, path == "-" || IsSpecialFile(path), path == "-" ? STDOUT_FILENO : -1};
+}
+
+Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& requested) {
+  // Everything below works on the target: a link's target is replaced (the
+  // temporary beside it, on its file system), never the link.
+  auto target = ResolveOutput(requested);
+  if (!target.ok()) return target.status();
+  const std::string& path = target->path;
   std::string temp;
-  if (path != "-" && !IsSpecialFile(path)) {
+  if (!target->direct) {
     RemoveStaleTemporaries(path);
     temp = fmt::format("{}.cloudmerge-tmp-{}-{:08x}", path, getpid(), static_cast<uint32_t>(RandomSeed()));
   }
@@ -514,26 +603,26 @@ class CompressingAtomicFile final : public AtomicFile {
 };
 
 // The destination, compressed when its name says so (never standard output).
-Result<std::unique_ptr<AtomicFile>> OpenDestination(Env* env, const std::string& path) {
+Result<std::unique_ptr<AtomicFile>> OpenDestination(Env* env, const std::string& path, bool compress) {
   auto file = env->NewAtomicFile(path);
   if (!file.ok()) return file.status();
-  Compression c = path == "-" ? Compression::kNone : CompressionForPath(path);
+  Compression c = path == "-" || !compress ? Compression::kNone : CompressionForPath(path);
   if (c == Compression::kNone) return file;
   return std::unique_ptr<AtomicFile>(new CompressingAtomicFile(std::move(file.value()), NewEncoder(c)));
 }
 
 }  // namespace
 
-Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path) {
-  auto file = OpenDestination(env, path);
+Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path, bool compress_by_name) {
+  auto file = OpenDestination(env, path, compress_by_name);
   if (!file.ok()) return file.status();
-  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, std::move(file.value())));
+  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, compress_by_name, std::move(file.value())));
 }
 
 Status AtomicOutput::Restart() {
   if (!file_->atomic()) return Status::Internal("standard output cannot be rewound");
   file_.reset();  // discards, and with it the encoder's state: the new file starts a fresh stream
-  auto file = OpenDestination(env_, path_);
+  auto file = OpenDestination(env_, path_, compress_);
   if (!file.ok()) return file.status();
   file_ = std::move(file.value());
   return Status::OK();

@@ -9,7 +9,8 @@
 //             files (decoded as they are read). Opened again to read again.
 // WritableFile an append-only output; Append batches are large (MiBs).
 // AtomicFile  a destination that appears only when complete: locally a
-//             temporary next to OUT renamed into place on Commit() (removed
+//             temporary next to OUT (next to its target when OUT is a
+//             symbolic link) renamed into place on Commit() (removed
 //             otherwise, also when the process is interrupted by SIGINT/SIGTERM/
 //             SIGHUP); on S3 a multipart upload completed on Commit() and
 //             aborted otherwise.
@@ -82,6 +83,13 @@ class AtomicFile {
   virtual bool atomic() const { return true; }
 };
 
+// The file a destination name leads to.
+struct OutputTarget {
+  std::string path;     // what is written (renamed over) or opened; "-": standard output
+  bool direct = false;  // written in place, no temporary, no rename: "-", devices, FIFOs, descriptors
+  int fd = -1;          // >= 0: the target is this open descriptor (path is then /dev/fd/N)
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -95,7 +103,7 @@ class Env {
   virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
     return std::unique_ptr<InputStream>();
   }
-  // "-" means standard output.
+  // "-" means standard output; /dev/fd/N the open descriptor N (written at its offset, never truncated).
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
   virtual Status RemoveFile(const std::string& path) = 0;
@@ -103,10 +111,17 @@ class Env {
   // device such as /dev/null, a FIFO): such a destination is written directly,
   // never replaced by a rename.
   virtual bool IsSpecialFile(const std::string& path) { return false; }
+  // Where writing `path` lands (see OutputTarget). The default: `path` itself,
+  // direct for "-" and special files. Locally, symbolic links of the last
+  // component are followed (a link is never replaced, its target is), a
+  // descriptor (/dev/stdout, /dev/fd/N, a link to /proc/self/fd/N) is written
+  // as that descriptor, and a directory is an InvalidArgument naming it.
+  virtual Result<OutputTarget> ResolveOutput(const std::string& path);
   // The destination `path`, written atomically. The default writes a temporary
-  // next to it through NewWritableFile and renames it with RenameFile, so an
-  // Env that overrides those primitives (tests injecting faults) gets the same
-  // guarantees; an Env for object stores overrides this instead.
+  // next to ResolveOutput's target through NewWritableFile and renames it over
+  // the target with RenameFile, so an Env that overrides those primitives
+  // (tests injecting faults) gets the same guarantees; an Env for object
+  // stores overrides this instead.
   virtual Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path);
 };
 
@@ -118,7 +133,8 @@ class Env {
 // never compressed.
 class AtomicOutput {
  public:
-  static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path);
+  // compress_by_name false: the bytes go as they are whatever the name (`cloudmerge cp`).
+  static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path, bool compress_by_name = true);
   Status Append(std::string_view data) { return file_->Append(data); }
   // Discards everything appended so far. REQUIRES: can_restart().
   Status Restart();
@@ -127,10 +143,11 @@ class AtomicOutput {
   const std::string& path() const { return path_; }
 
  private:
-  AtomicOutput(Env* env, std::string path, std::unique_ptr<AtomicFile> file)
-      : env_(env), path_(std::move(path)), file_(std::move(file)) {}
+  AtomicOutput(Env* env, std::string path, bool compress, std::unique_ptr<AtomicFile> file)
+      : env_(env), path_(std::move(path)), compress_(compress), file_(std::move(file)) {}
   Env* env_;
   std::string path_;
+  bool compress_;
   std::unique_ptr<AtomicFile> file_;
 };
 

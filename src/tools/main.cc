@@ -4,10 +4,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <map>
+#include <optional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -20,6 +25,7 @@
 #include "cloudmerge/merge_report.h"
 #include "cloudmerge/progress.h"
 #include "tools/lambda_command.h"
+#include "tools/output_guard.h"
 #include "tools/s3_flags.h"
 #include "tools/serve_command.h"
 #include "tools/spark_command.h"
@@ -57,18 +63,60 @@ Examples:
   cloudmerge merge big_x.tsv big_y.tsv -o merged.tsv --memory-limit 4GiB --temp-dir /scratch \
       --max-output-rows 10000000000 --report report.json)";
 
-constexpr const char* kCpHelp = R"(Copy one object or file to another place, the way cloudmerge reads inputs and
-writes results: S3 sources by parallel ranged GETs, S3 destinations by a multipart
-upload completed only when everything is written (no partial object on failure),
-local destinations through a temporary renamed into place. .gz/.zst sources are
-decompressed.
+constexpr const char* kCpHelp = R"(Copy a file or an S3 object to a file, an S3 object or a folder.
+
+The bytes are copied as they are (a .gz stays the same .gz) unless --decompress
+or --compress asks for a conversion. A destination that is a folder (an existing
+directory, or a name ending in /) receives the source's file name. S3 sources
+are read by parallel ranged GETs, S3 destinations written by a multipart upload
+completed only when everything is written (no partial object on failure), local
+destinations through a temporary renamed into place. A destination that is the
+source itself is refused.
 
 Examples:
   cloudmerge cp s3://in/x_list.txt x_list.txt
-  cloudmerge cp big.tsv s3://in/big.tsv --s3-part-size 64)";
+  cloudmerge cp s3://out/job1/merged.tsv data/        # data/merged.tsv
+  cloudmerge cp big.tsv s3://in/big.tsv --s3-part-size 64
+  cloudmerge cp s3://in/y_list.txt.gz y_list.txt --decompress)";
 
-cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std::string& dst) {
-  auto out = cloudmerge::AtomicOutput::Open(env, dst);
+// The one-line summaries of the subcommands list in the top-level --help: the
+// first line of each subcommand's description (its own --help shows all of it).
+class OneLineSubcommands final : public CLI::Formatter {
+ public:
+  std::string make_subcommand(const CLI::App* sub) const override {
+    std::string line = sub->get_description().substr(0, sub->get_description().find('\n'));
+    std::ostringstream out;
+    CLI::detail::format_help(out, sub->get_display_name(), line, get_column_width());
+    return out.str();
+  }
+};
+
+// Where a copy lands: DST itself, or SRC's file name inside DST when DST is a
+// folder (`cp s3://out/job/merged.tsv data/` writes data/merged.tsv).
+cloudmerge::Result<std::string> CopyDestination(const std::string& src, const std::string& dst) {
+  bool s3 = cloudmerge::S3Uri::IsS3(dst);
+  std::error_code ec;
+  bool folder = !dst.empty() && dst.back() == '/';
+  if (s3 && !folder) {
+    auto uri = cloudmerge::S3Uri::Parse(dst);
+    folder = uri.ok() && uri->key.empty();
+  }
+  if (!s3 && !folder && dst != "-") {
+    folder = std::filesystem::is_directory(dst.rfind("file://", 0) == 0 ? dst.substr(7) : dst, ec);
+  }
+  if (!folder) return dst;
+  std::string name = src.substr(src.find_last_of('/') + 1);
+  if (src == "-" || name.empty() || name == "." || name == "..")
+    return cloudmerge::Status::InvalidArgument(fmt::format(
+        "DST {} is a folder and SRC {} has no file name to give the copy: name the destination file", dst,
+        src == "-" ? "(standard input)" : src));
+  return dst + (dst.back() == '/' ? "" : "/") + name;
+}
+
+// SRC's bytes to DST: decoded when `env` decodes inputs (--decompress),
+// compressed by DST's name when `compress` (--compress), else as they are.
+cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std::string& dst, bool compress) {
+  auto out = cloudmerge::AtomicOutput::Open(env, dst, compress);
   if (!out.ok()) return out.status();
   // S3 objects and compressed files stream through in pieces; local files are mapped.
   auto stream = src == "-" ? cloudmerge::Result<std::unique_ptr<cloudmerge::InputStream>>(
@@ -89,6 +137,58 @@ cloudmerge::Status Copy(cloudmerge::Env* env, const std::string& src, const std:
     (*in)->Release(off, off + n);
   }
   return (*out)->Commit();
+}
+
+// Parses the command line. --help and --version print and return 0; every
+// usage error is one line, "Error [cloudmerge SUB]: ...", and exit 2 (the
+// documented code, not CLI11's 105-114), naming an unknown option rather than
+// whatever else CLI11 met first.
+std::optional<int> ParseOrExplain(CLI::App* app, int argc, char** argv) {
+  std::string error;
+  try {
+    app->parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app->exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app->exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app->exit(e);
+  } catch (const CLI::ParseError& e) {
+    error = e.what();
+  }
+  std::vector<std::string> extra = app->remaining(true);
+  if (!extra.empty()) {
+    const std::string& first = extra.front();
+    error = first.size() > 1 && first[0] == '-'
+                ? fmt::format("unknown option {}", first.substr(0, first.find('=')))
+                : fmt::format("unexpected argument {}", first);
+  }
+  if (error.empty()) return std::nullopt;
+  std::string name = "cloudmerge";
+  for (const CLI::App* sub = app; !sub->get_subcommands().empty();) {
+    sub = sub->get_subcommands().front();
+    name += " " + sub->get_name();
+  }
+  while (!error.empty() && error.back() == '.') error.pop_back();
+  fmt::print(stderr, "Error [{}]: {}. Run `{} --help` for the options.\n", name, error, name);
+  return 2;
+}
+
+// --max-output-rows: a whole number of rows, at least 1. Read by CLI11 into a
+// uint64_t, -1 became 2^64-1 and 0 meant "no limit", both without a word.
+cloudmerge::Result<uint64_t> ParseRowCount(const std::string& text) {
+  bool ok = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+  uint64_t rows = 0;
+  for (size_t i = 0; ok && i < text.size(); ++i) {
+    unsigned digit = static_cast<unsigned>(text[i] - '0');
+    ok = rows <= (UINT64_MAX - digit) / 10;
+    rows = rows * 10 + digit;
+  }
+  if (ok && rows > 0) return rows;
+  return cloudmerge::Status::InvalidArgument(fmt::format(
+      "\"{}\" is not a number of rows: give a whole number from 1 to {}, such as 1000000 (or leave the option "
+      "out for no limit)",
+      text, UINT64_MAX));
 }
 
 cloudmerge::Progress::Style ProgressStyle(const std::string& name) {
@@ -144,9 +244,11 @@ int RunNativeMerge(cloudmerge::Env* env, cloudmerge::MergeOptions o, const std::
     if (written.ok()) written = report->Commit();
     if (!written.ok()) {
       if (!st.ok()) fail(st);  // the refusal first, then why its report is missing
-      std::string what = fmt::format("could not write the report {}: {}", report_path, written.message());
+      // Named by its flag: the fix is another --report, never another -o.
+      std::string what = fmt::format("--report {}: could not write the report: {}", report_path, written.message());
       if (st.ok()) {
-        what += fmt::format(". The merge itself succeeded: {} is complete",
+        while (!what.empty() && what.back() == '.') what.pop_back();
+        what += fmt::format(". The merge itself succeeded: {} is complete.",
                             o.out_path == "-" ? "standard output" : o.out_path);
       }
       fmt::print(stderr, "Error [cloudmerge merge]: {}\n", what);
@@ -171,6 +273,11 @@ int main(int argc, char** argv) {
   CLI::App app{"cloudmerge: the merge of analysis.py as a fast, exact C++ engine."};
   app.set_version_flag("--version", std::string("cloudmerge ") + CLOUDMERGE_VERSION);
   app.require_subcommand(1);
+  app.formatter(std::make_shared<OneLineSubcommands>());
+  // Inherited by the subcommands: an unknown option is collected instead of
+  // thrown, so that ParseOrExplain names it even when CLI11 would first
+  // complain about a missing positional ("Y is required").
+  app.allow_extras();
 
   cloudmerge::MergeOptions o;
   std::string key;
@@ -214,27 +321,29 @@ int main(int argc, char** argv) {
                     "for about both inputs' size. Its spill files are removed at the end, also after an error or "
                     "SIGINT/SIGTERM")
       ->type_name("DIR");
-  std::map<std::string, cloudmerge::MergeOptions::SpillCompression> spill_compressions{
-      {"auto", cloudmerge::MergeOptions::SpillCompression::kAuto},
-      {"zstd", cloudmerge::MergeOptions::SpillCompression::kZstd},
-      {"none", cloudmerge::MergeOptions::SpillCompression::kNone}};
-  merge->add_option("--spill-compression", o.spill_compression,
+  // A name checked by CLI11, mapped below: a CheckedTransformer would show
+  // its mapping ("value in {auto->0,none->2,zstd->1}") in --help and errors.
+  std::string spill_compression = "auto";
+  merge->add_option("--spill-compression", spill_compression,
                     "Compress spill files with zstd: auto (when the temp dir's free space is under 4x the inputs), "
                     "zstd, none (default: auto)")
-      ->transform(CLI::CheckedTransformer(spill_compressions, CLI::ignore_case))
-      ->type_name("auto|zstd|none");
+      ->check(CLI::IsMember({"auto", "none", "zstd"}, CLI::ignore_case).description(""))
+      ->type_name("auto|none|zstd");
   merge->add_option("--spill-fanout", o.spill_fanout,
                     "Partitions per level of spilling (default: chosen from the sizes); small values force deep "
                     "recursion, for tests and experiments")
       ->check(CLI::Range(2u, 4096u));
-  merge->add_option("--max-output-rows", o.max_output_rows,
+  std::string max_output_rows_text;
+  merge->add_option("--max-output-rows", max_output_rows_text,
                     "Refuse (exit 3, nothing written) a result of more rows than this; the count is known before "
-                    "anything is written and the message names the hottest keys (default: no limit)");
+                    "anything is written and the message names the hottest keys (default: no limit)")
+      ->type_name("ROWS");
   merge->add_option("--progress", progress_style,
                     "Progress on standard error: bar (one live line per phase), lines (a JSON object every "
                     "--progress-interval, and one when a phase ends), none; auto: bar on a terminal, else lines "
                     "after the first interval (default: auto)")
-      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}));
+      ->check(CLI::IsMember({"auto", "bar", "lines", "none"}).description(""))
+      ->type_name("auto|bar|lines|none");
   merge->add_option("--progress-interval", progress_interval, "Seconds between progress updates (default: 10)")
       ->check(CLI::PositiveNumber);
   merge->add_option("--report", report_path,
@@ -255,23 +364,32 @@ int main(int argc, char** argv) {
 
   auto* cp = app.add_subcommand("cp", kCpHelp);
   std::string cp_src, cp_dst;
+  bool cp_decompress = false, cp_compress = false;
   cp->add_option("SRC", cp_src, "Source: local path, file:// or s3:// URI; - for standard input")->required();
-  cp->add_option("DST", cp_dst, "Destination: local path, file:// or s3:// URI; - for standard output")->required();
+  cp->add_option("DST", cp_dst,
+                 "Destination: local path, file:// or s3:// URI, or a folder (keeps SRC's file name); - for "
+                 "standard output")
+      ->required();
+  cp->add_flag("--decompress", cp_decompress,
+               "Decompress a .gz/.zst SRC (by its name) instead of copying its bytes as they are");
+  cp->add_flag("--compress", cp_compress,
+               "Compress into a .gz/.zst DST (by its name) instead of copying the bytes as they are");
   cloudmerge_cli::AddS3Options(cp, &s3_flags);
 
   cloudmerge_cli::ServeFlags serve_flags;
   auto* serve = cloudmerge_cli::AddServeCommand(&app, &serve_flags, &s3_flags);
 
-  auto* lambda = app.add_subcommand("lambda", "Run as an AWS Lambda custom runtime (what `bootstrap` does); "
-                                              "configured by CLOUDMERGE_OUTPUT and the function's environment");
+  auto* lambda = app.add_subcommand("lambda", "Run as an AWS Lambda custom runtime (what `bootstrap` does).\n\n"
+                                              "Configured by CLOUDMERGE_OUTPUT and the function's environment.");
 
-  CLI11_PARSE(app, argc, argv);
+  app.footer("Run `cloudmerge SUBCOMMAND --help` for a subcommand's options and examples.");
+  if (std::optional<int> rc = ParseOrExplain(&app, argc, argv)) return *rc;
   if (*lambda) return cloudmerge_cli::RunLambda();
   if (*serve) return cloudmerge_cli::RunServe(serve_flags, s3_flags);
 
   // Sizes are parsed here rather than by CLI11 validators so that a bad one is
   // a usage error like the others the engine reports (exit 2, one paragraph).
-  auto size_option = [](const char* flag, const std::string& text, uint64_t* bytes) {
+  auto size_option = [](const char* flag, const std::string& text, uint64_t* bytes) -> int {
     auto r = cloudmerge::ParseByteSize(text);
     if (r.ok() && r.value() == 0) {
       r = cloudmerge::Status::InvalidArgument(
@@ -289,23 +407,53 @@ int main(int argc, char** argv) {
   cloudmerge::UriEnvOptions env_options;
   env_options.make_s3_client = [&]() { return cloudmerge_cli::MakeS3Client(s3_flags); };
   if (int rc = size_option("--max-decompressed-size", max_decompressed, &env_options.max_decompressed_bytes)) return rc;
-  if (*merge && !memory_limit_text.empty()) {
+  // Given means given: --memory-limit "" is an error, not the default.
+  if (*merge && merge->count("--memory-limit") > 0) {
     if (int rc = size_option("--memory-limit", memory_limit_text, &o.memory_limit)) return rc;
   }
+  if (*merge && merge->count("--max-output-rows") > 0) {
+    auto rows = ParseRowCount(max_output_rows_text);
+    if (!rows.ok()) {
+      fmt::print(stderr, "Error [cloudmerge merge]: --max-output-rows: {}\n", rows.status().message());
+      return rows.status().ExitCode();
+    }
+    o.max_output_rows = *rows;
+  }
+  // cp copies bytes as they are unless --decompress: its Env then reads
+  // .gz/.zst sources as stored.
+  env_options.decode_inputs = !*cp || cp_decompress;
   auto env = cloudmerge::NewUriEnv(cloudmerge::Env::Default(), env_options);
 
   if (*cp) {
-    cloudmerge::Status st = Copy(env.get(), cp_src, cp_dst);
-    if (!st.ok()) {
+    auto fail = [](const cloudmerge::Status& st) {
       fmt::print(stderr, "Error [cloudmerge cp]: {}\n", st.message());
       return st.ExitCode();
-    }
+    };
+    auto dst = CopyDestination(cp_src, cp_dst);
+    if (!dst.ok()) return fail(dst.status());
+    cloudmerge::Status st = cloudmerge_cli::CheckOutputsAreDistinct(env.get(), {{"SRC", cp_src}}, {{"DST", *dst}});
+    if (st.ok()) st = Copy(env.get(), cp_src, *dst, cp_compress);
+    if (!st.ok()) return fail(st);
   }
   if (*merge) {
+    // Before any work, for every engine: no output may destroy an input or the other output.
+    std::vector<cloudmerge_cli::NamedPath> outputs{{"-o", o.out_path}};
+    // (--report - with -o - has its own message in RunNativeMerge.)
+    if (!report_path.empty() && !(report_path == "-" && o.out_path == "-")) outputs.push_back({"--report", report_path});
+    cloudmerge::Status distinct = cloudmerge_cli::CheckOutputsAreDistinct(
+        env.get(), {{"input X", o.x_path}, {"input Y", o.y_path}}, outputs);
+    if (!distinct.ok()) {
+      fmt::print(stderr, "Error [cloudmerge merge]: {}\n", distinct.message());
+      return distinct.ExitCode();
+    }
     if (!key.empty()) {
       if (merge->count("--x-key") == 0) o.x_key = key;
       if (merge->count("--y-key") == 0) o.y_key = key;
     }
+    using SpillCompression = cloudmerge::MergeOptions::SpillCompression;
+    o.spill_compression = spill_compression == "zstd"   ? SpillCompression::kZstd
+                          : spill_compression == "none" ? SpillCompression::kNone
+                                                        : SpillCompression::kAuto;
     o.chunk_bytes = chunk_kib * 1024;
     o.segment_bytes = segment_kib * 1024;
     if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);

@@ -24,12 +24,14 @@ namespace {
 
 using namespace cloudmerge;
 
-constexpr const char* kServeHelp = R"(Run the pipeline: each job is a folder holding x_list.txt and y_list.txt
-(optionally job.json); when both are there the merge runs, the result and a
-report.json go to the output under the same folder, and an email tells the
-scientist (inputs received, result ready, or what went wrong).
+constexpr const char* kServeHelp = R"(Run the pipeline: merge each job folder as it arrives, and email the result.
 
-Local, no cloud (the embedded default):
+Each job is a folder holding x_list.txt and y_list.txt (optionally job.json);
+when both are there the merge runs, the result and a report.json go to the
+output under the same folder, and an email tells the scientist (inputs
+received, result ready, or what went wrong).
+
+On this machine, no AWS account needed (folders instead of buckets, emails as files):
   cloudmerge serve --local pipeline/        # pipeline/input/<job>/ -> pipeline/output/<job>/,
                                             # emails as .eml files in pipeline/outbox/
   cloudmerge serve --local pipeline/ --once # run what is ready, then exit
@@ -215,7 +217,8 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
       ->group(cluster);
   cmd->add_option("--auto-engine", f->auto_engine,
                   "Where \"auto\" sends a job that does not fit the native time budget (default: emr-serverless)")
-      ->check(CLI::IsMember({"spark", "emr-serverless", "emr"}))
+      ->check(CLI::IsMember({"spark", "emr-serverless", "emr"}).description(""))
+      ->type_name("spark|emr-serverless|emr")
       ->group(cluster);
   cmd->add_option("--native-time-budget", f->native_time_budget_s,
                   "\"auto\": seconds a native run may take (default: 900); longer estimates go to --auto-engine")

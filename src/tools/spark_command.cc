@@ -14,7 +14,8 @@ void AddSparkOptions(CLI::App* merge, SparkFlags* f) {
   merge->add_option("--engine", f->engine,
                     "native (default): this process; spark: spark-submit spark/merge_job.py locally or to "
                     "--master; emr: a step on --cluster-id; emr-serverless: a job run on --application-id")
-      ->check(CLI::IsMember({"native", "spark", "emr", "emr-serverless"}))
+      ->check(CLI::IsMember({"native", "spark", "emr", "emr-serverless"}).description(""))
+      ->type_name("native|spark|emr|emr-serverless")
       ->group(group);
   merge->add_option("--master", f->master, "Spark master for --engine spark (default: local[*])")->group(group);
   // One value per occurrence: a vector option would otherwise swallow X and Y after it.

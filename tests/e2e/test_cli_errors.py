@@ -2,6 +2,7 @@
 column, a non-zero exit, and never a half-written OUT (golden-style checks)."""
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import time
@@ -136,3 +137,130 @@ def test_device_destination_is_written_not_replaced(tmp_path):
     import stat
     assert stat.S_ISCHR(os.stat("/dev/null").st_mode), "/dev/null must stay a device"
     assert not any(p.name.startswith("null.cloudmerge-tmp") for p in pathlib.Path("/dev").iterdir())
+
+
+# --- Option errors (issue 15, finding 10): exit 2, one line naming what is wrong ---------------------
+
+OPTION_ERRORS = {
+    # name: (argv after the binary, fragments the message must contain)
+    "unknown_option_after_inputs": (["merge", "x.tsv", "x.tsv", "--bogus"], ["unknown option --bogus"]),
+    "unknown_option_before_y": (["merge", "x.tsv", "--bogus"], ["unknown option --bogus"]),
+    "unknown_option_with_value": (["merge", "x.tsv", "x.tsv", "--bogus=3"], ["unknown option --bogus"]),
+    "unknown_top_level_option": (["--bogus", "merge", "x.tsv", "x.tsv"], ["unknown option --bogus"]),
+    "unknown_cp_option": (["cp", "x.tsv", "y.tsv", "--bogus"], ["[cloudmerge cp]", "unknown option --bogus"]),
+    "extra_argument": (["merge", "x.tsv", "x.tsv", "z.tsv"], ["unexpected argument z.tsv"]),
+    "missing_y": (["merge", "x.tsv"], ["Y is required"]),
+    "no_subcommand": ([], ["subcommand is required"]),
+    "threads_out_of_range": (["merge", "x.tsv", "x.tsv", "--threads", "0"], ["--threads"]),
+    "bad_progress_style": (["merge", "x.tsv", "x.tsv", "--progress", "fancy"], ["--progress", "fancy"]),
+    "max_output_rows_zero": (["merge", "x.tsv", "x.tsv", "--max-output-rows", "0"], ["--max-output-rows", '"0"']),
+    "max_output_rows_negative": (["merge", "x.tsv", "x.tsv", "--max-output-rows", "-1"],
+                                 ["--max-output-rows", '"-1"']),
+    "max_output_rows_overflow": (["merge", "x.tsv", "x.tsv", "--max-output-rows", "18446744073709551616"],
+                                 ["--max-output-rows", "18446744073709551615"]),
+    "max_output_rows_text": (["merge", "x.tsv", "x.tsv", "--max-output-rows", "1e6"], ["--max-output-rows"]),
+    "memory_limit_empty": (["merge", "x.tsv", "x.tsv", "--memory-limit", ""], ["--memory-limit", "empty"]),
+    "spill_compression_unknown": (["merge", "x.tsv", "x.tsv", "--spill-compression", "lz4"],
+                                  ["--spill-compression", "lz4"]),
+}
+
+
+@pytest.mark.parametrize("name", OPTION_ERRORS)
+def test_option_errors_exit_2_with_one_line(name, tmp_path):
+    argv, fragments = OPTION_ERRORS[name]
+    (tmp_path / "x.tsv").write_text(OK)
+    proc = subprocess.run([BIN, *argv], capture_output=True, cwd=tmp_path)
+    msg = proc.stderr.decode()
+    assert proc.returncode == 2, msg
+    assert msg.startswith("Error [cloudmerge"), msg
+    assert msg.count("\n") == 1, msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+    assert "->" not in msg, "no CLI11 internals in messages"
+    assert proc.stdout == b"", "nothing merged"
+
+
+@pytest.mark.parametrize("dest", ["out/", "out", "link"])
+def test_output_directory_is_a_usage_error_before_any_work(dest, tmp_path):
+    (tmp_path / "x.tsv").write_text(OK)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "link").symlink_to("out")
+    proc = run_merge("x.tsv", "missing-y.tsv", "-o", dest, check=False, cwd=tmp_path)
+    msg = proc.stderr.decode()
+    assert proc.returncode == 2, msg
+    assert f"output {dest} is a directory" in msg and "name a file" in msg, msg
+    assert f"{dest.rstrip('/')}/merged.tsv" in msg, msg
+    assert "Not a directory" not in msg
+    assert list((tmp_path / "out").iterdir()) == [], "no temporary inside the directory"
+
+
+def test_report_write_error_names_report_not_o(tmp_path):
+    (tmp_path / "x.tsv").write_text(OK)
+    proc = run_merge("x.tsv", "x.tsv", "-o", "out.tsv", "--report", "/dev/full", check=False, cwd=tmp_path)
+    msg = proc.stderr.decode()
+    assert proc.returncode == 4, msg
+    assert "--report /dev/full" in msg and "no space left on device" in msg, msg
+    assert " -o" not in msg, f"a report's error must not suggest -o: {msg!r}"
+    assert "out.tsv is complete" in msg, msg
+
+
+# --- Help (issue 20, CLI polish) ---------------------------------------------------------------------
+
+def test_top_level_help_lists_subcommands_one_line_each():
+    h = subprocess.run([BIN, "--help"], capture_output=True, text=True)
+    assert h.returncode == 0
+    listing = h.stdout.split("Subcommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert [line.split()[0] for line in listing] == ["merge", "cp", "serve", "lambda"], listing
+    assert len(h.stdout.splitlines()) < 20, h.stdout
+
+
+@pytest.mark.parametrize("sub", ["merge", "cp", "serve"])
+def test_enum_options_show_their_names_only(sub):
+    h = subprocess.run([BIN, sub, "--help"], capture_output=True, text=True)
+    assert h.returncode == 0
+    assert "value in" not in h.stdout and not re.search(r"\{[^}\n]*->", h.stdout) and ":{" not in h.stdout, h.stdout
+    if sub == "merge":
+        for shown in ["--spill-compression auto|none|zstd", "--progress auto|bar|lines|none",
+                      "--engine native|spark|emr|emr-serverless"]:
+            assert shown in h.stdout, shown
+
+
+def test_serve_help_speaks_plainly():
+    h = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True)
+    assert "embedded" not in h.stdout
+    assert "no AWS account needed" in h.stdout
+
+
+def test_spill_compression_names_still_work(tmp_path):
+    (tmp_path / "x.tsv").write_text(OK)
+    for name in ["auto", "none", "zstd", "ZSTD"]:
+        proc = run_merge("x.tsv", "x.tsv", "--spill-compression", name, "--memory-limit", "1KiB",
+                         "--temp-dir", tmp_path, cwd=tmp_path)
+        assert proc.stdout.decode() == "ID_x\tvalue_x\tvalue_y\n1\tq\tq\n"
+
+
+# --- cp (issue 20, CLI polish): folders keep the file name; bytes unless asked ------------------------
+
+@pytest.mark.parametrize("dest", ["data/", "data", "file://{d}/data/"])
+def test_cp_into_a_folder_keeps_the_file_name(dest, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "merged.tsv").write_text(OK)
+    proc = subprocess.run([BIN, "cp", "merged.tsv", dest.format(d=tmp_path)], capture_output=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert (tmp_path / "data" / "merged.tsv").read_text() == OK
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["merged.tsv"]
+
+
+def test_cp_copies_compressed_bytes_unless_asked(tmp_path):
+    import gzip
+    body = "".join(f"{i}\tv{i}\n" for i in range(5000)).encode()
+    # Level 1: not what a re-compression (level 6) would give, so re-encoding shows.
+    (tmp_path / "x.gz").write_bytes(gzip.compress(body, compresslevel=1))
+    subprocess.run([BIN, "cp", "x.gz", "copy.gz"], check=True, cwd=tmp_path)
+    assert (tmp_path / "copy.gz").read_bytes() == (tmp_path / "x.gz").read_bytes()
+    subprocess.run([BIN, "cp", "x.gz", "plain.tsv", "--decompress"], check=True, cwd=tmp_path)
+    assert (tmp_path / "plain.tsv").read_bytes() == body
+    subprocess.run([BIN, "cp", "plain.tsv", "again.gz", "--compress"], check=True, cwd=tmp_path)
+    assert gzip.decompress((tmp_path / "again.gz").read_bytes()) == body
+    h = subprocess.run([BIN, "cp", "--help"], capture_output=True, text=True).stdout
+    assert "--decompress" in h and "as they are" in h

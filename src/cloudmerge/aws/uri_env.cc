@@ -291,7 +291,7 @@ class UriEnv final : public Env {
   }
 
   Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) override {
-    Compression c = CompressionForPath(path);
+    Compression c = o_.decode_inputs ? CompressionForPath(path) : Compression::kNone;
     std::unique_ptr<InputStream> raw;
     if (S3Uri::IsS3(path)) {
       auto uri = S3Uri::Parse(path);
@@ -335,6 +335,10 @@ class UriEnv final : public Env {
   }
   bool IsSpecialFile(const std::string& path) override {
     return !S3Uri::IsS3(path) && local_->IsSpecialFile(LocalPath(path));
+  }
+  Result<OutputTarget> ResolveOutput(const std::string& path) override {
+    if (!S3Uri::IsS3(path)) return local_->ResolveOutput(LocalPath(path));
+    return OutputTarget{path, false, -1};  // an object is replaced whole, by its key
   }
   Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path) override {
     if (!S3Uri::IsS3(path)) return local_->NewAtomicFile(LocalPath(path));

@@ -3,7 +3,8 @@
 //                     local run needs no credentials, no region, no network);
 //   file:///abs/path  local files;
 //   anything else     local paths, "-" for standard input/output.
-// Inputs whose name ends in .gz or .zst are decompressed as they are read.
+// Inputs whose name ends in .gz or .zst are decompressed as they are read
+// (unless UriEnvOptions::decode_inputs is false).
 //
 // S3 inputs are read with parallel ranged GETs pinned to the ETag seen by
 // HeadObject (an object replaced mid-read fails clearly instead of mixing two
@@ -27,6 +28,7 @@ struct UriEnvOptions {
   std::function<Result<std::shared_ptr<S3Client>>()> make_s3_client;
   uint64_t range_bytes = 8ull << 20;                 // one ranged GET
   uint64_t max_decompressed_bytes = 64ull << 30;     // gzip-bomb guard
+  bool decode_inputs = true;  // false: .gz/.zst inputs read as stored (`cloudmerge cp` copies bytes)
 };
 
 std::unique_ptr<Env> NewUriEnv(Env* local, UriEnvOptions options);

@@ -40,6 +40,10 @@ struct ServeFlags {
   // The dashboard (empty: none) and its token (else CLOUDMERGE_HTTP_TOKEN).
   std::string http, http_token;
   int64_t link_expiry_s = 7 * 24 * 3600;
+  // Jobs run at once (0: DefaultWorkers, from cores and memory), and how long
+  // a job folder may miss an input before its owner is told.
+  unsigned workers = 0;
+  int64_t incomplete_wait_s = 15 * 60;
   // Cluster engines for job.json "engine": spark | emr-serverless | emr | auto
   // (docs/spark.md): the Spark master, EMR Serverless application and role,
   // EMR cluster, where the job script is uploaded, and "auto"'s choice.

@@ -81,7 +81,7 @@ def test_identical_reupload_gets_one_short_email(s3, pipeline, smtp):  # noqa: F
     case = CASE["many_to_many"]
     s3.client.upload_file(str(case / "x.tsv"), p.inb, "exp4/x_list.txt")
     s3.client.upload_file(str(case / "y.tsv"), p.inb, "exp4/y_list.txt")
-    proc, log = serve_queue(s3, p, smtp, workers=2)
+    proc, log = serve_queue(s3, p, smtp)
     assert proc.returncode == 0, proc.stderr.decode()
     assert sum("result ready" in s for s in subjects(smtp)) == 1
     assert not any("already done" in s for s in subjects(smtp)), "the run's own events are not re-uploads"
@@ -92,7 +92,7 @@ def test_identical_reupload_gets_one_short_email(s3, pipeline, smtp):  # noqa: F
                           "s3": {"bucket": {"name": p.inb}, "object": {"key": "exp4/y_list.txt", "size": 1}}}]}
     for _ in range(3):  # the same event delivered again
         p.sqs.send_message(QueueUrl=p.queue, MessageBody=json.dumps(event))
-    proc, log = serve_queue(s3, p, smtp, workers=2)
+    proc, log = serve_queue(s3, p, smtp)
     assert proc.returncode == 0, proc.stderr.decode()
     again = [m for _, m in smtp.messages if "already done" in m["Subject"]]
     assert len(again) == 1

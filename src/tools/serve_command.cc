@@ -49,8 +49,15 @@ then names ({"engine": "command", "command": "v2"}); a job never gives a program
 Commands run with a clean environment (plus --command-env NAMES), in their own
 process group, killed after --command-timeout seconds (docs/security.md).
 
-Memory: a job bigger than --memory-limit is partitioned to spill files in
---temp-dir and joined piece by piece, as `cloudmerge merge` does.
+Every upload is answered: a folder holding one input but not the other gets
+one email after --incomplete-wait-seconds (default 15 minutes) saying what is
+missing; a near-miss name (y_list.tsv, Y_list.txt) is reported at once; the
+same files uploaded again get one email pointing at the existing result.
+
+Memory: --workers jobs run at once (default: one per CPU, at least 512 MiB
+each), sharing --memory-limit evenly; a job bigger than its share is
+partitioned to spill files in --temp-dir and joined piece by piece, as
+`cloudmerge merge` does.
 
 Dashboard: --http 127.0.0.1:8080 serves the jobs' states and reports, /metrics
 (Prometheus) and /healthz; another address needs --http-token (or
@@ -331,7 +338,10 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   // links die when they expire (temporary credentials), asked when a link is made.
   po.signing_credentials_expiry = [&]() -> int64_t {
     auto creds = credentials->Get();
-    return creds.ok() ? static_cast<int64_t>(creds->expiration) : 0;
+    if (!creds.ok()) return 0;
+    // A session token without a stated expiry (Lambda's role, given as variables): temporary, end unknown.
+    if (creds->expiration == 0 && !creds->session_token.empty()) return -1;
+    return static_cast<int64_t>(creds->expiration);
   };
 
   std::unique_ptr<JobStore> in, out;

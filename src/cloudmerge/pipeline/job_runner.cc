@@ -781,7 +781,7 @@ Notification JobRunner::Message(const RunRecord& r, const std::string& kind, con
       n.text = fmt::format("The files just uploaded for job {} are the same as those of a run that already finished, "
                            "so it was not run again.\n\nThe result: {}\n  {}\nThe report:\n  {}\n"
                            "(links valid for {})\n\nTo run it again anyway, change one of the files.\n",
-                           job, result, Link(result), Link(out_->Uri(r.job + "/report.html")), LinkValidity());
+                           job, result, Link(result), Link(out_->Uri(r.job + "/report.html")), LinkValidity(result));
     } else {
       n.subject = fmt::format("cloudmerge: job {} already failed with these files", job);
       n.text = fmt::format("The files just uploaded for job {} are the same as those of a run that failed, so it "
@@ -803,12 +803,12 @@ Notification JobRunner::Message(const RunRecord& r, const std::string& kind, con
                          "  report: {}\n\nDownload the result:\n  {}\nOpen the report:\n  {}\n"
                          "(links valid for {})\n\nInputs: {} and {}.\n",
                          job, result, rows, details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"),
-                         result_link, report_link, LinkValidity(), x, y);
+                         result_link, report_link, LinkValidity(result), x, y);
     n.html = fmt::format("<p>The merge of job <b>{}</b> is done: {} rows in {:.1f} s.</p>"
                          "<p><a href=\"{}\">Open the report</a> &middot; <a href=\"{}\">Download the result</a> "
                          "(links valid for {})</p><pre>{}</pre>",
                          HtmlEscape(job), rows, details.value("seconds", 0.0), HtmlEscape(report_link),
-                         HtmlEscape(result_link), LinkValidity(), HtmlEscape(n.text));
+                         HtmlEscape(result_link), LinkValidity(result), HtmlEscape(n.text));
   } else {
     n.subject = fmt::format("cloudmerge: job {} failed", job);
     n.text = fmt::format("The merge of job {} could not be done.\n\nWhat went wrong:\n  {}\n\nWhat to do: fix the "
@@ -875,10 +875,16 @@ std::string JobRunner::Link(const std::string& uri) {
   return uri;
 }
 
-std::string JobRunner::LinkValidity() {
+std::string JobRunner::LinkValidity(const std::string& uri) {
   const std::string requested = Expiry(o_.link_expiry_s);
-  if (!o_.share_link || !o_.signing_credentials_expiry) return requested;
+  // Only presigned links expire with credentials (local files are file:// links): no credential lookup otherwise.
+  if (!o_.share_link || !o_.signing_credentials_expiry || uri.rfind("s3://", 0) != 0) return requested;
   int64_t expires = o_.signing_credentials_expiry();
+  if (expires < 0)
+    return fmt::format("at most {}: they were signed with temporary credentials whose end is not known here (as "
+                       "under Lambda), and stop working when those expire, possibly within hours; for longer-lived "
+                       "links see \"Long-lived links\" in the pipeline's documentation",
+                       requested);
   int64_t left = expires - NowMillis() / 1000;
   if (expires <= 0 || left >= o_.link_expiry_s) return requested;
   // Temporary credentials (Lambda's role, SSO, an assumed role): the links die with them.

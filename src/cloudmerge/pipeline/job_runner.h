@@ -136,8 +136,9 @@ struct PipelineOptions {
   // URLs; unset or failing, the URI itself.
   std::function<Result<std::string>(const std::string& uri, int64_t expires_s)> share_link;
   int64_t link_expiry_s = 7 * 24 * 3600;  // S3's maximum for SigV4 presigned URLs
-  // When the credentials that sign those links expire (Unix seconds, 0:
-  // never), asked only when a link is presigned: a presigned URL stops
+  // When the credentials that sign those links expire (Unix seconds; 0:
+  // never; -1: temporary, end unknown, as Lambda's role given as variables
+  // with a session token), asked only when a link is presigned: a presigned URL stops
   // working with its credentials, so the email states the earlier time.
   std::function<int64_t()> signing_credentials_expiry;
   // A job folder holding one input but not the other gets one notice after
@@ -238,7 +239,7 @@ class JobRunner {
   nlohmann::json Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key);
   std::string Link(const std::string& uri);
   // "7 days", or the earlier credentials' expiry ("3 hours (until ..., when ...)").
-  std::string LinkValidity();
+  std::string LinkValidity(const std::string& uri);
   // A job folder without both inputs: one notice, when due (see "Incomplete jobs").
   Result<JobOutcome> Incomplete(const std::string& job);
   // An ended run seen again with inputs uploaded anew (a later Last-Modified):

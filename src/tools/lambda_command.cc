@@ -176,6 +176,16 @@ struct LambdaApp {
       if (!parsed.ok()) return parsed.status();
       return s3->PresignGet(*parsed, expires_s);
     };
+    // Lambda's role credentials are temporary (hours): emails state when the links really stop working.
+    options.signing_credentials_expiry = [credentials]() -> int64_t {
+      auto creds = credentials->Get();
+      if (!creds.ok()) return 0;
+    // A session token without a stated expiry (Lambda's role, given as variables): temporary, end unknown.
+    if (creds->expiration == 0 && !creds->session_token.empty()) return -1;
+    return static_cast<int64_t>(creds->expiration);
+    };
+    // No timer under Lambda: a folder missing an input is reported on its next event after this wait (docs/reliability.md).
+    options.incomplete_wait_ms = std::atoll(Getenv("CLOUDMERGE_INCOMPLETE_WAIT_SECONDS", "900").c_str()) * 1000;
     return Status::OK();
   }
 

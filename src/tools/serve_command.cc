@@ -49,8 +49,15 @@ then names ({"engine": "command", "command": "v2"}); a job never gives a program
 Commands run with a clean environment (plus --command-env NAMES), in their own
 process group, killed after --command-timeout seconds (docs/security.md).
 
-Memory: a job bigger than --memory-limit is partitioned to spill files in
---temp-dir and joined piece by piece, as `cloudmerge merge` does.
+Every upload is answered: a folder holding one input but not the other gets
+one email after --incomplete-wait-seconds (default 15 minutes) saying what is
+missing; a near-miss name (y_list.tsv, Y_list.txt) is reported at once; the
+same files uploaded again get one email pointing at the existing result.
+
+Memory: --workers jobs run at once (default: one per CPU, at least 512 MiB
+each), sharing --memory-limit evenly; a job bigger than its share is
+partitioned to spill files in --temp-dir and joined piece by piece, as
+`cloudmerge merge` does.
 
 Dashboard: --http 127.0.0.1:8080 serves the jobs' states and reports, /metrics
 (Prometheus) and /healthz; another address needs --http-token (or
@@ -147,7 +154,16 @@ CLI::App* AddServeCommand(CLI::App* app, ServeFlags* f, S3Flags* s3) {
   cmd->add_option("--wait-seconds", f->wait_s, "Queue mode: long-poll wait (default 20)")->check(CLI::Range(0, 20));
   cmd->add_option("--max-messages", f->max_messages, "Queue mode: exit after this many messages (default: never)");
   cmd->add_option("--idle-exit-seconds", f->idle_exit_s, "Queue mode: exit when no message came for this long (default: never)");
-  cmd->add_option("-t,--threads", f->threads, "Engine threads (default: one per CPU)")->check(CLI::Range(1u, 256u));
+  cmd->add_option("-t,--threads", f->threads, "Engine threads per job (default: the CPUs shared out between --workers)")
+      ->check(CLI::Range(1u, 256u));
+  cmd->add_option("--workers", f->workers,
+                  "Jobs run at once, sharing --memory-limit evenly, so a small job does not wait behind a big one "
+                  "(default: one per CPU, with at least 512 MiB each)")
+      ->check(CLI::Range(1u, 64u));
+  cmd->add_option("--incomplete-wait-seconds", f->incomplete_wait_s,
+                  "A job folder with one input but not the other gets one email saying what is missing after this "
+                  "long (default 900 = 15 minutes); a file with a near-miss name (y_list.tsv) is reported at once")
+      ->check(CLI::Range(int64_t{0}, int64_t{7 * 24 * 3600}));
   cmd->add_option("--memory-limit", f->memory_limit,
                   "Memory a merge may use, such as 2GiB or 800MB (default: 60% of the memory available — physical, "
                   "cgroup or Lambda limit); bigger jobs are partitioned to --temp-dir and joined piece by piece");
@@ -255,6 +271,9 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     log.AddSink([sink = cloudwatch.get()](const std::string& line, long long ms) { sink->Add(line, ms); });
   }
 
+  auto aws_env = AwsEnvironment::FromProcess();
+  auto transport = NewCurlTransport();
+  auto credentials = NewDefaultCredentialsChain(aws_env, transport);
   std::shared_ptr<S3Client> client;
   auto s3_client = [&]() -> Result<std::shared_ptr<S3Client>> {
     if (!client) {
@@ -305,6 +324,12 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   }
   po.prices = Prices(f);
   po.link_expiry_s = f.link_expiry_s;
+  po.incomplete_wait_ms = f.incomplete_wait_s * 1000;
+  unsigned workers = f.workers ? f.workers : DefaultWorkers(po.memory_limit);
+  po.concurrent_runs = workers;
+  if (!f.cloudwatch_log_group.empty())
+    po.log_location = DescribeCloudWatchStream(cloudwatch->options().region, cloudwatch->options().log_group,
+                                               cloudwatch->options().log_stream);
   // Emails link S3 objects by presigned GET URLs (the recipient needs no AWS account).
   po.share_link = [&](const std::string& uri, int64_t expires_s) -> Result<std::string> {
     if (!S3Uri::IsS3(uri)) return uri;
@@ -313,6 +338,15 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     auto c = s3_client();
     if (!c.ok()) return c.status();
     return (*c)->PresignGet(*parsed, expires_s);
+  };
+  // The credentials the S3 client signs with come from the same chain: the
+  // links die when they expire (temporary credentials), asked when a link is made.
+  po.signing_credentials_expiry = [&]() -> int64_t {
+    auto creds = credentials->Get();
+    if (!creds.ok()) return 0;
+    // A session token without a stated expiry (Lambda's role, given as variables): temporary, end unknown.
+    if (creds->expiration == 0 && !creds->session_token.empty()) return -1;
+    return static_cast<int64_t>(creds->expiration);
   };
 
   std::unique_ptr<JobStore> in, out;
@@ -345,9 +379,6 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     if (!st.ok()) return Fail(&log, st);
     channels.push_back(NewSmtpNotifier(so));
   }
-  auto aws_env = AwsEnvironment::FromProcess();
-  auto transport = NewCurlTransport();
-  auto credentials = NewDefaultCredentialsChain(aws_env, transport);
   if (!f.sns_topic_arn.empty()) {
     SnsOptions so;
     so.topic_arn = f.sns_topic_arn;
@@ -380,6 +411,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   so.wait_s = f.wait_s;
   so.max_messages = f.max_messages;
   so.idle_exit_s = f.idle_exit_s;
+  so.workers = workers;
   Status st;
   if (!f.local_dir.empty()) {
     st = ServeLocal(&runner, in.get(), &log, so);

@@ -41,6 +41,10 @@ struct ServeFlags {
   std::string http, http_token;
   double http_header_timeout_s = 10;  // the dashboard's absolute deadline for a request's head
   int64_t link_expiry_s = 7 * 24 * 3600;
+  // Jobs run at once (0: DefaultWorkers, from cores and memory), and how long
+  // a job folder may miss an input before its owner is told.
+  unsigned workers = 0;
+  int64_t incomplete_wait_s = 15 * 60;
   // Cluster engines for job.json "engine": spark | emr-serverless | emr | auto
   // (docs/spark.md): the Spark master, EMR Serverless application and role,
   // EMR cluster, where the job script is uploaded, and "auto"'s choice.

@@ -378,7 +378,8 @@ def test_function_environment_names_the_emr_resources():
     on, off = (effective(load_template(), **p) for p in (WITH_EMR, WITHOUT_EMR))
     env_on = on["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
     env_off = off["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
-    assert set(env_off) == {"CLOUDMERGE_OUTPUT", "CLOUDMERGE_SNS_TOPIC_ARN", "CLOUDMERGE_LOG_FORMAT"}
+    assert set(env_off) == {"CLOUDMERGE_OUTPUT", "CLOUDMERGE_SNS_TOPIC_ARN", "CLOUDMERGE_LOG_FORMAT",
+                            "CLOUDMERGE_INCOMPLETE_WAIT_SECONDS"}
     assert set(env_on) == set(env_off) | EMR_ENVIRONMENT
     assert env_on["CLOUDMERGE_EMR_APPLICATION_ID"] == {"Fn::GetAtt": ["EmrApplication", "ApplicationId"]}
     assert env_on["CLOUDMERGE_EMR_APPLICATION_ID"] == on["Outputs"]["EmrApplicationId"]["Value"]
@@ -752,7 +753,10 @@ def test_stack_function(stack):
     # (EphemeralStorage: moto's CloudFormation reports 512; the template's 10240
     # is checked in test_function_settings.) EnableEmrServerless=false: the
     # EMR variables' Fn::If chose AWS::NoValue, so they are absent, not empty.
-    assert cfg["Environment"]["Variables"] == {
+    variables = dict(cfg["Environment"]["Variables"])
+    # The IncompleteWaitSeconds parameter (a Number: moto passes it on as one, AWS as its text).
+    assert str(variables.pop("CLOUDMERGE_INCOMPLETE_WAIT_SECONDS")) == "900"
+    assert variables == {
         "CLOUDMERGE_OUTPUT": f"s3://{stack.physical['OutputBucket']}/",
         "CLOUDMERGE_SNS_TOPIC_ARN": stack.physical["NotificationTopic"],
         "CLOUDMERGE_LOG_FORMAT": "json",

@@ -112,7 +112,9 @@ def test_waits_for_the_second_input(tmp_path):
     proc, log = serve(tmp_path, "--once")
     assert proc.returncode == 0
     assert any(e["event"] == "job.waiting" for e in log)
-    assert not (tmp_path / "output" / "half").exists()
+    # Only the state that times the wait before the "missing input" email (test_serve_answers.py).
+    out = tmp_path / "output" / "half"
+    assert [p.name for p in out.iterdir()] == ["_state"] and not mails(tmp_path)
 
 
 def test_two_workers_at_once_give_one_result_and_one_email(tmp_path, oracle):

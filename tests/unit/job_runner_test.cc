@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/env.h"
+#include "cloudmerge/pipeline/job.h"
 #include "cloudmerge/pipeline/job_runner.h"
 #include "cloudmerge/pipeline/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
@@ -444,3 +445,16 @@ TEST_F(JobRunnerNotifyTest, RunWhoseWorkersKeepDyingIsFailedNotRetriedForever) {
 
 }  // namespace
 }  // namespace cloudmerge
+
+// The names that count as a near miss of an input's (issue 20): told at once,
+// and the exact names never (they run), nor unrelated files.
+TEST(NearMissInputName, SameStemOtherCaseOrExtensionOnly) {
+  cloudmerge::JobNaming n;
+  for (const char* wrong : {"y_list.tsv", "Y_list.txt", "y_list.txt.txt", "y-list.txt", "Y_LIST.TXT.gz"})
+    EXPECT_EQ(cloudmerge::NearMissInputName(wrong, n).value_or("-"), "y_list.txt") << wrong;
+  EXPECT_EQ(cloudmerge::NearMissInputName("X_list.csv", n).value_or("-"), "x_list.txt");
+  for (const char* fine : {"y_list.txt", "y_list.txt.gz", "x_list.txt.zst", "job.json", "notes.txt", ".y_list.txt"})
+    EXPECT_FALSE(cloudmerge::NearMissInputName(fine, n).has_value()) << fine;
+  EXPECT_EQ(cloudmerge::JobForUpload("exp/y_list.tsv", n).value_or("-"), "exp");
+  EXPECT_FALSE(cloudmerge::JobForUpload("y_list.tsv", n).has_value());  // the top level is no job
+}

@@ -7,12 +7,30 @@
 #include <cstdio>
 #include <ctime>
 
+#include <cctype>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/aws_json.h"
 
 namespace cloudmerge {
+
+std::string DescribeCloudWatchStream(const std::string& region, const std::string& group, const std::string& stream) {
+  auto console = [](const std::string& name) {
+    std::string out;
+    for (unsigned char c : name) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.') out += static_cast<char>(c);
+      else out += fmt::format("$25{:02X}", c);
+    }
+    return out;
+  };
+  return fmt::format("CloudWatch Logs, log group {}, log stream {} (open it in the AWS console: "
+                     "https://{}.console.aws.amazon.com/cloudwatch/home?region={}#logsV2:log-groups/log-group/{}/"
+                     "log-events/{})",
+                     group, stream, region, region, console(group), console(stream));
+}
+
 namespace {
 
 using nlohmann::json;

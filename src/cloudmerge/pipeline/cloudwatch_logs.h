@@ -31,6 +31,11 @@ struct CloudWatchLogsOptions {
   int flush_ms = 1000;
 };
 
+// A log stream in words with the AWS console's link to it, for emails:
+// "CloudWatch Logs, log group G, log stream S (AWS console: https://...)".
+// The console's fragment escapes each '%' of the URL-encoded names as "$25".
+std::string DescribeCloudWatchStream(const std::string& region, const std::string& group, const std::string& stream);
+
 class CloudWatchLogsSink {
  public:
   CloudWatchLogsSink(CloudWatchLogsOptions options, std::shared_ptr<CredentialsProvider> credentials,

@@ -2,6 +2,7 @@
 #include "cloudmerge/pipeline/job.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -128,6 +129,36 @@ std::optional<std::string> JobForKey(const std::string& key, const JobNaming& na
     if (base == name || (name != naming.spec_name && (base == name + ".gz" || base == name + ".zst")))
       return key.substr(0, slash);
   }
+  return std::nullopt;
+}
+
+namespace {
+std::string Stem(const std::string& name) {
+  std::string out;
+  for (char c : name.substr(0, name.find('.'))) {
+    if (c == '-' || c == ' ') c = '_';
+    out += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<std::string> NearMissInputName(const std::string& base, const JobNaming& naming) {
+  for (const std::string& name : {naming.x_name, naming.y_name}) {
+    if (base == name || base == name + ".gz" || base == name + ".zst") return std::nullopt;
+  }
+  std::string stem = Stem(base);
+  if (stem.empty()) return std::nullopt;
+  for (const std::string& name : {naming.x_name, naming.y_name})
+    if (stem == Stem(name)) return name;
+  return std::nullopt;
+}
+
+std::optional<std::string> JobForUpload(const std::string& key, const JobNaming& naming) {
+  if (auto job = JobForKey(key, naming)) return job;
+  size_t slash = key.rfind('/');
+  if (slash == std::string::npos || slash == 0) return std::nullopt;
+  if (NearMissInputName(key.substr(slash + 1), naming)) return key.substr(0, slash);
   return std::nullopt;
 }
 

@@ -64,6 +64,17 @@ Result<JobSpec> ParseJobSpec(const std::string& json, const std::string& where);
 // when the key is not a job input (not one of the names, or at the top level).
 std::optional<std::string> JobForKey(const std::string& key, const JobNaming& naming);
 
+// A file name that looks like one of the inputs' but is not accepted
+// ("y_list.tsv", "Y_list.txt", "y_list.txt.txt", "y-list.txt" for
+// y_list.txt): the name it was probably meant to be, else nullopt. Same stem
+// when compared without case, with '-' and ' ' read as '_', and without
+// everything from the first '.'.
+std::optional<std::string> NearMissInputName(const std::string& base, const JobNaming& naming);
+
+// JobForKey, or the job a near-miss input (above) was uploaded to: the keys
+// that make the pipeline look at a job (and tell its owner what is missing).
+std::optional<std::string> JobForUpload(const std::string& key, const JobNaming& naming);
+
 struct JobInputs {
   StoredObject x, y;
   std::optional<StoredObject> spec;

@@ -14,12 +14,15 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cloudmerge/aws/sigv4.h"
 #include "cloudmerge/compression.h"
 #include "cloudmerge/json_fields.h"
 #include "cloudmerge/merge.h"
+#include "cloudmerge/memory_info.h"
 #include "cloudmerge/merge_report.h"
 #include "cloudmerge/periodic_task.h"
 #include "cloudmerge/pipeline/command_engine.h"
+#include "cloudmerge/pipeline/cloudwatch_logs.h"
 #include "cloudmerge/pipeline/safe_text.h"
 
 namespace cloudmerge {
@@ -52,6 +55,21 @@ std::string Expiry(int64_t s) {
   if (s % 86400 == 0) return Plural(s / 86400, "day");
   if (s % 3600 == 0) return Plural(s / 3600, "hour");
   return Plural(s, "second");
+}
+
+// A duration as a reader wants it, rounded down ("3 hours", not "10800 seconds").
+std::string RoughDuration(int64_t s) {
+  if (s >= 2 * 86400) return Plural(s / 86400, "day");
+  if (s >= 2 * 3600) return Plural(s / 3600, "hour");
+  if (s >= 2 * 60) return Plural(s / 60, "minute");
+  return Plural(std::max<int64_t>(s, 0), "second");
+}
+
+// Names the upload of a run's inputs (their Last-Modified stamps), "" when the store gives none.
+std::string UploadStamp(const JobInputs& in) {
+  if (in.x.modified.empty() && in.y.modified.empty()) return "";
+  std::string ident = in.x.modified + "\n" + in.y.modified + "\n" + (in.spec ? in.spec->modified : "");
+  return Sha256Hex(ident).substr(0, 16);
 }
 
 // Bad input is the scientist's to fix: retrying cannot help.
@@ -113,6 +131,7 @@ const char* JobOutcomeName(JobOutcome o) {
     case JobOutcome::kWaiting: return "waiting";
     case JobOutcome::kAlreadyDone: return "already_done";
     case JobOutcome::kBusy: return "busy";
+    case JobOutcome::kIncomplete: return "incomplete";
   }
   return "?";
 }
@@ -169,10 +188,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
     }
     return found.status();
   }
-  if (!found->has_value()) {
-    log_->Info("job.waiting", job, "waiting for the other input");
-    return JobOutcome::kWaiting;
-  }
+  if (!found->has_value()) return Incomplete(job);
   r.job = job;
   r.inputs = **found;
   r.run = r.inputs.RunId();
@@ -188,6 +204,9 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   auto claimed = Claim(r);
   if (!claimed.ok()) return claimed.status();
   if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
+  // The upload this run answers: a later one of the same files is a re-upload (Ended).
+  if (std::string stamp = UploadStamp(r.inputs); !stamp.empty())
+    (void)out_->CreateIfAbsent(r.state_prefix + "upload-" + stamp, NowIso8601());
   if (*claimed == ClaimResult::kGaveUp)
     return Fail(r, Status::InvalidInput(fmt::format(
                        "this run was started {} times and each time its worker stopped without finishing (killed, "
@@ -250,8 +269,10 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
     mo.x_key = r.spec.x_key;
     mo.y_key = r.spec.y_key;
     mo.any_order = r.spec.any_order;
-    mo.threads = o_.threads;
-    mo.memory_limit = o_.memory_limit;
+    // Several runs at once (serve --workers) share the memory limit and the cores evenly.
+    unsigned runs = std::max(1u, o_.concurrent_runs);
+    mo.threads = o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency() / runs);
+    mo.memory_limit = runs > 1 ? (o_.memory_limit ? o_.memory_limit : DefaultMemoryLimit()) / runs : o_.memory_limit;
     mo.temp_dir = o_.temp_dir;
     // The report shows matched and hottest keys: in memory that costs a
     // counter per y row, which a pipeline run (always reported) pays.
@@ -489,6 +510,16 @@ Result<JobOutcome> JobRunner::Ended(RunRecord& r, const std::string& end_marker)
   auto notified = out_->Head(r.state_prefix + "notified-" + kind);
   if (!notified.ok()) return notified.status();
   if (notified->has_value()) {
+    if (std::string stamp = UploadStamp(r.inputs); !stamp.empty()) {
+      const std::string upload = r.state_prefix + "upload-" + stamp;
+      auto seen = out_->Head(upload);
+      if (seen.ok() && !seen->has_value()) {
+        auto earlier = out_->List(r.state_prefix + "upload-");
+        // None at all: a run of an earlier version, which recorded no upload; this is its own.
+        if (earlier.ok() && earlier->empty()) (void)out_->CreateIfAbsent(upload, NowIso8601());
+        else if (earlier.ok()) return Reuploaded(r, kind, upload);
+      }
+    }
     log_->Info("job.duplicate", r.job, fmt::format("run {} already ended ({}): nothing to do", r.run, end_marker),
                {{"run", r.run}});
     return JobOutcome::kAlreadyDone;
@@ -519,13 +550,7 @@ Result<JobOutcome> JobRunner::Ended(RunRecord& r, const std::string& end_marker)
                 {{"run", r.run}, {"kind", kind}});
     return JobOutcome::kAlreadyDone;
   }
-  if (r.inputs.spec) {  // for the job's extra recipients; best effort
-    auto text = in_->Get(r.inputs.spec->key);
-    if (text.ok()) {
-      auto spec = ParseJobSpec(*text, in_->Uri(r.inputs.spec->key));
-      if (spec.ok()) r.spec = *spec;
-    }
-  }
+  LoadSpecForRecipients(r);
   log_->Info("notify.resumed", r.job,
              fmt::format("run {} ended without its {} notification on every channel: sending what is left", r.run,
                          kind),
@@ -536,7 +561,111 @@ Result<JobOutcome> JobRunner::Ended(RunRecord& r, const std::string& end_marker)
   return JobOutcome::kAlreadyDone;
 }
 
-std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details) {
+void JobRunner::LoadSpecForRecipients(RunRecord& r) {
+  if (!r.inputs.spec) return;  // best effort: the job's extra recipients
+  auto text = in_->Get(r.inputs.spec->key);
+  if (!text.ok()) return;
+  auto spec = ParseJobSpec(*text, in_->Uri(r.inputs.spec->key));
+  if (spec.ok()) r.spec = *spec;
+}
+
+Result<JobOutcome> JobRunner::Reuploaded(RunRecord& r, const std::string& kind, const std::string& upload) {
+  const std::string marker = "reupload-" + upload.substr(upload.rfind('-') + 1);
+  if (RetryWaitMs(r.state_prefix + marker) > 0) return JobOutcome::kBusy;
+  auto claimed = Claim(r);
+  if (!claimed.ok()) return claimed.status();
+  if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
+  auto body = out_->Get(r.state_prefix + (kind == "succeeded" ? "done.json" : "failed.json"));
+  json details = body.ok() ? json::parse(*body, nullptr, false) : json::object();
+  if (!details.is_object()) details = json::object();
+  details["ended"] = kind;
+  LoadSpecForRecipients(r);
+  log_->Info("job.reupload", r.job,
+             fmt::format("the same files were uploaded again; run {} already {}: telling the owner", r.run, kind),
+             {{"run", r.run}});
+  auto unsent = NotifyOnce(r, "reupload", details, marker);
+  // Marked once told: a duplicate event of this upload finds it and stays silent.
+  if (unsent.empty()) (void)out_->CreateIfAbsent(upload, NowIso8601());
+  ReleaseClaim(r);
+  if (!unsent.empty()) return NotificationPending(r, "reupload", unsent);
+  return JobOutcome::kAlreadyDone;
+}
+
+Result<JobOutcome> JobRunner::Incomplete(const std::string& job) {
+  auto listed = in_->List(job + "/");
+  if (!listed.ok()) return listed.status();
+  const JobNaming& n = o_.naming;
+  json present = json::array(), near = json::array();
+  bool has_x = false, has_y = false;
+  std::string ident;
+  for (const StoredObject& o : *listed) {
+    std::string base = o.key.substr(job.size() + 1);
+    if (base.find('/') != std::string::npos) continue;  // a sub-folder's: another job
+    auto meant = NearMissInputName(base, n);
+    bool input = JobForKey(o.key, n).has_value();
+    if (!input && !meant) continue;
+    if (input && base != n.spec_name) (base.rfind(n.x_name, 0) == 0 ? has_x : has_y) = true;
+    present.push_back({{"name", base}, {"size", o.size}});
+    if (meant) near.push_back({{"name", base}, {"meant", *meant}});
+    ident += o.key + "@" + o.etag + ";";
+  }
+  if (!has_x && !has_y && near.empty()) {
+    log_->Info("job.waiting", job, "no input in the folder yet");
+    return JobOutcome::kWaiting;
+  }
+  json missing = json::array();
+  if (!has_x) missing.push_back(n.x_name);
+  if (!has_y) missing.push_back(n.y_name);
+  RunRecord r;
+  r.job = job;
+  r.run = "incomplete-" + Sha256Hex(ident).substr(0, 20);
+  r.state_prefix = fmt::format("{}/_state/{}/", job, r.run);
+  auto told = out_->Head(r.state_prefix + "notified-incomplete");
+  if (!told.ok()) return told.status();
+  if (told->has_value()) {
+    log_->Info("job.waiting", job, "waiting for the other input (its owner has been told)", {{"run", r.run}});
+    return JobOutcome::kWaiting;
+  }
+  int64_t waited_ms = 0;
+  if (near.empty()) {
+    // The wait runs from when a worker first saw the folder so: any worker, any process, any delivery.
+    auto first = out_->CreateIfAbsent(r.state_prefix + "first-seen", std::to_string(NowMillis()));
+    if (!first.ok()) return first.status();
+    if (!*first) {
+      auto since = out_->Get(r.state_prefix + "first-seen");
+      if (!since.ok()) return since.status();
+      waited_ms = NowMillis() - std::atoll(since->c_str());
+    }
+    if (waited_ms < o_.incomplete_wait_ms) {
+      log_->Info("job.waiting", job,
+                 fmt::format("waiting for {}; its owner is told if it has not come in {} s", JoinNames(missing),
+                             (o_.incomplete_wait_ms - waited_ms + 999) / 1000),
+                 {{"run", r.run}, {"notice_in_ms", o_.incomplete_wait_ms - waited_ms}});
+      return JobOutcome::kIncomplete;
+    }
+  }
+  if (RetryWaitMs(r.state_prefix + "incomplete") > 0) return JobOutcome::kIncomplete;
+  auto claimed = Claim(r);
+  if (!claimed.ok()) return claimed.status();
+  if (*claimed == ClaimResult::kBusy) return JobOutcome::kBusy;
+  if (auto spec = in_->Head(job + "/" + n.spec_name); spec.ok() && spec->has_value()) {
+    r.inputs.spec = **spec;
+    LoadSpecForRecipients(r);
+  }
+  json details = {{"folder", in_->Uri(job + "/")}, {"present", present}, {"missing", missing},
+                  {"near_misses", near}, {"waited_s", waited_ms / 1000}};
+  log_->Info("job.incomplete", job,
+             near.empty() ? fmt::format("{} still missing: telling the owner", JoinNames(missing))
+                          : "a file with a near-miss name: telling the owner",
+             {{"run", r.run}, {"missing", missing}, {"near_misses", near}});
+  auto unsent = NotifyOnce(r, "incomplete", details);
+  ReleaseClaim(r);
+  if (!unsent.empty()) return NotificationPending(r, "incomplete", unsent);
+  return JobOutcome::kWaiting;
+}
+
+std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::string& kind, const json& details,
+                                               const std::string& marker_kind) {
   // One marker per channel, `notified-<kind>-<channel>`, created right after
   // that channel took the message; `notified-<kind>` once every channel has
   // its marker. So a channel that is slow or fails neither holds back the
@@ -546,7 +675,8 @@ std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::st
   // SNS cannot tell a repeat from a new message). `notified-<kind>` is also
   // what earlier versions wrote after all channels: a run that has it counts
   // as notified everywhere, so their runs are not notified again.
-  const std::string all = r.state_prefix + "notified-" + kind;
+  const std::string retry_key = r.state_prefix + (marker_kind.empty() ? kind : marker_kind);
+  const std::string all = r.state_prefix + "notified-" + (marker_kind.empty() ? kind : marker_kind);
   auto done = out_->Head(all);
   if (done.ok() && done->has_value()) return {};
   std::vector<std::string> unsent;
@@ -588,12 +718,12 @@ std::vector<std::string> JobRunner::NotifyOnce(const RunRecord& r, const std::st
   if (all_marked) (void)out_->CreateIfAbsent(all, NowIso8601());
   std::lock_guard<std::mutex> lock(retry_mu_);
   if (unsent.empty()) {
-    retry_.erase(r.state_prefix + kind);
+    retry_.erase(retry_key);
   } else {
     // Retries of a failing channel back off (1 s, 2 s, ... 5 min) in this
     // process: a polling `serve --local` sees every ended run on each scan.
     if (retry_.size() > 10000) retry_.clear();  // bounded; forgetting only makes a retry come sooner
-    auto& [next_ms, delay_ms] = retry_[r.state_prefix + kind];
+    auto& [next_ms, delay_ms] = retry_[retry_key];
     delay_ms = std::min<int64_t>(std::max<int64_t>(delay_ms * 2, o_.notify_retry_ms), 5 * 60 * 1000);
     next_ms = NowMillis() + delay_ms;
   }
@@ -643,7 +773,24 @@ Notification JobRunner::Message(const RunRecord& r, const std::string& kind, con
   n.extra_recipients = r.spec.recipients;
   // Names quoted (escaped, capped): a job name is whatever the uploader chose.
   std::string x = Quote(in_->Uri(r.inputs.x.key)), y = Quote(in_->Uri(r.inputs.y.key)), job = Quote(r.job);
-  if (kind == "received") {
+  if (kind == "incomplete") {
+    IncompleteMessage(r, details, &n);
+  } else if (kind == "reupload") {
+    if (details.value("ended", "") == "succeeded") {
+      std::string result = details.value("result", "");
+      n.subject = fmt::format("cloudmerge: job {} already done (same files uploaded again)", job);
+      n.text = fmt::format("The files just uploaded for job {} are the same as those of a run that already finished, "
+                           "so it was not run again.\n\nThe result: {}\n  {}\nThe report:\n  {}\n"
+                           "(links valid for {})\n\nTo run it again anyway, change one of the files.\n",
+                           job, result, Link(result), Link(out_->Uri(r.job + "/report.html")), LinkValidity(result));
+    } else {
+      n.subject = fmt::format("cloudmerge: job {} already failed with these files", job);
+      n.text = fmt::format("The files just uploaded for job {} are the same as those of a run that failed, so it "
+                           "was not run again: the same files fail the same way.\n\nWhat went wrong:\n  {}\n\n"
+                           "What to do: fix the file named above and upload it again to the same folder.\n",
+                           job, details.value("error", ""));
+    }
+  } else if (kind == "received") {
     n.subject = fmt::format("cloudmerge: inputs received for job {}", job);
     n.text = fmt::format("Your files for job {} have arrived and the merge has started.\n\n  x: {} ({} bytes)\n"
                          "  y: {} ({} bytes)\n\nYou will get another email when the result is ready.\n",
@@ -657,17 +804,19 @@ Notification JobRunner::Message(const RunRecord& r, const std::string& kind, con
                          "  report: {}\n\nDownload the result:\n  {}\nOpen the report:\n  {}\n"
                          "(links valid for {})\n\nInputs: {} and {}.\n",
                          job, result, rows, details.value("seconds", 0.0), out_->Uri(r.job + "/report.json"),
-                         result_link, report_link, Expiry(o_.link_expiry_s), x, y);
+                         result_link, report_link, LinkValidity(result), x, y);
     n.html = fmt::format("<p>The merge of job <b>{}</b> is done: {} rows in {:.1f} s.</p>"
                          "<p><a href=\"{}\">Open the report</a> &middot; <a href=\"{}\">Download the result</a> "
                          "(links valid for {})</p><pre>{}</pre>",
                          HtmlEscape(job), rows, details.value("seconds", 0.0), HtmlEscape(report_link),
-                         HtmlEscape(result_link), Expiry(o_.link_expiry_s), HtmlEscape(n.text));
+                         HtmlEscape(result_link), LinkValidity(result), HtmlEscape(n.text));
   } else {
     n.subject = fmt::format("cloudmerge: job {} failed", job);
     n.text = fmt::format("The merge of job {} could not be done.\n\nWhat went wrong:\n  {}\n\nWhat to do: fix the "
                          "file named above and upload it again to the same folder; a new upload starts a new run.\n"
-                         "\nInputs: {} and {}.\nLogs: {}\n",
+                         "If the message above does not tell you what to fix, forward this email to whoever runs "
+                         "the pipeline for you.\n\nInputs: {} and {}.\n\nThe step-by-step record of this run "
+                         "(for you or whoever runs the pipeline):\n  {}\n",
                          job, details.value("error", ""), x, y, details.value("logs", LogLocation(r.job)));
   }
   if (n.html.empty()) n.html = "<pre>" + HtmlEscape(n.text) + "</pre>";
@@ -727,15 +876,67 @@ std::string JobRunner::Link(const std::string& uri) {
   return uri;
 }
 
-// Where this run's log lines are: CloudWatch under Lambda, else this worker's output.
+std::string JobRunner::LinkValidity(const std::string& uri) {
+  const std::string requested = Expiry(o_.link_expiry_s);
+  // Only presigned links expire with credentials (local files are file:// links): no credential lookup otherwise.
+  if (!o_.share_link || !o_.signing_credentials_expiry || uri.rfind("s3://", 0) != 0) return requested;
+  int64_t expires = o_.signing_credentials_expiry();
+  if (expires < 0)
+    return fmt::format("at most {}: they were signed with temporary credentials whose end is not known here (as "
+                       "under Lambda), and stop working when those expire, possibly within hours; for longer-lived "
+                       "links see \"Long-lived links\" in the pipeline's documentation",
+                       requested);
+  int64_t left = expires - NowMillis() / 1000;
+  if (expires <= 0 || left >= o_.link_expiry_s) return requested;
+  // Temporary credentials (Lambda's role, SSO, an assumed role): the links die with them.
+  return fmt::format("{}, until {} UTC, when the temporary credentials that signed them expire; for longer-lived "
+                     "links see \"Long-lived links\" in the pipeline's documentation",
+                     RoughDuration(left), IsoSeconds(expires));
+}
+
+void JobRunner::IncompleteMessage(const RunRecord& r, const json& d, Notification* n) {
+  const std::string job = Quote(r.job);
+  const json& near = d.contains("near_misses") ? d["near_misses"] : json::array();
+  std::vector<std::string> missing;
+  for (const auto& m : d.value("missing", json::array())) missing.push_back(m.get<std::string>());
+  std::string files;
+  for (const auto& p : d.value("present", json::array())) {
+    std::string name = p.value("name", "");
+    files += fmt::format("  {} ({} bytes)", Quote(name), p.value("size", uint64_t{0}));
+    for (const auto& m : near)
+      if (m.value("name", "") == name)
+        files += fmt::format("  <- not used: the name must be exactly {}", m.value("meant", ""));
+    files += "\n";
+  }
+  const JobNaming& nm = o_.naming;
+  std::string what = near.empty() ? fmt::format("{} has not arrived after {}", JoinNames(missing),
+                                                RoughDuration(d.value("waited_s", int64_t{0})))
+                                  : fmt::format("a file is named almost, but not exactly, as expected, so {} "
+                                                "is missing",
+                                                JoinNames(missing));
+  n->subject = fmt::format("cloudmerge: job {} cannot start: {} missing", job, JoinNames(missing));
+  n->text = fmt::format(
+      "Job {} cannot start: {}.\n\nIn the folder {}:\n{}\nMissing: {}\n\nThe names expected, exactly (upper "
+      "and lower case count): {} and {} (either may also end in .gz or .zst), and optionally {}.\n\n"
+      "What to do: upload the missing file{} under {} into the same folder; the merge starts as soon as both are "
+      "there. This is the only email about these files.\n",
+      job, what, Quote(d.value("folder", "")), files, JoinNames(missing), nm.x_name, nm.y_name, nm.spec_name,
+      near.empty() ? "" : " (or the misnamed one again)", missing.size() == 1 ? "that exact name" : "those exact names");
+}
+
+// Where this run's log lines are, in words for the scientist and whoever runs
+// the pipeline for them: CloudWatch (with a console link) under Lambda or
+// when serve sends its log there, else the file serve's output goes to.
 std::string JobRunner::LogLocation(const std::string& job) const {
+  std::string search = fmt::format("look for the lines mentioning \"{}\"", Quote(job));
+  if (!o_.log_location.empty()) return fmt::format("{}; {}", o_.log_location, search);
   const char* group = std::getenv("AWS_LAMBDA_LOG_GROUP_NAME");
   const char* stream = std::getenv("AWS_LAMBDA_LOG_STREAM_NAME");
-  if (group && *group && stream && *stream)
-    return fmt::format("CloudWatch Logs, log group {}, log stream {} (JSON lines with \"job\": \"{}\")", group, stream,
-                       Quote(job));
-  return fmt::format("the JSON log (standard output) of worker {} (lines with \"job\": \"{}\")", o_.worker_id,
-                     Quote(job));
+  if (group && *group && stream && *stream) {
+    const char* region = std::getenv("AWS_REGION");
+    return fmt::format("{}; {}", DescribeCloudWatchStream(region ? region : "us-east-1", group, stream), search);
+  }
+  return fmt::format("{}; {}", DescribeLocalLog(), search);
 }
 
 }  // namespace cloudmerge

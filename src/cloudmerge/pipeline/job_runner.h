@@ -48,6 +48,22 @@
 // lease, the next one) fails the run as an internal error, once; all JSON the
 // runner writes replaces invalid UTF-8 (safe_text.h), and a failure's message
 // is capped (kMaxErrorBytes).
+// Incomplete jobs: a folder holding one input and not the other (or a file
+// whose name is a near miss of an input's, NearMissInputName in job.h) gets
+// one "incomplete" notice saying what is there, what is missing and the names
+// expected. A near miss is reported when first seen; a missing input once
+// `incomplete_wait_ms` has passed since a worker first saw the folder so
+// (`<job>/_state/incomplete-<id>/first-seen`, <id> naming the folder's
+// files). The notice is sent under a claim with the markers of step 6, so it
+// goes out once whatever the number of events and workers. Until it is due,
+// Run returns kIncomplete: `serve --local` looks again at each scan, `serve
+// --queue-url` keeps the message and lets it come back when the notice is
+// due; Lambda has no timer: the job is looked at again on its folder's next
+// event (serve.h, docs/reliability.md).
+// Identical re-uploads: an ended run seen again whose inputs carry upload
+// stamps (StoredObject::modified) the run has not seen (`upload-<stamp>`
+// markers) gets one short "reupload" notice pointing at the existing result
+// (or failure); a duplicate event of an upload already seen gets nothing.
 // Bad input (the scientist's to fix) ends the run: `failed.json`, a failure
 // notification once per channel as in step 6 (with the error and where the
 // logs are), `report.html`
@@ -93,7 +109,10 @@ inline constexpr double kDefaultNativeBytesPerSecond = 50e6;
 // A .gz / .zst input counts this many times its size in the estimate.
 inline constexpr double kCompressedInputFactor = 4;
 
-enum class JobOutcome { kSucceeded, kFailed, kWaiting, kAlreadyDone, kBusy };
+// kWaiting: an input is missing and there is nothing (more) to tell its owner;
+// kIncomplete: an input is missing and the notice saying so is due later
+// (PipelineOptions::incomplete_wait_ms): the caller looks at the job again.
+enum class JobOutcome { kSucceeded, kFailed, kWaiting, kAlreadyDone, kBusy, kIncomplete };
 // The longest error message a failure records (failed.json, email, report.html, log).
 inline constexpr size_t kMaxErrorBytes = 4096;
 const char* JobOutcomeName(JobOutcome o);
@@ -117,6 +136,21 @@ struct PipelineOptions {
   // URLs; unset or failing, the URI itself.
   std::function<Result<std::string>(const std::string& uri, int64_t expires_s)> share_link;
   int64_t link_expiry_s = 7 * 24 * 3600;  // S3's maximum for SigV4 presigned URLs
+  // When the credentials that sign those links expire (Unix seconds; 0:
+  // never; -1: temporary, end unknown, as Lambda's role given as variables
+  // with a session token), asked only when a link is presigned: a presigned URL stops
+  // working with its credentials, so the email states the earlier time.
+  std::function<int64_t()> signing_credentials_expiry;
+  // A job folder holding one input but not the other gets one notice after
+  // this long (a file with a near-miss name, at once); see "Incomplete jobs".
+  int64_t incomplete_wait_ms = 15 * 60 * 1000;
+  // How many runs this process may have going at once (serve --workers): the
+  // native engine's memory limit (and, unless `threads` is set, the cores)
+  // are shared out evenly between them.
+  unsigned concurrent_runs = 1;
+  // Where the run logs go, in words, for failure emails ("" : detected, see
+  // LogLocation in job_runner.cc; serve sets it when it sends its log to CloudWatch).
+  std::string log_location;
   // The first wait before a notification channel that failed is tried again
   // by this process; it doubles on each failure, up to 5 minutes.
   int64_t notify_retry_ms = 1000;
@@ -189,18 +223,30 @@ class JobRunner {
   Status RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key, MergeStats* stats,
                     ClusterRun* cluster);
   // The end notification on every channel not marked yet (step 6); returns the channels it failed on.
-  std::vector<std::string> NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
+  // `marker` names the markers (default: kind).
+  std::vector<std::string> NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details,
+                                      const std::string& marker = "");
   // The transient error of a run whose notification failed on `unsent`.
   Status NotificationPending(const RunRecord& r, const std::string& kind, const std::vector<std::string>& unsent);
   // How long this process still waits before retrying the failed channels of `key` (state prefix + kind).
   int64_t RetryWaitMs(const std::string& key);
+  // The job.json of r's inputs into r.spec, best effort (for its extra recipients).
+  void LoadSpecForRecipients(RunRecord& r);
   // On every channel, unmarked (the "received" notice: best effort).
   void Notify(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   Status SendOn(const RunRecord& r, const NotifierChannel& channel, const Notification& n);
   Notification Message(const RunRecord& r, const std::string& kind, const nlohmann::json& details);
   nlohmann::json Report(const RunRecord& r, const MergeStats& s, double seconds, const std::string& out_key);
   std::string Link(const std::string& uri);
+  // "7 days", or the earlier credentials' expiry ("3 hours (until ..., when ...)").
+  std::string LinkValidity(const std::string& uri);
+  // A job folder without both inputs: one notice, when due (see "Incomplete jobs").
+  Result<JobOutcome> Incomplete(const std::string& job);
+  // An ended run seen again with inputs uploaded anew (a later Last-Modified):
+  // one short notice per upload pointing at what the run left.
+  Result<JobOutcome> Reuploaded(RunRecord& r, const std::string& kind, const std::string& upload_marker);
   std::string LogLocation(const std::string& job) const;
+  void IncompleteMessage(const RunRecord& r, const nlohmann::json& details, Notification* n);
 
   JobStore* in_;
   JobStore* out_;

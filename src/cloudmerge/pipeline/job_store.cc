@@ -147,7 +147,8 @@ class LocalJobStore final : public JobStore {
     if (::lstat((root_ / key).c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return std::nullopt;
     long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
     StoredObject o{key, static_cast<uint64_t>(st.st_size),
-                   fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino)), ""};
+                   fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino)), "",
+                   std::to_string(mtime_ns)};
     if (S_ISLNK(st.st_mode)) o.kind = "a symbolic link";
     else if (S_ISFIFO(st.st_mode)) o.kind = "a FIFO (named pipe)";
     else if (!S_ISREG(st.st_mode)) o.kind = "not a regular file";
@@ -226,7 +227,7 @@ class S3JobStore final : public JobStore {
       if (IsNotFound(info.status())) return std::optional<StoredObject>();
       return info.status();
     }
-    return std::optional<StoredObject>(StoredObject{key, info->size, info->etag});
+    return std::optional<StoredObject>(StoredObject{key, info->size, info->etag, "", info->last_modified});
   }
 
   Result<std::string> Get(const std::string& key) override {

@@ -33,6 +33,10 @@ struct StoredObject {
   // symbolic link", "a FIFO (named pipe)", ...): listed so that a job holding
   // one fails saying so, never read (confined_env.h).
   std::string kind;
+  // When it was uploaded, as an opaque stamp (S3's Last-Modified from Head;
+  // locally the mtime in ns; may be empty from List): tells an identical
+  // re-upload (same ETag, new stamp) from a duplicate event (same stamp).
+  std::string modified;
 };
 
 class JobStore {

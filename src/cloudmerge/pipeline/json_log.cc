@@ -1,6 +1,9 @@
 // JSON-lines log and CloudWatch Embedded Metric Format records.
 #include "cloudmerge/pipeline/json_log.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <ctime>
 
@@ -20,6 +23,27 @@ std::string NowIso8601() {
   gmtime_r(&secs, &tm);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                      tm.tm_hour, tm.tm_min, tm.tm_sec, ms % 1000);
+}
+
+std::string IsoSeconds(long long unix_seconds) {
+  std::time_t secs = static_cast<std::time_t>(unix_seconds);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+std::string DescribeLocalLog() {
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  struct stat st {};
+  char path[4096] = {0};
+  ssize_t n = readlink("/proc/self/fd/1", path, sizeof(path) - 1);
+  if (fstat(STDOUT_FILENO, &st) == 0 && S_ISREG(st.st_mode) && n > 0 && path[0] == '/')
+    return fmt::format("the log file {} on the computer {}", std::string(path, static_cast<size_t>(n)), host);
+  return fmt::format("the output of the `cloudmerge serve` command on the computer {} (process {}); start it with "
+                     "its output sent to a file, e.g. `cloudmerge serve ... >> cloudmerge.log`, to keep it",
+                     host, getpid());
 }
 
 void JsonLog::Log(const std::string& level, const std::string& event, const std::string& job,

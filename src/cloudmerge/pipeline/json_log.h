@@ -66,6 +66,12 @@ class JsonLog {
 
 // ISO 8601 UTC with milliseconds, e.g. "2026-11-24T22:50:01.123Z".
 std::string NowIso8601();
+// ISO 8601 UTC to the second of a Unix time, e.g. "2026-11-24T22:50:01Z".
+std::string IsoSeconds(long long unix_seconds);
+// Where this process's standard output (its JSON log) goes, in words: "the
+// file /var/log/cloudmerge.log on host h" when it is a file, else the output
+// of the process (a terminal, a pipe, a service's journal).
+std::string DescribeLocalLog();
 // Milliseconds since the epoch.
 long long NowMillis();
 

@@ -24,7 +24,14 @@
 // command-engine job is ended at once instead and its claim released
 // (command_engine.h): the next worker runs it without waiting for the lease.
 //
-// Thread safety: each Serve* call runs on the calling thread.
+// Several jobs run at once (--workers, ServeOptions::workers): each on its own
+// thread, sharing the memory limit evenly; the exactly-once rules of
+// job_runner.h hold between threads as between processes.
+// A job folder missing an input (JobOutcome::kIncomplete) is looked at again:
+// locally at each scan; from the queue, its message is kept and comes back
+// when the notice about the missing input is due.
+//
+// Thread safety: each Serve* call runs on the calling thread and the worker threads it starts.
 #pragma once
 
 #include <string>
@@ -43,7 +50,15 @@ struct ServeOptions {
   int wait_s = 20;          // queue: long-poll wait
   int max_messages = 0;     // queue: return after this many messages (0: run until stopped)
   int idle_exit_s = 0;      // queue: return when no message came for this long (0: never); batch runs, tests
+  // Jobs run at once (local: a pool of threads fed by the scans; queue: as
+  // many receiving threads). The runner's PipelineOptions::concurrent_runs
+  // should be the same, so that they share the memory limit.
+  unsigned workers = 1;
 };
+
+// serve's default --workers: one per core, with at least 512 MiB of the
+// memory limit (0: the machine's default limit) for each, at most 16.
+unsigned DefaultWorkers(uint64_t memory_limit);
 
 // Installs SIGTERM/SIGINT handlers that set the returned flag.
 std::atomic<bool>* InstallStopFlag();

@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/sha256.h"
 
 namespace cloudmerge {
 namespace {

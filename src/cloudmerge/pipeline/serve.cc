@@ -133,6 +133,8 @@ Status ServeQueue(SqsClient* sqs, JobRunner* runner, const std::string& input_bu
     auto msgs = sqs->Receive(1, o.wait_s, o.visibility_s);
     if (msgs.ok() && !msgs->empty()) last_message = std::chrono::steady_clock::now();
     if (!msgs.ok()) {
+      // A missing queue or a refusal does not pass by waiting: stop with it.
+      if (msgs.status().code() != Status::Code::kIOError) return msgs.status();
       log->Error("queue.receive_failed", "", msgs.status().message());
       SleepUnlessStopped(std::min(30000, 500 << std::min(receive_failures++, 6)));
       continue;

@@ -23,6 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
@@ -126,7 +127,7 @@ struct LambdaApp {
 
     std::vector<std::unique_ptr<Notifier>> channels;
     if (std::string topic = Getenv("CLOUDMERGE_SNS_TOPIC_ARN"); !topic.empty())
-      channels.push_back(NewSnsNotifier({topic, ResolveRegion(aws_env), aws_env.getenv("AWS_ENDPOINT_URL")},
+      channels.push_back(NewSnsNotifier({topic, ResolveRegion(aws_env), ConfiguredEndpointUrl(AwsService::kSns, aws_env)},
                                         credentials, transport));
     if (std::string smtp = Getenv("CLOUDMERGE_SMTP_URL"); !smtp.empty()) {
       SmtpOptions so;

@@ -10,7 +10,8 @@ void AddS3Options(CLI::App* cmd, S3Flags* f) {
   const char* group = "S3 (used only for s3:// paths)";
   cmd->add_option("--endpoint-url", f->endpoint_url,
                   "S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS_ENDPOINT_URL_S3, "
-                  "AWS_ENDPOINT_URL, the profile's endpoint_url, else AWS)")
+                  "AWS_ENDPOINT_URL, the profile's endpoint_url, else AWS). S3 only: SQS, SNS, CloudWatch Logs and "
+                  "EMR use AWS_ENDPOINT_URL_<SERVICE> / AWS_ENDPOINT_URL (docs/aws.md)")
       ->group(group);
   cmd->add_flag("--path-style", f->path_style, "Path-style addressing (http://host/bucket/key); default with --endpoint-url")
       ->group(group);

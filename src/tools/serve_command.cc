@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/aws/uri_env.h"
 #include "cloudmerge/memory_info.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
@@ -264,7 +265,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     co.log_group = f.cloudwatch_log_group;
     co.log_stream = f.cloudwatch_log_stream;
     co.region = ResolveRegion(aws_env);
-    co.endpoint_url = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
+    co.endpoint_url = ResolveEndpoint(AwsService::kLogs, co.region, aws_env).url();  // --endpoint-url is S3's only
     cloudwatch = std::make_unique<CloudWatchLogsSink>(co, NewDefaultCredentialsChain(aws_env, transport), transport);
     Status st = cloudwatch->Start();
     if (!st.ok()) return Fail(&log, st);
@@ -383,7 +384,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
     SnsOptions so;
     so.topic_arn = f.sns_topic_arn;
     so.region = ResolveRegion(aws_env);
-    so.endpoint_url = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
+    so.endpoint_url = ConfiguredEndpointUrl(AwsService::kSns, aws_env);  // "": the topic region's
     channels.push_back(NewSnsNotifier(so, credentials, transport));
   }
   auto notifier = NewFanoutNotifier(std::move(channels));
@@ -416,8 +417,9 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   if (!f.local_dir.empty()) {
     st = ServeLocal(&runner, in.get(), &log, so);
   } else {
-    std::string endpoint = !s3.endpoint_url.empty() ? s3.endpoint_url : aws_env.getenv("AWS_ENDPOINT_URL");
-    SqsClient sqs(f.queue_url, ResolveRegion(aws_env), endpoint, credentials, transport);
+    // "": the queue URL's host.
+    SqsClient sqs(f.queue_url, ResolveRegion(aws_env), ConfiguredEndpointUrl(AwsService::kSqs, aws_env), credentials,
+                  transport);
     st = ServeQueue(&sqs, &runner, in_bucket, in_prefix, &log, so);
   }
   if (!st.ok()) return Fail(&log, st);

@@ -309,7 +309,8 @@ def test_failure_email_says_where_the_logs_are(tmp_path):
     proc = serve_once(tmp_path)
     assert proc.returncode == 0
     text, _ = mail_text(tmp_path, "failed")
-    assert "line 2" in text and "of worker " in text
+    # Where the log is, in a user's words (serve's output is a pipe here: the command and the computer).
+    assert "line 2" in text and "the output of the `cloudmerge serve` command on the computer" in text
     page = Page((tmp_path / "output" / "bad" / "report.html").read_text())
     assert not [t for t, a in page.tags if t == "i"] and "<i>a</i>" in "".join(page.text)
 

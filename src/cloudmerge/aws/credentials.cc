@@ -10,6 +10,7 @@
 // Secrets (secret key, session token) are never put in a Status message: the
 // messages name sources and variables, never values.
 #include "cloudmerge/aws/credentials.h"
+#include "cloudmerge/aws/endpoints.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -79,11 +80,7 @@ std::string_view StripInlineComment(std::string_view v) {
   return v;
 }
 
-std::string HostOf(std::string_view url) {
-  size_t scheme = url.find("://");
-  if (scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
-  return std::string(url.substr(0, url.find_first_of("/?#")));
-}
+std::string HostOf(std::string_view url) { return ParseEndpointUrl(url).host; }
 
 std::string Value(const Section& section, const std::string& key) {
   auto it = section.find(key);
@@ -598,6 +595,20 @@ std::string ProfileConfigValue(const AwsEnvironment& env, const std::string& key
   Ini ini = ParseAwsIni(file.text);
   const Section* section = ConfigProfile(ini, ProfileName(env));
   return section ? Value(*section, key) : "";
+}
+
+std::string ServicesConfigValue(const AwsEnvironment& env, const std::string& key) {
+  std::string services = ProfileConfigValue(env, "services");
+  if (services.empty()) return "";
+  FileText file = ReadTextFile(ConfigPath(env));
+  if (!file.ok) return "";
+  Ini ini = ParseAwsIni(file.text);
+  for (const auto& [header, section] : ini) {
+    if (StartsWith(header, "services") && header.size() > 8 && IsBlank(header[8]) &&
+        Trim(header.substr(8)) == services)
+      return Value(section, key);
+  }
+  return "";
 }
 
 // Sections and `key = value` lines; keys are lower-cased (as the AWS CLI's

@@ -62,6 +62,9 @@ std::shared_ptr<CredentialsProvider> NewStaticCredentials(AwsCredentials creds);
 std::string ResolveRegion(const AwsEnvironment& env);
 // The profile's value of `key` in ~/.aws/config (e.g. "endpoint_url", "s3.addressing_style"), or "".
 std::string ProfileConfigValue(const AwsEnvironment& env, const std::string& key);
+// The value of `key` (e.g. "sns.endpoint_url") in the "[services NAME]" section
+// the profile names with `services = NAME`, or "" (the SDKs' per-service config).
+std::string ServicesConfigValue(const AwsEnvironment& env, const std::string& key);
 
 // INI parsing of the shared files: section -> key -> value (exposed for tests).
 std::map<std::string, std::map<std::string, std::string>> ParseAwsIni(const std::string& text);

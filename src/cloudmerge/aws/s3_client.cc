@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/aws/s3_errors.h"
 #include "cloudmerge/aws/s3_xml.h"
 #include "cloudmerge/aws/sigv4.h"
@@ -33,10 +34,6 @@ bool DnsCompatibleBucket(const std::string& b) {
                      [](unsigned char c) { return std::islower(c) || std::isdigit(c) || c == '-'; });
 }
 
-std::string AwsDomain(const std::string& region) {
-  return region.rfind("cn-", 0) == 0 ? "amazonaws.com.cn" : "amazonaws.com";
-}
-
 // Where a request goes: the URL, the Host header and the path that is signed.
 struct Target {
   std::string scheme_host;  // "https://b.s3.eu-west-1.amazonaws.com"
@@ -48,15 +45,10 @@ Target Resolve(const S3Config& cfg, const S3Op& op) {
   Target t;
   std::string base_path;
   if (!cfg.endpoint_url.empty()) {
-    std::string url = cfg.endpoint_url;
-    size_t scheme_end = url.find("://");
-    std::string scheme = scheme_end == std::string::npos ? "https" : url.substr(0, scheme_end);
-    std::string rest = scheme_end == std::string::npos ? url : url.substr(scheme_end + 3);
-    size_t slash = rest.find('/');
-    t.host = rest.substr(0, slash);
-    if (slash != std::string::npos) base_path = rest.substr(slash);
-    while (!base_path.empty() && base_path.back() == '/') base_path.pop_back();
-    t.scheme_host = scheme + "://" + t.host;
+    AwsEndpoint e = ParseEndpointUrl(cfg.endpoint_url);
+    t.host = e.host;
+    t.scheme_host = e.scheme_host;
+    base_path = e.base_path;
   }
   // A custom endpoint (moto, MinIO, ...) rarely has wildcard DNS for buckets.
   bool path_style = cfg.path_style || !cfg.endpoint_url.empty() || !DnsCompatibleBucket(op.bucket);
@@ -234,13 +226,7 @@ S3Config S3Config::FromEnvironment(const AwsEnvironment& env) {
   S3Config c;
   c.region = ResolveRegion(env);
   // The SDKs' order: the S3-specific variable, the global one, then the profile.
-  if (env.getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS") != "true") {
-    for (const char* var : {"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}) {
-      if (c.endpoint_url.empty()) c.endpoint_url = env.getenv(var);
-    }
-    if (c.endpoint_url.empty()) c.endpoint_url = ProfileConfigValue(env, "s3.endpoint_url");
-    if (c.endpoint_url.empty()) c.endpoint_url = ProfileConfigValue(env, "endpoint_url");
-  }
+  c.endpoint_url = ConfiguredEndpointUrl(AwsService::kS3, env);  // endpoints.h: the SDKs' order
   c.path_style = env.getenv("AWS_S3_ADDRESSING_STYLE") == "path" ||
                  ProfileConfigValue(env, "s3.addressing_style") == "path" || !c.endpoint_url.empty();
   if (int n = std::atoi(env.getenv("AWS_MAX_ATTEMPTS").c_str()); n > 0) c.max_attempts = n;

@@ -4,6 +4,7 @@
 // OpenSSL's; everything else is string assembly that must match AWS's byte
 // for byte, so each rule below follows the S3 "Signature Calculations" page.
 #include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/endpoints.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -114,12 +115,6 @@ std::string Signature(const std::string& canonical_request, const Stamp& stamp, 
   return HexEncode(HmacSha256(key, to_sign));
 }
 
-std::string HostOfUrl(std::string_view url) {
-  size_t scheme = url.find("://");
-  if (scheme != std::string_view::npos) url.remove_prefix(scheme + 3);
-  return std::string(url.substr(0, url.find('/')));
-}
-
 }  // namespace
 
 std::string UriEncode(std::string_view s, bool encode_slash) {
@@ -219,7 +214,7 @@ std::string PresignUrl(const SigningInput& in, const AwsCredentials& creds, std:
 
   CanonicalHeaders canonical;
   AddCanonical(canonical, in.headers);
-  if (!canonical.count("host")) canonical["host"] = in.host.empty() ? HostOfUrl(base) : in.host;
+  if (!canonical.count("host")) canonical["host"] = in.host.empty() ? ParseEndpointUrl(base).host : in.host;
 
   auto query = in.query;
   query.emplace_back("X-Amz-Algorithm", std::string(kAlgorithm));

@@ -13,15 +13,13 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/sha256.h"
 
 namespace cloudmerge {
 
 // RFC 3986 percent-encoding as SigV4 wants it: unreserved characters kept,
 // everything else %XX (upper-case hex); '/' kept unless encode_slash.
 std::string UriEncode(std::string_view s, bool encode_slash);
-std::string Sha256Hex(std::string_view data);
-std::string HmacSha256(std::string_view key, std::string_view data);  // raw 32 bytes
-std::string HexEncode(std::string_view raw);
 
 inline constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
 

@@ -1,71 +1,39 @@
 // SQS over AWS JSON 1.0: POST / with X-Amz-Target: AmazonSQS.<Action>.
-#include "cloudmerge/random_seed.h"
 #include "cloudmerge/aws/sqs_client.h"
-
-#include <chrono>
-#include <random>
-#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/aws_json.h"
 #include "cloudmerge/json_fields.h"
 
 namespace cloudmerge {
-namespace {
-
 using nlohmann::json;
-
-// "https://sqs.eu-west-1.amazonaws.com/123/q" -> "https://sqs.eu-west-1.amazonaws.com"
-std::string EndpointOf(const std::string& url) {
-  size_t scheme = url.find("://");
-  size_t slash = url.find('/', scheme == std::string::npos ? 0 : scheme + 3);
-  return slash == std::string::npos ? url : url.substr(0, slash);
-}
-
-bool Retryable(long status, const std::string& body) {
-  return status >= 500 || status == 429 || body.find("Throttl") != std::string::npos ||
-         body.find("RequestThrottled") != std::string::npos;
-}
-
-}  // namespace
 
 SqsClient::SqsClient(std::string queue_url, std::string region, std::string endpoint_url,
                      std::shared_ptr<CredentialsProvider> credentials, std::shared_ptr<HttpTransport> transport)
     : queue_url_(std::move(queue_url)),
-      region_(std::move(region)),
-      endpoint_(endpoint_url.empty() ? EndpointOf(queue_url_) : std::move(endpoint_url)),
-      credentials_(std::move(credentials)),
-      transport_(std::move(transport)) {
-  while (!endpoint_.empty() && endpoint_.back() == '/') endpoint_.pop_back();
-}
+      // No endpoint configured: the queue URL's scheme and host, without its path.
+      client_(ParseEndpointUrl(endpoint_url.empty() ? ParseEndpointUrl(queue_url_).scheme_host : endpoint_url),
+              std::move(region), "sqs",
+              std::move(credentials), std::move(transport)) {}
 
 Result<std::string> SqsClient::Call(const std::string& action, const std::string& body) {
-  std::mt19937_64 rng(RandomSeed());
-  Status last;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    if (attempt > 0) {
-      int cap = std::min(100 << attempt, 5000);
-      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % (cap + 1)));
-    }
-    auto creds = credentials_->Get();
-    if (!creds.ok()) return creds.status();
-    AwsJsonService svc{endpoint_, region_, "sqs", "AmazonSQS", "application/x-amz-json-1.0"};
-    auto resp = SendAwsJson(*transport_, *creds, svc, action, body, 60000);  // long polls take up to 20 s
-    if (!resp.ok()) {
-      last = resp.status();
-      continue;
-    }
-    if (resp->status == 200) return resp->body;
-    json err = json::parse(resp->body, nullptr, false);
-    std::string type = JsonString(err, "__type");
-    std::string message = JsonString(err, "message", JsonString(err, "Message", resp->body.substr(0, 300)));
-    last = Status::IOError(fmt::format("SQS {} on {}: {} ({} {}). Check the queue URL and that {} may sqs:{} on it.",
-                                       action, queue_url_, message, resp->status, type, creds->Describe(), action));
-    if (!Retryable(resp->status, resp->body)) return last;
-  }
-  return last;
+  // Long polls take up to 20 s.
+  auto answer = client_.SendJson("AmazonSQS." + action, "application/x-amz-json-1.0", body, 60000);
+  if (!answer.ok()) return answer.status();
+  if (answer->ok()) return answer->response.body;
+  const AwsError& e = answer->error;
+  std::string what = fmt::format("SQS {} on {} at {}: {} ({} {})", action, queue_url_, client_.endpoint().url(),
+                                 e.message, answer->response.status, e.code);
+  if (IsRetryableAnswer(answer->response.status, e.code))
+    return Status::IOError(fmt::format("{}, after {} attempts.", what, answer->attempts));
+  // An answer that retrying cannot change: the caller must not wait it out.
+  if (e.code.find("NonExistentQueue") != std::string::npos || e.code.find("QueueDoesNotExist") != std::string::npos)
+    return Status::NotFound(fmt::format(
+        "{}. Check the queue URL, and that the SQS endpoint is the queue's (set it with AWS_ENDPOINT_URL_SQS or "
+        "AWS_ENDPOINT_URL; --endpoint-url is S3's only).", what));
+  return Status::InvalidArgument(
+      fmt::format("{}. Check the queue URL and that {} may sqs:{} on it.", what, answer->credentials, action));
 }
 
 Result<std::vector<SqsMessage>> SqsClient::Receive(int max_messages, int wait_seconds, int visibility) {

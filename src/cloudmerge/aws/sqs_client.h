@@ -1,7 +1,11 @@
 // SqsClient: the few Amazon SQS calls `cloudmerge serve` needs, over the AWS
-// JSON 1.0 protocol (what current SDKs speak), signed with our SigV4, with
-// bounded retries on throttling, 5xx and transport errors.
-// The endpoint is taken from the queue URL unless one is configured.
+// JSON 1.0 protocol (what current SDKs speak), through AwsClient (SigV4, the
+// shared retry policy).
+// The endpoint is taken from the queue URL unless one is configured
+// (aws/endpoints.h: AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL, the profile).
+// Errors: a missing queue is NotFound, any other answer that retrying cannot
+// change (access denied, bad request) InvalidArgument; IOError only for what
+// may pass (network, throttling, 5xx) once the retries are spent.
 //
 // Thread safety: all methods may be called from several threads.
 #pragma once
@@ -10,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cloudmerge/aws/aws_client.h"
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/status.h"
@@ -39,9 +44,8 @@ class SqsClient {
 
  private:
   Result<std::string> Call(const std::string& action, const std::string& json_body);
-  std::string queue_url_, region_, endpoint_;
-  std::shared_ptr<CredentialsProvider> credentials_;
-  std::shared_ptr<HttpTransport> transport_;
+  std::string queue_url_;
+  AwsClient client_;
 };
 
 }  // namespace cloudmerge

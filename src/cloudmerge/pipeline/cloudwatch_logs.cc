@@ -1,4 +1,4 @@
-// CloudWatch Logs over AWS JSON 1.1: POST / with X-Amz-Target: Logs_20140328.<Action>.
+// The log sink: a queue of lines and one sender thread (calls in aws/logs_client.h).
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
 
 #include <unistd.h>
@@ -10,9 +10,6 @@
 #include <cctype>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
-
-#include "cloudmerge/aws/aws_json.h"
 
 namespace cloudmerge {
 
@@ -33,8 +30,6 @@ std::string DescribeCloudWatchStream(const std::string& region, const std::strin
 
 namespace {
 
-using nlohmann::json;
-
 constexpr size_t kMaxBatchEvents = 10000;
 constexpr size_t kMaxBatchBytes = 1000000;  // the API's limit is 1,048,576 incl. 26 bytes per event
 
@@ -42,9 +37,11 @@ constexpr size_t kMaxBatchBytes = 1000000;  // the API's limit is 1,048,576 incl
 
 CloudWatchLogsSink::CloudWatchLogsSink(CloudWatchLogsOptions o, std::shared_ptr<CredentialsProvider> credentials,
                                        std::shared_ptr<HttpTransport> transport)
-    : o_(std::move(o)), credentials_(std::move(credentials)), transport_(std::move(transport)) {
-  if (o_.endpoint_url.empty()) o_.endpoint_url = fmt::format("https://logs.{}.amazonaws.com", o_.region);
-  while (!o_.endpoint_url.empty() && o_.endpoint_url.back() == '/') o_.endpoint_url.pop_back();
+    : o_(std::move(o)),
+      client_(ParseEndpointUrl(o_.endpoint_url.empty() ? fmt::format("https://logs.{}.{}", o_.region,
+                                                                     AwsDomain(o_.region))
+                                                       : o_.endpoint_url),
+              o_.region, std::move(credentials), std::move(transport)) {
   if (o_.log_stream.empty()) {
     char host[128] = {0};
     gethostname(host, sizeof(host) - 1);
@@ -63,35 +60,9 @@ CloudWatchLogsSink::~CloudWatchLogsSink() {
   thread_.join();
 }
 
-Result<std::string> CloudWatchLogsSink::Call(const std::string& action, const std::string& body) {
-  Status last;
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    if (attempt) std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
-    auto creds = credentials_->Get();
-    if (!creds.ok()) return creds.status();
-    AwsJsonService svc{o_.endpoint_url, o_.region, "logs", "Logs_20140328", "application/x-amz-json-1.1"};
-    auto resp = SendAwsJson(*transport_, *creds, svc, action, body, 30000);
-    if (!resp.ok()) {
-      last = resp.status();
-      continue;
-    }
-    if (resp->status == 200) return resp->body;
-    json err = json::parse(resp->body, nullptr, false);
-    std::string type = err.is_object() ? err.value("__type", "") : "";
-    last = Status::IOError(fmt::format("CloudWatch Logs {} for group {}: {} ({} {}) with {}", action, o_.log_group,
-                                       err.is_object() ? err.value("message", "") : "", resp->status, type,
-                                       creds->Describe()));
-    if (type.find("ResourceAlreadyExists") != std::string::npos) return std::string("{}");
-    if (resp->status < 500 && resp->status != 429 && type.find("Throttling") == std::string::npos) return last;
-  }
-  return last;
-}
-
 Status CloudWatchLogsSink::Start() {
-  auto g = Call("CreateLogGroup", json{{"logGroupName", o_.log_group}}.dump());
-  if (!g.ok()) return g.status();
-  auto s = Call("CreateLogStream", json{{"logGroupName", o_.log_group}, {"logStreamName", o_.log_stream}}.dump());
-  if (!s.ok()) return s.status();
+  if (Status g = client_.CreateLogGroup(o_.log_group); !g.ok()) return g;
+  if (Status s = client_.CreateLogStream(o_.log_group, o_.log_stream); !s.ok()) return s;
   thread_ = std::thread([this] { Loop(); });
   return Status::OK();
 }
@@ -112,12 +83,10 @@ void CloudWatchLogsSink::Flush() {
 }
 
 Status CloudWatchLogsSink::SendBatch(std::deque<std::pair<long long, std::string>>* batch) {
-  json events = json::array();
-  for (auto& [t, line] : *batch) events.push_back({{"timestamp", t}, {"message", line}});
-  auto r = Call("PutLogEvents",
-                json{{"logGroupName", o_.log_group}, {"logStreamName", o_.log_stream}, {"logEvents", events}}.dump(
-                    -1, ' ', false, json::error_handler_t::replace));
-  return r.ok() ? Status::OK() : r.status();
+  std::vector<LogEvent> events;
+  events.reserve(batch->size());
+  for (auto& [t, line] : *batch) events.push_back({t, std::move(line)});
+  return client_.PutLogEvents(o_.log_group, o_.log_stream, events);
 }
 
 void CloudWatchLogsSink::Loop() {

@@ -1,6 +1,6 @@
 // CloudWatchLogsSink: ships the JSON log lines of `serve` (outside Lambda,
 // where stdout is not collected) to a CloudWatch Logs stream with
-// CreateLogGroup / CreateLogStream / PutLogEvents (AWS JSON 1.1, our SigV4).
+// CreateLogGroup / CreateLogStream / PutLogEvents (aws/logs_client.h).
 // Lines are queued by Add() and sent by a background thread in batches (every
 // second, or sooner when 1 MB or 10,000 events are queued, the API's limits);
 // Flush() sends what is queued and waits. A failed batch is retried a few
@@ -19,6 +19,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/logs_client.h"
 #include "cloudmerge/status.h"
 
 namespace cloudmerge {
@@ -48,13 +49,11 @@ class CloudWatchLogsSink {
   const CloudWatchLogsOptions& options() const { return o_; }
 
  private:
-  Result<std::string> Call(const std::string& action, const std::string& body);
   void Loop();
   Status SendBatch(std::deque<std::pair<long long, std::string>>* batch);
 
   CloudWatchLogsOptions o_;
-  std::shared_ptr<CredentialsProvider> credentials_;
-  std::shared_ptr<HttpTransport> transport_;
+  LogsClient client_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<long long, std::string>> queue_;

@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/sha256.h"
 #include "cloudmerge/pipeline/safe_text.h"
 
 namespace cloudmerge {

@@ -83,7 +83,7 @@ struct SmtpOptions {
 struct SnsOptions {
   std::string topic_arn;
   std::string region;
-  std::string endpoint_url;  // empty: https://sns.<region>.amazonaws.com
+  std::string endpoint_url;  // empty: https://sns.<region>.amazonaws.com; callers resolve it (aws/endpoints.h)
 };
 
 std::unique_ptr<Notifier> NewSmtpNotifier(SmtpOptions options);

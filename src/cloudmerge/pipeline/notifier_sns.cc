@@ -1,6 +1,5 @@
-// The SNS channel: the Publish action of the SNS Query API, a form-encoded
-// POST signed with SigV4 (service "sns"), sent through the shared
-// HttpTransport, retried with backoff on throttling, 5xx and network errors.
+// The SNS channel: the Publish action through aws/sns_client.h (signing,
+// retries with backoff on throttling, 5xx and network errors live there).
 // The topic's e-mail subscriptions turn it into mail, so only the text body
 // travels; SNS wants a short plain-ASCII subject, so ours is cut down to one.
 //
@@ -8,16 +7,12 @@
 // thread-safe credentials provider and transport; every Send keeps its state
 // on the stack, so Send may run on many threads at once.
 #include <algorithm>
-#include <chrono>
 #include <cstring>
-#include <ctime>
-#include <random>
-#include <thread>
 
 #include <fmt/format.h>
 
-#include "cloudmerge/random_seed.h"
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/endpoints.h"
+#include "cloudmerge/aws/sns_client.h"
 #include "cloudmerge/pipeline/notifier.h"
 #include "cloudmerge/pipeline/notifier_internal.h"
 
@@ -26,12 +21,6 @@ namespace {
 
 using namespace notifier_internal;
 
-// One try and three retries.
-constexpr int kMaxAttempts = 4;
-constexpr int64_t kBaseBackoffMs = 200;
-// A Publish is small: a stalled attempt is better retried than waited for
-// (the transport's default is sized for multi-gigabyte transfers).
-constexpr long kRequestTimeoutMs = 30000;
 // SNS limits: a message of 256 KiB, a subject of 100 ASCII characters.
 constexpr size_t kMaxMessageBytes = 256 * 1024 - 1024;  // room for the truncation note
 constexpr size_t kMaxSubjectChars = 100;
@@ -53,28 +42,10 @@ std::vector<std::string> SplitArn(const std::string& arn) {
   return parts;
 }
 
-std::string AwsDomain(const std::string& region) {
-  return region.rfind("cn-", 0) == 0 ? "amazonaws.com.cn" : "amazonaws.com";
-}
-
-// Where the POST goes and what is signed.
-struct Endpoint {
-  std::string url;   // what the transport is given
-  std::string host;  // Host header, with ":port" when there is one
-  std::string path;  // the canonical URI, at least "/"
-};
-
-Endpoint ResolveEndpoint(const std::string& endpoint_url, const std::string& region) {
-  std::string url = endpoint_url.empty() ? fmt::format("https://sns.{}.{}/", region, AwsDomain(region)) : endpoint_url;
-  size_t scheme_end = url.find("://");
-  std::string scheme = scheme_end == std::string::npos ? "https" : url.substr(0, scheme_end);
-  std::string rest = scheme_end == std::string::npos ? url : url.substr(scheme_end + 3);
-  size_t slash = rest.find('/');
-  Endpoint e;
-  e.host = rest.substr(0, slash);
-  e.path = slash == std::string::npos ? "/" : rest.substr(slash);
-  e.url = scheme + "://" + e.host + e.path;
-  return e;
+// No endpoint configured: the public one of the topic's region.
+AwsEndpoint SnsEndpoint(const std::string& endpoint_url, const std::string& region) {
+  return ParseEndpointUrl(endpoint_url.empty() ? fmt::format("https://sns.{}.{}", region, AwsDomain(region))
+                                               : endpoint_url);
 }
 
 // SNS subjects: printable ASCII, no line breaks, at most 100 characters,
@@ -107,12 +78,6 @@ std::string SnsMessage(const Notification& n) {
   return text.substr(0, cut) + "\n\n[... cut: the message was longer than SNS allows (256 KiB)]\n";
 }
 
-std::string PublishBody(const std::string& topic_arn, const Notification& n) {
-  auto enc = [](const std::string& s) { return UriEncode(s, true); };
-  return fmt::format("Action=Publish&Version=2010-03-31&TopicArn={}&Subject={}&Message={}", enc(topic_arn),
-                     enc(SnsSubject(n.subject)), enc(SnsMessage(n)));
-}
-
 // --- Response --------------------------------------------------------------
 
 std::string XmlUnescape(std::string s) {
@@ -143,21 +108,6 @@ std::string XmlText(const std::string& xml, const std::string& tag) {
   return XmlUnescape(std::move(text));
 }
 
-bool Retryable(long status, const std::string& code) {
-  if (status == 429 || status >= 500) return true;
-  return code.find("Throttl") != std::string::npos || code == "RequestTimeout" || code == "ServiceUnavailable" ||
-         code == "InternalError" || code == "InternalFailure";
-}
-
-// Exponential backoff with full jitter, so that many workers throttled
-// together do not retry together.
-void Backoff(int failures) {
-  thread_local std::mt19937_64 rng{RandomSeed()};
-  int64_t cap = kBaseBackoffMs << std::min(failures - 1, 4);
-  std::uniform_int_distribution<int64_t> dist(cap / 4, cap);
-  std::this_thread::sleep_for(std::chrono::milliseconds(dist(rng)));
-}
-
 class SnsNotifier final : public Notifier {
  public:
   SnsNotifier(SnsOptions o, std::shared_ptr<CredentialsProvider> credentials, std::shared_ptr<HttpTransport> transport)
@@ -173,63 +123,24 @@ class SnsNotifier final : public Notifier {
     }
     // The topic lives in the region its ARN names: that is the default.
     std::string region = o_.region.empty() ? arn[3] : o_.region;
-    Endpoint endpoint = ResolveEndpoint(o_.endpoint_url, region);
-    std::string body = PublishBody(o_.topic_arn, n);
-    return PublishWithRetries(endpoint, region, body);
+    SnsClient sns(SnsEndpoint(o_.endpoint_url, region), region, credentials_, transport_);
+    auto answer = sns.Publish(o_.topic_arn, SnsSubject(n.subject), SnsMessage(n));
+    if (!answer.ok()) {
+      if (answer.status().code() != Status::Code::kIOError)  // the credentials' own error
+        return WithCode(answer.status().code(), fmt::format("cannot publish the notification to SNS topic {}: {}",
+                                                            o_.topic_arn, answer.status().message()));
+      return Status::IOError(fmt::format("cannot publish the notification to SNS topic {}: {}. Check the network "
+                                         "and the SNS endpoint.", o_.topic_arn, answer.status().message()));
+    }
+    const HttpResponse& r = answer->response;
+    if (answer->ok()) return CheckPublished(r);
+    return ErrorFor(r, XmlText(r.body, "Code"), region, answer->credentials, answer->attempts);
   }
 
   std::string Describe() const override { return "sns " + o_.topic_arn; }
   std::string Name() const override { return "sns"; }
 
  private:
-  Status PublishWithRetries(const Endpoint& endpoint, const std::string& region, const std::string& body) {
-    Status last;
-    for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
-      if (attempt > 1) Backoff(attempt - 1);
-      auto creds = credentials_->Get();
-      if (!creds.ok()) {
-        return WithCode(creds.status().code(), fmt::format("cannot publish the notification to SNS topic {}: {}",
-                                                           o_.topic_arn, creds.status().message()));
-      }
-      auto response = transport_->Send(SignedRequest(endpoint, region, body, creds.value()));
-      if (!response.ok()) {
-        last = Status::IOError(fmt::format(
-            "cannot publish the notification to SNS topic {} at {}: {} (after {} attempts). Check the network and "
-            "the SNS endpoint.",
-            o_.topic_arn, endpoint.url, response.status().message(), attempt));
-        continue;
-      }
-      const HttpResponse& r = response.value();
-      std::string code = XmlText(r.body, "Code");
-      if (r.status == 200) return CheckPublished(r);
-      last = ErrorFor(r, code, region, creds.value(), attempt);
-      if (!Retryable(r.status, code)) return last;
-    }
-    return last;
-  }
-
-  HttpRequest SignedRequest(const Endpoint& endpoint, const std::string& region, const std::string& body,
-                            const AwsCredentials& creds) const {
-    SigningInput in;
-    in.method = "POST";
-    in.host = endpoint.host;
-    in.canonical_uri = endpoint.path;
-    in.headers = {{"content-type", "application/x-www-form-urlencoded; charset=utf-8"}};
-    in.payload_sha256 = Sha256Hex(body);
-    in.region = region;
-    in.service = "sns";
-    in.now = std::time(nullptr);
-
-    HttpRequest req;
-    req.method = "POST";
-    req.url = endpoint.url;
-    req.headers = in.headers;
-    for (auto& h : SignRequest(in, creds)) req.headers.push_back(std::move(h));
-    req.body = body;
-    req.timeout_ms = kRequestTimeoutMs;
-    return req;
-  }
-
   Status CheckPublished(const HttpResponse& r) const {
     if (!XmlText(r.body, "MessageId").empty()) return Status::OK();
     return Status::IOError(fmt::format(
@@ -239,7 +150,7 @@ class SnsNotifier final : public Notifier {
   }
 
   Status ErrorFor(const HttpResponse& r, const std::string& code, const std::string& region,
-                  const AwsCredentials& creds, int attempts) const {
+                  const std::string& creds, int attempts) const {
     std::string said = XmlText(r.body, "Message");
     std::string what = fmt::format("SNS refused to publish the notification to topic {} (HTTP {}{}{}{})",
                                    o_.topic_arn, r.status, code.empty() ? "" : ", ", code,
@@ -250,12 +161,12 @@ class SnsNotifier final : public Notifier {
                          "be the topic's).", region);
     } else if (code == "AuthorizationError" || code == "AccessDenied" || code == "AccessDeniedException") {
       hint = fmt::format("The credentials ({}) are not allowed sns:Publish on this topic: add it to the IAM policy "
-                         "of that user or role, or to the topic's access policy.", creds.Describe());
+                         "of that user or role, or to the topic's access policy.", creds);
     } else if (code == "InvalidClientTokenId" || code == "SignatureDoesNotMatch" || code == "IncompleteSignature" ||
                code == "ExpiredToken" || code == "UnrecognizedClientException") {
       hint = fmt::format("AWS did not accept the credentials ({}): check the access key, its secret and, for "
-                         "temporary credentials, that they have not expired.", creds.Describe());
-    } else if (Retryable(r.status, code)) {
+                         "temporary credentials, that they have not expired.", creds);
+    } else if (IsRetryableAnswer(r.status, code)) {
       hint = fmt::format("Gave up after {} attempts; SNS may be throttling or unavailable. Try again later.", attempts);
     } else {
       hint = "Check the notifier's SNS settings.";

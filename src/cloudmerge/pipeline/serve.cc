@@ -251,10 +251,15 @@ Status ServeQueue(SqsClient* sqs, JobRunner* runner, const std::string& input_bu
             {{"input", fmt::format("s3://{}/{}", input_bucket, input_prefix)}, {"workers", o.workers}});
   std::atomic<int> handled{0};
   std::atomic<int64_t> last_message_ms{NowMillis()};
+  // A missing queue or a refusal does not pass by waiting: the first worker to
+  // see one records it, the others stop at their next turn, and serve fails with it.
+  std::mutex fatal_mu;
+  Status fatal;
+  std::atomic<bool> give_up{false};
   // Each worker receives and handles its own messages: a long job holds one worker, not the queue.
   auto work = [&] {
     int receive_failures = 0;
-    while (!g_stop.load() && (o.max_messages == 0 || handled.load() < o.max_messages)) {
+    while (!g_stop.load() && !give_up.load() && (o.max_messages == 0 || handled.load() < o.max_messages)) {
       if (o.idle_exit_s > 0 && NowMillis() - last_message_ms.load() > int64_t{o.idle_exit_s} * 1000) {
         log->Info("serve.idle", "", fmt::format("no message for {} s", o.idle_exit_s));
         break;
@@ -262,6 +267,12 @@ Status ServeQueue(SqsClient* sqs, JobRunner* runner, const std::string& input_bu
       auto msgs = sqs->Receive(1, o.wait_s, o.visibility_s);
       if (msgs.ok() && !msgs->empty()) last_message_ms.store(NowMillis());
       if (!msgs.ok()) {
+        if (msgs.status().code() != Status::Code::kIOError) {
+          std::lock_guard<std::mutex> lock(fatal_mu);
+          if (fatal.ok()) fatal = msgs.status();
+          give_up.store(true);
+          break;
+        }
         log->Error("queue.receive_failed", "", msgs.status().message());
         SleepUnlessStopped(std::min(30000, 500 << std::min(receive_failures++, 6)));
         continue;
@@ -277,6 +288,7 @@ Status ServeQueue(SqsClient* sqs, JobRunner* runner, const std::string& input_bu
   for (unsigned i = 1; i < std::max(1u, o.workers); ++i) workers.emplace_back(work);
   work();
   for (auto& t : workers) t.join();
+  if (!fatal.ok()) return fatal;
   log->Info("serve.stopped", "", g_stop.load() ? "stopped by a signal" : "message limit reached or idle");
   return Status::OK();
 }

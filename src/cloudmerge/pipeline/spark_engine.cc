@@ -19,7 +19,6 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <thread>
 
@@ -27,7 +26,8 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/credentials.h"
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/aws_client.h"
+#include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/pipeline/json_log.h"
 
 extern char** environ;
@@ -221,14 +221,6 @@ Status RunLocalSpark(const SparkEngineOptions& o, const SparkJob& j, SparkOutcom
 
 // ---- AWS JSON calls (EMR: JSON 1.1 with X-Amz-Target; EMR Serverless: REST JSON).
 
-struct AwsApi {
-  std::string service;   // signing name
-  std::string endpoint;  // scheme://host[:port]
-  std::string region;
-  std::shared_ptr<CredentialsProvider> credentials;
-  std::shared_ptr<HttpTransport> transport;
-};
-
 // A string member of a JSON object, "" when absent or not a string (moto sends nulls).
 std::string Str(const json& j, const char* key) {
   if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
@@ -240,78 +232,37 @@ const json& Member(const json& j, const char* key) {
   return j.is_object() && j.contains(key) ? j[key] : kNull;
 }
 
-std::string HostOf(const std::string& endpoint) {
-  size_t s = endpoint.find("://");
-  return s == std::string::npos ? endpoint : endpoint.substr(s + 3);
-}
-
-Result<json> Call(const AwsApi& api, const std::string& method, const std::string& path, const std::string& target,
-                  const std::string& body, const std::string& what) {
-  std::mt19937_64 rng(static_cast<uint64_t>(std::random_device{}()));
-  Status last;
-  for (int attempt = 0; attempt < 5; ++attempt) {
-    if (attempt > 0)
-      std::this_thread::sleep_for(std::chrono::milliseconds(rng() % (std::min(100 << attempt, 5000) + 1)));
-    auto creds = api.credentials->Get();
-    if (!creds.ok()) return creds.status();
-    SigningInput in;
-    in.method = method;
-    in.host = HostOf(api.endpoint);
-    in.canonical_uri = path;
-    in.headers = {{"content-type", target.empty() ? "application/json" : "application/x-amz-json-1.1"}};
-    if (!target.empty()) in.headers.push_back({"x-amz-target", target});
-    in.payload_sha256 = Sha256Hex(body);
-    in.region = api.region;
-    in.service = api.service;
-    in.now = std::time(nullptr);
-    HttpRequest req;
-    req.method = method;
-    req.url = api.endpoint + path;
-    req.headers = in.headers;
-    for (auto& h : SignRequest(in, *creds)) req.headers.push_back(h);
-    req.body = body;
-    req.timeout_ms = 60000;
-    auto resp = api.transport->Send(req);
-    if (!resp.ok()) {
-      last = resp.status();
-      continue;
-    }
-    json j = json::parse(resp->body.empty() ? "{}" : resp->body, nullptr, false);
-    if (resp->status / 100 == 2) {
-      if (j.is_discarded())
-        return Status::IOError(fmt::format("{} at {} answered with a body that is not JSON: {}", what, api.endpoint,
-                                           resp->body.substr(0, 200)));
-      return j;
-    }
-    std::string type = Str(j, "__type").empty() ? resp->Header("x-amzn-errortype") : Str(j, "__type");
-    std::string message = !Str(j, "message").empty() ? Str(j, "message")
-                          : !Str(j, "Message").empty() ? Str(j, "Message") : resp->body.substr(0, 300);
-    last = Status::IOError(fmt::format("{} at {} failed: {} ({} {}). Check the IDs, the region ({}) and that {} "
-                                       "is allowed to call it.", what, api.endpoint, message, resp->status, type,
-                                       api.region, creds->Describe()));
-    if (resp->status < 500 && resp->status != 429 && type.find("Throttl") == std::string::npos) return last;
+Result<json> Call(const AwsClient& api, const std::string& method, const std::string& path,
+                  const std::string& target, const std::string& body, const std::string& what) {
+  AwsRequest req;
+  req.method = method;
+  req.path = path;
+  req.headers = {{"content-type", target.empty() ? "application/json" : "application/x-amz-json-1.1"}};
+  if (!target.empty()) req.headers.push_back({"x-amz-target", target});
+  req.body = body;
+  auto answer = api.Send(req);
+  if (!answer.ok()) return answer.status();
+  const std::string& text = answer->response.body;
+  if (answer->ok()) {
+    json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
+    if (j.is_discarded())
+      return Status::IOError(fmt::format("{} at {} answered with a body that is not JSON: {}", what,
+                                         api.endpoint().url(), text.substr(0, 200)));
+    return j;
   }
-  return last;
+  return Status::IOError(fmt::format("{} at {} failed: {} ({} {}). Check the IDs, the region ({}) and that {} "
+                                     "is allowed to call it.", what, api.endpoint().url(), answer->error.message,
+                                     answer->response.status, answer->error.code, api.region(),
+                                     answer->credentials));
 }
 
-std::string EndpointFor(const SparkEngineOptions& o, const char* env_name, const std::string& default_host) {
-  if (!o.endpoint.empty()) return o.endpoint;
-  for (const char* e : {env_name, "AWS_ENDPOINT_URL"})
-    if (const char* v = std::getenv(e); v && *v) return v;
-  return "https://" + default_host;
-}
-
-AwsApi MakeApi(const SparkEngineOptions& o, const std::string& service, const char* env_name,
-               const std::string& host_prefix) {
+// The client for EMR or EMR Serverless: region and endpoint from the options, else as the SDKs find them.
+AwsClient MakeApi(const SparkEngineOptions& o, const std::string& signing_name, AwsService which) {
   auto env = AwsEnvironment::FromProcess();
-  AwsApi api;
-  api.service = service;
-  api.region = o.region.empty() ? ResolveRegion(env) : o.region;
-  api.endpoint = EndpointFor(o, env_name, host_prefix + "." + api.region + ".amazonaws.com");
-  while (!api.endpoint.empty() && api.endpoint.back() == '/') api.endpoint.pop_back();
-  api.transport = o.transport ? o.transport : NewCurlTransport();
-  api.credentials = NewDefaultCredentialsChain(env, api.transport);
-  return api;
+  std::string region = o.region.empty() ? ResolveRegion(env) : o.region;
+  auto transport = o.transport ? o.transport : NewCurlTransport();
+  return AwsClient(ResolveEndpoint(which, region, env, o.endpoint), region, signing_name,
+                   NewDefaultCredentialsChain(env, transport), transport);
 }
 
 // Uploads merge_job.py under the artifacts prefix; returns its s3:// URI.
@@ -390,8 +341,8 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
                                    "(merge: --application-id, --execution-role-arn; serve: --emr-application-id, "
                                    "--emr-execution-role-arn; Lambda: CLOUDMERGE_EMR_APPLICATION_ID, "
                                    "CLOUDMERGE_EMR_EXECUTION_ROLE_ARN).");
-  AwsApi api = MakeApi(o, "emr-serverless", "AWS_ENDPOINT_URL_EMR_SERVERLESS", "emr-serverless");
-  std::string app_path = "/applications/" + UriEncode(o.application_id, true);
+  AwsClient api = MakeApi(o, "emr-serverless", AwsService::kEmrServerless);
+  std::string app_path = "/applications/" + EncodePathSegment(o.application_id);
   std::string run_id = j.resume_id;
   if (run_id.empty()) {
     auto script = UploadJob(o);
@@ -421,7 +372,7 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
   outcome->id = run_id;
   return Poll(o, j, "EMR Serverless job run " + run_id, {"SUCCESS"}, {"FAILED", "CANCELLED"},
               [&]() -> Result<Polled> {
-                auto r = Call(api, "GET", app_path + "/jobruns/" + UriEncode(run_id, true), "", "",
+                auto r = Call(api, "GET", app_path + "/jobruns/" + EncodePathSegment(run_id), "", "",
                               "EMR Serverless GetJobRun");
                 if (!r.ok()) return r.status();
                 const json& run = Member(*r, "jobRun");
@@ -450,7 +401,7 @@ Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* 
   if (o.cluster_id.empty())
     return Status::InvalidArgument("the emr engine needs a cluster ID j-XXXXXXXX (merge: --cluster-id; serve: "
                                    "--emr-cluster-id; Lambda: CLOUDMERGE_EMR_CLUSTER_ID).");
-  AwsApi api = MakeApi(o, "elasticmapreduce", "AWS_ENDPOINT_URL_EMR", "elasticmapreduce");
+  AwsClient api = MakeApi(o, "elasticmapreduce", AwsService::kEmr);
   std::string step_id = j.resume_id;
   if (step_id.empty()) {
     auto script = UploadJob(o);

@@ -199,12 +199,12 @@ TEST(PandasFloat, LossyIntegerSpellingsAreFlagged) {
 
 TEST(PandasFloat, PartitionHashUnderTheKnownType) {
   // A float file's lossy spelling meets its partner once partitioned under its type.
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007"), PartitionHash("0"));
-  EXPECT_NE(PartitionHash("000000000000000007"), PartitionHash("0"));  // why the engines re-partition
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kInt64, "000000000000000007"), PartitionHash("7"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "10.357019999999999"), PartitionHash("10.35702"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kBool, "True"), PartitionHash("1"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kText, "7"), PartitionHashUnder(KeyMode::kText, "7"));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007", PandasRules{}), PartitionHash("0", PandasRules{}));
+  EXPECT_NE(PartitionHash("000000000000000007", PandasRules{}), PartitionHash("0", PandasRules{}));  // why the engines re-partition
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kInt64, "000000000000000007", PandasRules{}), PartitionHash("7", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "10.357019999999999", PandasRules{}), PartitionHash("10.35702", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kBool, "True", PandasRules{}), PartitionHash("1", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kText, "7", PandasRules{}), PartitionHashUnder(KeyMode::kText, "7", PandasRules{}));
 }
 
 }  // namespace

@@ -6,7 +6,8 @@
 //   {"key": "ID", "x_key": "...", "y_key": "...", "output": "merged.tsv",
 //    "any_order": false, "recipients": ["a@example.org"],
 //    "engine": "native" | "command" | "spark" | "emr-serverless" | "emr" | "auto",
-//    "command": ["python3", "analysis_v2.py", "{x}", "{y}", "{out}"]}
+//    "command": ["python3", "analysis_v2.py", "{x}", "{y}", "{out}"],
+//    "pandas_version": "1.5" | "2.2" | "3.0" | "3.1" (native engine; docs/pandas-versions.md)}
 // "spark", "emr-serverless" and "emr" run spark/merge_job.py on the worker's
 // configured Spark master / EMR Serverless application / EMR cluster
 // (spark_engine.h); "auto" runs natively when the inputs fit the native time
@@ -27,6 +28,7 @@
 #include <string>
 #include <vector>
 
+#include "cloudmerge/key_types.h"
 #include "cloudmerge/pipeline/job_store.h"
 #include "cloudmerge/status.h"
 
@@ -45,6 +47,7 @@ struct JobSpec {
   std::vector<std::string> recipients;
   std::string engine = "native";  // native | command | spark | emr-serverless | emr | auto
   std::vector<std::string> command;
+  PandasRules pandas;  // "pandas_version": whose read_csv the native engine reproduces
 };
 
 // Parses job.json; errors say which field is wrong and what is expected.

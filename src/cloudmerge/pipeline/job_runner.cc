@@ -206,6 +206,7 @@ Result<JobOutcome> JobRunner::Run(const std::string& job) {
     mo.x_key = r.spec.x_key;
     mo.y_key = r.spec.y_key;
     mo.any_order = r.spec.any_order;
+    mo.pandas = r.spec.pandas;
     mo.threads = o_.threads;
     mo.memory_limit = o_.memory_limit;
     mo.temp_dir = o_.temp_dir;

@@ -333,6 +333,10 @@ void KeyScan::Add(std::string_view value) {
     return;
   }
   if (!int_broken_) { int_broken_ = true; int_broken_by_overflow_ = ip == IntParse::kOverflow; }
+  if (ip == IntParse::kOverflow && big_int_at_ == 0 && rules_.python_big_ints() && IsBigIntegerSpelling(value)) {
+    big_int_at_ = values_;
+    big_int_.assign(value);
+  }
   uint64_t u;
   switch (ParseUInt64(value, &u)) {
     case UIntParse::kOk:
@@ -342,10 +346,6 @@ void KeyScan::Add(std::string_view value) {
     case UIntParse::kNegative: seen_sint_ = true; break;
     case UIntParse::kOverflow:
     case UIntParse::kInvalid:
-      if (big_int_at_ == 0 && rules_.python_big_ints() && IsBigIntegerSpelling(value)) {
-        big_int_at_ = values_;
-        big_int_.assign(value);
-      }
       if (!uint_error_) { uint_error_ = true; uint_error_overflow_ = ParseUInt64(value, &u) == UIntParse::kOverflow; }
       break;
   }

@@ -108,3 +108,26 @@ def test_version_spellings_and_bad_values(tmp_path):
     assert proc.returncode == 2 and "--pandas-version" in proc.stderr.decode()
     proc = run_merge(case / "x.tsv", case / "y.tsv", "--pandas-version", "3", "--engine", "spark", check=False)
     assert proc.returncode == 2 and "Spark engine reproduces pandas 1.5 only" in proc.stderr.decode()
+
+
+def test_job_json_pandas_version(tmp_path):
+    """The pipeline (serve --local): "pandas_version" in job.json; a bad value fails the job."""
+    import subprocess
+    from conftest import BIN
+    case = DATA / "float_17_digits"
+    for job, spec in [("v31", {"pandas_version": "3.1"}), ("v15", {}), ("bad", {"pandas_version": 3.1}),
+                      ("spark", {"pandas_version": "3", "engine": "spark"})]:
+        d = tmp_path / "input" / job
+        d.mkdir(parents=True)
+        (d / "x_list.txt").write_bytes((case / "x.tsv").read_bytes())
+        (d / "y_list.txt").write_bytes((case / "y.tsv").read_bytes())
+        if spec:
+            (d / "job.json").write_text(json.dumps(spec))
+    proc = subprocess.run([BIN, "serve", "--local", str(tmp_path), "--once"], capture_output=True, timeout=120)
+    out = tmp_path / "output"
+    assert values(rows_of(out / "v31" / "merged.tsv")) == values(rows_of(case / "expected-3.1.tsv"))
+    assert values(rows_of(out / "v15" / "merged.tsv")) == values(rows_of(case / "expected-1.5.tsv"))
+    assert not (out / "bad" / "merged.tsv").exists() and not (out / "spark" / "merged.tsv").exists()
+    messages = [json.loads(line).get("message", "") for line in proc.stdout.decode().splitlines() if line.strip()]
+    assert any('bad/job.json: "pandas_version" must be one of "1.5", "2.2", "3.0", "3.1"' in m for m in messages)
+    assert any('spark/job.json: "pandas_version" other than "1.5" needs engine "native"' in m for m in messages)

@@ -146,6 +146,7 @@ struct Context {
   int zstd_level = kSpillZstdLevel;  // or kSpillStoreRaw
   uint32_t max_fanout = 2;
   KeyMode x_mode = KeyMode::kText, y_mode = KeyMode::kText;
+  PandasRules rules;  // options->pandas
   bool y_has_values = true;
 
   std::atomic<uint64_t> spilled_bytes{0}, spill_files{0};
@@ -329,7 +330,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
   }
   Turns turns;
   FirstError error;
-  std::vector<KeyScan> scans(units.size());
+  std::vector<KeyScan> scans(units.size(), KeyScan(ctx.rules));
   std::vector<uint64_t> rows(units.size(), 0);
   std::vector<ScanProblem> problems(units.size());
   const size_t flush_bytes = std::max<size_t>(unit_target, 4 << 20);
@@ -360,7 +361,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
       t.ScanChunk(chunks[c], rec, &problems[u], [&](const Record& r) {
         std::string_view key = r.fields[ki].view();
         scans[u].Add(key);
-        uint32_t p = PartitionAt(known ? PartitionHashUnder(*known, key) : PartitionHash(key), 0, fanout);
+        uint32_t p = PartitionAt(known ? PartitionHashUnder(*known, key, ctx.rules) : PartitionHash(key, ctx.rules), 0, fanout);
         std::string_view body;
         if (!r.has_quote_char) {
           if (!is_y) body = {r.begin, static_cast<size_t>(r.end - r.begin)};
@@ -427,7 +428,7 @@ Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, Ke
   CM_RETURN_IF_ERROR(ForEachPartRecord(
       ctx.env, in.path,
       [&](const PartRecord& r) {
-        uint32_t p = PartitionAt(PartitionHashUnder(mode, r.key), level, fanout);
+        uint32_t p = PartitionAt(PartitionHashUnder(mode, r.key, ctx.rules), level, fanout);
         AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
         bufs.Added(p);
       },
@@ -571,7 +572,7 @@ class BuildTable {
     uint32_t next;
   };
 
-  explicit BuildTable(KeyMode mode) : mode_(mode), numeric_(IsNumeric(mode)) {}
+  BuildTable(KeyMode mode, PandasRules rules) : mode_(mode), rules_(rules), numeric_(IsNumeric(mode)) {}
 
   void AddBlock(std::string block) { blocks_.push_back(std::move(block)); }
 
@@ -590,7 +591,7 @@ class BuildTable {
     else text_table_.emplace(n);
     for (size_t i = n; i-- > 0;) {  // last to first: chains end up in file order
       ProbeKey k;
-      if (!MakeKey(mode_, rows_[i].key, &k)) continue;
+      if (!MakeKey(mode_, rows_[i].key, &k, rules_)) continue;
       rows_[i].next = numeric_ ? numeric_table_->Insert(k.num, k.hash, static_cast<uint32_t>(i))
                                : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i));
     }
@@ -612,9 +613,9 @@ class BuildTable {
   uint32_t chain_length(uint32_t head) const { return chain_[head]; }
   size_t distinct_keys() const { return numeric_ ? numeric_table_->size() : text_table_->size(); }
   // A key's identity under the mode: equal keys spelled differently (7, 7.0) have one.
-  static std::string Identity(KeyMode mode, std::string_view key) {
+  static std::string Identity(KeyMode mode, PandasRules rules, std::string_view key) {
     ProbeKey k;
-    if (!MakeKey(mode, key, &k)) return std::string();
+    if (!MakeKey(mode, key, &k, rules)) return std::string();
     if (!IsNumeric(mode)) return std::string(k.text);
     std::string id(reinterpret_cast<const char*>(&k.num.bits), 8);
     id.push_back(static_cast<char>(k.num.tag));
@@ -632,6 +633,7 @@ class BuildTable {
 
  private:
   KeyMode mode_;
+  PandasRules rules_;
   bool numeric_;
   std::vector<std::string> blocks_;
   std::vector<Row> rows_;
@@ -675,7 +677,7 @@ Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchS
       ctx.env, xp.path,
       [&](const PartRecord& r) {
         Pending& p = batch[pending];
-        if (!MakeKey(ctx.x_mode, r.key, &p.k)) return;
+        if (!MakeKey(ctx.x_mode, r.key, &p.k, ctx.rules)) return;
         table.Prefetch(p.k.hash);
         p.r = r;
         if (++pending == kBatch) flush();
@@ -722,7 +724,7 @@ Status LoadWholePartition(Context& ctx, const SpillPart& yp, BuildTable* table) 
 }
 
 Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys) {
-  BuildTable table(ctx.y_mode);
+  BuildTable table(ctx.y_mode, ctx.rules);
   CM_RETURN_IF_ERROR(LoadWholePartition(ctx, yp, &table));
   CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink));
   table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) { keys->Add(key, cx, cy); });
@@ -739,7 +741,7 @@ Status JoinByBlocks(Context& ctx, const SpillPart& yp, const SpillPart& xp, Outp
   std::unordered_map<std::string, HotKey> folded;
   std::unordered_set<std::string> distinct;
   for (bool more_left = true; more_left;) {
-    BuildTable table(ctx.y_mode);
+    BuildTable table(ctx.y_mode, ctx.rules);
     uint64_t records;
     CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), &table, ctx.task_budget, &records, &more_left));
     if (records == 0) break;
@@ -750,11 +752,11 @@ Status JoinByBlocks(Context& ctx, const SpillPart& yp, const SpillPart& xp, Outp
     CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink.get()));
     CM_RETURN_IF_ERROR(sink->Finish());
     for (uint32_t i = 0; i < table.size(); ++i) {  // y's distinct keys, once over all blocks
-      std::string id = BuildTable::Identity(ctx.y_mode, table.row(i).key);
+      std::string id = BuildTable::Identity(ctx.y_mode, ctx.rules, table.row(i).key);
       if (!id.empty()) distinct.insert(std::move(id));
     }
     table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) {
-      std::string id = BuildTable::Identity(ctx.y_mode, key);
+      std::string id = BuildTable::Identity(ctx.y_mode, ctx.rules, key);
       HotKey& h = folded[id];
       if (h.key.empty()) h.key = std::string(key);
       h.x_rows = cx;  // the same x rows probe every block
@@ -875,7 +877,7 @@ class JoinPhase {
 
   // y's distinct keys of a partition no x row reaches (for the report; only when it fits).
   Status CountDistinctKeys(const SpillPart& yp) {
-    BuildTable table(ctx_->y_mode);
+    BuildTable table(ctx_->y_mode, ctx_->rules);
     return LoadWholePartition(*ctx_, yp, &table);
   }
 
@@ -1255,6 +1257,7 @@ Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigne
   Context ctx;
   ctx.env = env;
   ctx.options = &o;
+  ctx.rules = o.pandas;
   ctx.threads = std::max(1u, threads);
   ctx.dir = dir->get();
   ctx.stats = stats;
@@ -1293,6 +1296,7 @@ Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigne
   stats->y_bytes = y_bytes;
 
   PartitionedSide ys, xs;
+  ys.scan = xs.scan = KeyScan(ctx.rules);
   {
     PhaseTimer phase(ctx.progress, &stats->phases, "partition y", y_bytes, 0);
     CM_RETURN_IF_ERROR(PartitionTable(ctx, y, true, fanout0, &ys));
@@ -1305,6 +1309,8 @@ Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigne
   }
   // Freed buffers of the phase go back to the system, not to the next phase's peak.
   malloc_trim(0);
+  CM_RETURN_IF_ERROR(CheckPandasRulesSupported(ys.scan, y.path(), ctx.rules));
+  CM_RETURN_IF_ERROR(CheckPandasRulesSupported(xs.scan, x.path(), ctx.rules));
   ctx.y_mode = ys.scan.Decide();
   ctx.x_mode = xs.scan.Decide();
   // A float64 file with an integer spelling pandas reads otherwise as a float
@@ -1314,6 +1320,7 @@ Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& o, unsigne
     if (mode != KeyMode::kFloat || !side.scan.lossy_int()) return Status::OK();
     for (const SpillPart& part : side.parts) env->RemoveFile(part.path);
     side = PartitionedSide{};
+    side.scan = KeyScan(ctx.rules);
     PhaseTimer phase(ctx.progress, &stats->phases, is_y ? "partition y again" : "partition x again", t.size(), 0);
     CM_RETURN_IF_ERROR(PartitionTable(ctx, t, is_y, fanout0, &side, &mode));
     phase.End(side.rows, t.size());

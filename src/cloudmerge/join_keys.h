@@ -8,6 +8,7 @@
 // value as a double (7, 007, 7.0, 7e0 and True hash alike; so do two integers
 // beyond 2^53 that round to the same double, which costs nothing but a shared
 // partition), everything else by its bytes. Values equal as text are equal bytes.
+// Every function takes the pandas rules of the merge (MergeOptions::pandas).
 // Thread safety: pure functions.
 #pragma once
 
@@ -29,26 +30,26 @@ struct ProbeKey {
   uint64_t hash;
 };
 
-inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k) {
+inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules rules) {
   if (IsNumeric(mode)) {
-    if (!ToNumericKey(mode, v, &k->num)) return false;
+    if (!ToNumericKey(mode, v, &k->num, rules)) return false;
     k->hash = HashNumericKey(k->num);
     return true;
   }
-  if (mode == KeyMode::kText && IsNaMarker(v)) return false;
+  if (mode == KeyMode::kText && IsNaMarker(v, rules)) return false;
   k->text = v;
   k->hash = XXH3_64bits(v.data(), v.size());
   return true;
 }
 
-inline uint64_t PartitionHash(std::string_view v) {
+inline uint64_t PartitionHash(std::string_view v, PandasRules rules) {
   double d;
   int64_t i;
   uint64_t u;
   bool b;
   if (ParseInt64(v, &i) == IntParse::kOk) d = static_cast<double>(i);
   else if (ParseUInt64(v, &u) == UIntParse::kOk) d = static_cast<double>(u);
-  else if (ParseDouble(v, &d)) {}
+  else if (ParsePandasFloat(v, &d, rules)) {}
   else if (ParseBool(v, &b)) d = b ? 1.0 : 0.0;
   else return XXH3_64bits(v.data(), v.size());
   return HashNumericKey(CanonicalFromDouble(d));
@@ -59,9 +60,9 @@ inline uint64_t PartitionHash(std::string_view v) {
 // value PartitionHash assumes (always, except an integer spelling pandas reads
 // otherwise as a float: IntSpellingLosesInFloat). Used to re-partition a float64
 // file that has such spellings, and at every level after the first.
-inline uint64_t PartitionHashUnder(KeyMode mode, std::string_view v) {
+inline uint64_t PartitionHashUnder(KeyMode mode, std::string_view v, PandasRules rules) {
   NumericKey k;
-  if (!IsNumeric(mode) || !ToNumericKey(mode, v, &k)) return XXH3_64bits(v.data(), v.size());
+  if (!IsNumeric(mode) || !ToNumericKey(mode, v, &k, rules)) return XXH3_64bits(v.data(), v.size());
   double d;
   if (k.tag == NumericKey::kSigned) d = static_cast<double>(static_cast<int64_t>(k.bits));
   else if (k.tag == NumericKey::kUnsigned) d = static_cast<double>(k.bits);

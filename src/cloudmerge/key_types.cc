@@ -41,7 +41,26 @@ const char* KeyModeName(KeyMode m) {
   return "?";
 }
 
-bool IsNaMarker(std::string_view v) {
+bool ParsePandasVersion(std::string_view s, PandasVersion* out) {
+  if (s == "1.5" || s == "1") *out = PandasVersion::k1_5;
+  else if (s == "2.2" || s == "2") *out = PandasVersion::k2_2;
+  else if (s == "3.0") *out = PandasVersion::k3_0;
+  else if (s == "3.1" || s == "3") *out = PandasVersion::k3_1;
+  else return false;
+  return true;
+}
+
+const char* PandasVersionName(PandasVersion v) {
+  switch (v) {
+    case PandasVersion::k1_5: return "1.5";
+    case PandasVersion::k2_2: return "2.2";
+    case PandasVersion::k3_0: return "3.0";
+    case PandasVersion::k3_1: return "3.1";
+  }
+  return "?";
+}
+
+bool IsNaMarker(std::string_view v, PandasRules rules) {
   if (v.empty()) return true;
   if (v.size() > 8) return false;
   switch (v[0]) {  // cheap dispatch: most IDs fail here
@@ -49,7 +68,7 @@ bool IsNaMarker(std::string_view v) {
     case '-': return v == "-1.#IND" || v == "-1.#QNAN" || v == "-NaN" || v == "-nan";
     case '1': return v == "1.#IND" || v == "1.#QNAN";
     case '<': return v == "<NA>";
-    case 'N': return v == "N/A" || v == "NA" || v == "NULL" || v == "NaN";
+    case 'N': return v == "N/A" || v == "NA" || v == "NULL" || v == "NaN" || (v == "None" && rules.none_is_na());
     case 'n': return v == "n/a" || v == "nan" || v == "null";
     default: return false;
   }
@@ -156,7 +175,13 @@ bool ParseInfinityWord(std::string_view w, double* out) {
 //     the compiled code does); an exponent above 308 is an error, even for 0e400;
 //     a result of +-infinity is an error (1.8e308); below -616 the value is 0.
 // Differentially tested against pandas itself: tests/e2e/test_float_parity.py.
-bool ParseDouble(std::string_view v, double* out) {
+namespace {
+
+// precise_xstrtod's grammar and arithmetic (see above). `wide` is pandas 3.0's
+// acceptance (rule 5 of docs/pandas-versions.md): the exponent takes any number
+// of digits and does not wrap, an exponent above 308 gives +-inf (+0.0, even for -0e400, for a zero
+// mantissa), and an infinite result is a value, not an error.
+bool ParseDoubleImpl(std::string_view v, double* out, bool wide) {
   const char* p = v.data();
   const char* const e = p + v.size();
   while (p < e && IsSpaceAscii(*p)) ++p;
@@ -164,7 +189,9 @@ bool ParseDouble(std::string_view v, double* out) {
   if (p < e && (*p == '-' || *p == '+')) negative = *p++ == '-';
   constexpr int kMaxDigits = 17;
   double number = 0.0;
-  uint32_t exponent = 0;  // a C int in pandas; unsigned here so that wrapping is defined
+  // A C int in pandas 1.5 (wrapped to 32 bits below); int64 holds every count here
+  // (the field's length bounds the digit counts, exponent digits are capped).
+  int64_t exponent = 0;
   int num_digits = 0;
   for (; p < e && IsDigit(*p); ++p) {
     if (num_digits < kMaxDigits) {
@@ -176,7 +203,7 @@ bool ParseDouble(std::string_view v, double* out) {
   }
   if (p < e && *p == '.') {
     ++p;
-    uint32_t num_decimals = 0;
+    int64_t num_decimals = 0;
     for (; num_digits < kMaxDigits && p < e && IsDigit(*p); ++p) {
       number = number * 10.0 + (*p - '0');
       ++num_digits;
@@ -193,15 +220,21 @@ bool ParseDouble(std::string_view v, double* out) {
     bool exp_negative = false;
     if (p < e && (*p == '-' || *p == '+')) exp_negative = *p++ == '-';
     int exp_digits = 0;
-    uint32_t n = 0;
-    for (; exp_digits < kMaxDigits && p < e && IsDigit(*p); ++p, ++exp_digits) n = n * 10u + static_cast<uint32_t>(*p - '0');
+    int64_t n = 0;
+    constexpr int64_t kSaturated = int64_t{1} << 40;  // far beyond any finite result, no overflow
+    for (; (wide || exp_digits < kMaxDigits) && p < e && IsDigit(*p); ++p, ++exp_digits) {
+      n = n * 10 + (*p - '0');
+      if (wide && n > kSaturated) n = kSaturated;  // 1.5: at most 17 digits, < 2^57, wrapped below
+    }
     if (exp_digits == 0) return false;  // "1e", "1e+": pandas un-reads the 'e', which is then trailing text
     exponent = exp_negative ? exponent - n : exponent + n;
   }
-  const int32_t exp10 = static_cast<int32_t>(exponent);
+  const int64_t exp10 = wide ? exponent : static_cast<int32_t>(static_cast<uint32_t>(exponent));
   const double* pow10 = PowersOfTen();
-  if (exp10 > 308) return false;  // ERANGE
-  if (exp10 > 0) {
+  if (exp10 > 308) {
+    if (!wide) return false;  // ERANGE
+    number = number == 0.0 ? 0.0 : std::copysign(std::numeric_limits<double>::infinity(), number);
+  } else if (exp10 > 0) {
     number *= pow10[exp10];
   } else if (exp10 < -308) {  // subnormal range: two divisions
     if (exp10 < -616) {
@@ -213,30 +246,66 @@ bool ParseDouble(std::string_view v, double* out) {
   } else {
     number /= pow10[-exp10];
   }
-  if (std::isinf(number)) return false;  // ERANGE
+  if (std::isinf(number) && !wide) return false;  // ERANGE
   while (p < e && IsSpaceAscii(*p)) ++p;
   if (p != e) return ParseInfinityWord(v, out);
   *out = number;
   return true;
 }
 
-bool ParseDoubleCorrectlyRounded(std::string_view v, double* out) {
-  // Same grammar as ParseDouble, the nearest double as value.
-  double unused;
-  if (!ParseDouble(v, &unused)) return false;
+// The nearest double for a spelling already accepted by the grammar.
+double NearestDouble(std::string_view v) {
   const char* p = v.data();
   const char* e = p + v.size();
   while (p < e && IsSpaceAscii(*p)) ++p;
   while (e > p && IsSpaceAscii(e[-1])) --e;
   std::string s(p, e);
-  *out = std::strtod(s.c_str(), nullptr);
+  return std::strtod(s.c_str(), nullptr);
+}
+
+}  // namespace
+
+bool ParseDouble(std::string_view v, double* out) { return ParseDoubleImpl(v, out, /*wide=*/false); }
+
+bool ParseDoubleCorrectlyRounded(std::string_view v, double* out) {
+  // Same grammar as ParseDouble, the nearest double as value.
+  double unused;
+  if (!ParseDouble(v, &unused)) return false;
+  *out = NearestDouble(v);
   return true;
 }
 
-bool IntSpellingLosesInFloat(std::string_view v, double nearest) {
+bool ParsePandasFloat(std::string_view v, double* out, PandasRules rules) {
+  if (!rules.wide_floats()) return ParseDouble(v, out);
+  if (!rules.correct_rounding()) return ParseDoubleImpl(v, out, /*wide=*/true);
+  double unused;
+  if (!ParseDoubleImpl(v, &unused, /*wide=*/true)) return false;
+  *out = NearestDouble(v);
+  return true;
+}
+
+bool IsBigIntegerSpelling(std::string_view v) {
+  int64_t i;
+  uint64_t u;
+  if (ParseInt64(v, &i) != IntParse::kOverflow) return false;
+  UIntParse up = ParseUInt64(v, &u);
+  if (up == UIntParse::kOk) return false;
+  // An overflow: the digits ran past 64 bits; the rest must be digits and whitespace only.
+  size_t a = 0, b = v.size();
+  while (a < b && IsSpaceAscii(v[a])) ++a;
+  while (b > a && IsSpaceAscii(v[b - 1])) --b;
+  if (a < b && (v[a] == '-' || v[a] == '+')) ++a;
+  if (a == b) return false;
+  for (size_t k = a; k < b; ++k)
+    if (!IsDigit(v[k])) return false;
+  return true;
+}
+
+bool IntSpellingLosesInFloat(std::string_view v, double nearest, PandasRules rules) {
   if (v.size() <= 17 && std::fabs(nearest) <= 9007199254740992.0) return false;  // exact either way
+  if (rules.correct_rounding()) return false;  // pandas' float is the nearest double, as `nearest`
   double pandas;
-  if (!ParseDouble(v, &pandas)) return false;  // then the file cannot be float64
+  if (!ParsePandasFloat(v, &pandas, rules)) return false;  // then the file cannot be float64
   return !(CanonicalFromDouble(pandas) == CanonicalFromDouble(nearest));
 }
 
@@ -248,7 +317,7 @@ bool ParseBool(std::string_view v, bool* out) {
 
 void KeyScan::Add(std::string_view value) {
   ++values_;
-  if (IsNaMarker(value)) { any_na_ = true; return; }
+  if (IsNaMarker(value, rules_)) { any_na_ = true; return; }
   int64_t i;
   IntParse ip = ParseInt64(value, &i);
   if (ip == IntParse::kOk) {
@@ -258,17 +327,21 @@ void KeyScan::Add(std::string_view value) {
       // As a float (if the file turns out float64) pandas may read it otherwise,
       // and with more than 325 digits (leading zeros) not at all: "0...07" is text then.
       double d;
-      if (value.size() > 325 && all_float_ && !ParseDouble(value, &d)) all_float_ = false;
-      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(i));
+      if (value.size() > 325 && all_float_ && !ParsePandasFloat(value, &d, rules_)) all_float_ = false;
+      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(i), rules_);
     }
     return;
   }
   if (!int_broken_) { int_broken_ = true; int_broken_by_overflow_ = ip == IntParse::kOverflow; }
+  if (ip == IntParse::kOverflow && big_int_at_ == 0 && rules_.python_big_ints() && IsBigIntegerSpelling(value)) {
+    big_int_at_ = values_;
+    big_int_.assign(value);
+  }
   uint64_t u;
   switch (ParseUInt64(value, &u)) {
     case UIntParse::kOk:
       if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) seen_uint_ = true;
-      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(u));
+      lossy_int_ |= IntSpellingLosesInFloat(value, static_cast<double>(u), rules_);
       break;
     case UIntParse::kNegative: seen_sint_ = true; break;
     case UIntParse::kOverflow:
@@ -277,12 +350,16 @@ void KeyScan::Add(std::string_view value) {
       break;
   }
   double d;
-  if (all_float_ && !ParseDouble(value, &d)) all_float_ = false;
+  if (all_float_ && !ParsePandasFloat(value, &d, rules_)) all_float_ = false;
   bool b;
   if (all_bool_ && !ParseBool(value, &b)) all_bool_ = false;
 }
 
 void KeyScan::Append(const KeyScan& later) {
+  if (big_int_at_ == 0 && later.big_int_at_ != 0) {
+    big_int_at_ = values_ + later.big_int_at_;
+    big_int_ = later.big_int_;
+  }
   values_ += later.values_;
   any_na_ |= later.any_na_;
   if (!int_broken_ && later.int_broken_) {
@@ -306,7 +383,9 @@ KeyMode KeyScan::Decide() const {
   if (int_broken_by_overflow_) {
     // pandas retries as uint64 (parsers.pyx _try_uint64 / tokenizer.c uint_state).
     if (uint_error_) {
-      if (uint_error_overflow_) return KeyMode::kText;
+      // pandas 3 reads an overflow followed by text ("18446744073709551616.0") as a
+      // float (rule 5); an integer beyond 64 bits alone is refused (big_int_at).
+      if (uint_error_overflow_ && !rules_.wide_floats()) return KeyMode::kText;
       // invalid value: fall through to float64
     } else {
       if (seen_uint_ && (seen_sint_ || any_na_)) return KeyMode::kTextRaw;
@@ -331,8 +410,8 @@ NumericKey CanonicalFromDouble(double d) {
   return NumericKey{bits, NumericKey::kDouble};
 }
 
-bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out) {
-  if (IsNaMarker(value)) return false;
+bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out, PandasRules rules) {
+  if (IsNaMarker(value, rules)) return false;
   switch (mode) {
     case KeyMode::kInt64: {
       int64_t i;
@@ -357,7 +436,7 @@ bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out) {
         return true;
       }
       double d;
-      if (!ParseDouble(value, &d)) return false;
+      if (!ParsePandasFloat(value, &d, rules)) return false;
       *out = CanonicalFromDouble(d);
       return true;
     }

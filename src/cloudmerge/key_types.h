@@ -22,17 +22,42 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace cloudmerge {
 
 enum class KeyMode : uint8_t { kInt64, kUInt64, kFloat, kBool, kText, kTextRaw };
 
+// The pandas whose read_csv the script's answer is reproduced under
+// (docs/pandas-versions.md lists the rules that differ). 1.5 is the reference.
+enum class PandasVersion : uint8_t { k1_5, k2_2, k3_0, k3_1 };
+// Parses "1.5", "2.2", "3.0", "3.1" (also "1", "2", "3": the newest of that major).
+bool ParsePandasVersion(std::string_view s, PandasVersion* out);
+const char* PandasVersionName(PandasVersion v);
+
+// The read_csv rules of one pandas version, carried by MergeOptions into every
+// engine (KeyScan, ToNumericKey, MakeKey, PartitionHash). Default: pandas 1.5.3.
+struct PandasRules {
+  PandasVersion version = PandasVersion::k1_5;
+  // Rule 1: "None" is a missing-value marker from pandas 2.0 on.
+  bool none_is_na() const { return version >= PandasVersion::k2_2; }
+  // Rule 5: from 3.0 a float's exponent may exceed 308 or any width (inf / 0), an
+  // infinite result is a float, and an integer overflow followed by text (e.g.
+  // "18446744073709551616.0") no longer makes the column text.
+  bool wide_floats() const { return version >= PandasVersion::k3_0; }
+  // Rule 6: from 3.1 floats are the nearest double (precise_xstrtod before).
+  bool correct_rounding() const { return version >= PandasVersion::k3_1; }
+  // Rules 3-4: from 3.0 integers beyond 64 bits are Python ints (compared as
+  // numbers); cloudmerge refuses such an ID under these versions.
+  bool python_big_ints() const { return version >= PandasVersion::k3_0; }
+};
+
 inline bool IsNumeric(KeyMode m) { return m != KeyMode::kText && m != KeyMode::kTextRaw; }
 const char* KeyModeName(KeyMode m);
 
 // pandas' default missing-value markers, matched against the whole field.
-bool IsNaMarker(std::string_view v);
+bool IsNaMarker(std::string_view v, PandasRules rules = {});
 
 // pandas' str_to_int64 / str_to_uint64 (surrounding ASCII whitespace allowed).
 enum class IntParse : uint8_t { kOk, kOverflow, kInvalid };
@@ -49,18 +74,26 @@ UIntParse ParseUInt64(std::string_view v, uint64_t* out);
 bool ParseDouble(std::string_view v, double* out);
 // The same grammar, with the nearest double as value (strtod).
 bool ParseDoubleCorrectlyRounded(std::string_view v, double* out);
+// The float64 value the given pandas holds for a field (ParseDouble under 1.5-2.2;
+// with rule 5's wider grammar under 3.0; that grammar correctly rounded under 3.1).
+bool ParsePandasFloat(std::string_view v, double* out, PandasRules rules);
+// True for an integer spelling beyond 64 bits (optional sign, digits, surrounding
+// whitespace; neither ParseInt64 nor ParseUInt64 holds it): pandas 3's Python ints.
+bool IsBigIntegerSpelling(std::string_view v);
 // True for an integer spelling (as ParseInt64/ParseUInt64 accept it, `nearest` being the
 // integer converted to double) whose value as a pandas float differs from `nearest`: more than 17 digits counting
 // leading zeros ("000000000000000007" is 0.0), or a 17-digit accumulation rounding
 // beyond 2^53. Such a value hashes by its integer value (PartitionHash) but keys by
 // pandas' float in a float64 file, so the engines re-key a float file that has one.
-bool IntSpellingLosesInFloat(std::string_view v, double nearest);
+bool IntSpellingLosesInFloat(std::string_view v, double nearest, PandasRules rules = {});
 // pandas' bool words: true/false in any case, nothing else.
 bool ParseBool(std::string_view v, bool* out);
 
 // Running inference over a file's ID values in file order.
 class KeyScan {
  public:
+  explicit KeyScan(PandasRules rules = {}) : rules_(rules) {}
+  PandasRules rules() const { return rules_; }
   void Add(std::string_view value);
   // Combines with the scan of the values that follow this one's in the file.
   void Append(const KeyScan& later);
@@ -69,6 +102,10 @@ class KeyScan {
   // Some integer spelling IntSpellingLosesInFloat: if the file is float64, its keys
   // differ from the type-independent PartitionHash's assumption.
   bool lossy_int() const { return lossy_int_; }
+  // Under rules.python_big_ints(): the first integer beyond 64 bits (IsBigIntegerSpelling),
+  // with its 1-based position among the scanned values; 0 when none. The engines refuse it.
+  uint64_t big_int_at() const { return big_int_at_; }
+  const std::string& big_int() const { return big_int_; }
 
  private:
   uint64_t values_ = 0;
@@ -80,6 +117,9 @@ class KeyScan {
   bool seen_sint_ = false, seen_uint_ = false;
   bool all_float_ = true, all_bool_ = true;
   bool lossy_int_ = false;
+  PandasRules rules_;
+  uint64_t big_int_at_ = 0;
+  std::string big_int_;
 };
 
 // A numeric ID normalised so that equal values have equal representations:
@@ -95,7 +135,7 @@ struct NumericKey {
 NumericKey CanonicalFromDouble(double d);
 // The normalised key of a value of a numeric file; false for a missing value.
 // REQUIRES: mode is numeric and value was part of the scan that decided mode.
-bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out);
+bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out, PandasRules rules = {});
 
 inline uint64_t HashNumericKey(const NumericKey& k) {
   uint64_t h = k.bits ^ (static_cast<uint64_t>(k.tag) << 56) ^ 0x9e3779b97f4a7c15ull;

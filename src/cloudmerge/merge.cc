@@ -87,6 +87,7 @@ struct ScannedY {
   uint64_t record_count = 0;
   std::vector<Arena> arenas;
   KeyMode mode = KeyMode::kText;
+  PandasRules rules;  // the merge's, under which mode was inferred
 };
 
 // An upper bound on the records in [b, e): line terminators + 1.
@@ -96,7 +97,7 @@ size_t MaxRecords(const char* b, const char* e) {
   return n;
 }
 
-Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out) {
+Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* progress, ScannedY* out) {
   const auto& chunks = y.chunks();
   const size_t ki = y.key_index();
   const size_t ncols = y.column_names().size();
@@ -113,7 +114,8 @@ Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out
         "part.",
         y.path(), first.back(), kMaxBuildRows));
   out->rows = BigArray<YRow>(first.back());
-  std::vector<KeyScan> scans(chunks.size());
+  out->rules = rules;
+  std::vector<KeyScan> scans(chunks.size(), KeyScan(rules));
   std::vector<ScanProblem> problems(chunks.size());
   std::vector<uint64_t> counts(chunks.size(), 0);
   out->arenas.resize(chunks.size());
@@ -147,11 +149,12 @@ Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out
     for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey, kNoRow};
   });
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
-  KeyScan total;
+  KeyScan total(rules);
   for (size_t c = 0; c < chunks.size(); ++c) {
     total.Append(scans[c]);
     out->record_count += counts[c];
   }
+  CM_RETURN_IF_ERROR(CheckPandasRulesSupported(total, y.path(), rules));
   out->mode = total.Decide();
   return Status::OK();
 }
@@ -159,7 +162,7 @@ Status ScanY(const Table& y, unsigned threads, Progress* progress, ScannedY* out
 Status ScanXKeysSegment(const Table& x, unsigned threads, Progress* progress, KeyScan* total) {
   const auto& chunks = x.chunks();
   const size_t ki = x.key_index();
-  std::vector<KeyScan> scans(chunks.size());
+  std::vector<KeyScan> scans(chunks.size(), KeyScan(total->rules()));
   std::vector<ScanProblem> problems(chunks.size());
   ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
     Record rec;
@@ -186,9 +189,10 @@ Status ForEachSegment(Table& t, OnSegment&& on_segment) {
   }
 }
 
-Status ScanXKeys(Table& x, unsigned threads, Progress* progress, KeyMode* mode, uint64_t* rows) {
-  KeyScan total;
+Status ScanXKeys(Table& x, unsigned threads, PandasRules rules, Progress* progress, KeyMode* mode, uint64_t* rows) {
+  KeyScan total(rules);
   CM_RETURN_IF_ERROR(ForEachSegment(x, [&] { return ScanXKeysSegment(x, threads, progress, &total); }));
+  CM_RETURN_IF_ERROR(CheckPandasRulesSupported(total, x.path(), rules));
   *mode = total.Decide();
   *rows = total.values();
   return Status::OK();
@@ -200,20 +204,20 @@ Status ScanXKeys(Table& x, unsigned threads, Progress* progress, KeyMode* mode, 
 // under the type x turns out to have if that type is int64, or float64 when no
 // integer beyond 2^53 or lossy as a pandas float occurred (*big flags those);
 // otherwise the probe reruns.
-inline bool MakeSpeculativeNumericKey(std::string_view v, ProbeKey* k, bool* big) {
-  if (IsNaMarker(v)) return false;
+inline bool MakeSpeculativeNumericKey(std::string_view v, PandasRules rules, ProbeKey* k, bool* big) {
+  if (IsNaMarker(v, rules)) return false;
   int64_t i;
   IntParse ip = ParseInt64(v, &i);
   if (ip == IntParse::kOk) {
     // Beyond 2^53, or a spelling pandas reads otherwise as a float ("000000000000000007"
     // is 0.0): the key under a float64 x may differ, so a float x is probed again.
-    if (i > (int64_t{1} << 53) || i < -(int64_t{1} << 53) || IntSpellingLosesInFloat(v, static_cast<double>(i)))
+    if (i > (int64_t{1} << 53) || i < -(int64_t{1} << 53) || IntSpellingLosesInFloat(v, static_cast<double>(i), rules))
       *big = true;
     k->num = NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned};
   } else {
     if (ip == IntParse::kOverflow) *big = true;
     double d;
-    if (!ParseDouble(v, &d)) return false;
+    if (!ParsePandasFloat(v, &d, rules)) return false;
     k->num = CanonicalFromDouble(d);
   }
   k->hash = HashNumericKey(k->num);
@@ -255,7 +259,7 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
     for (size_t i = t * block; i < end; ++i) {
       YRow& r = y.rows[i];
       ProbeKey k;
-      if (!r.missing() && MakeKey(y.mode, r.key(), &k)) part[i] = static_cast<uint8_t>(PartitionOf(k.hash, partitions));
+      if (!r.missing() && MakeKey(y.mode, r.key(), &k, y.rules)) part[i] = static_cast<uint8_t>(PartitionOf(k.hash, partitions));
       else { r.key_info = kMissingKey; part[i] = kNoPartition; }
     }
   });
@@ -269,7 +273,7 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
     bool valid[kAhead] = {};
     auto stage = [&](size_t i) {  // compute and prefetch row i's key
       size_t r = i % kAhead;
-      valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r]);
+      valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r], y.rules);
       if (valid[r]) {
         if (b->numeric) b->numeric_tables[p].Prefetch(ring[r].hash);
         else b->text_tables[p].Prefetch(ring[r].hash);
@@ -360,6 +364,7 @@ struct ProbeMode {
   bool speculative = false;
   KeyMode x_mode = KeyMode::kText;  // the known type, or the one assumed for a text y
   bool y_numeric = false;
+  PandasRules rules;
 };
 
 // Per-key counting during a probe (key statistics, --max-output-rows). x_counts[head]
@@ -378,7 +383,7 @@ Status ProbeSegment(const Table& x, const ProbeMode& mode, const BuildSide& b, b
   const size_t ki = x.key_index();
   const BigArray<YRow>& yrows = b.y->rows;
   std::vector<ProbeCounts> per_chunk(chunks.size());
-  std::vector<KeyScan> scans(mode.speculative ? chunks.size() : 0);
+  std::vector<KeyScan> scans(mode.speculative ? chunks.size() : 0, KeyScan(mode.rules));
   std::vector<ScanProblem> problems(chunks.size());
   const unsigned workers = std::max(1u, threads);
   OrderedSink sink(chunks.size(), 2 * workers + 2, any_order);
@@ -394,9 +399,9 @@ Status ProbeSegment(const Table& x, const ProbeMode& mode, const BuildSide& b, b
     auto key_of = [&](std::string_view v, ProbeKey* k) {
       if (scan) {
         scan->Add(v);
-        if (mode.y_numeric) return MakeSpeculativeNumericKey(v, k, &pc.big_int);
+        if (mode.y_numeric) return MakeSpeculativeNumericKey(v, mode.rules, k, &pc.big_int);
       }
-      return MakeKey(mode.x_mode, v, k);
+      return MakeKey(mode.x_mode, v, k, mode.rules);
     };
     auto emit = [&](std::string_view xo, uint32_t j) {
       if (counting.x_counts) std::atomic_ref<uint32_t>(counting.x_counts[j]).fetch_add(1, std::memory_order_relaxed);
@@ -523,7 +528,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
     ScannedY ys;
     {
       PhaseTimer phase(o.progress, &stats->phases, "scan y", stats->y_bytes, 0);
-      CM_RETURN_IF_ERROR(ScanY(**y, threads, o.progress, &ys));
+      CM_RETURN_IF_ERROR(ScanY(**y, threads, o.pandas, o.progress, &ys));
       stats->seconds_scan_y = phase.End(ys.record_count, stats->y_bytes);
     }
     stats->y_rows = ys.record_count;
@@ -574,7 +579,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
       ProbeCounts counts;
       KeyScan unused;
-      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode)}, build, y_has_values, threads,
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, IsNumeric(ys.mode), o.pandas}, build, y_has_values, threads,
                                o.any_order, want_keys ? counting(false) : no_counting, o.progress, out->get(), &counts, &unused));
       stats->seconds_probe += phase.End(counts.x_rows, stats->x_bytes);
       stats->output_rows = counts.output_rows;
@@ -588,9 +593,10 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       CM_RETURN_IF_ERROR(build_once());
       PhaseTimer count_phase(o.progress, &stats->phases, "count", stats->x_bytes, 0);
       ProbeCounts counts;
-      KeyScan x_scan;
-      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+      KeyScan x_scan(o.pandas);
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric, o.pandas}, build, y_has_values, threads,
                                o.any_order, counting(true), o.progress, out->get(), &counts, &x_scan));
+      CM_RETURN_IF_ERROR(CheckPandasRulesSupported(x_scan, (*x)->path(), o.pandas));
       KeyMode x_mode = x_scan.Decide();
       stats->x_rows = counts.x_rows;
       stats->x_mode = x_mode;
@@ -603,7 +609,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
         counts.output_rows = 0;
         KeyScan unused;
         if (comparable)
-          CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric}, build, y_has_values, threads,
+          CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric, o.pandas}, build, y_has_values, threads,
                                    o.any_order, counting(true), o.progress, out->get(), &counts, &unused));
       }
       stats->seconds_scan_x = count_phase.End(counts.x_rows, stats->x_bytes);
@@ -614,7 +620,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       if (!comparable) return Status::OK();
       PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
       KeyScan unused;
-      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric}, build, y_has_values, threads, o.any_order,
+      CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{false, x_mode, y_numeric, o.pandas}, build, y_has_values, threads, o.any_order,
                                no_counting, o.progress, out->get(), &counts, &unused));
       stats->seconds_probe = phase.End(counts.x_rows, stats->x_bytes);
       return Status::OK();
@@ -626,16 +632,17 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       CM_RETURN_IF_ERROR(build_once());
       CM_RETURN_IF_ERROR((*out)->Append(header));
       ProbeCounts counts;
-      KeyScan x_scan;
+      KeyScan x_scan(o.pandas);
       {
         PhaseTimer phase(o.progress, &stats->phases, "probe", stats->x_bytes, 0);
-        CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric}, build, y_has_values, threads,
+        CM_RETURN_IF_ERROR(Probe(**x, ProbeMode{true, KeyMode::kText, y_numeric, o.pandas}, build, y_has_values, threads,
                                  o.any_order, want_keys ? counting(false) : no_counting, o.progress, out->get(), &counts,
                                  &x_scan));
         stats->seconds_probe = phase.End(counts.x_rows, stats->x_bytes);
       }
       stats->x_rows = counts.x_rows;
       stats->output_rows = counts.output_rows;
+      CM_RETURN_IF_ERROR(CheckPandasRulesSupported(x_scan, (*x)->path(), o.pandas));
       KeyMode x_mode = x_scan.Decide();
       stats->x_mode = x_mode;
       bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
@@ -650,7 +657,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       // Standard output cannot be rewound: infer x's type first, then probe.
       PhaseTimer phase(o.progress, &stats->phases, "scan x", stats->x_bytes, 0);
       KeyMode x_mode = KeyMode::kText;
-      CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, o.progress, &x_mode, &stats->x_rows));
+      CM_RETURN_IF_ERROR(ScanXKeys(**x, threads, o.pandas, o.progress, &x_mode, &stats->x_rows));
       stats->seconds_scan_x = phase.End(stats->x_rows, stats->x_bytes);
       stats->x_mode = x_mode;
       CM_RETURN_IF_ERROR(probe_known(x_mode));
@@ -668,6 +675,16 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
 }
 
 }  // namespace
+
+Status CheckPandasRulesSupported(const KeyScan& scan, std::string_view path, PandasRules rules) {
+  if (scan.big_int_at() == 0) return Status::OK();
+  return Status::InvalidInput(fmt::format(
+      "{}: data row {} has the ID {}, an integer beyond 64 bits. Under pandas {} (--pandas-version) such IDs are "
+      "Python ints, compared as numbers with the other file's IDs, and NA markers beside them stay text; cloudmerge "
+      "does not reproduce that (a deliberate deviation, docs/pandas-versions.md rules 3-4). Merge with "
+      "--pandas-version 2.2 to get pandas 1.5-2.2's answer (the column is text there), or correct the ID.",
+      path, scan.big_int_at(), scan.big_int(), PandasVersionName(rules.version)));
+}
 
 Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
   auto t0 = Clock::now();

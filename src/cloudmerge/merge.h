@@ -21,6 +21,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cloudmerge/env.h"
@@ -57,6 +58,8 @@ struct MergeOptions {
   // Compute matched keys, hottest keys and the matches-per-key histogram (always out of core; in memory
   // it costs a counter per y row, so only when asked: --report, --stats, --max-output-rows, the pipeline).
   bool key_stats = false;
+  // Whose read_csv to reproduce (--pandas-version; docs/pandas-versions.md). Default: pandas 1.5.3.
+  PandasRules pandas;
   Progress* progress = nullptr;  // may be null
 };
 
@@ -103,5 +106,10 @@ struct MergeStats {
 };
 
 Status RunMerge(Env* env, const MergeOptions& options, MergeStats* stats);
+
+// Refuses (InvalidInput, naming the file, the data row and the value) a file whose
+// scan met an ID the chosen pandas reads in a way cloudmerge does not reproduce:
+// under pandas 3, an integer beyond 64 bits (KeyScan::big_int_at). Every engine calls it.
+Status CheckPandasRulesSupported(const KeyScan& scan, std::string_view path, PandasRules rules);
 
 }  // namespace cloudmerge

@@ -354,6 +354,15 @@ int main(int argc, char** argv) {
   cloudmerge_cli::SparkFlags spark_flags;
   cloudmerge_cli::AddSparkOptions(merge, &spark_flags);
 
+  std::string pandas_version = "1.5";
+  merge->add_option("--pandas-version", pandas_version,
+                    "Give the answer analysis.py gives under this pandas: 1.5 (the reference, same as 2.2 except "
+                    "`None` IDs), 2.2, 3.0, 3.1; 1, 2, 3 mean 1.5, 2.2, 3.1. The rules that differ are in "
+                    "docs/pandas-versions.md; under 3.x an ID that is an integer beyond 64 bits is refused "
+                    "(exit 3) (default: 1.5)")
+      ->check(CLI::IsMember({"1", "1.5", "2", "2.2", "3", "3.0", "3.1"}).description(""))
+      ->type_name("1.5|2.2|3.0|3.1");
+
   std::string max_decompressed = "64GiB";
   merge->add_option("--max-decompressed-size", max_decompressed,
                     "Largest size a .gz/.zst input may decompress to, a guard against decompression bombs "
@@ -454,6 +463,14 @@ int main(int argc, char** argv) {
                                                         : SpillCompression::kAuto;
     o.chunk_bytes = chunk_kib * 1024;
     o.segment_bytes = segment_kib * 1024;
+    cloudmerge::ParsePandasVersion(pandas_version, &o.pandas.version);  // checked by CLI11 above
+    if (spark_flags.engine != "native" && o.pandas.version != cloudmerge::PandasVersion::k1_5) {
+      fmt::print(stderr,
+                 "Error [cloudmerge merge]: --pandas-version {}: the Spark engine reproduces pandas 1.5 only. Use "
+                 "--engine native (the default) for another pandas version, or leave --pandas-version out.\n",
+                 pandas_version);
+      return 2;
+    }
     if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
     return RunNativeMerge(env.get(), o, progress_style, progress_interval, report_path, stats_flag);
   }

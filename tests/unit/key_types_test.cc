@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <initializer_list>
@@ -199,12 +200,72 @@ TEST(PandasFloat, LossyIntegerSpellingsAreFlagged) {
 
 TEST(PandasFloat, PartitionHashUnderTheKnownType) {
   // A float file's lossy spelling meets its partner once partitioned under its type.
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007"), PartitionHash("0"));
-  EXPECT_NE(PartitionHash("000000000000000007"), PartitionHash("0"));  // why the engines re-partition
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kInt64, "000000000000000007"), PartitionHash("7"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "10.357019999999999"), PartitionHash("10.35702"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kBool, "True"), PartitionHash("1"));
-  EXPECT_EQ(PartitionHashUnder(KeyMode::kText, "7"), PartitionHashUnder(KeyMode::kText, "7"));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007", PandasRules{}), PartitionHash("0", PandasRules{}));
+  EXPECT_NE(PartitionHash("000000000000000007", PandasRules{}), PartitionHash("0", PandasRules{}));  // why the engines re-partition
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kInt64, "000000000000000007", PandasRules{}), PartitionHash("7", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "10.357019999999999", PandasRules{}), PartitionHash("10.35702", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kBool, "True", PandasRules{}), PartitionHash("1", PandasRules{}));
+  EXPECT_EQ(PartitionHashUnder(KeyMode::kText, "7", PandasRules{}), PartitionHashUnder(KeyMode::kText, "7", PandasRules{}));
+}
+
+
+// docs/pandas-versions.md: the rules each --pandas-version applies.
+TEST(PandasRulesTest, VersionsAndSpellings) {
+  PandasVersion v;
+  EXPECT_TRUE(ParsePandasVersion("3", &v) && v == PandasVersion::k3_1);
+  EXPECT_TRUE(ParsePandasVersion("2", &v) && v == PandasVersion::k2_2);
+  EXPECT_TRUE(ParsePandasVersion("3.0", &v) && v == PandasVersion::k3_0);
+  EXPECT_FALSE(ParsePandasVersion("2.0", &v));
+  EXPECT_STREQ(PandasVersionName(PandasVersion::k1_5), "1.5");
+}
+
+TEST(PandasRulesTest, NoneIsMissingFrom2) {
+  EXPECT_FALSE(IsNaMarker("None", PandasRules{PandasVersion::k1_5}));
+  EXPECT_TRUE(IsNaMarker("None", PandasRules{PandasVersion::k2_2}));
+  KeyScan s{PandasRules{PandasVersion::k2_2}};
+  s.Add("None");
+  s.Add("1");
+  EXPECT_EQ(s.Decide(), KeyMode::kInt64);
+}
+
+TEST(PandasRulesTest, WideFloatsFrom3AndCorrectRoundingIn31) {
+  const PandasRules v15{PandasVersion::k1_5}, v30{PandasVersion::k3_0}, v31{PandasVersion::k3_1};
+  double d = 0;
+  EXPECT_FALSE(ParsePandasFloat("1e309", &d, v15));
+  EXPECT_TRUE(ParsePandasFloat("1e309", &d, v30) && std::isinf(d) && d > 0);
+  EXPECT_TRUE(ParsePandasFloat("-0e400", &d, v30) && d == 0 && !std::signbit(d));
+  EXPECT_TRUE(ParsePandasFloat("1e0000000000000000001", &d, v30) && d == 10.0);
+  EXPECT_TRUE(ParsePandasFloat("1e4294967297", &d, v15) && d == 10.0);  // wraps as a C int
+  EXPECT_TRUE(ParsePandasFloat("1e4294967297", &d, v30) && std::isinf(d));
+  double a, b;
+  ASSERT_TRUE(ParsePandasFloat("10.357019999999999", &a, v30) && ParsePandasFloat("10.35702", &b, v30));
+  EXPECT_EQ(a, b);  // precise_xstrtod up to 3.0
+  ASSERT_TRUE(ParsePandasFloat("10.357019999999999", &a, v31) && ParsePandasFloat("10.35702", &b, v31));
+  EXPECT_NE(a, b);  // nearest doubles in 3.1
+  for (PandasRules r : {v15, v30}) {
+    KeyScan s{r};
+    s.Add("18446744073709551616.0");
+    EXPECT_EQ(s.Decide(), r.wide_floats() ? KeyMode::kFloat : KeyMode::kText);
+  }
+}
+
+TEST(PandasRulesTest, BigIntegersFoundIn3WithTheirPosition) {
+  const PandasRules v22{PandasVersion::k2_2}, v30{PandasVersion::k3_0};
+  KeyScan first{v30}, second{v30};
+  first.Add("1");
+  first.Add("2");
+  second.Add("x");
+  second.Add(" -99999999999999999999 ");
+  second.Add("18446744073709551616");
+  first.Append(second);
+  EXPECT_EQ(first.big_int_at(), 4u);
+  EXPECT_EQ(first.big_int(), " -99999999999999999999 ");
+  KeyScan old{v22};
+  old.Add("18446744073709551616");
+  EXPECT_EQ(old.big_int_at(), 0u);
+  EXPECT_FALSE(IsBigIntegerSpelling("18446744073709551616.0"));
+  EXPECT_FALSE(IsBigIntegerSpelling("18446744073709551615"));
+  EXPECT_TRUE(IsBigIntegerSpelling("+18446744073709551616"));
 }
 
 }  // namespace

@@ -38,7 +38,8 @@ def merge(x, y, out=None, *, progress=None, **options):
     options: the engine's `cloudmerge merge` options, with _ for -:
         key="gene", x_key=2, y_key="ID", any_order=True, memory_limit="4GiB",
         temp_dir="/scratch", threads=4, max_output_rows=10**9,
-        allow_numeric_header=True, ... (`cloudmerge merge --help` lists them).
+        allow_numeric_header=True, pandas_version="3.1" (the answer under that pandas;
+        docs/pandas-versions.md), ... (`cloudmerge merge --help` lists them).
 
     Raises cloudmerge.InputError (bad data: .file, .line, .column),
     OptionsError, StorageError, all CloudmergeError with .message and .exit_code.

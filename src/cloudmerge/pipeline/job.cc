@@ -45,12 +45,13 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded()) return SpecError(where, "not valid JSON");
   if (!j.is_object()) return SpecError(where, "not a JSON object");
-  static const char* kKnown[] = {"key", "x_key", "y_key", "output", "any_order", "recipients", "engine", "command"};
+  static const char* kKnown[] = {"key", "x_key", "y_key", "output", "any_order", "recipients", "engine", "command",
+                                 "pandas_version"};
   JobSpec spec;
   for (auto& [name, value] : j.items()) {
     if (std::find(std::begin(kKnown), std::end(kKnown), name) == std::end(kKnown))
       return SpecError(where, fmt::format("unknown field \"{}\" (known: key, x_key, y_key, output, any_order, "
-                                          "recipients, engine, command)",
+                                          "recipients, engine, command, pandas_version)",
                                           Quote(name)));
   }
   if (j.contains("key")) {
@@ -110,6 +111,15 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
       return SpecError(where, "\"command\" must be the name (at most 64 characters) of a command the operator "
                               "registered on the worker, such as \"analysis_v2\"");
     spec.command = c.get<std::string>();
+  }
+  if (j.contains("pandas_version")) {
+    const json& v = j["pandas_version"];
+    if (!v.is_string() || !ParsePandasVersion(v.get<std::string>(), &spec.pandas.version))
+      return SpecError(where, "\"pandas_version\" must be one of \"1.5\", \"2.2\", \"3.0\", \"3.1\" (a string; \"1\", "
+                              "\"2\", \"3\" mean 1.5, 2.2, 3.1)");
+    if (spec.pandas.version != PandasVersion::k1_5 && spec.engine != "native")
+      return SpecError(where, "\"pandas_version\" other than \"1.5\" needs engine \"native\" (the default): the "
+                              "cluster engines reproduce pandas 1.5 and \"command\" runs the script's own pandas");
   }
   if (spec.engine == "command" && spec.command.empty())
     return SpecError(where, "engine \"command\" needs \"command\": the name of a command the operator registered");

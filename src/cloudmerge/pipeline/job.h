@@ -6,7 +6,8 @@
 //   {"key": "ID", "x_key": "...", "y_key": "...", "output": "merged.tsv",
 //    "any_order": false, "recipients": ["a@example.org"],
 //    "engine": "native" | "command" | "spark" | "emr-serverless" | "emr" | "auto",
-//    "command": "analysis_v2"}
+//    "command": "analysis_v2",
+//    "pandas_version": "1.5" | "2.2" | "3.0" | "3.1" (native engine; docs/pandas-versions.md)}
 // "command" names a program the operator registered (command_engine.h); a
 // job never supplies a program or its arguments.
 // "spark", "emr-serverless" and "emr" run spark/merge_job.py on the worker's
@@ -32,6 +33,7 @@
 #include <string>
 #include <vector>
 
+#include "cloudmerge/key_types.h"
 #include "cloudmerge/pipeline/job_store.h"
 #include "cloudmerge/status.h"
 
@@ -50,6 +52,7 @@ struct JobSpec {
   std::vector<std::string> recipients;
   std::string engine = "native";  // native | command | spark | emr-serverless | emr | auto
   std::string command;  // the registered command's name, for engine "command"
+  PandasRules pandas;   // "pandas_version": whose read_csv the native engine reproduces
 };
 
 // Names the pipeline writes in a job's output folder, refused as "output":

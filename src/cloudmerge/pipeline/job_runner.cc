@@ -269,6 +269,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
     mo.x_key = r.spec.x_key;
     mo.y_key = r.spec.y_key;
     mo.any_order = r.spec.any_order;
+    mo.pandas = r.spec.pandas;
     // Several runs at once (serve --workers) share the memory limit and the cores evenly.
     unsigned runs = std::max(1u, o_.concurrent_runs);
     mo.threads = o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency() / runs);

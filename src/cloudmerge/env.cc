@@ -392,10 +392,15 @@ constexpr int kMaxHooks = 8;
 std::atomic<FatalSignalHook> g_hooks[kMaxHooks];
 
 void OnFatalSignal(int sig) {
+  // errno is restored before the signal is raised again: under ThreadSanitizer
+  // (which delivers it only when this handler returns) and in any code the
+  // handler interrupted, a changed errno would be seen as the interrupted call's.
+  const int saved_errno = errno;
   if (g_cleanup_armed.load()) ::unlink(g_cleanup_path);
   for (auto& hook : g_hooks)
     if (FatalSignalHook h = hook.load()) h();
   signal(sig, SIG_DFL);
+  errno = saved_errno;
   raise(sig);
 }
 

@@ -4,7 +4,7 @@ Run once per pandas (docs/pandas-versions.md, "How the differences were found"):
     /usr/bin/python3 generate.py       # Debian's pandas 1.5.3 -> expected-1.5.tsv
     /tmp/pd22/bin/python generate.py   # pandas 2.2.3 -> expected-2.2.tsv
     /tmp/pd30/bin/python generate.py   # pandas 3.0.6 -> expected-3.0.tsv
-    /tmp/pd3/bin/python generate.py    # pandas 3.1.1 -> expected-3.1.tsv
+    /tmp/pd31/bin/python generate.py   # pandas 3.1.1 -> expected-3.1.tsv
 """
 import os
 import pathlib

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "aws_home_test_base.h"
 #include "cloudmerge/aws/credentials.h"
 
 namespace cloudmerge {
@@ -97,30 +98,11 @@ std::string CredentialsJson(const std::string& key_id, std::time_t expires) {
          Iso8601(expires) + R"("})";
 }
 
-class CredentialsTest : public ::testing::Test {
+class CredentialsTest : public AwsHomeTest {
  protected:
   void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "cm-creds-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    home_ = tmpl;
+    AwsHomeTest::SetUp();
     transport_ = std::make_shared<FakeTransport>();
-  }
-  void TearDown() override { fs::remove_all(home_); }
-
-  AwsEnvironment Env() {
-    AwsEnvironment env;
-    env.getenv = [this](const std::string& name) {
-      auto it = vars_.find(name);
-      return it == vars_.end() ? std::string() : it->second;
-    };
-    env.home = home_;
-    return env;
-  }
-
-  void Write(const std::string& relative, const std::string& text) {
-    fs::path p = fs::path(home_) / relative;
-    fs::create_directories(p.parent_path());
-    std::ofstream(p) << text;
   }
 
   std::string PathOf(const std::string& relative) { return (fs::path(home_) / relative).string(); }
@@ -140,8 +122,6 @@ class CredentialsTest : public ::testing::Test {
                        CredentialsJson("ASIAINSTANCEKEY2", expires));
   }
 
-  std::map<std::string, std::string> vars_;
-  std::string home_;
   std::shared_ptr<FakeTransport> transport_;
 };
 

@@ -2,6 +2,8 @@
 // above all that one service's setting never moves another's calls.
 #include "cloudmerge/aws/endpoints.h"
 
+#include "aws_home_test_base.h"
+
 #include <stdlib.h>
 
 #include <filesystem>
@@ -15,34 +17,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class EndpointsTest : public ::testing::Test {
+class EndpointsTest : public AwsHomeTest {
  protected:
-  void SetUp() override {
-    std::string tmpl = (fs::temp_directory_path() / "cm-endpoints-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr);
-    home_ = tmpl;
-  }
-  void TearDown() override { fs::remove_all(home_); }
-
-  AwsEnvironment Env() {
-    AwsEnvironment env;
-    env.getenv = [this](const std::string& name) {
-      auto it = vars_.find(name);
-      return it == vars_.end() ? std::string() : it->second;
-    };
-    env.home = home_;
-    return env;
-  }
-  void Config(const std::string& text) {
-    fs::create_directories(fs::path(home_) / ".aws");
-    std::ofstream(fs::path(home_) / ".aws" / "config") << text;
-  }
+  void Config(const std::string& text) { Write(".aws/config", text); }
   std::string Url(AwsService s, const std::string& explicit_url = "") {
     return ResolveEndpoint(s, "eu-west-1", Env(), explicit_url).url();
   }
-
-  std::map<std::string, std::string> vars_;
-  std::string home_;
 };
 
 TEST_F(EndpointsTest, PublicEndpointsByDefault) {

@@ -1,4 +1,4 @@
-// Fuzz harness: CheckKey (pipeline/job_store.h), the guard between object
+// Fuzz harness: CheckKey (pipeline/store/job_store.h), the guard between object
 // names from events/uploads and paths in the local store. Property: an
 // accepted key never has a ".." segment, never starts with '/', never holds a
 // control character or a backslash, and is at most 1024 bytes. Single-threaded.
@@ -7,7 +7,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "cloudmerge/pipeline/job_store.h"
+#include "cloudmerge/pipeline/store/job_store.h"
 
 namespace {
 void Check(bool ok, const char* what, const std::string& key) {

@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cloudmerge/key_types.h"
+#include "cloudmerge/engine/key_types.h"
 
 namespace {
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <string_view>
 
-#include "cloudmerge/env.h"
-#include "cloudmerge/merge.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/engine/merge.h"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// Fuzz harness: SpillReader (src/cloudmerge/spill_file.h) on arbitrary bytes
+// Fuzz harness: SpillReader (src/cloudmerge/io/spill_file.h) on arbitrary bytes
 // written to a real temporary file and opened through Env::Default() (mmap, as
 // the join reads its partitions).
 //
@@ -30,8 +30,8 @@
 #include <utility>
 #include <vector>
 
-#include "cloudmerge/env.h"
-#include "cloudmerge/spill_file.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/io/spill_file.h"
 
 namespace {
 

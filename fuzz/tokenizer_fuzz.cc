@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cloudmerge/tsv_tokenizer.h"
+#include "cloudmerge/engine/tsv_tokenizer.h"
 
 namespace {
 

@@ -4,8 +4,8 @@ answer as `cloudmerge merge` (rows, header, values, ID equality, and with
 --ordered the script's row order).
 
 Owns: reading TSV the way pandas' C tokenizer splits it (a Python port of
-src/cloudmerge/tsv_tokenizer.h), pandas' per-file ID type inference (a port of
-src/cloudmerge/key_types.cc), the join, and writing part files or one file.
+src/cloudmerge/engine/tsv_tokenizer.h), pandas' per-file ID type inference (a port of
+src/cloudmerge/engine/key_types.cc), the join, and writing part files or one file.
 
     spark-submit spark/merge_job.py X Y -o OUT [--ordered] [--single-file]
                  [--key K | --x-key K --y-key K] [--allow-numeric-header]
@@ -34,7 +34,7 @@ import uuid
 from urllib.parse import urlsplit
 
 # ---------------------------------------------------------------------------
-# pandas' ID rules (port of src/cloudmerge/key_types.cc; keep the two in step).
+# pandas' ID rules (port of src/cloudmerge/engine/key_types.cc; keep the two in step).
 
 NA_MARKERS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
                         "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"])
@@ -106,7 +106,7 @@ def _infinity_word(v):
 
 def parse_double(v):
     """pandas' float parsing, bit for bit (a port of ParseDouble in
-    src/cloudmerge/key_types.cc, itself pandas' precise_xstrtod): at most 17
+    src/cloudmerge/engine/key_types.cc, itself pandas' precise_xstrtod): at most 17
     digits, leading zeros included, enter the mantissa, accumulated in a double;
     one multiplication or division by a power of ten; an exponent of at most 17
     digits, wrapping as a C int; exponents above 308 and infinite results fail.
@@ -317,7 +317,7 @@ def join_key(mode, v):
 
 
 # ---------------------------------------------------------------------------
-# TSV records (port of src/cloudmerge/tsv_tokenizer.h).
+# TSV records (port of src/cloudmerge/engine/tsv_tokenizer.h).
 
 class InputError(Exception):
     """Bad input: reported with exit code 3."""

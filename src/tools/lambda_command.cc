@@ -27,7 +27,7 @@
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
-#include "cloudmerge/json_fields.h"
+#include "cloudmerge/base/json_fields.h"
 #include "cloudmerge/pipeline/events.h"
 #include "cloudmerge/pipeline/lambda_runtime.h"
 #include "cloudmerge/pipeline/serve.h"

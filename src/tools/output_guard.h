@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/env.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge_cli {
 

@@ -14,9 +14,9 @@
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/aws/uri_env.h"
-#include "cloudmerge/memory_info.h"
+#include "cloudmerge/base/memory_info.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
-#include "cloudmerge/pipeline/confined_env.h"
+#include "cloudmerge/pipeline/store/confined_env.h"
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
 

@@ -1,11 +1,11 @@
 // The cluster path of `cloudmerge merge` (see spark_command.h): flags, then
-// cloudmerge::RunSparkEngine (pipeline/spark_engine.h), which the pipeline's
+// cloudmerge::RunSparkEngine (pipeline/engines/spark_engine.h), which the pipeline's
 // job runner also uses, so both submit the same way.
 #include "tools/spark_command.h"
 
 #include <fmt/format.h>
 
-#include "cloudmerge/pipeline/spark_engine.h"
+#include "cloudmerge/pipeline/engines/spark_engine.h"
 
 namespace cloudmerge_cli {
 

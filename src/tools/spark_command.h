@@ -4,7 +4,7 @@
 // an EMR Serverless job run (StartJobRun + GetJobRun), and turning their
 // failures into cloudmerge's error messages and exit codes.
 //
-// The work is cloudmerge::RunSparkEngine (pipeline/spark_engine.h), shared
+// The work is cloudmerge::RunSparkEngine (pipeline/engines/spark_engine.h), shared
 // with the pipeline; this file owns the flags.
 //
 // Threading: RunSparkMerge runs on the calling thread (it blocks while the job
@@ -16,7 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cloudmerge/merge.h"
+#include "cloudmerge/engine/merge.h"
 #include "tools/s3_flags.h"
 
 namespace cloudmerge_cli {

@@ -1,5 +1,5 @@
 """pandas' float parser, bit for bit: cloudmerge's port (ParseDouble in
-src/cloudmerge/key_types.cc, printed by the float_parse_probe tool) and the Spark
+src/cloudmerge/engine/key_types.cc, printed by the float_parse_probe tool) and the Spark
 path's port (spark/merge_job.parse_double) against pandas' own C parser, on random
 spellings: 1 to 25 digits, leading and trailing zeros, 16-20 significant digits,
 exponents near the limits (and beyond, where a C int wraps), signs, ".5", "5.",

@@ -11,7 +11,7 @@
 #include <iostream>
 #include <string>
 
-#include "cloudmerge/key_types.h"
+#include "cloudmerge/engine/key_types.h"
 
 int main(int argc, char** argv) {
   bool nearest = argc > 1 && std::strcmp(argv[1], "--nearest") == 0;

@@ -21,7 +21,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
-#include "cloudmerge/pipeline/notifier.h"
+#include "cloudmerge/pipeline/notify/notifier.h"
 
 namespace {
 

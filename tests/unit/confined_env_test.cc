@@ -11,8 +11,8 @@
 #include <fstream>
 #include <string>
 
-#include "cloudmerge/pipeline/confined_env.h"
-#include "cloudmerge/pipeline/safe_text.h"
+#include "cloudmerge/pipeline/store/confined_env.h"
+#include "cloudmerge/report/safe_text.h"
 
 namespace cloudmerge {
 namespace {

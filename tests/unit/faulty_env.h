@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/env.h"
+#include "cloudmerge/io/env.h"
 
 namespace cloudmerge {
 

@@ -23,12 +23,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/env.h"
+#include "cloudmerge/io/env.h"
 #include "cloudmerge/pipeline/job.h"
 #include "cloudmerge/pipeline/job_runner.h"
-#include "cloudmerge/pipeline/job_store.h"
+#include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
-#include "cloudmerge/pipeline/notifier.h"
+#include "cloudmerge/pipeline/notify/notifier.h"
 
 namespace cloudmerge {
 namespace {

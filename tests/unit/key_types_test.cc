@@ -1,6 +1,6 @@
 // Key type inference and normalisation, checked against what pandas 1.5.3's
 // read_csv does (each expectation was observed with Debian's python3-pandas).
-#include "cloudmerge/key_types.h"
+#include "cloudmerge/engine/key_types.h"
 
 #include <gtest/gtest.h>
 
@@ -10,7 +10,7 @@
 #include <initializer_list>
 #include <string>
 
-#include "cloudmerge/join_keys.h"
+#include "cloudmerge/engine/join_keys.h"
 
 namespace cloudmerge {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/memory_info.h"
+#include "cloudmerge/base/memory_info.h"
 
 namespace cloudmerge {
 namespace {

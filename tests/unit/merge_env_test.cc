@@ -9,8 +9,8 @@
 #include <fstream>
 #include <string>
 
-#include "cloudmerge/env.h"
-#include "cloudmerge/merge.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/engine/merge.h"
 #include "faulty_env.h"
 
 namespace cloudmerge {

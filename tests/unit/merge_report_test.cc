@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/merge_report.h"
+#include "cloudmerge/report/merge_report.h"
 
 namespace cloudmerge {
 namespace {

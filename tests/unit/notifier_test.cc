@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "cloudmerge/aws/credentials.h"
-#include "cloudmerge/pipeline/notifier.h"
+#include "cloudmerge/pipeline/notify/notifier.h"
 
 namespace cloudmerge {
 namespace {

@@ -13,9 +13,9 @@
 #include <random>
 #include <string>
 
-#include "cloudmerge/compression.h"
-#include "cloudmerge/env.h"
-#include "cloudmerge/merge.h"
+#include "cloudmerge/io/compression.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/engine/merge.h"
 #include "faulty_env.h"
 
 namespace cloudmerge {

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/progress.h"
+#include "cloudmerge/base/progress.h"
 
 namespace cloudmerge {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/json_log.h"
-#include "cloudmerge/pipeline/report_html.h"
+#include "cloudmerge/report/report_html.h"
 
 namespace cloudmerge {
 namespace {

@@ -5,7 +5,7 @@
 // refused with a clear error; nothing cloudmerge did not create is removed
 // (symlinks, other users' directories, directories without the marker,
 // foreign files inside a spill directory).
-#include "cloudmerge/spill_directory.h"
+#include "cloudmerge/io/spill_directory.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -2,7 +2,7 @@
 // large), and every kind of damage between write and read detected with an
 // error naming the file and the block; a full temporary directory reported
 // as NoSpace with the hint.
-#include "cloudmerge/spill_file.h"
+#include "cloudmerge/io/spill_file.h"
 #include "faulty_env.h"
 
 #include <gtest/gtest.h>

@@ -1,7 +1,7 @@
 // SpooledStream: a one-pass input replayed from its copy in the temp dir, read
 // on from the input where the copy ends; no copy (never started, or the temp
 // dir unusable) is an error only when the replay is asked for.
-#include "cloudmerge/spooled_stream.h"
+#include "cloudmerge/io/spooled_stream.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>

@@ -1,5 +1,5 @@
 // The tokenizer against pandas' reading of awkward inputs.
-#include "cloudmerge/tsv_tokenizer.h"
+#include "cloudmerge/engine/tsv_tokenizer.h"
 
 #include <gtest/gtest.h>
 

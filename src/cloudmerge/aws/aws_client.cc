@@ -11,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/sigv4.h"
-#include "cloudmerge/random_seed.h"
+#include "cloudmerge/base/random_seed.h"
 
 namespace cloudmerge {
 namespace {

@@ -25,7 +25,7 @@
 #include <string>
 
 #include "cloudmerge/aws/http.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

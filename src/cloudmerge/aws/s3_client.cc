@@ -5,7 +5,7 @@
 // Threading: an S3Client holds only its configuration and shared pointers to
 // a thread-safe credentials provider and transport, so every method may run
 // on many threads at once; all per-request state lives on the stack.
-#include "cloudmerge/random_seed.h"
+#include "cloudmerge/base/random_seed.h"
 #include "cloudmerge/aws/s3_client.h"
 
 #include <algorithm>

@@ -19,7 +19,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

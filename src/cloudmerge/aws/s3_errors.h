@@ -17,7 +17,7 @@
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/s3_xml.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge::s3internal {
 

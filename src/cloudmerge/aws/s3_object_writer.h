@@ -15,7 +15,7 @@
 #include <string_view>
 
 #include "cloudmerge/aws/s3_client.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

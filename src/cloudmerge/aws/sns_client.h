@@ -1,7 +1,7 @@
 // SnsClient: SNS Publish over the Query API (a form-encoded POST), through
 // AwsClient (endpoint, SigV4 for "sns", the shared retry policy). What a
 // notification's subject and text may be, and what an error means to the
-// user, stay with the notifier (pipeline/notifier_sns.cc).
+// user, stay with the notifier (pipeline/notify/notifier_sns.cc).
 //
 // Thread safety: immutable after construction; Publish may run on many threads.
 #pragma once

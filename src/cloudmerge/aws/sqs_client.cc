@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/json_fields.h"
+#include "cloudmerge/base/json_fields.h"
 
 namespace cloudmerge {
 using nlohmann::json;

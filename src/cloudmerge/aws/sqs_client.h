@@ -17,7 +17,7 @@
 #include "cloudmerge/aws/aws_client.h"
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

@@ -19,7 +19,7 @@
 #include <zlib.h>
 
 #include "cloudmerge/aws/s3_object_writer.h"
-#include "cloudmerge/compression.h"
+#include "cloudmerge/io/compression.h"
 
 namespace cloudmerge {
 namespace {

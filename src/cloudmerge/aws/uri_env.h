@@ -19,7 +19,7 @@
 #include <memory>
 
 #include "cloudmerge/aws/s3_client.h"
-#include "cloudmerge/env.h"
+#include "cloudmerge/io/env.h"
 
 namespace cloudmerge {
 

@@ -20,7 +20,7 @@
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/logs_client.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

@@ -1,7 +1,7 @@
 // The dashboard: job states from the stores, the pages, and the HTTP server.
 // See dashboard.h.
 #include "cloudmerge/pipeline/dashboard.h"
-#include "cloudmerge/json_fields.h"
+#include "cloudmerge/base/json_fields.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -28,7 +28,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/pipeline/report_html.h"
+#include "cloudmerge/report/report_html.h"
 
 namespace cloudmerge {
 namespace {

@@ -32,9 +32,9 @@
 #include <vector>
 
 #include "cloudmerge/pipeline/job.h"
-#include "cloudmerge/pipeline/job_store.h"
+#include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

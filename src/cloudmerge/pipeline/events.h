@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

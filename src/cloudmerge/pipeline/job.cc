@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/sha256.h"
-#include "cloudmerge/pipeline/safe_text.h"
+#include "cloudmerge/report/safe_text.h"
 
 namespace cloudmerge {
 namespace {

@@ -33,9 +33,9 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/key_types.h"
-#include "cloudmerge/pipeline/job_store.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/engine/key_types.h"
+#include "cloudmerge/pipeline/store/job_store.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

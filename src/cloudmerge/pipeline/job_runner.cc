@@ -15,15 +15,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/sigv4.h"
-#include "cloudmerge/compression.h"
-#include "cloudmerge/json_fields.h"
-#include "cloudmerge/merge.h"
-#include "cloudmerge/memory_info.h"
-#include "cloudmerge/merge_report.h"
-#include "cloudmerge/periodic_task.h"
-#include "cloudmerge/pipeline/command_engine.h"
+#include "cloudmerge/io/compression.h"
+#include "cloudmerge/base/json_fields.h"
+#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/base/memory_info.h"
+#include "cloudmerge/report/merge_report.h"
+#include "cloudmerge/base/periodic_task.h"
+#include "cloudmerge/pipeline/engines/command_engine.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
-#include "cloudmerge/pipeline/safe_text.h"
+#include "cloudmerge/report/safe_text.h"
 
 namespace cloudmerge {
 namespace {

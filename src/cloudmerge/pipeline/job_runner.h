@@ -87,16 +87,16 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/env.h"
-#include "cloudmerge/merge.h"
-#include "cloudmerge/pipeline/command_engine.h"
+#include "cloudmerge/io/env.h"
+#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/pipeline/engines/command_engine.h"
 #include "cloudmerge/pipeline/job.h"
-#include "cloudmerge/pipeline/job_store.h"
+#include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
-#include "cloudmerge/pipeline/notifier.h"
-#include "cloudmerge/pipeline/report_html.h"
-#include "cloudmerge/pipeline/spark_engine.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/pipeline/notify/notifier.h"
+#include "cloudmerge/report/report_html.h"
+#include "cloudmerge/pipeline/engines/spark_engine.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

@@ -15,7 +15,7 @@
 
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/pipeline/json_log.h"
-#include "cloudmerge/status.h"
+#include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
 

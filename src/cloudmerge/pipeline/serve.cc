@@ -14,8 +14,8 @@
 
 #include <fmt/format.h>
 
-#include "cloudmerge/memory_info.h"
-#include "cloudmerge/periodic_task.h"
+#include "cloudmerge/base/memory_info.h"
+#include "cloudmerge/base/periodic_task.h"
 #include "cloudmerge/pipeline/events.h"
 
 namespace cloudmerge {

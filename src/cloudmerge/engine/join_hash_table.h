@@ -1,0 +1,173 @@
+// JoinHashTable: the build side of the hash join. Maps each distinct key of y to
+// the chain of y rows holding it, in y's file order. Rows are identified by
+// their index; the chains live in a `next` array owned by the caller, so a
+// probe walks head -> next[head] -> ... and emits matches in y order.
+//
+// Open addressing with linear probing. The slot index is the hash scaled to
+// the capacity (multiply-shift, any capacity, not only powers of two), so the
+// table can be sized to the key count at ~0.75 load; memory is what bounds
+// in-memory joins and, on virtual machines, fresh memory is slow to fault in.
+// A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
+// text slot 24 (hash, pointer to the key bytes, length, chain head + 1). An
+// all-zero slot is empty, so the tables need no initialisation pass.
+//
+// Built by inserting rows from last to first and prepending to each chain,
+// which yields chains in file order without a tail pointer. The join splits
+// the key space into partitions by hash (low bits), one table per partition,
+// so threads build their partitions without synchronisation.
+// Thread safety: Insert on one table from one thread; Find is safe from many
+// threads once building is over.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+#include "cloudmerge/base/big_array.h"
+#include "cloudmerge/engine/key_types.h"
+
+namespace cloudmerge {
+
+inline constexpr uint32_t kNoRow = 0xffffffffu;
+// Rows are numbered below 2^30 in the in-memory engine (the top 2 bits of a
+// numeric slot carry the key's tag).
+inline constexpr uint64_t kMaxBuildRows = (uint64_t{1} << 30) - 2;
+
+#pragma pack(push, 4)
+struct NumericSlot {
+  uint64_t bits;
+  uint32_t head_tag;  // (chain head + 1) in the low 30 bits, NumericKey tag in the top 2; 0 = empty
+  bool empty() const { return head_tag == 0; }
+  uint32_t head() const { return (head_tag & ((1u << 30) - 1)) - 1; }
+  uint32_t tag_bits() const { return head_tag & ~((1u << 30) - 1); }
+};
+#pragma pack(pop)
+static_assert(sizeof(NumericSlot) == 12);
+
+struct TextSlot {
+  uint64_t hash;
+  const char* key;
+  uint32_t key_len;
+  uint32_t head_plus_one;  // 0 = empty
+  bool empty() const { return head_plus_one == 0; }
+  uint32_t head() const { return head_plus_one - 1; }
+};
+
+namespace detail {
+inline size_t CapacityFor(size_t keys) { return keys + keys / 3 + 16; }  // load <= 0.75
+inline size_t SlotOf(uint64_t hash, size_t capacity) {
+  return static_cast<size_t>((static_cast<unsigned __int128>(hash) * capacity) >> 64);
+}
+}  // namespace detail
+
+template <class Slot>
+class SlotArray {
+ public:
+  explicit SlotArray(size_t expected_keys) : slots_(detail::CapacityFor(expected_keys)) {}
+  size_t capacity() const { return slots_.size(); }
+  size_t size() const { return size_; }
+  size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[detail::SlotOf(hash, slots_.size())]); }
+
+ protected:
+  bool NeedsGrow() const { return (size_ + 1) * 20 > slots_.size() * 17; }  // keep load <= 0.85
+  // Finds the slot of the key that `same(slot)` recognises, or the empty slot where it belongs.
+  template <class Same>
+  Slot* Locate(uint64_t hash, Same&& same) {
+    size_t cap = slots_.size();
+    size_t i = detail::SlotOf(hash, cap);
+    for (;;) {
+      Slot& s = slots_[i];
+      if (s.empty() || same(s)) return &s;
+      if (++i == cap) i = 0;
+    }
+  }
+  template <class Same>
+  const Slot* Lookup(uint64_t hash, Same&& same) const {
+    return const_cast<SlotArray*>(this)->Locate(hash, same);
+  }
+  template <class HashOf>
+  void Grow(HashOf&& hash_of) {
+    BigArray<Slot> old(std::move(slots_));
+    slots_ = BigArray<Slot>(old.size() * 2);
+    for (size_t o = 0; o < old.size(); ++o) {
+      if (old[o].empty()) continue;
+      size_t cap = slots_.size();
+      size_t i = detail::SlotOf(hash_of(old[o]), cap);
+      while (!slots_[i].empty())
+        if (++i == cap) i = 0;
+      slots_[i] = old[o];
+    }
+  }
+
+  BigArray<Slot> slots_;
+  size_t size_ = 0;
+};
+
+class NumericHashTable : public SlotArray<NumericSlot> {
+ public:
+  using SlotArray::SlotArray;
+
+  // Prepends row (< kMaxBuildRows) to the chain of key; returns the row that
+  // follows it in the chain (kNoRow for a new key).
+  uint32_t Insert(const NumericKey& key, uint64_t hash, uint32_t row) {
+    if (NeedsGrow()) Grow([](const NumericSlot& s) { return HashNumericKey(KeyOf(s)); });
+    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
+    NumericSlot* s = Locate(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
+    uint32_t successor = kNoRow;
+    if (s->empty()) {
+      s->bits = key.bits;
+      ++size_;
+    } else {
+      successor = s->head();
+    }
+    s->head_tag = tag_bits | (row + 1);
+    return successor;
+  }
+
+  // Head of the chain of key, or kNoRow.
+  uint32_t Find(const NumericKey& key, uint64_t hash) const {
+    uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
+    const NumericSlot* s =
+        Lookup(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
+    return s->empty() ? kNoRow : s->head();
+  }
+
+ private:
+  static NumericKey KeyOf(const NumericSlot& s) {
+    return NumericKey{s.bits, static_cast<uint8_t>(s.tag_bits() >> 30)};
+  }
+};
+
+class TextHashTable : public SlotArray<TextSlot> {
+ public:
+  using SlotArray::SlotArray;
+
+  uint32_t Insert(std::string_view key, uint64_t hash, uint32_t row) {
+    if (NeedsGrow()) Grow([](const TextSlot& s) { return s.hash; });
+    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    uint32_t successor = kNoRow;
+    if (s->empty()) {
+      s->hash = hash;
+      s->key = key.data();
+      s->key_len = static_cast<uint32_t>(key.size());
+      ++size_;
+    } else {
+      successor = s->head();
+    }
+    s->head_plus_one = row + 1;
+    return successor;
+  }
+
+  uint32_t Find(std::string_view key, uint64_t hash) const {
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    return s->empty() ? kNoRow : s->head();
+  }
+
+ private:
+  static bool Same(const TextSlot& c, std::string_view key, uint64_t hash) {
+    return c.hash == hash && c.key_len == key.size() && std::memcmp(c.key, key.data(), key.size()) == 0;
+  }
+};
+
+}  // namespace cloudmerge

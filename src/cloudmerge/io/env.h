@@ -1,0 +1,174 @@
+// Env: every access the engine makes to storage goes through this interface, so
+// tests can swap in a fault-injecting Env (full disk, failing rename) and later
+// issues can add S3 behind the same seam (LevelDB's Env pattern).
+//
+// InputData   the bytes of one input, memory-mapped when it is a regular file,
+//             read into memory for pipes and standard input ("-") by callers
+//             that want it whole (the engine streams those: OpenStream).
+// InputStream the bytes of one input read in order, piece by piece, never
+//             whole: S3 objects (parallel ranged GETs, in order), .gz/.zst
+//             files (decoded as they are read), standard input, FIFOs and
+//             devices. Opened again to read again, except those read once.
+// WritableFile an append-only output; Append batches are large (MiBs).
+// AtomicFile  a destination that appears only when complete: locally a
+//             temporary next to OUT (next to its target when OUT is a
+//             symbolic link) renamed into place on Commit() (removed
+//             otherwise, also when the process is interrupted by SIGINT/SIGTERM/
+//             SIGHUP); on S3 a multipart upload completed on Commit() and
+//             aborted otherwise.
+// AtomicOutput the engine's handle on its output: an AtomicFile that can also
+//             be rewound (discarded and begun again), compressed by the
+//             destination's name (.gz gzip, .zst zstd; see compression.h).
+//
+// Thread safety: an Env may be shared by threads. An InputData may be read by
+// many threads at once; Release() must not race with reads of the same range.
+// An InputStream is read by one thread at a time.
+// A WritableFile/AtomicOutput is used by one thread at a time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "cloudmerge/base/status.h"
+
+namespace cloudmerge {
+
+class InputData {
+ public:
+  virtual ~InputData() = default;
+  virtual std::string_view bytes() const = 0;
+  // Hint that [begin, end) will not be read again: lets a mapped file give its
+  // pages back so that streaming over a large input keeps resident memory low.
+  virtual void Release(size_t begin, size_t end) {}
+  // OK while the bytes are the ones the input had when opened. A mapped file
+  // truncated by another process while being read would raise SIGBUS on the
+  // vanished pages; they read as zeros instead and this says so (an IOError
+  // naming the file): check it before trusting a result or an input error.
+  virtual Status Intact() const { return Status::OK(); }
+};
+
+class InputStream {
+ public:
+  virtual ~InputStream() = default;
+  // Appends the next bytes, at most max_bytes of them, to *out. Appends nothing
+  // only at the end of the input. Errors name the input and what to do.
+  virtual Status Read(size_t max_bytes, std::string* out) = 0;
+  // The input's size in bytes after decoding when known (a plain S3 object);
+  // for compressed inputs an estimate from the stored size; 0 when unknown
+  // (standard input, a FIFO). For progress totals and memory planning, never
+  // for correctness.
+  virtual uint64_t size_hint() const = 0;
+  // False for an input that can be read only once (standard input, a FIFO, a
+  // device): opening it again does not start it over. A reader that needs a
+  // second pass keeps a copy (see table_scan.h).
+  virtual bool reopenable() const { return true; }
+};
+
+// Passes the rest of `in` to sink, in order, in pieces of at most piece_bytes.
+Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Status(std::string_view)>& sink);
+
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  virtual Status Close() = 0;
+};
+
+// Written through, visible at its destination only after Commit(). Destroying
+// an uncommitted AtomicFile discards everything written.
+class AtomicFile {
+ public:
+  virtual ~AtomicFile() = default;
+  virtual Status Append(std::string_view data) = 0;
+  virtual Status Commit() = 0;
+  // False for destinations written directly (standard output, devices, FIFOs),
+  // which cannot be discarded.
+  virtual bool atomic() const { return true; }
+};
+
+// The file a destination name leads to.
+struct OutputTarget {
+  std::string path;     // what is written (renamed over) or opened; "-": standard output
+  bool direct = false;  // written in place, no temporary, no rename: "-", devices, FIFOs, descriptors
+  int fd = -1;          // >= 0: the target is this open descriptor (path is then /dev/fd/N)
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+  static Env* Default();
+
+  // "-" means standard input.
+  virtual Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) = 0;
+  // The input as a stream when this Env reads it in order rather than mapping
+  // it (S3 objects, compressed files; locally "-" for standard input, FIFOs
+  // and devices, whose streams are not reopenable()); nullptr when ReadFile
+  // is the way (local regular files are mapped, which is cheaper and gives
+  // random access).
+  virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
+    return std::unique_ptr<InputStream>();
+  }
+  // "-" means standard output; /dev/fd/N the open descriptor N (written at its offset, never truncated).
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
+  virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
+  virtual Status RemoveFile(const std::string& path) = 0;
+  // True when path names an existing file that is not a regular file (a
+  // device such as /dev/null, a FIFO): such a destination is written directly,
+  // never replaced by a rename.
+  virtual bool IsSpecialFile(const std::string& path) { return false; }
+  // Where writing `path` lands (see OutputTarget). The default: `path` itself,
+  // direct for "-" and special files. Locally, symbolic links of the last
+  // component are followed (a link is never replaced, its target is), a
+  // descriptor (/dev/stdout, /dev/fd/N, a link to /proc/self/fd/N) is written
+  // as that descriptor, and a directory is an InvalidArgument naming it.
+  virtual Result<OutputTarget> ResolveOutput(const std::string& path);
+  // The destination `path`, written atomically. The default writes a temporary
+  // next to ResolveOutput's target through NewWritableFile and renames it over
+  // the target with RenameFile, so an Env that overrides those primitives
+  // (tests injecting faults) gets the same guarantees; an Env for object
+  // stores overrides this instead.
+  virtual Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path);
+};
+
+// The engine's output: Append, then Commit. Destroying an uncommitted
+// AtomicOutput discards what was written; no half-written OUT is ever visible.
+// Standard output ("-") and special files (/dev/null, FIFOs) are written
+// directly and cannot be rewound. A destination named *.gz / *.zst (local or
+// S3) receives the appended bytes gzip- / zstd-compressed; standard output is
+// never compressed.
+class AtomicOutput {
+ public:
+  // compress_by_name false: the bytes go as they are whatever the name (`cloudmerge cp`).
+  static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path, bool compress_by_name = true);
+  Status Append(std::string_view data) { return file_->Append(data); }
+  // Discards everything appended so far. REQUIRES: can_restart().
+  Status Restart();
+  bool can_restart() const { return file_->atomic(); }
+  Status Commit() { return file_->Commit(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  AtomicOutput(Env* env, std::string path, bool compress, std::unique_ptr<AtomicFile> file)
+      : env_(env), path_(std::move(path)), compress_(compress), file_(std::move(file)) {}
+  Env* env_;
+  std::string path_;
+  bool compress_;
+  std::unique_ptr<AtomicFile> file_;
+};
+
+// --- Work done when the process is interrupted --------------------------------
+// The fatal-signal handler that removes an uncommitted output's temporary
+// (SIGINT, SIGTERM, SIGHUP, SIGPIPE, where their disposition is the default)
+// also calls the hooks added here, before the signal ends the process: the
+// spill directories of out-of-core runs remove themselves that way
+// (spill_directory.h). A hook may run on any thread at any time and must use
+// only async-signal-safe calls. At most 8 hooks; false when the table is full.
+// Adding the same hook twice adds it once. Thread-safe.
+using FatalSignalHook = void (*)();
+bool AddFatalSignalHook(FatalSignalHook hook);
+
+}  // namespace cloudmerge

@@ -11,6 +11,8 @@
 // messages name sources and variables, never values.
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/endpoints.h"
+#include "cloudmerge/aws/shared_config.h"
+#include "cloudmerge/base/ascii.h"
 
 #include <pwd.h>
 #include <unistd.h>
@@ -35,8 +37,11 @@
 namespace cloudmerge {
 namespace {
 
-using Section = std::map<std::string, std::string>;
-using Ini = std::map<std::string, Section>;
+std::string HostOf(std::string_view url) { return ParseEndpointUrl(url).host; }
+bool StartsWith(std::string_view s, std::string_view prefix) { return s.starts_with(prefix); }
+
+using Section = AwsIniSection;
+using Ini = AwsIni;
 
 // Refresh this long before expiry, so a request signed just before never
 // reaches S3 with credentials that lapsed in flight.
@@ -53,109 +58,6 @@ constexpr std::string_view kHowToProvide =
     "To provide credentials, export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
     "temporary keys), or run `aws configure` to write ~/.aws/credentials (pick a profile with AWS_PROFILE), or run "
     "on AWS with an IAM role (ECS task role, Lambda execution role, EC2 instance profile).";
-
-// ---- small string helpers ----
-
-bool IsBlank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
-
-std::string Trim(std::string_view s) {
-  while (!s.empty() && IsBlank(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsBlank(s.back())) s.remove_suffix(1);
-  return std::string(s);
-}
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
-
-// "# note" / "; note" after a value, when preceded by whitespace (so a ';' or
-// '#' inside a value, e.g. in a URL, is kept).
-std::string_view StripInlineComment(std::string_view v) {
-  for (size_t i = 1; i < v.size(); ++i) {
-    if ((v[i] == '#' || v[i] == ';') && (v[i - 1] == ' ' || v[i - 1] == '\t')) return v.substr(0, i);
-  }
-  return v;
-}
-
-std::string HostOf(std::string_view url) { return ParseEndpointUrl(url).host; }
-
-std::string Value(const Section& section, const std::string& key) {
-  auto it = section.find(key);
-  return it == section.end() ? std::string() : it->second;
-}
-
-// ---- files ----
-
-struct FileText {
-  bool ok = false;
-  std::string text;
-  std::string why;  // when !ok: "not found", "Permission denied", ...
-};
-
-FileText ReadTextFile(const std::string& path) {
-  FileText out;
-  std::FILE* f = std::fopen(path.c_str(), "rb");
-  if (!f) {
-    out.why = errno == ENOENT ? "file not found" : std::strerror(errno);
-    return out;
-  }
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.text.append(buf, n);
-  out.ok = !std::ferror(f);
-  if (!out.ok) out.why = "read error";
-  std::fclose(f);
-  return out;
-}
-
-std::string ExpandHome(const std::string& path, const std::string& home) {
-  if (path == "~" || StartsWith(path, "~/")) return home + path.substr(1);
-  return path;
-}
-
-std::string CredentialsPath(const AwsEnvironment& env) {
-  std::string p = env.getenv("AWS_SHARED_CREDENTIALS_FILE");
-  return ExpandHome(p.empty() ? "~/.aws/credentials" : p, env.home);
-}
-
-std::string ConfigPath(const AwsEnvironment& env) {
-  std::string p = env.getenv("AWS_CONFIG_FILE");
-  return ExpandHome(p.empty() ? "~/.aws/config" : p, env.home);
-}
-
-// The variable that chose the profile ("" when it is the implicit default).
-std::string ProfileVariable(const AwsEnvironment& env) {
-  for (const char* var : {"AWS_PROFILE", "AWS_DEFAULT_PROFILE"}) {
-    if (!env.getenv(var).empty()) return var;
-  }
-  return "";
-}
-
-std::string ProfileName(const AwsEnvironment& env) {
-  std::string var = ProfileVariable(env);
-  return var.empty() ? "default" : env.getenv(var);
-}
-
-// In ~/.aws/config a profile is "[profile NAME]", the default also "[default]";
-// a bare "[NAME]" there is not a profile (as in the AWS CLI).
-const Section* ConfigProfile(const Ini& ini, const std::string& name) {
-  const Section* bare_default = nullptr;
-  for (const auto& [header, section] : ini) {
-    if (header == "default" && name == "default") bare_default = &section;
-    if (StartsWith(header, "profile") && header.size() > 7 && IsBlank(header[7]) && Trim(header.substr(7)) == name) {
-      return &section;
-    }
-  }
-  return bare_default;
-}
-
-const Section* CredentialsProfile(const Ini& ini, const std::string& name) {
-  auto it = ini.find(name);
-  return it == ini.end() ? nullptr : &it->second;
-}
 
 // ---- one link of the chain ----
 
@@ -215,8 +117,8 @@ std::string UnsupportedMechanism(const Section& section) {
 }
 
 Outcome FromProfileSection(const Section& section, const std::string& profile, const std::string& path) {
-  std::string id = Value(section, "aws_access_key_id");
-  std::string secret = Value(section, "aws_secret_access_key");
+  std::string id = SectionValue(section, "aws_access_key_id");
+  std::string secret = SectionValue(section, "aws_secret_access_key");
   if (id.empty() && secret.empty()) {
     std::string mechanism = UnsupportedMechanism(section);
     if (mechanism.empty()) return Outcome::Skip(fmt::format("{} (profile '{}' has no aws_access_key_id)", path, profile));
@@ -235,8 +137,8 @@ Outcome FromProfileSection(const Section& section, const std::string& profile, c
   AwsCredentials c;
   c.access_key_id = std::move(id);
   c.secret_access_key = std::move(secret);
-  c.session_token = Value(section, "aws_session_token");
-  if (c.session_token.empty()) c.session_token = Value(section, "aws_security_token");  // older boto name
+  c.session_token = SectionValue(section, "aws_session_token");
+  if (c.session_token.empty()) c.session_token = SectionValue(section, "aws_security_token");  // older boto name
   c.source = fmt::format("profile '{}' in {}", profile, path);
   return Outcome::Got(std::move(c));
 }
@@ -247,8 +149,8 @@ Outcome FromSharedFiles(const AwsEnvironment& env) {
   std::string profile = ProfileName(env);
   std::string cred_path = CredentialsPath(env);
   std::string conf_path = ConfigPath(env);
-  FileText cred_file = ReadTextFile(cred_path);
-  FileText conf_file = ReadTextFile(conf_path);
+  AwsFileText cred_file = ReadAwsFile(cred_path);
+  AwsFileText conf_file = ReadAwsFile(conf_path);
   Ini cred = cred_file.ok ? ParseAwsIni(cred_file.text) : Ini();
   Ini conf = conf_file.ok ? ParseAwsIni(conf_file.text) : Ini();
   const Section* in_cred = CredentialsProfile(cred, profile);
@@ -257,7 +159,7 @@ Outcome FromSharedFiles(const AwsEnvironment& env) {
   struct Candidate {
     const Section* section;
     const std::string& path;
-    const FileText& file;
+    const AwsFileText& file;
   };
   std::vector<std::string> notes;
   for (const Candidate& c : {Candidate{in_cred, cred_path, cred_file}, Candidate{in_conf, conf_path, conf_file}}) {
@@ -349,9 +251,9 @@ Result<AwsCredentials> ParseCredentialsJson(const std::string& body, const std::
 // A full URI may only point somewhere that cannot be a stranger listening for
 // our authorization token: https, loopback, or the ECS/EKS link-local agents.
 bool ContainerUriAllowed(const std::string& uri) {
-  if (StartsWith(Lower(uri), "https://")) return true;
-  if (!StartsWith(Lower(uri), "http://")) return false;
-  std::string host = Lower(HostOf(uri));
+  if (StartsWith(AsciiLower(uri), "https://")) return true;
+  if (!StartsWith(AsciiLower(uri), "http://")) return false;
+  std::string host = AsciiLower(HostOf(uri));
   if (!host.empty() && host.front() == '[') {
     host = host.substr(0, host.find(']') + 1);
     return host == "[::1]" || host == "[fd00:ec2::23]";
@@ -365,14 +267,14 @@ bool ContainerUriAllowed(const std::string& uri) {
 Result<std::string> ContainerAuthorization(const AwsEnvironment& env) {
   std::string file = env.getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
   if (file.empty()) return env.getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN");
-  FileText t = ReadTextFile(file);
+  AwsFileText t = ReadAwsFile(file);
   if (!t.ok) {
     return Status::IOError(fmt::format(
         "AWS credentials: cannot read AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE {}: {}. Check the file is mounted and "
         "readable.",
         file, t.why));
   }
-  return Trim(t.text);
+  return TrimBlanks(t.text);
 }
 
 Outcome FromContainer(const AwsEnvironment& env, HttpTransport* transport) {
@@ -429,7 +331,7 @@ Result<HttpResponse> ImdsCall(HttpTransport* transport, std::string method, std:
 // IMDSv2 only: the v1 fallback (GET without a session token) is left out on
 // purpose, as instances increasingly require v2 and v1 eases SSRF attacks.
 Outcome FromInstanceMetadata(const AwsEnvironment& env, HttpTransport* transport) {
-  if (Lower(Trim(env.getenv("AWS_EC2_METADATA_DISABLED"))) == "true") {
+  if (AsciiLower(TrimBlanks(env.getenv("AWS_EC2_METADATA_DISABLED"))) == "true") {
     return Outcome::Skip("EC2 instance metadata (disabled by AWS_EC2_METADATA_DISABLED)");
   }
   std::string base = env.getenv("AWS_EC2_METADATA_SERVICE_ENDPOINT");
@@ -442,14 +344,14 @@ Outcome FromInstanceMetadata(const AwsEnvironment& env, HttpTransport* transport
                         {{"X-aws-ec2-metadata-token-ttl-seconds", std::string(kImdsTokenTtlSeconds)}});
   if (!token.ok()) return Outcome::Skip(fmt::format("{} (not reachable: {})", what, token.status().message()));
   if (token->status != 200) return Outcome::Skip(fmt::format("{} (token request answered HTTP {})", what, token->status));
-  HttpHeaders auth = {{"X-aws-ec2-metadata-token", Trim(token->body)}};
+  HttpHeaders auth = {{"X-aws-ec2-metadata-token", TrimBlanks(token->body)}};
 
   std::string roles_url = base + "/latest/meta-data/iam/security-credentials/";
   auto roles = ImdsCall(transport, "GET", roles_url, auth);
   if (!roles.ok()) return Outcome::Skip(fmt::format("{} (not reachable: {})", what, roles.status().message()));
   if (roles->status == 404) return Outcome::Skip(what + " (no IAM role is attached to this instance)");
   if (roles->status != 200) return Outcome::Skip(fmt::format("{} (role list answered HTTP {})", what, roles->status));
-  std::string role = Trim(std::string_view(roles->body).substr(0, roles->body.find('\n')));
+  std::string role = TrimBlanks(std::string_view(roles->body).substr(0, roles->body.find('\n')));
   if (role.empty()) return Outcome::Skip(what + " (no IAM role is attached to this instance)");
 
   std::string source = fmt::format("EC2 instance metadata (role {})", role);
@@ -543,32 +445,11 @@ class StaticCredentials final : public CredentialsProvider {
   AwsCredentials creds_;
 };
 
-std::string HomeOfCurrentUser() {
-  if (const char* home = std::getenv("HOME"); home && *home) return home;
-  struct passwd pw {};
-  struct passwd* result = nullptr;
-  std::vector<char> buf(16384);
-  if (getpwuid_r(getuid(), &pw, buf.data(), buf.size(), &result) == 0 && result && result->pw_dir) {
-    return result->pw_dir;
-  }
-  return "";
-}
-
 }  // namespace
 
 std::string AwsCredentials::Describe() const {
   std::string tail = access_key_id.size() > 4 ? access_key_id.substr(access_key_id.size() - 4) : access_key_id;
   return fmt::format("access key ...{} from {}", tail, source.empty() ? "an unnamed source" : source);
-}
-
-AwsEnvironment AwsEnvironment::FromProcess() {
-  AwsEnvironment env;
-  env.getenv = [](const std::string& name) {
-    const char* v = std::getenv(name.c_str());
-    return std::string(v ? v : "");
-  };
-  env.home = HomeOfCurrentUser();
-  return env;
 }
 
 std::shared_ptr<CredentialsProvider> NewDefaultCredentialsChain(const AwsEnvironment& env,
@@ -578,81 +459,6 @@ std::shared_ptr<CredentialsProvider> NewDefaultCredentialsChain(const AwsEnviron
 
 std::shared_ptr<CredentialsProvider> NewStaticCredentials(AwsCredentials creds) {
   return std::make_shared<StaticCredentials>(std::move(creds));
-}
-
-std::string ResolveRegion(const AwsEnvironment& env) {
-  for (const char* var : {"AWS_REGION", "AWS_DEFAULT_REGION"}) {
-    std::string v = Trim(env.getenv(var));
-    if (!v.empty()) return v;
-  }
-  std::string v = ProfileConfigValue(env, "region");
-  return v.empty() ? "us-east-1" : v;
-}
-
-std::string ProfileConfigValue(const AwsEnvironment& env, const std::string& key) {
-  FileText file = ReadTextFile(ConfigPath(env));
-  if (!file.ok) return "";
-  Ini ini = ParseAwsIni(file.text);
-  const Section* section = ConfigProfile(ini, ProfileName(env));
-  return section ? Value(*section, key) : "";
-}
-
-std::string ServicesConfigValue(const AwsEnvironment& env, const std::string& key) {
-  std::string services = ProfileConfigValue(env, "services");
-  if (services.empty()) return "";
-  FileText file = ReadTextFile(ConfigPath(env));
-  if (!file.ok) return "";
-  Ini ini = ParseAwsIni(file.text);
-  for (const auto& [header, section] : ini) {
-    if (StartsWith(header, "services") && header.size() > 8 && IsBlank(header[8]) &&
-        Trim(header.substr(8)) == services)
-      return Value(section, key);
-  }
-  return "";
-}
-
-// Sections and `key = value` lines; keys are lower-cased (as the AWS CLI's
-// parser does), section names kept. An indented `sub = value` under a key with
-// an empty value is a nested setting, stored as "key.sub" (the config file's
-// `s3 =` block); other indented lines continue the previous value.
-std::map<std::string, std::map<std::string, std::string>> ParseAwsIni(const std::string& text) {
-  Ini out;
-  Section* section = nullptr;
-  std::string last_key;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t end = text.find('\n', pos);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + pos, end - pos);
-    pos = end + 1;
-    bool indented = !line.empty() && (line.front() == ' ' || line.front() == '\t');
-    std::string t = Trim(line);
-    if (t.empty() || t.front() == '#' || t.front() == ';') continue;
-    if (t.front() == '[') {
-      size_t close = t.find(']');
-      section = close == std::string::npos ? nullptr : &out[Trim(std::string_view(t).substr(1, close - 1))];
-      last_key.clear();
-      continue;
-    }
-    if (!section) continue;  // outside any (valid) section: ignored, as the CLI does
-    size_t eq = t.find('=');
-    if (indented && !last_key.empty()) {
-      std::string& parent = (*section)[last_key];
-      if (eq != std::string::npos && parent.empty()) {
-        (*section)[last_key + "." + Lower(Trim(std::string_view(t).substr(0, eq)))] =
-            Trim(StripInlineComment(std::string_view(t).substr(eq + 1)));
-      } else {
-        parent += "\n" + Trim(StripInlineComment(t));
-      }
-      continue;
-    }
-    if (eq == std::string::npos) continue;
-    std::string key = Lower(Trim(std::string_view(t).substr(0, eq)));
-    if (key.empty()) continue;
-    (*section)[key] = Trim(StripInlineComment(std::string_view(t).substr(eq + 1)));
-    last_key = key;
-  }
-  return out;
 }
 
 }  // namespace cloudmerge

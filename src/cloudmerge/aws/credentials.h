@@ -11,7 +11,7 @@
 //      credentials); skipped when AWS_EC2_METADATA_DISABLED=true. The endpoint
 //      is AWS_EC2_METADATA_SERVICE_ENDPOINT or http://169.254.169.254.
 // Temporary credentials (3, 4) are refreshed before they expire.
-// Region: AWS_REGION, AWS_DEFAULT_REGION, then the profile's `region`, else us-east-1.
+// Region and the shared files: shared_config.h.
 //
 // Secrets never appear in a Status message or a log: describe credentials with
 // AwsCredentials::Describe(), which shows the source and the key id's last 4.
@@ -25,6 +25,7 @@
 #include <string>
 
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/shared_config.h"
 #include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
@@ -39,14 +40,6 @@ struct AwsCredentials {
   std::string Describe() const;
 };
 
-// Where the chain looks; tests fill it instead of touching the real process
-// environment and home directory.
-struct AwsEnvironment {
-  std::function<std::string(const std::string&)> getenv = [](const std::string&) { return std::string(); };  // "" when unset
-  std::string home;                                       // for ~/.aws
-  static AwsEnvironment FromProcess();
-};
-
 class CredentialsProvider {
  public:
   virtual ~CredentialsProvider() = default;
@@ -58,15 +51,5 @@ std::shared_ptr<CredentialsProvider> NewDefaultCredentialsChain(const AwsEnviron
                                                                 std::shared_ptr<HttpTransport> transport);
 // Fixed credentials (tests, or keys given explicitly).
 std::shared_ptr<CredentialsProvider> NewStaticCredentials(AwsCredentials creds);
-
-std::string ResolveRegion(const AwsEnvironment& env);
-// The profile's value of `key` in ~/.aws/config (e.g. "endpoint_url", "s3.addressing_style"), or "".
-std::string ProfileConfigValue(const AwsEnvironment& env, const std::string& key);
-// The value of `key` (e.g. "sns.endpoint_url") in the "[services NAME]" section
-// the profile names with `services = NAME`, or "" (the SDKs' per-service config).
-std::string ServicesConfigValue(const AwsEnvironment& env, const std::string& key);
-
-// INI parsing of the shared files: section -> key -> value (exposed for tests).
-std::map<std::string, std::map<std::string, std::string>> ParseAwsIni(const std::string& text);
 
 }  // namespace cloudmerge

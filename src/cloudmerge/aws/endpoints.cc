@@ -1,5 +1,6 @@
 // Endpoint resolution per service (see endpoints.h for the order and why).
 #include "cloudmerge/aws/endpoints.h"
+#include "cloudmerge/base/ascii.h"
 
 #include <algorithm>
 #include <cctype>
@@ -28,11 +29,6 @@ ServiceInfo Info(AwsService s) {
       return {"EMR Serverless", "EMR_SERVERLESS", "", "emr_serverless", "emr-serverless"};
   }
   return {"?", "", "", "", ""};
-}
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
-  return s;
 }
 
 }  // namespace
@@ -67,8 +63,8 @@ std::string ConfiguredEndpointUrl(AwsService service, const AwsEnvironment& env,
     return value;
   };
   if (!explicit_url.empty()) return found(explicit_url, "the command line");
-  bool ignore = Lower(env.getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")) == "true" ||
-                Lower(ProfileConfigValue(env, "ignore_configured_endpoint_urls")) == "true";
+  bool ignore = AsciiLower(env.getenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")) == "true" ||
+                AsciiLower(ProfileConfigValue(env, "ignore_configured_endpoint_urls")) == "true";
   if (ignore) return "";
   ServiceInfo info = Info(service);
   for (std::string_view suffix : {info.env_suffix, info.alt_suffix}) {

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/base/ascii.h"
 
 namespace cloudmerge {
 
@@ -43,18 +44,6 @@ void GlobalInitOnce() {
 // signature or a security token, so it is cut off.
 std::string UrlForMessages(const std::string& url) { return url.substr(0, url.find('?')); }
 
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string Trim(std::string_view s) {
-  size_t b = 0, e = s.size();
-  while (b < e && (s[b] == ' ' || s[b] == '\t')) ++b;
-  while (e > b && (s[e - 1] == ' ' || s[e - 1] == '\t' || s[e - 1] == '\r' || s[e - 1] == '\n')) --e;
-  return std::string(s.substr(b, e - b));
-}
-
 // Everything one transfer's callbacks need; lives on Send's stack.
 struct Transfer {
   const HttpRequest* request;
@@ -74,7 +63,7 @@ size_t OnHeader(char* data, size_t size, size_t n, void* user) {
   }
   size_t colon = line.find(':');
   if (colon != std::string_view::npos) {
-    t->response.headers.emplace_back(Lower(Trim(line.substr(0, colon))), Trim(line.substr(colon + 1)));
+    t->response.headers.emplace_back(AsciiLower(TrimBlanks(line.substr(0, colon))), TrimBlanks(line.substr(colon + 1)));
   }
   return size * n;
 }
@@ -139,7 +128,7 @@ class CurlHeaderList {
 };
 
 bool HasHeader(const HttpHeaders& headers, std::string_view lower_name) {
-  return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return Lower(h.first) == lower_name; });
+  return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return AsciiLower(h.first) == lower_name; });
 }
 
 class CurlTransport final : public HttpTransport {

@@ -4,6 +4,7 @@
 // OpenSSL's; everything else is string assembly that must match AWS's byte
 // for byte, so each rule below follows the S3 "Signature Calculations" page.
 #include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/base/ascii.h"
 #include "cloudmerge/aws/endpoints.h"
 
 #include <openssl/evp.h>
@@ -39,14 +40,6 @@ Stamp StampOf(std::time_t t) {
   return s;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
 bool IsSpace(char c) { return c == ' ' || c == '\t'; }
 
 // SigV4 canonical header value: trimmed, inner runs of spaces collapsed to one.
@@ -66,7 +59,7 @@ std::string CanonicalValue(std::string_view v) {
 }
 
 bool HasHeader(const HttpHeaders& headers, std::string_view lower_name) {
-  return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return Lower(h.first) == lower_name; });
+  return std::any_of(headers.begin(), headers.end(), [&](const auto& h) { return AsciiLower(h.first) == lower_name; });
 }
 
 // Lower-cased name -> value; repeated headers are joined with ',' as AWS does.
@@ -75,7 +68,7 @@ using CanonicalHeaders = std::map<std::string, std::string>;
 
 void AddCanonical(CanonicalHeaders& out, const HttpHeaders& headers) {
   for (const auto& [name, value] : headers) {
-    std::string key = Lower(name);
+    std::string key = AsciiLower(name);
     if (key == "authorization") continue;
     auto [it, inserted] = out.emplace(key, CanonicalValue(value));
     if (!inserted) it->second += "," + CanonicalValue(value);

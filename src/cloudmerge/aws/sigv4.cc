@@ -110,26 +110,6 @@ std::string Signature(const std::string& canonical_request, const Stamp& stamp, 
 
 }  // namespace
 
-std::string UriEncode(std::string_view s, bool encode_slash) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(s.size() * 3);
-  for (unsigned char c : s) {
-    // Spelled out rather than isalnum(): that one follows the locale, and in
-    // a Latin-1 locale would keep 0xE9 unencoded.
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-                      c == '_' || c == '.' || c == '~';
-    if (unreserved || (c == '/' && !encode_slash)) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 0xF];
-    }
-  }
-  return out;
-}
-
 std::string HexEncode(std::string_view raw) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;

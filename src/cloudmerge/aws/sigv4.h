@@ -4,6 +4,8 @@
 // Pure functions; thread-safe.
 #pragma once
 
+#include "cloudmerge/base/ascii.h"
+
 #include <cstdint>
 #include <ctime>
 #include <string>
@@ -17,9 +19,7 @@
 
 namespace cloudmerge {
 
-// RFC 3986 percent-encoding as SigV4 wants it: unreserved characters kept,
-// everything else %XX (upper-case hex); '/' kept unless encode_slash.
-std::string UriEncode(std::string_view s, bool encode_slash);
+// UriEncode (RFC 3986 percent-encoding as SigV4 wants it): base/ascii.h.
 
 inline constexpr std::string_view kUnsignedPayload = "UNSIGNED-PAYLOAD";
 

@@ -26,4 +26,26 @@ inline std::string TrimBlanks(std::string_view s) {
   return std::string(s);
 }
 
+// RFC 3986 percent-encoding: unreserved characters (A-Z a-z 0-9 - _ . ~) kept,
+// everything else %XX in upper-case hex (as SigV4 requires); '/' kept unless
+// encode_slash. Spelled out rather than isalnum(), which follows the locale and
+// in a Latin-1 locale would keep 0xE9 unencoded.
+inline std::string UriEncode(std::string_view s, bool encode_slash) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size() * 3);
+  for (unsigned char c : s) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                      c == '_' || c == '.' || c == '~';
+    if (unreserved || (c == '/' && !encode_slash)) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xF];
+    }
+  }
+  return out;
+}
+
 }  // namespace cloudmerge

@@ -6,7 +6,9 @@
 #include <zlib.h>
 #include <zstd.h>
 
+
 #include <algorithm>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -194,6 +196,14 @@ class ZstdEncoder final : public Encoder {
     if (c_ == nullptr) return;
     ZSTD_CCtx_setParameter(c_, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(c_, ZSTD_c_checksumFlag, 1);  // so that `zstd -t` can vouch for the result
+    // Compress on every core: one core compressed the 10^9-row result at ~0.3 GB/s and the
+    // merge waited on it. zstd's multithreaded frames are the same bytes for any number of
+    // workers >= 1, so the output stays identical whatever the machine; a libzstd built
+    // without threads refuses the parameter and compresses on this thread, as before.
+    ZSTD_CCtx_setParameter(c_, ZSTD_c_nbWorkers, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    // Jobs of 2 MiB (the default at level 3 is 8 MiB): ~20 MB of buffers on 2 cores instead
+    // of ~70 MB, which matters under a Lambda-sized memory limit; the ratio is the same.
+    ZSTD_CCtx_setParameter(c_, ZSTD_c_jobSize, 2 << 20);
   }
   ~ZstdEncoder() override { ZSTD_freeCCtx(c_); }
 

@@ -118,8 +118,8 @@ def test_small_job_is_not_held_behind_a_big_one(tmp_path):
     assert ("job.succeeded", "small") in events and ("job.succeeded", "big") in events
     assert events.index(("job.succeeded", "small")) < events.index(("job.succeeded", "big")), \
         "the small job's result before the big one's"
-    assert events.index(("job.started", "big")) < events.index(("job.succeeded", "small")), \
-        "both ran at the same time"
+    # (Not asserted: that big's job.started comes before small's job.succeeded. On a loaded
+    # machine the big job's worker can be scheduled after the small job is done; CI saw it.)
     assert len(mails(tmp_path, "succeeded")) == 2
 
 

@@ -43,7 +43,7 @@ cloudmerge::Result<std::shared_ptr<cloudmerge::S3Client>> MakeS3Client(const S3F
   if (f.part_size_mib > 0) config.part_size = static_cast<uint64_t>(f.part_size_mib * 1024 * 1024);
   if (f.parallel) config.parallel_requests = f.parallel;
   if (f.range_size_mib > 0) config.range_size = static_cast<uint64_t>(f.range_size_mib * 1024 * 1024);
-  if (f.max_attempts) config.max_attempts = f.max_attempts;
+  if (f.max_attempts) config.retry.max_attempts = f.max_attempts;
   auto transport = cloudmerge::NewCurlTransport();
   auto credentials = cloudmerge::NewDefaultCredentialsChain(aws_env, transport);
   return std::make_shared<cloudmerge::S3Client>(config, credentials, transport);

@@ -99,7 +99,7 @@ TEST(S3ConfigTest, EndpointAndAddressingFromEnvironment) {
   EXPECT_EQ(S3Config::FromEnvironment(FakeEnv({{"AWS_ENDPOINT_URL", "http://global:2"}})).endpoint_url,
             "http://global:2");
   EXPECT_TRUE(S3Config::FromEnvironment(FakeEnv({{"AWS_S3_ADDRESSING_STYLE", "path"}})).path_style);
-  EXPECT_EQ(S3Config::FromEnvironment(FakeEnv({{"AWS_MAX_ATTEMPTS", "3"}})).max_attempts, 3);
+  EXPECT_EQ(S3Config::FromEnvironment(FakeEnv({{"AWS_MAX_ATTEMPTS", "3"}})).retry.max_attempts, 3);
 }
 
 TEST(S3ConfigTest, EndpointFromProfile) {
@@ -132,8 +132,8 @@ struct Recorder {
 S3Config AwsConfig(const std::string& region) {
   S3Config c;
   c.region = region;
-  c.base_backoff_ms = 1;
-  c.max_backoff_ms = 2;
+  c.retry.base_delay_ms = 1;
+  c.retry.max_delay_ms = 2;
   return c;
 }
 
@@ -306,7 +306,7 @@ TEST(S3ClientTest, ADownloadThatKeepsBreakingGivesUp) {
   ASSERT_TRUE(c->PutObject(uri, RandomBytes(1000, 6)).ok());
   std::vector<std::string> ranges;
   S3Config cfg = TestConfig();
-  cfg.max_attempts = 3;
+  cfg.retry.max_attempts = 3;
   auto faulty = NewClient(BreakingTransport(1000, 0, &ranges), cfg);
   Status st;
   Collect(*faulty, uri, 0, 1000, "", &st);
@@ -335,7 +335,7 @@ TEST(S3ClientTest, RetriesThrottlingAndServerErrors) {
     return Result<HttpResponse>(Canned(503, ErrorXml("SlowDown")));
   });
   S3Config cfg = TestConfig();
-  cfg.max_attempts = 4;
+  cfg.retry.max_attempts = 4;
   auto failing = NewClient(always, cfg);
   auto got = failing->GetObject(uri);
   ASSERT_FALSE(got.ok());

@@ -52,8 +52,8 @@ inline S3Config TestConfig() {
   c.region = Env("AWS_REGION").empty() ? "us-east-1" : Env("AWS_REGION");
   c.endpoint_url = Endpoint();
   c.path_style = true;
-  c.base_backoff_ms = 5;  // retries are exercised; keep them quick
-  c.max_backoff_ms = 50;
+  c.retry.base_delay_ms = 5;  // retries are exercised; keep them quick
+  c.retry.max_delay_ms = 50;
   return c;
 }
 

@@ -107,8 +107,30 @@ TEST(ParseAwsError, JsonXmlAndHeader) {
 
 TEST(RetryPolicy, FullJitterIsCapped) {
   RetryPolicy p{5, 100, 1000};
-  EXPECT_EQ(p.DelayMs(1, 200), 200 % 201);
+  EXPECT_EQ(p.DelayMs(1, 200), 200 % 101);  // the first retry waits up to the base
+  EXPECT_EQ(p.DelayMs(2, 200), 200 % 201);
   for (uint64_t r : {0ull, 999ull, 12345678ull}) EXPECT_LE(p.DelayMs(10, r), 1000);
+}
+
+TEST(RetryPolicy, RunStopsAtTheBudgetAndProgressRenewsIt) {
+  RetryPolicy p{3, 0, 0};
+  std::vector<int> seen, retries;
+  int last = p.Run([&](int n) { seen.push_back(n); return RetryVerdict::kAgain; },
+                   [&](int n, int) { retries.push_back(n); });
+  EXPECT_EQ(last, 3);
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(retries, (std::vector<int>{1, 2}));
+  // Progress (kAgainFresh) starts the count over: 2 failures, progress, 3 failures.
+  seen.clear();
+  int calls = 0;
+  p.Run([&](int n) {
+    seen.push_back(n);
+    return ++calls == 3 ? RetryVerdict::kAgainFresh : RetryVerdict::kAgain;
+  });
+  EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 2, 3}));
+  seen.clear();
+  EXPECT_EQ(p.Run([&](int n) { seen.push_back(n); return RetryVerdict::kStop; }), 1);
+  EXPECT_EQ(seen.size(), 1u);
 }
 
 }  // namespace

@@ -4,14 +4,12 @@
 #include <algorithm>
 #include <chrono>
 #include <ctime>
-#include <random>
-#include <thread>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cloudmerge/aws/sigv4.h"
-#include "cloudmerge/base/random_seed.h"
 
 namespace cloudmerge {
 namespace {
@@ -35,11 +33,6 @@ std::string XmlTag(const std::string& body, const std::string& tag) {
 }  // namespace
 
 std::string EncodePathSegment(std::string_view s) { return UriEncode(s, true); }
-
-int RetryPolicy::DelayMs(int retry, uint64_t random) const {
-  int64_t cap = std::min<int64_t>(max_delay_ms, int64_t{base_delay_ms} << std::min(retry, 20));
-  return static_cast<int>(random % static_cast<uint64_t>(cap + 1));
-}
 
 AwsError ParseAwsError(const HttpResponse& r) {
   AwsError e;
@@ -76,13 +69,16 @@ AwsClient::AwsClient(AwsEndpoint endpoint, std::string region, std::string signi
       retry_(retry) {}
 
 Result<AwsAnswer> AwsClient::Send(const AwsRequest& request) const {
-  std::mt19937_64 rng(RandomSeed());
   std::string path = endpoint_.base_path + request.path;
-  Status transport_error;
-  for (int attempt = 1; attempt <= retry_.max_attempts; ++attempt) {
-    if (attempt > 1) std::this_thread::sleep_for(std::chrono::milliseconds(retry_.DelayMs(attempt - 1, rng())));
+  Status creds_error, transport_error;
+  std::optional<AwsAnswer> answer;
+  int attempts = retry_.Run([&](int attempt) {
     auto creds = credentials_->Get();
-    if (!creds.ok()) return creds.status();
+    if (!creds.ok()) {
+      creds_error = creds.status();
+      answer.reset();
+      return RetryVerdict::kStop;
+    }
     SigningInput in;
     in.method = request.method;
     in.host = endpoint_.host;
@@ -102,19 +98,22 @@ Result<AwsAnswer> AwsClient::Send(const AwsRequest& request) const {
     auto resp = transport_->Send(req);
     if (!resp.ok()) {
       transport_error = resp.status();
-      continue;
+      answer.reset();
+      return RetryVerdict::kAgain;
     }
-    AwsAnswer answer;
-    answer.attempts = attempt;
-    answer.credentials = creds->Describe();
-    answer.response = std::move(*resp);
-    if (answer.ok()) return answer;
-    answer.error = ParseAwsError(answer.response);
-    if (attempt == retry_.max_attempts || !IsRetryableAnswer(answer.response.status, answer.error.code))
-      return answer;
-  }
+    answer.emplace();
+    answer->attempts = attempt;
+    answer->credentials = creds->Describe();
+    answer->response = std::move(*resp);
+    if (answer->ok()) return RetryVerdict::kStop;
+    answer->error = ParseAwsError(answer->response);
+    return IsRetryableAnswer(answer->response.status, answer->error.code) ? RetryVerdict::kAgain
+                                                                          : RetryVerdict::kStop;
+  });
+  if (answer) return std::move(*answer);
+  if (!creds_error.ok()) return creds_error;
   return Status::IOError(fmt::format("no answer from {} after {} attempts: {}. Check the endpoint and the network.",
-                                     endpoint_.url(), retry_.max_attempts, transport_error.message()));
+                                     endpoint_.url(), attempts, transport_error.message()));
 }
 
 Result<AwsAnswer> AwsClient::SendJson(const std::string& target, std::string_view content_type,

@@ -1,8 +1,8 @@
 // AwsClient: the one way the service clients (SQS, CloudWatch Logs, EMR, EMR
 // Serverless, ...) call AWS: the service's endpoint (aws/endpoints.h),
-// credentials from the provider, a SigV4 signature, one retry policy (capped
-// exponential backoff with full jitter on transport errors, throttling and
-// 5xx), and the error answer parsed whatever the protocol (JSON `__type` /
+// credentials from the provider, a SigV4 signature, the one retry policy
+// (aws/retry_policy.h: capped exponential backoff with full jitter on
+// transport errors, throttling and 5xx), and the error answer parsed whatever the protocol (JSON `__type` /
 // `message`, `x-amzn-ErrorType`, XML `<Code>` / `<Message>`). What an error
 // means to the user (which ID to check, which permission) stays with each
 // service client, which turns the AwsAnswer into its Status.
@@ -20,17 +20,10 @@
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/endpoints.h"
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/retry_policy.h"
 #include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
-
-struct RetryPolicy {
-  int max_attempts = 5;
-  int base_delay_ms = 100;
-  int max_delay_ms = 5000;
-  // Full jitter: uniform in [0, min(max, base * 2^retry)] for retry = 1, 2, ...
-  int DelayMs(int retry, uint64_t random) const;
-};
 
 struct AwsError {
   std::string code;     // "ThrottlingException", "AWS.SimpleQueueService.NonExistentQueue", ...

@@ -1,19 +1,15 @@
 // S3Client: builds S3 requests (addressing, query, headers), signs each
-// attempt with SigV4, retries what is worth retrying, and turns S3's error
+// attempt with SigV4, retries what is worth retrying (the one RetryPolicy), and turns S3's error
 // documents into messages that say what to do. The XML itself is in s3_xml.h.
 //
 // Threading: an S3Client holds only its configuration and shared pointers to
 // a thread-safe credentials provider and transport, so every method may run
 // on many threads at once; all per-request state lives on the stack.
-#include "cloudmerge/base/random_seed.h"
 #include "cloudmerge/aws/s3_client.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cctype>
 #include <ctime>
-#include <random>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -100,18 +96,6 @@ Result<HttpResponse> Attempt(const S3Config& cfg, HttpTransport& transport, cons
   return transport.Send(req);
 }
 
-// Exponential backoff with full jitter (AWS architecture blog): spreads the
-// retries of many threads hitting the same throttled prefix.
-void Backoff(const S3Config& cfg, int failures) {
-  thread_local std::mt19937_64 rng{RandomSeed()};
-  int64_t cap = cfg.base_backoff_ms;
-  for (int i = 1; i < failures && cap < cfg.max_backoff_ms; ++i) cap *= 2;
-  cap = std::min<int64_t>(cap, cfg.max_backoff_ms);
-  if (cap <= 0) return;
-  std::uniform_int_distribution<int64_t> dist(0, cap);
-  std::this_thread::sleep_for(std::chrono::milliseconds(dist(rng)));
-}
-
 // A credentials failure, said in the context of the request that needed them.
 Status Prefixed(const S3Op& op, const Status& st) {
   std::string msg = fmt::format("S3 {} {}: {}", op.name, op.display, st.message());
@@ -132,36 +116,41 @@ bool IsFailure(const S3Op& op, const HttpResponse& resp) {
 // Reads cannot have taken effect; anything else may have, even when its response was lost.
 bool ReadOnly(const std::string& method) { return method == "GET" || method == "HEAD"; }
 
-// Sends `op` with up to cfg.max_attempts attempts. Returns the last response
+// Sends `op` under cfg.retry (the one retry policy). Returns the last response
 // (the caller turns a failure into a message with ErrorFor), or a Status when
 // credentials or the network failed for good.
 Result<Outcome> Execute(const S3Config& cfg, CredentialsProvider& credentials, HttpTransport& transport,
                         const S3Op& op) {
   Outcome out;
-  int max_attempts = std::max(1, cfg.max_attempts);
-  Status last_error;
-  for (int attempt = 1; attempt <= max_attempts; ++attempt) {
+  Status final_error, last_error;
+  cfg.retry.Run([&](int attempt) {
     out.attempts = attempt;
     auto creds = credentials.Get();
-    if (!creds.ok()) return Prefixed(op, creds.status());
+    if (!creds.ok()) {
+      final_error = Prefixed(op, creds.status());
+      return RetryVerdict::kStop;
+    }
     out.credentials = std::move(creds.value());
     Status sink_status;
     auto r = Attempt(cfg, transport, op, out.credentials, &sink_status);
-    if (!sink_status.ok()) return sink_status;
+    if (!sink_status.ok()) {
+      final_error = sink_status;
+      return RetryVerdict::kStop;
+    }
     if (!r.ok()) {
       last_error = r.status();
       if (!ReadOnly(op.method)) out.maybe_applied = true;
-    } else {
-      out.response = std::move(r.value());
-      if (!IsFailure(op, out.response)) return out;
-      std::string code = s3xml::ParseError(out.response.body).code;
-      if (!RetryableResponse(out.response.status, code)) return out;
-      if (!ReadOnly(op.method)) out.maybe_applied = true;
-      last_error = Status::OK();
+      return RetryVerdict::kAgain;
     }
-    if (attempt < max_attempts) Backoff(cfg, attempt);
-  }
-  if (last_error.ok()) return out;  // a retryable S3 error to the end: ErrorFor explains it
+    out.response = std::move(r.value());
+    last_error = Status::OK();
+    if (!IsFailure(op, out.response)) return RetryVerdict::kStop;
+    if (!RetryableResponse(out.response.status, s3xml::ParseError(out.response.body).code)) return RetryVerdict::kStop;
+    if (!ReadOnly(op.method)) out.maybe_applied = true;
+    return RetryVerdict::kAgain;
+  });
+  if (!final_error.ok()) return final_error;
+  if (last_error.ok()) return out;  // an answer (a retryable S3 error to the end: ErrorFor explains it)
   return Status::IOError(fmt::format("S3 {} {}: {} (gave up after {} attempts). Check the endpoint and the network.",
                                      op.name, op.display, last_error.message(), out.attempts));
 }
@@ -229,7 +218,7 @@ S3Config S3Config::FromEnvironment(const AwsEnvironment& env) {
   c.endpoint_url = ConfiguredEndpointUrl(AwsService::kS3, env);  // endpoints.h: the SDKs' order
   c.path_style = env.getenv("AWS_S3_ADDRESSING_STYLE") == "path" ||
                  ProfileConfigValue(env, "s3.addressing_style") == "path" || !c.endpoint_url.empty();
-  if (int n = std::atoi(env.getenv("AWS_MAX_ATTEMPTS").c_str()); n > 0) c.max_attempts = n;
+  if (int n = std::atoi(env.getenv("AWS_MAX_ATTEMPTS").c_str()); n > 0) c.retry.max_attempts = n;
   return c;
 }
 
@@ -270,13 +259,16 @@ Status S3Client::GetObjectRange(const S3Uri& object, uint64_t offset, uint64_t l
   CM_RETURN_IF_ERROR(RequireKey(op));
   if (length == 0) return Status::OK();
   uint64_t received = 0;
-  int failures = 0;  // consecutive attempts that made no progress
   // With if_match, a resumed read is sure to continue the same object version.
   // Without it, a break cannot tell: the transport reports a broken transfer
   // without the headers (and ETag) that had arrived. Readers HEAD first and pass it.
   const std::string& etag = if_match;
   std::string uri = object.ToString();
-  while (received < length) {
+  Status result;  // what the loop ends with
+  Outcome out;    // the last failed answer, for ErrorFor
+  Status transport_error;
+  // A break after progress is resumed with a fresh budget (kAgainFresh).
+  int failures = config_.retry.Run([&](int attempt) {
     op.headers = {{"range", fmt::format("bytes={}-{}", offset + received, offset + length - 1)}};
     if (!etag.empty()) op.headers.emplace_back("if-match", QuotedEtag(etag));
     uint64_t progress = 0;
@@ -289,43 +281,55 @@ Status S3Client::GetObjectRange(const S3Uri& object, uint64_t offset, uint64_t l
       return sink(data);
     };
     auto creds = credentials_->Get();
-    if (!creds.ok()) return Prefixed(op, creds.status());
+    if (!creds.ok()) {
+      result = Prefixed(op, creds.status());
+      return RetryVerdict::kStop;
+    }
     Status sink_status;
     auto r = Attempt(config_, *transport_, op, creds.value(), &sink_status);
-    if (!sink_status.ok()) return sink_status;
-    if (progress > 0) failures = 0;  // a break after progress is resumed with a fresh budget
+    if (!sink_status.ok()) {
+      result = sink_status;
+      return RetryVerdict::kStop;
+    }
     if (r.ok() && Is2xx(r->status)) {
       if (r->status == 206 && !RangeStartsAt(r->Header("content-range"), offset + received - progress))
-        return Status::Internal(fmt::format("S3 GetObject {}: the server sent another range than asked ({}).", uri,
-                                            r->Header("content-range")));
-      if (received == length) return Status::OK();
-      // The body ended cleanly but short: the object is smaller than asked.
-      return Status::IOError(fmt::format("S3 GetObject {}: asked for bytes [{}, {}) but the object ends at byte {} "
-                                         "(Content-Range: {}). It may have been replaced by a shorter one; run "
-                                         "again.", uri, offset, offset + length, offset + received,
-                                         r->Header("content-range")));
+        result = Status::Internal(fmt::format("S3 GetObject {}: the server sent another range than asked ({}).",
+                                              uri, r->Header("content-range")));
+      else if (received != length)  // the body ended cleanly but short: the object is smaller than asked
+        result = Status::IOError(fmt::format("S3 GetObject {}: asked for bytes [{}, {}) but the object ends at "
+                                             "byte {} (Content-Range: {}). It may have been replaced by a shorter "
+                                             "one; run again.", uri, offset, offset + length, offset + received,
+                                             r->Header("content-range")));
+      return RetryVerdict::kStop;
     }
-    if (r.ok() && r->status == 412)
-      return Status::IOError(fmt::format("S3 GetObject {}: the object changed while it was being read (its ETag is "
-                                         "no longer \"{}\"; 412 PreconditionFailed). Run again to read the new "
-                                         "version.", uri, etag));
-    Outcome out;
+    if (r.ok() && r->status == 412) {
+      result = Status::IOError(fmt::format("S3 GetObject {}: the object changed while it was being read (its ETag "
+                                           "is no longer \"{}\"; 412 PreconditionFailed). Run again to read the "
+                                           "new version.", uri, etag));
+      return RetryVerdict::kStop;
+    }
+    out = Outcome();
     out.credentials = creds.value();
-    out.attempts = failures + 1;
+    out.attempts = progress > 0 ? 1 : attempt;
+    transport_error = Status::OK();
     if (r.ok()) {
       out.response = std::move(r.value());
-      if (!RetryableResponse(out.response.status, s3xml::ParseError(out.response.body).code))
-        return ErrorFor(config_, op, out);
+      if (!RetryableResponse(out.response.status, s3xml::ParseError(out.response.body).code)) {
+        result = ErrorFor(config_, op, out);
+        return RetryVerdict::kStop;
+      }
+    } else {
+      transport_error = r.status();
     }
-    if (++failures >= std::max(1, config_.max_attempts)) {
-      if (r.ok()) return ErrorFor(config_, op, out);
-      return Status::IOError(fmt::format("S3 GetObject {}: the download failed {} times in a row after {} of {} "
-                                         "bytes: {}. Check the endpoint and the network.",
-                                         uri, failures, received, length, r.status().message()));
-    }
-    Backoff(config_, failures);
-  }
-  return Status::OK();
+    if (received == length) return RetryVerdict::kStop;  // it broke after the last byte: nothing left to ask
+    return progress > 0 ? RetryVerdict::kAgainFresh : RetryVerdict::kAgain;
+  });
+  if (!result.ok() || received == length) return result;
+  // Out of attempts.
+  if (transport_error.ok()) return ErrorFor(config_, op, out);
+  return Status::IOError(fmt::format("S3 GetObject {}: the download failed {} times in a row after {} of {} "
+                                     "bytes: {}. Check the endpoint and the network.",
+                                     uri, failures, received, length, transport_error.message()));
 }
 
 Result<std::string> S3Client::GetObject(const S3Uri& object) {

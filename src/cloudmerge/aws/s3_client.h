@@ -1,6 +1,6 @@
 // S3Client: the S3 operations cloudmerge needs, signed with our SigV4 over an
-// HttpTransport, with bounded retries (exponential backoff with full jitter)
-// on 5xx, SlowDown/Throttling, RequestTimeout and transport errors.
+// HttpTransport, with the one retry policy (aws/retry_policy.h: bounded
+// attempts, exponential backoff with full jitter) on 5xx, SlowDown/Throttling, RequestTimeout and transport errors.
 //
 // Errors are Status values whose message says what was asked, what S3 said,
 // and what to do: 403 names the action and the credential used (key id's last
@@ -19,6 +19,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/aws/http.h"
+#include "cloudmerge/aws/retry_policy.h"
 #include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
@@ -37,9 +38,10 @@ struct S3Config {
   std::string region = "us-east-1";
   std::string endpoint_url;  // e.g. "http://127.0.0.1:5000"; empty: AWS's regional endpoint (https)
   bool path_style = false;   // forced on when endpoint_url is set and the bucket is not DNS-compatible
-  int max_attempts = 6;      // per request, including the first
-  int base_backoff_ms = 100;
-  int max_backoff_ms = 20000;
+  // Per request: 6 attempts, full-jitter backoff from 0.1 s up to 20 s (a
+  // throttled prefix recovers in seconds). A ranged GET that made progress
+  // before it broke starts a fresh budget.
+  RetryPolicy retry{6, 100, 20000};
   uint64_t part_size = 16ull << 20;  // multipart part size (>= 5 MiB on AWS; tests may lower it)
   unsigned parallel_requests = 4;    // ranged GETs / part uploads in flight per object
   // Bytes per ranged GET of an input (0: the reader's default, 8 MiB). A

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/sigv4.h"
+#include "cloudmerge/aws/sha256.h"
 #include "cloudmerge/io/compression.h"
 #include "cloudmerge/base/json_fields.h"
 #include "cloudmerge/engine/merge.h"

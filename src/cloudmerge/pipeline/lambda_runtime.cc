@@ -17,10 +17,12 @@
 #include <chrono>
 #include <cstdlib>
 #include <exception>
-#include <thread>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+
+#include "cloudmerge/aws/retry_policy.h"
 
 namespace cloudmerge {
 namespace {
@@ -32,10 +34,10 @@ constexpr long kNextTimeoutMs = 24L * 60 * 60 * 1000;
 // Posting a result to the local Runtime API is quick; 6 MB at most.
 constexpr long kPostTimeoutMs = 60000;
 // Transient /next failures (the Runtime API not yet listening, a reset
-// connection): 5 tries over ~0.75 s, then the runtime exits and Lambda
-// replaces the execution environment.
-constexpr int kNextAttempts = 5;
-constexpr int kFirstBackoffMs = 50;
+// connection): 5 tries within 0.75 s (the AWS calls' retry policy, with
+// full jitter), then the runtime exits and Lambda replaces the execution
+// environment. The Runtime API is local and unsigned: only the policy is shared.
+constexpr RetryPolicy kNextRetry{5, 50, 400};
 
 std::string CodeName(Status::Code code) {
   switch (code) {
@@ -129,18 +131,18 @@ Result<Invocation> FetchOnce(HttpTransport* transport, const std::string& runtim
 }
 
 Result<Invocation> FetchNext(HttpTransport* transport, const std::string& runtime_api, JsonLog* log) {
-  int backoff_ms = kFirstBackoffMs;
-  for (int attempt = 1;; ++attempt) {
-    bool retryable = false;
-    Result<Invocation> inv = FetchOnce(transport, runtime_api, &retryable);
-    if (inv.ok() || !retryable || attempt == kNextAttempts) return inv;
-    if (log) {
-      log->Warn("lambda.next.retry", "", inv.status().message(),
-                {{"attempt", attempt}, {"backoff_ms", backoff_ms}});
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms *= 2;
-  }
+  std::optional<Result<Invocation>> inv;
+  kNextRetry.Run(
+      [&](int) {
+        bool retryable = false;
+        inv.emplace(FetchOnce(transport, runtime_api, &retryable));
+        return inv->ok() || !retryable ? RetryVerdict::kStop : RetryVerdict::kAgain;
+      },
+      [&](int attempt, int delay_ms) {
+        if (log)
+          log->Warn("lambda.next.retry", "", inv->status().message(), {{"attempt", attempt}, {"backoff_ms", delay_ms}});
+      });
+  return std::move(*inv);
 }
 
 // POSTs `body` to `url`; any answer but 202 Accepted is an error. `http_status`

@@ -1,8 +1,8 @@
 // The cluster engines (see spark_engine.h).
 // spark: posix_spawn spark-submit, its output read through a pipe (copied to
 // our stderr and its tail kept for the error message). emr / emr-serverless:
-// upload the job script with our S3 client, submit over the AWS JSON APIs
-// (SigV4, bounded retries on throttling/5xx/transport errors), poll until a
+// upload the job script with our S3 client, submit through aws/emr_client.h
+// (endpoints, SigV4 and the retry policy are the AWS layer's), poll until a
 // terminal state, the timeout or the caller's deadline.
 #include "cloudmerge/pipeline/engines/spark_engine.h"
 
@@ -23,11 +23,8 @@
 #include <thread>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
-#include "cloudmerge/aws/credentials.h"
-#include "cloudmerge/aws/aws_client.h"
-#include "cloudmerge/aws/endpoints.h"
+#include "cloudmerge/aws/emr_client.h"
 #include "cloudmerge/pipeline/json_log.h"
 
 extern char** environ;
@@ -35,7 +32,6 @@ extern char** environ;
 namespace cloudmerge {
 namespace {
 
-using nlohmann::json;
 namespace fs = std::filesystem;
 
 fs::path BinaryDir() {
@@ -219,51 +215,7 @@ Status RunLocalSpark(const SparkEngineOptions& o, const SparkJob& j, SparkOutcom
   return Status::IOError(fmt::format("spark-submit was killed by signal {}.", WTERMSIG(status)));
 }
 
-// ---- AWS JSON calls (EMR: JSON 1.1 with X-Amz-Target; EMR Serverless: REST JSON).
-
-// A string member of a JSON object, "" when absent or not a string (moto sends nulls).
-std::string Str(const json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key) || !j[key].is_string()) return "";
-  return j[key].get<std::string>();
-}
-
-const json& Member(const json& j, const char* key) {
-  static const json kNull;
-  return j.is_object() && j.contains(key) ? j[key] : kNull;
-}
-
-Result<json> Call(const AwsClient& api, const std::string& method, const std::string& path,
-                  const std::string& target, const std::string& body, const std::string& what) {
-  AwsRequest req;
-  req.method = method;
-  req.path = path;
-  req.headers = {{"content-type", target.empty() ? "application/json" : "application/x-amz-json-1.1"}};
-  if (!target.empty()) req.headers.push_back({"x-amz-target", target});
-  req.body = body;
-  auto answer = api.Send(req);
-  if (!answer.ok()) return answer.status();
-  const std::string& text = answer->response.body;
-  if (answer->ok()) {
-    json j = json::parse(text.empty() ? "{}" : text, nullptr, false);
-    if (j.is_discarded())
-      return Status::IOError(fmt::format("{} at {} answered with a body that is not JSON: {}", what,
-                                         api.endpoint().url(), text.substr(0, 200)));
-    return j;
-  }
-  return Status::IOError(fmt::format("{} at {} failed: {} ({} {}). Check the IDs, the region ({}) and that {} "
-                                     "is allowed to call it.", what, api.endpoint().url(), answer->error.message,
-                                     answer->response.status, answer->error.code, api.region(),
-                                     answer->credentials));
-}
-
-// The client for EMR or EMR Serverless: region and endpoint from the options, else as the SDKs find them.
-AwsClient MakeApi(const SparkEngineOptions& o, const std::string& signing_name, AwsService which) {
-  auto env = AwsEnvironment::FromProcess();
-  std::string region = o.region.empty() ? ResolveRegion(env) : o.region;
-  auto transport = o.transport ? o.transport : NewCurlTransport();
-  return AwsClient(ResolveEndpoint(which, region, env, o.endpoint), region, signing_name,
-                   NewDefaultCredentialsChain(env, transport), transport);
-}
+ClusterApiOptions ApiOptions(const SparkEngineOptions& o) { return {o.region, o.endpoint, o.transport}; }
 
 // Uploads merge_job.py under the artifacts prefix; returns its s3:// URI.
 Result<std::string> UploadJob(const SparkEngineOptions& o) {
@@ -288,15 +240,11 @@ Result<std::string> UploadJob(const SparkEngineOptions& o) {
   return uri->ToString();
 }
 
-struct Polled {
-  std::string state, detail;
-};
-
 // Polls `get` every poll_seconds until a terminal state, the timeout, or the
 // caller's deadline; records the last state in outcome->state.
 Status Poll(const SparkEngineOptions& o, const SparkJob& j, const std::string& what,
             const std::vector<std::string>& ok_states, const std::vector<std::string>& failed_states,
-            const std::function<Result<Polled>()>& get, SparkOutcome* outcome) {
+            const std::function<Result<ClusterRunState>()>& get, SparkOutcome* outcome) {
   auto start = std::chrono::steady_clock::now();
   std::string last_state;
   for (;;) {
@@ -341,28 +289,23 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
                                    "(merge: --application-id, --execution-role-arn; serve: --emr-application-id, "
                                    "--emr-execution-role-arn; Lambda: CLOUDMERGE_EMR_APPLICATION_ID, "
                                    "CLOUDMERGE_EMR_EXECUTION_ROLE_ARN).");
-  AwsClient api = MakeApi(o, "emr-serverless", AwsService::kEmrServerless);
-  std::string app_path = "/applications/" + EncodePathSegment(o.application_id);
+  EmrServerlessClient api(ApiOptions(o));
   std::string run_id = j.resume_id;
   if (run_id.empty()) {
     auto script = UploadJob(o);
     if (!script.ok()) return script.status();
-    std::string params;
-    for (auto& c : ConfArgs(o)) params += (params.empty() ? "" : " ") + c;
-    std::string token = j.client_token.empty() ? fmt::format("cloudmerge-{}-{}", std::time(nullptr), getpid())
-                                               : j.client_token;
-    json body = {{"clientToken", token},
-                 {"executionRoleArn", o.execution_role_arn},
-                 {"name", "cloudmerge merge"},
-                 {"jobDriver", {{"sparkSubmit", {{"entryPoint", *script},
-                                                 {"entryPointArguments", JobArgs(o, j, true)},
-                                                 {"sparkSubmitParameters", params}}}}}};
-    auto started = Call(api, "POST", app_path + "/jobruns", "", body.dump(), "EMR Serverless StartJobRun");
+    JobRunRequest run;
+    for (auto& c : ConfArgs(o)) run.spark_submit_parameters += (run.spark_submit_parameters.empty() ? "" : " ") + c;
+    run.client_token = j.client_token.empty() ? fmt::format("cloudmerge-{}-{}", std::time(nullptr), getpid())
+                                              : j.client_token;
+    run.application_id = o.application_id;
+    run.execution_role_arn = o.execution_role_arn;
+    run.name = "cloudmerge merge";
+    run.entry_point = *script;
+    run.arguments = JobArgs(o, j, true);
+    auto started = api.StartJobRun(run);
     if (!started.ok()) return started.status();
-    run_id = Str(*started, "jobRunId");
-    if (run_id.empty())
-      return Status::IOError(fmt::format("EMR Serverless StartJobRun on application {} answered without a jobRunId",
-                                         o.application_id));
+    run_id = *started;
     fmt::print(stderr, "cloudmerge: EMR Serverless job run {} started on application {}\n", run_id, o.application_id);
     if (j.on_submitted) j.on_submitted(run_id);
   } else {
@@ -371,37 +314,14 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
   }
   outcome->id = run_id;
   return Poll(o, j, "EMR Serverless job run " + run_id, {"SUCCESS"}, {"FAILED", "CANCELLED"},
-              [&]() -> Result<Polled> {
-                auto r = Call(api, "GET", app_path + "/jobruns/" + EncodePathSegment(run_id), "", "",
-                              "EMR Serverless GetJobRun");
-                if (!r.ok()) return r.status();
-                const json& run = Member(*r, "jobRun");
-                return Polled{Str(run, "state"), Str(run, "stateDetails")};
-              },
-              outcome);
-}
-
-// The failure of a step, from DescribeStep's Status.FailureDetails (Reason,
-// Message, LogFile), or its state-change reason (a cancelled or interrupted
-// step has no failure details).
-std::string StepDetail(const json& status) {
-  const json& fail = Member(status, "FailureDetails");
-  std::string detail = Str(fail, "Reason");
-  if (!Str(fail, "Message").empty() && Str(fail, "Message") != detail)
-    detail += (detail.empty() ? "" : " — ") + Str(fail, "Message");
-  if (!Str(fail, "LogFile").empty()) detail += (detail.empty() ? "" : "; ") + ("log: " + Str(fail, "LogFile"));
-  if (detail.empty()) {
-    const json& reason = Member(status, "StateChangeReason");
-    detail = Str(reason, "Message").empty() ? Str(reason, "Code") : Str(reason, "Message");
-  }
-  return detail;
+              [&] { return api.GetJobRun(o.application_id, run_id); }, outcome);
 }
 
 Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* outcome) {
   if (o.cluster_id.empty())
     return Status::InvalidArgument("the emr engine needs a cluster ID j-XXXXXXXX (merge: --cluster-id; serve: "
                                    "--emr-cluster-id; Lambda: CLOUDMERGE_EMR_CLUSTER_ID).");
-  AwsClient api = MakeApi(o, "elasticmapreduce", AwsService::kEmr);
+  EmrClient api(ApiOptions(o));
   std::string step_id = j.resume_id;
   if (step_id.empty()) {
     auto script = UploadJob(o);
@@ -410,17 +330,9 @@ Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* 
     for (auto& c : ConfArgs(o)) args.push_back(c);
     args.push_back(*script);
     for (auto& a : JobArgs(o, j, true)) args.push_back(a);
-    json body = {{"JobFlowId", o.cluster_id},
-                 {"Steps", {{{"Name", "cloudmerge merge"},
-                             {"ActionOnFailure", "CONTINUE"},
-                             {"HadoopJarStep", {{"Jar", "command-runner.jar"}, {"Args", args}}}}}}};
-    auto added = Call(api, "POST", "/", "ElasticMapReduce.AddJobFlowSteps", body.dump(), "EMR AddJobFlowSteps");
+    auto added = api.AddStep(o.cluster_id, "cloudmerge merge", args);
     if (!added.ok()) return added.status();
-    const json& ids = Member(*added, "StepIds");
-    if (ids.is_array() && !ids.empty() && ids[0].is_string()) step_id = ids[0].get<std::string>();
-    if (step_id.empty())
-      return Status::IOError(fmt::format("EMR AddJobFlowSteps on cluster {} answered without a step ID",
-                                         o.cluster_id));
+    step_id = *added;
     fmt::print(stderr, "cloudmerge: EMR step {} added to cluster {}\n", step_id, o.cluster_id);
     if (j.on_submitted) j.on_submitted(step_id);
   } else {
@@ -428,14 +340,7 @@ Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* 
   }
   outcome->id = step_id;
   return Poll(o, j, "EMR step " + step_id, {"COMPLETED"}, {"FAILED", "CANCELLED", "INTERRUPTED"},
-              [&]() -> Result<Polled> {
-                auto r = Call(api, "POST", "/", "ElasticMapReduce.DescribeStep",
-                              json{{"ClusterId", o.cluster_id}, {"StepId", step_id}}.dump(), "EMR DescribeStep");
-                if (!r.ok()) return r.status();
-                const json& status = Member(Member(*r, "Step"), "Status");
-                return Polled{Str(status, "State"), StepDetail(status)};
-              },
-              outcome);
+              [&] { return api.DescribeStep(o.cluster_id, step_id); }, outcome);
 }
 
 }  // namespace

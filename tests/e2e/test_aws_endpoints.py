@@ -11,6 +11,11 @@ S3 on one moto server, SQS, SNS and CloudWatch Logs on another.
 - The Lambda runtime with AWS_ENDPOINT_URL = the S3 server and
   AWS_ENDPOINT_URL_SNS = the other: the notification is published there
   (before, AWS_ENDPOINT_URL_SNS was ignored).
+- The Lambda runtime with only per-service variables (AWS_ENDPOINT_URL_S3 =
+  the S3 server; _SQS, _SNS, _LOGS = the other) and AWS_ENDPOINT_URL pointing
+  at a closed port, fed an SQS batch: the result lands in S3 and the
+  notification on the other server, so no call fell back to the shared
+  variable.
 
 The second server runs with signature checking off: a process has one set of
 credentials, the first server's."""
@@ -122,4 +127,23 @@ def test_lambda_publishes_to_the_sns_endpoint(s3, other, lambda_emulator):  # no
     emu = lambda_emulator(shlex.split(BOOTSTRAP), env=env)
     status, body = emu.invoke(json.dumps(recorded_event("s3_put_event.json", inb, ["e2/y_list.txt"])))
     assert status == 200 and json.loads(body) == {"status": "ok"}, (body, emu.logs()[-3000:])
+    assert any("result ready" in s for s in subjects(other, inbox)), emu.logs()[-3000:]
+
+
+def test_lambda_sends_each_service_to_its_own_variable(s3, other, lambda_emulator):  # noqa: F811
+    inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
+    upload_inputs(s3, inb, "e3")
+    topic, inbox = topic_with_inbox(other, f"lambda-svc-{inb}")
+    env = {k: v for k, v in s3.env().items() if (k.startswith("AWS_") and "ENDPOINT" not in k) or k == "HOME"}
+    env.update(AWS_ENDPOINT_URL="http://127.0.0.1:9", AWS_ENDPOINT_URL_S3=s3.endpoint_url,
+               AWS_ENDPOINT_URL_SQS=other.endpoint_url, AWS_ENDPOINT_URL_SNS=other.endpoint_url,
+               AWS_ENDPOINT_URL_LOGS=other.endpoint_url, AWS_MAX_ATTEMPTS="2",
+               CLOUDMERGE_OUTPUT=f"s3://{outb}/", CLOUDMERGE_SNS_TOPIC_ARN=topic)
+    emu = lambda_emulator(shlex.split(BOOTSTRAP), env=env)
+    batch = recorded_event("sqs_s3_put_event.json", inb, ["e3/y_list.txt"])
+    batch["Records"] = batch["Records"][:1]
+    status, body = emu.invoke(json.dumps(batch))
+    assert status == 200 and json.loads(body) == {"batchItemFailures": []}, (body, emu.logs()[-3000:])
+    report = json.loads(s3.client.get_object(Bucket=outb, Key="e3/report.json")["Body"].read())
+    assert report["status"] == "succeeded", report
     assert any("result ready" in s for s in subjects(other, inbox)), emu.logs()[-3000:]

@@ -31,6 +31,7 @@
 #include "cloudmerge/pipeline/events.h"
 #include "cloudmerge/pipeline/lambda_runtime.h"
 #include "cloudmerge/pipeline/serve.h"
+#include "cloudmerge/pipeline/store/s3_job_store.h"
 
 namespace cloudmerge_cli {
 namespace {

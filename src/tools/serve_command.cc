@@ -17,6 +17,7 @@
 #include "cloudmerge/base/memory_info.h"
 #include "cloudmerge/pipeline/cloudwatch_logs.h"
 #include "cloudmerge/pipeline/store/confined_env.h"
+#include "cloudmerge/pipeline/store/s3_job_store.h"
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
 

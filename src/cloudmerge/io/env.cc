@@ -483,14 +483,6 @@ namespace {
 
 constexpr std::string_view kTempInfix = ".cloudmerge-tmp-";
 
-// The temporary for OUT: DIR/.cloudmerge-tmp-<pid>-<random>, in OUT's directory
-// (the same file system, so the rename is atomic) but not named after OUT,
-// whose own name may already be as long as the file system allows.
-std::string TemporaryPathFor(const std::string& path) {
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  std::string name = fmt::format("{}{}-{:08x}", kTempInfix, getpid(), static_cast<uint32_t>(RandomSeed()));
-  return dir.empty() ? name : (dir / name).string();
-}
 
 // A run killed with SIGKILL leaves its temporary behind. The next run writing
 // into the same directory removes such leftovers (DIR/.cloudmerge-tmp-<pid>-<hex>,
@@ -522,6 +514,12 @@ void RemoveStaleTemporaries(const std::string& path) {
 
 }  // namespace
 
+std::string AtomicTemporaryPath(const std::string& path) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::string name = fmt::format("{}{}-{:08x}", kTempInfix, getpid(), static_cast<uint32_t>(RandomSeed()));
+  return dir.empty() ? name : (dir / name).string();
+}
+
 Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Status(std::string_view)>& sink) {
   std::string piece;
   for (;;) {
@@ -545,7 +543,7 @@ Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& reques
   std::string temp;
   if (!target->direct) {
     RemoveStaleTemporaries(path);
-    temp = TemporaryPathFor(path);
+    temp = AtomicTemporaryPath(path);
   }
   // Armed before the file exists, so that no signal can leave it behind.
   if (!temp.empty()) ArmCleanup(temp);

@@ -134,6 +134,12 @@ class Env {
   virtual Result<std::unique_ptr<AtomicFile>> NewAtomicFile(const std::string& path);
 };
 
+// The temporary an atomic write of `path` uses: DIR/.cloudmerge-tmp-<pid>-<hex>,
+// in path's directory (the same file system, so the rename is atomic) but not
+// named after it, whose own name may already be as long as the file system
+// allows. A later atomic write into DIR removes such leftovers of dead processes.
+std::string AtomicTemporaryPath(const std::string& path);
+
 // The engine's output: Append, then Commit. Destroying an uncommitted
 // AtomicOutput discards what was written; no half-written OUT is ever visible.
 // Standard output ("-") and special files (/dev/null, FIFOs) are written

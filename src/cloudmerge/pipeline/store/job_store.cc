@@ -1,6 +1,6 @@
 // Local-directory and S3 JobStores.
-#include "cloudmerge/base/random_seed.h"
 #include "cloudmerge/pipeline/store/job_store.h"
+#include "cloudmerge/pipeline/store/s3_job_store.h"
 #include "cloudmerge/pipeline/store/confined_env.h"
 
 #include <fcntl.h>
@@ -10,8 +10,6 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <random>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -55,9 +53,29 @@ Status LocalError(const std::string& what, const fs::path& p, const std::error_c
   return Status::IOError(fmt::format("cannot {} {}: {}", what, p.string(), ec.message()));
 }
 
+// The local store's view of its Env: every write goes through `base` (so a
+// fault-injecting Env reaches the store), and a key's path is written as
+// itself, never resolved: Env's atomic output writes a temporary beside it
+// and renames it over the key, so a symbolic link or a FIFO planted at a key
+// in the shared folder is replaced, never written through.
+class StoreEnv final : public Env {
+ public:
+  explicit StoreEnv(Env* base) : base_(base) {}
+  Result<std::unique_ptr<InputData>> ReadFile(const std::string& path) override { return base_->ReadFile(path); }
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
+    return base_->NewWritableFile(path);
+  }
+  Status RenameFile(const std::string& from, const std::string& to) override { return base_->RenameFile(from, to); }
+  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
+  Result<OutputTarget> ResolveOutput(const std::string& path) override { return OutputTarget{path}; }
+
+ private:
+  Env* base_;
+};
+
 class LocalJobStore final : public JobStore {
  public:
-  explicit LocalJobStore(std::string dir) : root_(fs::absolute(dir).lexically_normal()) {}
+  LocalJobStore(std::string dir, Env* env) : root_(fs::absolute(dir).lexically_normal()), env_(env) {}
 
   std::string Uri(const std::string& key) const override { return (root_ / key).string(); }
   std::string Describe() const override { return "local directory " + root_.string(); }
@@ -90,39 +108,47 @@ class LocalJobStore final : public JobStore {
 
   Result<std::string> GetHead(const std::string& key, size_t max_bytes) override { return Read(key, max_bytes); }
 
+  // Env's atomic output: a temporary beside the key (.cloudmerge-tmp-<pid>-<hex>),
+  // renamed into place on Commit, removed on failure or a fatal signal.
   Status Put(const std::string& key, const std::string& body, const std::string&) override {
     CM_RETURN_IF_ERROR(CheckKey(key));
-    auto tmp = WriteTemp(key, body);
-    if (!tmp.ok()) return tmp.status();
-    std::error_code ec;
-    fs::rename(*tmp, root_ / key, ec);
-    if (ec) {
-      fs::remove(*tmp, ec);
-      return LocalError("move into place", root_ / key, ec);
-    }
-    return Status::OK();
+    CM_RETURN_IF_ERROR(CreateParent(key));
+    auto out = AtomicOutput::Open(&env_, (root_ / key).string(), /*compress_by_name=*/false);
+    if (!out.ok()) return out.status();
+    CM_RETURN_IF_ERROR((*out)->Append(body));
+    return (*out)->Commit();
   }
 
   Result<bool> CreateIfAbsent(const std::string& key, const std::string& body) override {
     CM_RETURN_IF_ERROR(CheckKey(key));
-    auto tmp = WriteTemp(key, body);
-    if (!tmp.ok()) return tmp.status();
-    // link(2) fails with EEXIST when the marker exists: atomic, and the marker
-    // is complete from the moment it appears.
-    int rc = ::link(tmp->c_str(), (root_ / key).c_str());
+    CM_RETURN_IF_ERROR(CreateParent(key));
+    // A complete temporary, written through the Env, then link(2)ed to the
+    // key: link fails with EEXIST when the marker exists, so the creation is
+    // atomic and the marker complete from the moment it appears. (Env has no
+    // link: it is this store's exactly-once primitive, see job_store.h.)
+    std::string dest = (root_ / key).string();
+    std::string tmp = AtomicTemporaryPath(dest);
+    auto file = env_.NewWritableFile(tmp);
+    if (!file.ok()) return file.status();
+    Status written = (*file)->Append(body);
+    Status closed = (*file)->Close();
+    file->reset();
+    if (written.ok()) written = closed;
+    if (!written.ok()) {
+      (void)env_.RemoveFile(tmp);
+      return written;
+    }
+    int rc = ::link(tmp.c_str(), dest.c_str());
     int err = errno;
-    ::unlink(tmp->c_str());
+    (void)env_.RemoveFile(tmp);
     if (rc == 0) return true;
     if (err == EEXIST) return false;
-    return Status::IOError(fmt::format("cannot create {}: {}", (root_ / key).string(), std::strerror(err)));
+    return Status::IOError(fmt::format("cannot create {}: {}", dest, std::strerror(err)));
   }
 
   Status Delete(const std::string& key) override {
     CM_RETURN_IF_ERROR(CheckKey(key));
-    std::error_code ec;
-    fs::remove(root_ / key, ec);
-    if (ec) return LocalError("remove", root_ / key, ec);
-    return Status::OK();
+    return env_.RemoveFile((root_ / key).string());  // already gone: OK
   }
 
   Status AbortAbandonedWrites(const std::string& prefix) override {
@@ -132,10 +158,8 @@ class LocalJobStore final : public JobStore {
     if (!fs::is_directory(dir, ec)) return Status::OK();
     for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
          it.increment(ec)) {
-      if (it->path().filename().string().find(".cloudmerge-tmp-") != std::string::npos) {
-        std::error_code rm;
-        fs::remove(it->path(), rm);
-      }
+      if (it->path().filename().string().find(".cloudmerge-tmp-") != std::string::npos)
+        (void)env_.RemoveFile(it->path().string());
     }
     return Status::OK();
   }
@@ -146,9 +170,11 @@ class LocalJobStore final : public JobStore {
     struct stat st {};
     if (::lstat((root_ / key).c_str(), &st) != 0 || S_ISDIR(st.st_mode)) return std::nullopt;
     long long mtime_ns = static_cast<long long>(st.st_mtim.tv_sec) * 1000000000LL + st.st_mtim.tv_nsec;
-    StoredObject o{key, static_cast<uint64_t>(st.st_size),
-                   fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino)), "",
-                   std::to_string(mtime_ns)};
+    StoredObject o;
+    o.key = key;
+    o.size = static_cast<uint64_t>(st.st_size);
+    o.etag = fmt::format("{}-{}-{}", mtime_ns, st.st_size, static_cast<unsigned long long>(st.st_ino));
+    o.modified = std::to_string(mtime_ns);
     if (S_ISLNK(st.st_mode)) o.kind = "a symbolic link";
     else if (S_ISFIFO(st.st_mode)) o.kind = "a FIFO (named pipe)";
     else if (!S_ISREG(st.st_mode)) o.kind = "not a regular file";
@@ -181,25 +207,17 @@ class LocalJobStore final : public JobStore {
     return out;
   }
 
-  Result<fs::path> WriteTemp(const std::string& key, const std::string& body) {
-    fs::path dest = root_ / key;
+  // Folders are not objects: created here, listed with List.
+  Status CreateParent(const std::string& key) {
+    fs::path dir = (root_ / key).parent_path();
     std::error_code ec;
-    fs::create_directories(dest.parent_path(), ec);
-    if (ec) return LocalError("create folder", dest.parent_path(), ec);
-    fs::path tmp = dest.string() + fmt::format(".cloudmerge-tmp-{}-{:08x}", ::getpid(), static_cast<uint32_t>(RandomSeed()));
-    {
-      std::ofstream out(tmp, std::ios::binary);
-      out.write(body.data(), static_cast<std::streamsize>(body.size()));
-      out.flush();
-      if (!out) {
-        fs::remove(tmp, ec);
-        return Status::IOError(fmt::format("cannot write {}", tmp.string()));
-      }
-    }
-    return tmp;
+    fs::create_directories(dir, ec);
+    if (ec) return LocalError("create folder", dir, ec);
+    return Status::OK();
   }
 
   fs::path root_;
+  StoreEnv env_;
 };
 
 class S3JobStore final : public JobStore {
@@ -216,7 +234,13 @@ class S3JobStore final : public JobStore {
     auto listed = c_->ListObjects(bucket_, prefix_ + prefix);
     if (!listed.ok()) return listed.status();
     std::vector<StoredObject> out;
-    for (auto& o : *listed) out.push_back({o.key.substr(prefix_.size()), o.size, o.etag});
+    for (auto& o : *listed) {
+      StoredObject stored;
+      stored.key = o.key.substr(prefix_.size());
+      stored.size = o.size;
+      stored.etag = o.etag;
+      out.push_back(std::move(stored));
+    }
     return out;
   }
 
@@ -284,7 +308,9 @@ class S3JobStore final : public JobStore {
 
 }  // namespace
 
-std::unique_ptr<JobStore> NewLocalJobStore(std::string dir) { return std::make_unique<LocalJobStore>(std::move(dir)); }
+std::unique_ptr<JobStore> NewLocalJobStore(std::string dir, Env* env) {
+  return std::make_unique<LocalJobStore>(std::move(dir), env ? env : Env::Default());
+}
 std::unique_ptr<JobStore> NewS3JobStore(std::shared_ptr<S3Client> client, std::string bucket, std::string prefix) {
   return std::make_unique<S3JobStore>(std::move(client), std::move(bucket), std::move(prefix));
 }

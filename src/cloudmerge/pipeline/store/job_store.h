@@ -5,7 +5,8 @@
 // The exactly-once rules rest on CreateIfAbsent: it creates a small object only
 // if none exists at that key, atomically (link(2) of a complete temporary
 // locally; a conditional PUT, If-None-Match: *, on S3), so two workers racing
-// for the same marker get one winner.
+// for the same marker get one winner. Put is atomic too: the local store
+// writes through Env's atomic output (io/env.h), S3 objects appear whole.
 //
 // Keys are checked before use: no "..", no absolute paths, no control
 // characters, so no job can escape its prefix or the local directory. The
@@ -20,8 +21,8 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/base/status.h"
+#include "cloudmerge/io/env.h"
 
 namespace cloudmerge {
 
@@ -65,7 +66,13 @@ class JobStore {
 // a leading '/', backslashes, control characters, more than 1024 bytes.
 Status CheckKey(const std::string& key);
 
-std::unique_ptr<JobStore> NewLocalJobStore(std::string dir);
-std::unique_ptr<JobStore> NewS3JobStore(std::shared_ptr<S3Client> client, std::string bucket, std::string prefix);
+// DIR's objects are its files. Objects are written through `env` (null: the
+// POSIX Env) with Env's atomic output: a temporary beside the key
+// (.cloudmerge-tmp-<pid>-<hex>, never listed) renamed over it, so a failed or
+// interrupted write leaves no half object; markers are a complete temporary
+// link(2)ed to their key. Reads stay confined (OpenBeneath); listing and
+// folders use the file system directly (Env has neither).
+std::unique_ptr<JobStore> NewLocalJobStore(std::string dir, Env* env = nullptr);
+// NewS3JobStore: s3_job_store.h.
 
 }  // namespace cloudmerge

@@ -45,9 +45,9 @@ def spill_bytes(directory):
     return sum(p.stat().st_size for p in pathlib.Path(directory).rglob("*.spill") if p.is_file())
 
 
-def start_and_wait_for_spill(x, y, out, temp_dir, timeout=60):
+def start_and_wait_for_spill(x, y, out, temp_dir, timeout=60, report=None):
     """Starts an out-of-core run and returns (process, its spill dir) once the dir holds spilled bytes."""
-    argv = merge_argv(x, y, out, limit=LIMIT, temp_dir=temp_dir, fanout=4, threads=2,
+    argv = merge_argv(x, y, out, limit=LIMIT, temp_dir=temp_dir, fanout=4, threads=2, report=report,
                       extra=["--progress", "none"])
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + timeout
@@ -102,6 +102,21 @@ def test_fatal_signal_removes_spill_dir_and_output_temp(sig, big_pair, tmp_path)
     assert proc.returncode == -sig, f"exit {proc.returncode}: {err}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"], "no OUT, no output temporary"
     assert not spill_dir.exists() and not list(temp.iterdir()), f"left in --temp-dir: {list(temp.iterdir())}"
+
+
+def test_fatal_signal_removes_every_open_output_temp(big_pair, tmp_path):
+    """`merge --report` has two outputs open at once (the report's is opened first, so that a bad path fails
+    early): an interruption removes both temporaries, not only the last one opened."""
+    x, y, _ = big_pair
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    proc, spill_dir = start_and_wait_for_spill(x, y, tmp_path / "out.tsv", temp, report=tmp_path / "report.json")
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    err = proc.stderr.read().decode(errors="replace")
+    assert proc.returncode == -signal.SIGINT, f"exit {proc.returncode}: {err}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"], "no OUT, no report, no temporary of either"
+    assert not spill_dir.exists()
 
 
 @contextlib.contextmanager

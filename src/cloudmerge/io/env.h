@@ -20,6 +20,10 @@
 //             be rewound (discarded and begun again), compressed by the
 //             destination's name (.gz gzip, .zst zstd; see compression.h).
 //
+// Implementations: env_posix.cc (local files), aws/uri_env.h (S3 and local by
+// URI), pipeline/store/confined_env.h (reads that stay below a folder),
+// tests/unit/faulty_env.h (injected faults).
+//
 // Thread safety: an Env may be shared by threads. An InputData may be read by
 // many threads at once; Release() must not race with reads of the same range.
 // An InputStream is read by one thread at a time.
@@ -166,15 +170,7 @@ class AtomicOutput {
   std::unique_ptr<AtomicFile> file_;
 };
 
-// --- Work done when the process is interrupted --------------------------------
-// The fatal-signal handler that removes an uncommitted output's temporary
-// (SIGINT, SIGTERM, SIGHUP, SIGPIPE, where their disposition is the default)
-// also calls the hooks added here, before the signal ends the process: the
-// spill directories of out-of-core runs remove themselves that way
-// (spill_directory.h). A hook may run on any thread at any time and must use
-// only async-signal-safe calls. At most 8 hooks; false when the table is full.
-// Adding the same hook twice adds it once. Thread-safe.
-using FatalSignalHook = void (*)();
-bool AddFatalSignalHook(FatalSignalHook hook);
+// The fatal-signal handler that removes every uncommitted output's temporary,
+// and the hooks other modules add to it: fatal_signal_cleanup.h.
 
 }  // namespace cloudmerge

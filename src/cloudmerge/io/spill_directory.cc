@@ -43,6 +43,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/io/env.h"
+#include "cloudmerge/io/fatal_signal_cleanup.h"
 #include "cloudmerge/base/random_seed.h"
 
 namespace cloudmerge {

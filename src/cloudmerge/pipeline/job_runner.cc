@@ -124,18 +124,6 @@ struct ClusterRun {
   bool rows_measured = false;
 };
 
-const char* JobOutcomeName(JobOutcome o) {
-  switch (o) {
-    case JobOutcome::kSucceeded: return "succeeded";
-    case JobOutcome::kFailed: return "failed";
-    case JobOutcome::kWaiting: return "waiting";
-    case JobOutcome::kAlreadyDone: return "already_done";
-    case JobOutcome::kBusy: return "busy";
-    case JobOutcome::kIncomplete: return "incomplete";
-  }
-  return "?";
-}
-
 JobRunner::JobRunner(JobStore* input, JobStore* output, Env* env, Notifier* notifier, JsonLog* log,
                      PipelineOptions options)
     : in_(input), out_(output), env_(env), notifier_(notifier), log_(log), o_(std::move(options)) {

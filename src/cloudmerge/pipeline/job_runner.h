@@ -115,7 +115,6 @@ inline constexpr double kCompressedInputFactor = 4;
 enum class JobOutcome { kSucceeded, kFailed, kWaiting, kAlreadyDone, kBusy, kIncomplete };
 // The longest error message a failure records (failed.json, email, report.html, log).
 inline constexpr size_t kMaxErrorBytes = 4096;
-const char* JobOutcomeName(JobOutcome o);
 
 struct PipelineOptions {
   JobNaming naming;

@@ -122,3 +122,111 @@ def run_merge(*args, check=True, **kw):
 def oracle_agrees(oracle, expected_path, actual_path, any_order=False):
     argv = [str(expected_path), str(actual_path)] + (["--any-order"] if any_order else [])
     return oracle.compare(argv) == 0
+
+
+# ---- helpers shared by the pipeline suites (one copy here, imported from conftest) ----------------------------
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def add_job(root, job, case=None, x=None, y=None, spec=None):
+    """A `serve --local` job folder root/input/<job>/: a conformance case's inputs, or x / y text, and a job.json."""
+    import json
+
+    d = root / "input" / job
+    d.mkdir(parents=True, exist_ok=True)
+    if case is not None:
+        shutil.copy(case / "x.tsv", d / "x_list.txt")
+        shutil.copy(case / "y.tsv", d / "y_list.txt")
+    if x is not None:
+        (d / "x_list.txt").write_text(x)
+    if y is not None:
+        (d / "y_list.txt").write_text(y)
+    if spec is not None:
+        (d / "job.json").write_text(json.dumps(spec))
+    return d
+
+
+def mails(root, kind=None):
+    """The emails `serve --local` left in root/outbox/ (of one kind: received, succeeded, ...), in name order."""
+    import email
+
+    box = root / "outbox"
+    return [email.message_from_bytes(p.read_bytes()) for p in sorted(box.glob("*.eml"))
+            if kind is None or p.name.endswith(f"-{kind}.eml")] if box.exists() else []
+
+
+def body_text(msg):
+    """An email's text/plain part ("" when it has none)."""
+    for part in msg.walk():
+        if part.get_content_type() == "text/plain":
+            return part.get_payload(decode=True).decode()
+    return ""
+
+
+def case(name):
+    """The shared conformance case of that name."""
+    return next(c for c in CASES if c.name == name)
+
+
+def aws_client(s3, service):
+    """A boto3 client of `service` on the moto server of the s3 fixture (s3_server.py)."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=s3.endpoint_url, region_name=s3.region,
+                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
+
+
+def drain(sqs, url):
+    """Every message now in the queue, received and deleted."""
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            out.append(m)
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+
+class SmtpRecorder:
+    """aiosmtpd handler keeping every message as (recipients, parsed email); thread-safe."""
+
+    def __init__(self):
+        import threading
+
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        import email
+
+        with self.lock:
+            self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+    @property
+    def subjects(self):
+        with self.lock:
+            return [m["Subject"] for _, m in self.messages]
+
+
+@pytest.fixture
+def smtp():
+    """A local SMTP server (aiosmtpd) recording what it receives; .url is its smtp:// URL."""
+    from aiosmtpd.controller import Controller
+
+    rec = SmtpRecorder()
+    port = free_port()
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    rec.url = f"smtp://127.0.0.1:{port}"
+    yield rec
+    ctl.stop()

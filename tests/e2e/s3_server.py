@@ -38,7 +38,6 @@ import json
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,12 +50,6 @@ import pytest
 PYTHON = os.environ.get("CLOUDMERGE_PYTHON", sys.executable)
 DEFAULT_REGION = "us-east-1"
 ALLOW_ALL = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _boto3_client(service, endpoint_url, region, key_id, secret):
@@ -90,8 +83,10 @@ class S3Server:
     # --- lifecycle --------------------------------------------------------------
 
     def start(self):
+        from conftest import free_port  # here, not at the top: `--serve` runs this file alone
+
         for _ in range(3):  # the free port may be taken between probe and bind
-            port = _free_port()
+            port = free_port()
             if self._launch(port):
                 break
         else:

@@ -2,18 +2,13 @@
 (test_kill_campaign.py: random SIGKILLs; test_fault_campaign.py: network
 faults, a full disk and kills): seeded job inputs and their expected results,
 the worker's JSON log, what a killed worker was doing, the per-job promises
-(one result or one failure, one email) and an SMTP server that records
-subjects."""
+(one result or one failure, one email); the SMTP server recording subjects is
+conftest's `smtp` fixture."""
 import collections
-import email
 import json
 import pathlib
-import socket
 import subprocess
-import threading
 
-import pytest
-from aiosmtpd.controller import Controller
 
 from conftest import BIN
 
@@ -200,28 +195,3 @@ def state_markers(out_dir, job, name):
     return list((out_dir / job / "_state").glob(f"*/{name}")) if (out_dir / job / "_state").exists() else []
 
 
-# --- an SMTP server that records subjects -------------------------------------------
-
-
-class Recorder:
-    def __init__(self):
-        self.subjects = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.subjects.append(email.message_from_bytes(envelope.content)["Subject"])
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    rec = Recorder()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctl = Controller(rec, hostname="127.0.0.1", port=port)
-    ctl.start()
-    rec.url = f"smtp://127.0.0.1:{port}"
-    yield rec
-    ctl.stop()

@@ -61,8 +61,8 @@ from conftest import BIN
 from fault_proxy import FaultProxy
 from s3_server import s3  # noqa: F401  (fixture)
 from serve_campaign import (LEASE, RESULT_FILES, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
-                            expected_outputs, make_jobs, on_channel, phase_of, read_log, reclaim_spill, smtp,
-                            state_markers, table, unmarked_sends)  # noqa: F401  (smtp: fixture)
+                            expected_outputs, make_jobs, on_channel, phase_of, read_log, reclaim_spill,
+                            state_markers, table, unmarked_sends)
 
 SEED = int(os.environ.get("FAULT_CAMPAIGN_SEED", "20261126"))
 SECONDS = float(os.environ.get("FAULT_CAMPAIGN_SECONDS", "45"))

@@ -41,7 +41,7 @@ import pytest
 from conftest import BIN
 from s3_server import s3  # noqa: F401  (fixture)
 from serve_campaign import (BAD_JOB, LEASE, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
-                            expected_outputs, make_jobs, phase_of, read_log, reclaim_spill, smtp, state_markers)  # noqa: F401  (smtp: fixture)
+                            expected_outputs, make_jobs, phase_of, read_log, reclaim_spill, state_markers)
 
 SEED = int(os.environ.get("KILL_CAMPAIGN_SEED", "20261125"))
 KILL_SECONDS = float(os.environ.get("KILL_CAMPAIGN_SECONDS", "40"))

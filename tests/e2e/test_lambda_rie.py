@@ -31,18 +31,14 @@ import urllib.request
 
 import pytest
 
+from conftest import free_port
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 RIE = os.environ.get("CLOUDMERGE_RIE", str(ROOT / ".tools" / "bin" / "aws-lambda-rie"))
 ECHO = os.environ.get("CLOUDMERGE_LAMBDA_ECHO", "")
 BOOTSTRAP = os.environ.get("CLOUDMERGE_LAMBDA_BOOTSTRAP", "") or ECHO
 INVOKE_PATH = "/2015-03-31/functions/function/invocations"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LambdaEmulator:
@@ -61,7 +57,7 @@ class LambdaEmulator:
         if not os.access(RIE, os.X_OK):
             pytest.fail(f"aws-lambda-rie not found at {RIE}: run scripts/install-rie.sh (or set CLOUDMERGE_RIE)")
         for _ in range(3):  # a probed free port may be taken before RIE binds it
-            if self._launch(_free_port(), _free_port()):
+            if self._launch(free_port(), free_port()):
                 return self
         raise RuntimeError(f"aws-lambda-rie did not start; its log:\n{self.logs()}")
 

@@ -18,7 +18,6 @@ import email.policy
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import uuid
 
@@ -26,6 +25,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from conftest import free_port
 from s3_server import _boto3_client, s3  # noqa: F401  (fixture)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -43,12 +43,6 @@ def tool():
     if not os.access(TOOL, os.X_OK):
         pytest.fail(f"the notify_tool driver is not built at {TOOL}: build the notify_tool target "
                     "or set NOTIFY_TOOL")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def notify(*args, env=None, check=True):

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import BIN, CASES
 from s3_server import s3  # noqa: F401  (fixture)
-from test_serve_queue import pipeline, serve, smtp  # noqa: F401  (fixtures and helper)
+from test_serve_queue import pipeline, serve  # noqa: F401  (fixture and helper)
 
 CASE = {c.name: c for c in CASES}
 FAKE_SECRET = "FAKEsecretKEY0123456789abcdefghijklmnopQR"

@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import BIN, CASES
+from conftest import BIN, CASES, add_job as conftest_add_job
 from s3_server import s3  # noqa: F401  (fixture)
 from test_dashboard import ARTIFACTS, chromium, png_has_content  # headless Chromium helpers
-from test_serve_queue import pipeline, serve as serve_queue, smtp  # noqa: F401  (fixtures, helper)
+from test_serve_queue import pipeline, serve as serve_queue  # noqa: F401  (fixture, helper)
 
 CASE = {c.name: c for c in CASES}
 EVIL = "<script>alert(1)</script>&amp;"
@@ -64,11 +64,7 @@ def serve_once(root, *args, env=None):
 
 
 def add_job(root, job, x, y):
-    d = root / "input" / job
-    d.mkdir(parents=True)
-    (d / "x_list.txt").write_text(x)
-    (d / "y_list.txt").write_text(y)
-    return d
+    return conftest_add_job(root, job, x=x, y=y)
 
 
 def mail_text(root, kind):

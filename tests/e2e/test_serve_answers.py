@@ -17,10 +17,10 @@ import time
 
 import pytest
 
-from conftest import BIN, CASES
+from conftest import BIN, CASES, add_job, body_text, mails
 from s3_server import s3  # noqa: F401  (fixture)
-from test_serve_local import add_job, body_text, mails, serve
-from test_serve_queue import pipeline, smtp, subjects  # noqa: F401  (fixtures)
+from test_serve_local import serve
+from test_serve_queue import pipeline  # noqa: F401  (fixture)
 from test_serve_queue import serve as serve_queue
 
 CASE = {c.name: c for c in CASES}
@@ -72,7 +72,7 @@ def test_near_miss_alone_makes_the_queue_answer(s3, pipeline, smtp):  # noqa: F8
     s3.client.put_object(Bucket=p.inb, Key="exp3/y_list.tsv", Body=b"id\tw\n1\tb\n")
     proc, log = serve_queue(s3, p, smtp, workers=2)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert sum("cannot start" in s for s in subjects(smtp)) == 1
+    assert sum("cannot start" in s for s in smtp.subjects) == 1
     assert "s3://{}/exp3/".format(p.inb) in body_text(smtp.messages[0][1])
 
 
@@ -83,8 +83,8 @@ def test_identical_reupload_gets_one_short_email(s3, pipeline, smtp):  # noqa: F
     s3.client.upload_file(str(case / "y.tsv"), p.inb, "exp4/y_list.txt")
     proc, log = serve_queue(s3, p, smtp)
     assert proc.returncode == 0, proc.stderr.decode()
-    assert sum("result ready" in s for s in subjects(smtp)) == 1
-    assert not any("already done" in s for s in subjects(smtp)), "the run's own events are not re-uploads"
+    assert sum("result ready" in s for s in smtp.subjects) == 1
+    assert not any("already done" in s for s in smtp.subjects), "the run's own events are not re-uploads"
 
     time.sleep(1.1)  # S3's Last-Modified has one-second resolution
     s3.client.upload_file(str(case / "y.tsv"), p.inb, "exp4/y_list.txt")  # the same bytes again
@@ -98,7 +98,7 @@ def test_identical_reupload_gets_one_short_email(s3, pipeline, smtp):  # noqa: F
     assert len(again) == 1
     text = body_text(again[0])
     assert f"s3://{p.outb}/exp4/merged.tsv" in text and "not run again" in text
-    assert sum("result ready" in s for s in subjects(smtp)) == 1
+    assert sum("result ready" in s for s in smtp.subjects) == 1
 
 
 def test_small_job_is_not_held_behind_a_big_one(tmp_path):

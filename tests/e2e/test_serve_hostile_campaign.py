@@ -36,7 +36,6 @@ import pytest
 
 from conftest import BIN
 from s3_server import s3  # noqa: F401  (fixture)
-from serve_campaign import smtp  # noqa: F401  (fixture)
 from test_serve_queue import pipeline  # noqa: F401  (fixture)
 
 SEED = int(os.environ.get("CAMPAIGN_SEED", "20261206"))

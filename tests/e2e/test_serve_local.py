@@ -3,7 +3,6 @@ DIR/input/<job>/ give DIR/output/<job>/merged.tsv (checked with the oracle) and
 report.json, emails in DIR/outbox/, JSON log lines; duplicates, re-uploads,
 bad input, two workers at once and a worker killed mid-job each end with
 exactly one result and one success email."""
-import email
 import json
 import os
 import pathlib
@@ -14,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import BIN, CASES, oracle_agrees
+from conftest import BIN, CASES, add_job, body_text, mails, oracle_agrees
 
 CASE = {c.name: c for c in CASES}
 
@@ -23,37 +22,6 @@ def serve(root, *args, timeout=120):
     proc = subprocess.run([BIN, "serve", "--local", str(root), *map(str, args)], capture_output=True, timeout=timeout)
     lines = [json.loads(l) for l in proc.stdout.decode().splitlines() if l.strip()]  # every line is JSON
     return proc, lines
-
-
-def add_job(root, job, case=None, x=None, y=None, spec=None):
-    d = root / "input" / job
-    d.mkdir(parents=True, exist_ok=True)
-    if case is not None:
-        shutil.copy(case / "x.tsv", d / "x_list.txt")
-        shutil.copy(case / "y.tsv", d / "y_list.txt")
-    if x is not None:
-        (d / "x_list.txt").write_text(x)
-    if y is not None:
-        (d / "y_list.txt").write_text(y)
-    if spec is not None:
-        (d / "job.json").write_text(json.dumps(spec))
-    return d
-
-
-def mails(root, kind=None):
-    out = []
-    for p in sorted((root / "outbox").glob("*.eml")) if (root / "outbox").exists() else []:
-        msg = email.message_from_bytes(p.read_bytes())
-        if kind is None or p.name.endswith(f"-{kind}.eml"):
-            out.append(msg)
-    return out
-
-
-def body_text(msg):
-    for part in msg.walk():
-        if part.get_content_type() == "text/plain":
-            return part.get_payload(decode=True).decode()
-    return ""
 
 
 def test_job_runs_once_with_result_report_and_emails(tmp_path, oracle):

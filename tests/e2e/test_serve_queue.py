@@ -5,50 +5,16 @@ with boto3; the result is checked with the oracle; emails arrive by SMTP and
 by SNS (recorded through an SQS subscription); every event delivered twice
 still gives one result and one success email; a poison message ends in the
 dead-letter queue; an output inside the input is refused."""
-import email
 import json
-import socket
 import subprocess
-import threading
 import time
 
-import boto3
 import pytest
-from aiosmtpd.controller import Controller
 
-from conftest import BIN, CASES, oracle_agrees
+from conftest import BIN, CASES, aws_client as client, drain, oracle_agrees
 from s3_server import s3  # noqa: F401  (fixture)
 
 CASE = {c.name: c for c in CASES}
-
-
-class Recorder:
-    def __init__(self):
-        self.messages = []
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.messages.append((envelope.rcpt_tos, email.message_from_bytes(envelope.content)))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp():
-    rec = Recorder()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctl = Controller(rec, hostname="127.0.0.1", port=port)
-    ctl.start()
-    rec.url = f"smtp://127.0.0.1:{port}"
-    yield rec
-    ctl.stop()
-
-
-def client(s3, service):
-    return boto3.client(service, endpoint_url=s3.endpoint_url, region_name=s3.region,
-                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
 
 
 @pytest.fixture
@@ -75,17 +41,6 @@ def pipeline(s3):
     return p
 
 
-def drain(sqs, url):
-    out = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return out
-        for m in got:
-            out.append(m)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-
-
 def serve(s3, p, smtp, **overrides):
     opts = {"--wait-seconds": "1", "--idle-exit-seconds": "3", "--visibility-timeout": "30"}
     opts.update({f"--{k.replace('_', '-')}": str(v) for k, v in overrides.items()})
@@ -96,10 +51,6 @@ def serve(s3, p, smtp, **overrides):
     proc = subprocess.run(cmd, capture_output=True, env=s3.env(), timeout=180)
     log = [json.loads(l) for l in proc.stdout.decode().splitlines() if l.strip()]
     return proc, log
-
-
-def subjects(smtp):
-    return [m["Subject"] for _, m in smtp.messages]
 
 
 def test_upload_run_result_and_emails_exactly_once(s3, pipeline, smtp, oracle, tmp_path):
@@ -114,8 +65,8 @@ def test_upload_run_result_and_emails_exactly_once(s3, pipeline, smtp, oracle, t
     report = json.loads(s3.client.get_object(Bucket=p.outb, Key="exp7/report.json")["Body"].read())
     assert report["inputs"]["x"]["uri"] == f"s3://{p.inb}/exp7/x_list.txt"
     assert report["result"] == f"s3://{p.outb}/exp7/merged.tsv"
-    assert sum("result ready" in s for s in subjects(smtp)) == 1
-    assert sum("inputs received" in s for s in subjects(smtp)) == 1
+    assert sum("result ready" in s for s in smtp.subjects) == 1
+    assert sum("inputs received" in s for s in smtp.subjects) == 1
     assert all(rcpt == ["scientist@example.org"] for rcpt, _ in smtp.messages)
     sns_msgs = [json.loads(m["Body"]) for m in drain(p.sqs, p.mailq)]
     assert sum("result ready" in m.get("Subject", "") for m in sns_msgs) == 1
@@ -132,7 +83,7 @@ def test_upload_run_result_and_emails_exactly_once(s3, pipeline, smtp, oracle, t
     proc, log = serve(s3, p, smtp)
     assert proc.returncode == 0, proc.stderr.decode()
     assert sum(e["event"] == "job.duplicate" for e in log) == 4
-    assert sum("result ready" in s for s in subjects(smtp)) == 1
+    assert sum("result ready" in s for s in smtp.subjects) == 1
     assert s3.client.head_object(Bucket=p.outb, Key="exp7/merged.tsv")["ETag"] == etag
     assert not [m for m in drain(p.sqs, p.mailq) if "result ready" in json.loads(m["Body"]).get("Subject", "")]
 

@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from conftest import BIN, CASES
-from test_serve_local import add_job, body_text, mails, serve
+from conftest import BIN, CASES, add_job, body_text, mails
+from test_serve_local import serve
 
 CASE = {c.name: c for c in CASES}
 X = "ID\tvalue\n1\ta\n2\tb\n"

@@ -25,10 +25,9 @@ import subprocess
 import threading
 import urllib.request
 
-import boto3
 import pytest
 
-from conftest import BIN, CASES, ROOT, oracle_agrees
+from conftest import BIN, CASES, ROOT, add_job, aws_client as client, body_text, drain, mails, oracle_agrees
 from s3_server import s3  # noqa: F401  (fixture)
 
 CASE = {c.name: c for c in CASES}
@@ -44,38 +43,6 @@ def serve_local(root, *args, env=None, timeout=600):
     proc = subprocess.run([BIN, "serve", "--local", str(root), "--once", *map(str, args)], capture_output=True,
                           env=env, timeout=timeout)
     return proc, log_lines(proc)
-
-
-def add_job(root, job, case=None, x=None, y=None, spec=None):
-    d = root / "input" / job
-    d.mkdir(parents=True, exist_ok=True)
-    if case is not None:
-        shutil.copy(case / "x.tsv", d / "x_list.txt")
-        shutil.copy(case / "y.tsv", d / "y_list.txt")
-    if x is not None:
-        (d / "x_list.txt").write_text(x)
-    if y is not None:
-        (d / "y_list.txt").write_text(y)
-    if spec is not None:
-        (d / "job.json").write_text(json.dumps(spec))
-
-
-def mails(root, kind):
-    import email
-    box = root / "outbox"
-    return [email.message_from_bytes(p.read_bytes()) for p in sorted(box.glob(f"*-{kind}.eml"))] if box.exists() \
-        else []
-
-
-def body_text(msg):
-    return next(p.get_payload(decode=True).decode() for p in msg.walk() if p.get_content_type() == "text/plain")
-
-
-def rows_of(path):
-    return len(pathlib.Path(path).read_text().splitlines()) - 1
-
-
-# ---- engine "spark": a real local[2] Spark --------------------------------------------------------------------
 
 
 def test_pipeline_engine_spark_local(tmp_path, oracle):
@@ -131,28 +98,12 @@ def test_auto_runs_natively_within_the_budget(tmp_path, oracle):
 # ---- engine "auto" -> EMR Serverless on moto (queue mode) -----------------------------------------------------
 
 
-def client(s3, service):  # noqa: F811
-    return boto3.client(service, endpoint_url=s3.endpoint_url, region_name=s3.region,
-                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
-
-
 def moto_job_runs(s3, app):  # noqa: F811
     """moto's job runs of an application, from its state API (boto3's signed
     GETs to emr-serverless trip moto's signature check)."""
     with urllib.request.urlopen(s3.endpoint_url + "/moto-api/data.json") as r:
         data = json.load(r)
     return [j for j in data.get("emrserverless", {}).get("FakeJobRun", []) if j.get("application_id") == app]
-
-
-def drain(sqs, url):
-    out = []
-    while True:
-        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        if not got:
-            return out
-        for m in got:
-            out.append(m)
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
 
 
 def test_auto_hands_off_to_emr_serverless(s3):  # noqa: F811

@@ -52,7 +52,7 @@ if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--serve":
     s3_server._serve(sys.argv[2], int(sys.argv[3]))
     sys.exit(0)
 
-from conftest import BIN, CASES, ROOT, oracle_agrees  # noqa: E402
+from conftest import BIN, CASES, ROOT, case, oracle_agrees  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "spark"))
 import merge_job as mj  # noqa: E402
@@ -106,10 +106,6 @@ def spark(s3, jars):
     finally:
         os.environ.clear()
         os.environ.update(saved)
-
-
-def case(name):
-    return next(c for c in CASES if c.name == name)
 
 
 def keys(s3, bucket, prefix=""):

@@ -55,7 +55,7 @@ def main():
         native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
         print(f"{rows:,} rows per side: spark local[2] ...", file=sys.stderr, flush=True)
         conf = [f"spark.driver.memory={a.spark_driver_memory}"] + a.spark_conf
-        spark = run_once([a.bin, "merge", "--engine", "spark", "--master", "local[2]",
+        spark = run_once([a.bin, "merge", "--engine", "spark", "--spark-master", "local[2]",
                           *[f"--spark-conf={c}" for c in conf], str(x), str(y), "-o", str(out_s)],
                          data / f"spark.{rows}.log")
         same = filecmp.cmp(out_n, out_s, shallow=False)

@@ -24,10 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string text(reinterpret_cast<const char*>(data), size);
   Result<JobSpec> spec = ParseJobSpec(text, "job7/job.json");
   if (spec.ok()) {
-    const std::string& e = spec->engine;
-    Check(e == "native" || e == "command" || e == "spark" || e == "emr-serverless" || e == "emr" || e == "auto",
-          "an unknown engine was accepted");
-    Check(spec->engine != "command" || !spec->command.empty(), "a command engine without a command");
+    auto named = ParseEngineKind(EngineKindName(spec->engine));
+    Check(named.ok() && *named == spec->engine, "an unknown engine was accepted");
+    Check(spec->engine != EngineKind::kCommand || !spec->command.empty(), "a command engine without a command");
     Check(!IsReservedOutputName(spec->output), "a reserved output name was accepted");
   } else {
     Check(spec.status().message().find("job7/job.json") != std::string::npos, "the error does not name the file");

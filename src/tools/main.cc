@@ -464,14 +464,14 @@ int main(int argc, char** argv) {
     o.chunk_bytes = chunk_kib * 1024;
     o.segment_bytes = segment_kib * 1024;
     cloudmerge::ParsePandasVersion(pandas_version, &o.pandas.version);  // checked by CLI11 above
-    if (spark_flags.engine != "native" && o.pandas.version != cloudmerge::PandasVersion::k1_5) {
+    if (spark_flags.engine != cloudmerge::EngineKind::kNative && o.pandas.version != cloudmerge::PandasVersion::k1_5) {
       fmt::print(stderr,
                  "Error [cloudmerge merge]: --pandas-version {}: the Spark engine reproduces pandas 1.5 only. Use "
                  "--engine native (the default) for another pandas version, or leave --pandas-version out.\n",
                  pandas_version);
       return 2;
     }
-    if (spark_flags.engine != "native") return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
+    if (spark_flags.engine != cloudmerge::EngineKind::kNative) return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);
     return RunNativeMerge(env.get(), o, progress_style, progress_interval, report_path, stats_flag);
   }
   return 0;

@@ -17,19 +17,16 @@
 #include <CLI/CLI.hpp>
 
 #include "cloudmerge/engine/merge.h"
+#include "cloudmerge/pipeline/pipeline_config.h"
 #include "tools/s3_flags.h"
 
 namespace cloudmerge_cli {
 
 struct SparkFlags {
-  std::string engine = "native";  // native | spark | emr | emr-serverless
-  std::string master = "local[*]";
-  std::vector<std::string> conf;  // extra --conf key=value for spark-submit
-  bool parts = false;             // write OUT as a directory of part files instead of one file
-  // EMR / EMR Serverless
-  std::string application_id, execution_role_arn, cluster_id, artifacts, region, aws_endpoint;
-  double poll_seconds = 10;
-  double timeout_minutes = 0;  // 0: wait as long as it takes
+  cloudmerge::EngineKind engine = cloudmerge::EngineKind::kNative;  // native or a cluster engine
+  bool parts = false;  // write OUT as a directory of part files instead of one file
+  // --spark-master, --spark-conf and the EMR settings (the pipeline's settings table).
+  cloudmerge::PipelineConfigBuilder settings;
 };
 
 void AddSparkOptions(CLI::App* merge, SparkFlags* f);

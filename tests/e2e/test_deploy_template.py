@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -37,7 +36,7 @@ import zipfile
 import pytest
 import yaml
 
-from conftest import BIN
+from conftest import BIN, free_port
 from test_lambda_pipeline import recorded_event
 from test_lambda_rie import LambdaEmulator
 
@@ -396,15 +395,26 @@ def test_function_environment_names_the_emr_resources():
     job_grants = set().union(*(permissions(d) for _, d in role_policies(on, "EmrJobRole")))
     assert {(a, r) for a, r, *_ in fn_grants if r == script} == {("s3:PutObject", script)}
     assert {(a, r) for a, r, *_ in job_grants if "CodeBucket" in r} == {("s3:GetObject", script)}
-    # The names are the ones the function reads (src/tools/lambda_command.cc).
-    read = set(re.findall(r'Getenv\("(CLOUDMERGE_[A-Z0-9_]+)"', (ROOT / "src/tools/lambda_command.cc").read_text()))
+    # The names are the ones the function reads.
+    read = lambda_variables()
     assert set(env_on) - {"CLOUDMERGE_LOG_FORMAT"} <= read, set(env_on) - read
+
+
+def lambda_variables():
+    """The variables the Lambda runtime reads: the variable column of docs/configuration.md's table,
+    which pipeline_config_test checks against the settings table (PipelineConfigBuilder::FromEnvironment)."""
+    read = set()
+    for line in (ROOT / "docs" / "configuration.md").read_text().splitlines():
+        cells = line.split(" | ")
+        if line.startswith("| `") and len(cells) >= 5 and "(serve)" not in cells[2]:
+            read |= set(re.findall(r"`(CLOUDMERGE_[A-Z0-9_]+)`", cells[2] + cells[4]))
+    return read
 
 
 def test_command_engine_is_off_unless_commands_are_allowed():
     """Issue 15, finding 2: the function offers the command engine only when the
     AllowedCommands parameter registers commands (CLOUDMERGE_COMMANDS, read by
-    lambda_command.cc); by default the variable is absent, not empty."""
+    the Lambda runtime); by default the variable is absent, not empty."""
     raw = load_template()
     assert raw["Parameters"]["AllowedCommands"]["Default"] == ""
     off = effective(raw, **WITHOUT_EMR)["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
@@ -412,7 +422,7 @@ def test_command_engine_is_off_unless_commands_are_allowed():
     commands = '{"v2": ["/var/task/v2", "{x}", "{y}", "{out}"]}'
     on = effective(raw, AllowedCommands=commands)["Resources"]["MergeFunction"]["Properties"]["Environment"]["Variables"]
     assert on["CLOUDMERGE_COMMANDS"] == {"Ref": "AllowedCommands"}
-    assert 'Getenv("CLOUDMERGE_COMMANDS")' in (ROOT / "src/tools/lambda_command.cc").read_text()
+    assert "CLOUDMERGE_COMMANDS" in lambda_variables()
 
 
 def test_emr_resources_exist_only_when_enabled():
@@ -514,12 +524,6 @@ def test_notification_wiring_avoids_the_circular_dependency():
 
 # --------------------------------------------------------------------------- (c) deploy on moto
 
-def _free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Moto:
     def __init__(self, endpoint, log_path):
         self.endpoint = endpoint
@@ -552,7 +556,7 @@ class Moto:
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     """A moto server in its own process (no authentication: any key is accepted)."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto.log"
     log = open(log_path, "w+")
     env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",

@@ -239,7 +239,7 @@ def test_serve_refuses_bad_memory_limit_and_temp_dir(tmp_path):
     assert bad.returncode == 2 and b"--memory-limit" in bad.stderr and b"lots" in bad.stderr
     missing = tmp_path / "no-such-dir"
     bad = serve_once(tmp_path, "--temp-dir", str(missing))
-    assert bad.returncode == 2 and f"--temp-dir {missing}".encode() in bad.stderr
+    assert bad.returncode == 2 and f"--temp-dir: {missing}: not a directory".encode() in bad.stderr
 
 
 def test_empty_result(tmp_path):

@@ -6,10 +6,9 @@ Runtime: ~1 minute (two spark-submit runs; the EMR calls are fast)."""
 import re
 import subprocess
 
-import boto3
 import pytest
 
-from conftest import BIN, CASES, ROOT, oracle_agrees
+from conftest import BIN, CASES, ROOT, aws_client as client, case, oracle_agrees
 from s3_server import s3  # noqa: F401
 
 ACCOUNT = "123456789012"  # moto's account
@@ -18,10 +17,6 @@ ROLE = f"arn:aws:iam::{ACCOUNT}:role/emr-job-role"
 
 def cm(*args, env=None, timeout=600):
     return subprocess.run([BIN, "merge", *map(str, args)], capture_output=True, env=env, timeout=timeout)
-
-
-def case(name):
-    return next(c for c in CASES if c.name == name)
 
 
 def test_engine_spark_ordered_and_any_order(oracle, tmp_path):
@@ -59,11 +54,6 @@ def test_engine_spark_without_spark_submit_says_what_to_do(tmp_path):
     assert "cannot start" in p.stderr.decode() and "CLOUDMERGE_SPARK_SUBMIT" in p.stderr.decode()
 
 
-def client(s3, service):  # noqa: F811
-    return boto3.client(service, endpoint_url=s3.endpoint_url, region_name=s3.region,
-                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
-
-
 def moto_job_run(s3, run_id):  # noqa: F811
     """The job run as moto stored it (boto3's signed GETs to emr-serverless trip
     moto's signature check; moto's own state API does not need one)."""
@@ -80,8 +70,10 @@ def test_emr_serverless_uploads_submits_and_polls(s3, tmp_path):  # noqa: F811
     bucket = s3.new_bucket("spark")
     emrs = client(s3, "emr-serverless")
     app = emrs.create_application(name="cm", releaseLabel="emr-7.1.0", type="SPARK")["applicationId"]
-    p = cm("--engine", "emr-serverless", "--application-id", app, "--execution-role-arn", ROLE,
-           "--spark-artifacts", f"s3://{bucket}/jobs/", "--poll-seconds", "0.1",
+    # merge names the settings as serve does (docs/configuration.md); the next test uses the
+    # deprecated spellings (--application-id, --poll-seconds), which keep working.
+    p = cm("--engine", "emr-serverless", "--emr-application-id", app, "--emr-execution-role-arn", ROLE,
+           "--spark-artifacts", f"s3://{bucket}/jobs/", "--emr-poll-seconds", "0.1",
            "s3://in/x.tsv", "s3://in/y.tsv", "-o", "s3://out/merged.tsv", env=s3.env(), timeout=120)
     assert p.returncode == 0, p.stderr.decode()
     script = s3.client.get_object(Bucket=bucket, Key="jobs/merge_job.py")["Body"].read()

@@ -45,6 +45,13 @@ def serve_local(root, *args, env=None, timeout=600):
     return proc, log_lines(proc)
 
 
+def rows_of(path):
+    return len(pathlib.Path(path).read_text().splitlines()) - 1
+
+
+# ---- engine "spark": a real local[2] Spark --------------------------------------------------------------------
+
+
 def test_pipeline_engine_spark_local(tmp_path, oracle):
     case = CASE["quoted_fields"]
     add_job(tmp_path, "sp", case, spec={"engine": "spark"})

@@ -95,12 +95,13 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     }
   }
   if (j.contains("engine")) {
-    static const char* kEngines[] = {"native", "command", "spark", "emr-serverless", "emr", "auto"};
-    constexpr const char* kList = "\"native\", \"command\", \"spark\", \"emr-serverless\", \"emr\" or \"auto\"";
-    if (!j["engine"].is_string()) return SpecError(where, fmt::format("\"engine\" must be one of {}", kList));
-    spec.engine = j["engine"].get<std::string>();
-    if (std::find(std::begin(kEngines), std::end(kEngines), spec.engine) == std::end(kEngines))
-      return SpecError(where, fmt::format("engine \"{}\" is not known: use {}", Quote(spec.engine), kList));
+    if (!j["engine"].is_string())
+      return SpecError(where, fmt::format("\"engine\" must be one of {}", EngineKindNames()));
+    auto kind = ParseEngineKind(j["engine"].get<std::string>());
+    if (!kind.ok())
+      return SpecError(where, fmt::format("engine \"{}\" is not known: use {}", Quote(j["engine"].get<std::string>()),
+                                          EngineKindNames()));
+    spec.engine = *kind;
   }
   if (j.contains("command")) {
     const json& c = j["command"];
@@ -117,11 +118,11 @@ Result<JobSpec> ParseJobSpec(const std::string& text, const std::string& where) 
     if (!v.is_string() || !ParsePandasVersion(v.get<std::string>(), &spec.pandas.version))
       return SpecError(where, "\"pandas_version\" must be one of \"1.5\", \"2.2\", \"3.0\", \"3.1\" (a string; \"1\", "
                               "\"2\", \"3\" mean 1.5, 2.2, 3.1)");
-    if (spec.pandas.version != PandasVersion::k1_5 && spec.engine != "native")
+    if (spec.pandas.version != PandasVersion::k1_5 && spec.engine != EngineKind::kNative)
       return SpecError(where, "\"pandas_version\" other than \"1.5\" needs engine \"native\" (the default): the "
                               "cluster engines reproduce pandas 1.5 and \"command\" runs the script's own pandas");
   }
-  if (spec.engine == "command" && spec.command.empty())
+  if (spec.engine == EngineKind::kCommand && spec.command.empty())
     return SpecError(where, "engine \"command\" needs \"command\": the name of a command the operator registered");
   return spec;
 }

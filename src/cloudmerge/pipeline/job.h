@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "cloudmerge/engine/key_types.h"
+#include "cloudmerge/pipeline/engines/engine_kind.h"
 #include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/base/status.h"
 
@@ -50,7 +51,7 @@ struct JobSpec {
   std::string output = "merged.tsv";
   bool any_order = false;
   std::vector<std::string> recipients;
-  std::string engine = "native";  // native | command | spark | emr-serverless | emr | auto
+  EngineKind engine = EngineKind::kNative;
   std::string command;  // the registered command's name, for engine "command"
   PandasRules pandas;   // "pandas_version": whose read_csv the native engine reproduces
 };

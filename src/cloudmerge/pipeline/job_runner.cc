@@ -119,15 +119,17 @@ struct RunRecord {
   std::unique_ptr<PeriodicTask> keeper;
 };
 
-struct ClusterRun {
-  SparkOutcome outcome;
-  bool rows_measured = false;
-};
-
 JobRunner::JobRunner(JobStore* input, JobStore* output, Env* env, Notifier* notifier, JsonLog* log,
                      PipelineOptions options)
     : in_(input), out_(output), env_(env), notifier_(notifier), log_(log), o_(std::move(options)) {
   if (o_.worker_id.empty()) o_.worker_id = DefaultWorkerId();
+  engines_[EngineKind::kNative] =
+      NewNativeEngine(env_, {o_.threads, o_.concurrent_runs, o_.memory_limit, o_.temp_dir});
+  CommandEngineOptions commands = o_.commands;
+  if (commands.temp_dir.empty()) commands.temp_dir = o_.temp_dir;
+  engines_[EngineKind::kCommand] = NewCommandEngine(env_, commands, o_.stop);
+  for (EngineKind k : {EngineKind::kSpark, EngineKind::kEmrServerless, EngineKind::kEmr})
+    engines_[k] = NewClusterEngine(k, o_.spark, log_, o_.worker_id);
 }
 
 Status JobRunner::CheckNoSelfTrigger(const JobStore& input, const JobStore& output) {
@@ -238,74 +240,43 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   // The engine.
   auto t0 = Clock::now();
   std::string out_key = job + "/" + r.spec.output;
-  std::string engine = r.spec.engine == "auto" ? ChooseEngine(r) : r.spec.engine;
-  MergeStats stats;
-  MergeOptions mo;  // the native engine's; also what its report describes
-  ClusterRun cluster;
-  Status st;
-  if (r.spec.engine == "command") {
-    CommandEngineOptions co = o_.commands;
-    if (co.temp_dir.empty()) co.temp_dir = o_.temp_dir;
-    st = RunCommandEngine(env_, co, CommandRun{r.spec.command, o_.stop}, in_->Uri(r.inputs.x.key),
-                          in_->Uri(r.inputs.y.key), out_->Uri(out_key), &stats);
-  } else if (IsClusterEngine(engine)) {
-    st = RunCluster(r, engine, out_key, &stats, &cluster);
-  } else {
-    mo.x_path = in_->Uri(r.inputs.x.key);
-    mo.y_path = in_->Uri(r.inputs.y.key);
-    mo.out_path = out_->Uri(out_key);
-    mo.x_key = r.spec.x_key;
-    mo.y_key = r.spec.y_key;
-    mo.any_order = r.spec.any_order;
-    mo.pandas = r.spec.pandas;
-    // Several runs at once (serve --workers) share the memory limit and the cores evenly.
-    unsigned runs = std::max(1u, o_.concurrent_runs);
-    mo.threads = o_.threads ? o_.threads : std::max(1u, std::thread::hardware_concurrency() / runs);
-    mo.memory_limit = runs > 1 ? (o_.memory_limit ? o_.memory_limit : DefaultMemoryLimit()) / runs : o_.memory_limit;
-    mo.temp_dir = o_.temp_dir;
-    // The report shows matched and hottest keys: in memory that costs a
-    // counter per y row, which a pipeline run (always reported) pays.
-    mo.key_stats = true;
-    st = RunMerge(env_, mo, &stats);
-  }
+  EngineKind kind = r.spec.engine == EngineKind::kAuto ? ChooseEngine(r) : r.spec.engine;
+  EngineJob ej;
+  ej.job = job;
+  ej.run = r.run;
+  ej.x_uri = in_->Uri(r.inputs.x.key);
+  ej.y_uri = in_->Uri(r.inputs.y.key);
+  ej.out_uri = out_->Uri(out_key);
+  ej.spec = r.spec;
+  ej.output = out_;
+  ej.out_key = out_key;
+  ej.state_prefix = r.state_prefix;
+  ej.deadline_ms = o_.deadline_ms;
+  EngineResult result;
+  Status st = engines_.at(kind)->Run(ej, &result);
+  const MergeStats& stats = result.stats;
   double seconds = SecondsSince(t0);
   if (!st.ok()) {
-    if (cluster.outcome.deadline_reached) {  // the cluster run goes on; the next delivery resumes the wait
-      log_->Info("job.cluster_waiting", job, st.message(),
-                 {{"run", r.run}, {"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state}});
+    if (result.resumable) {  // a cluster run goes on; the next delivery resumes the wait
       release();
       return st;
     }
-    if (o_.stop && o_.stop->load() && !cluster.outcome.final && r.spec.engine == "command") {
+    if (result.stopped) {
       // Stopped, not failed: the next worker runs the job (its claim is released now, not left to expire).
       log_->Info("job.released", job, st.message(), {{"run", r.run}});
       release();
       return st;
     }
-    if (IsPermanent(st) || cluster.outcome.final) return Fail(r, st);
+    if (IsPermanent(st) || result.final) return Fail(r, st);
     log_->Error("job.retry", job, st.message(), {{"run", r.run}});
     release();
     return st;
   }
 
   json report = Report(r, stats, seconds, out_key);
-  report["engine"] = engine;
-  if (r.spec.engine == "auto") report["engine_requested"] = "auto";
-  if (IsClusterEngine(engine)) {
-    report["cluster"] = {{"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state},
-                         {"rows_measured", cluster.rows_measured}};
-    if (!cluster.rows_measured) {
-      report["cluster"]["note"] = "rows not measured: the Spark job wrote no statistics file";
-      report["rows_measured"] = false;
-    }
-  }
-  if (engine == "native") {
-    // The engine's report as `cloudmerge merge --report` writes it. Parsed
-    // without exceptions: a report that cannot be parsed (it never should)
-    // costs the page its keys section, not the run.
-    json engine = json::parse(MergeReportJson(stats, mo), nullptr, false);
-    if (engine.is_object()) report["engine_stats"] = std::move(engine);
-  }
+  report.update(result.report);
+  report["engine"] = EngineKindName(kind);
+  if (r.spec.engine == EngineKind::kAuto) report["engine_requested"] = EngineKindName(EngineKind::kAuto);
   Status put = out_->Put(job + "/report.json", DumpJson(report, 2), "application/json");
   if (put.ok()) put = out_->Put(job + "/report.html", RenderReportHtml(report), "text/html; charset=utf-8");
   if (!put.ok()) {
@@ -320,7 +291,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   log_->Info("job.succeeded", job,
              fmt::format("{} rows written to {} in {:.2f} s", stats.output_rows, out_->Uri(out_key), seconds),
              {{"run", r.run}, {"rows", stats.output_rows}, {"seconds", seconds}, {"result", out_->Uri(out_key)}});
-  log_->Metrics(job, engine,
+  log_->Metrics(job, EngineKindName(kind),
                 {{"RowsWritten", static_cast<double>(stats.output_rows), "Count"},
                  {"RowsRead", static_cast<double>(stats.x_rows + stats.y_rows), "Count"},
                  {"InputBytes", static_cast<double>(r.inputs.x.size + r.inputs.y.size), "Bytes"},
@@ -334,7 +305,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   return JobOutcome::kSucceeded;
 }
 
-std::string JobRunner::ChooseEngine(const RunRecord& r) {
+EngineKind JobRunner::ChooseEngine(const RunRecord& r) {
   auto weighted = [](const StoredObject& o) {
     double size = static_cast<double>(o.size);
     return CompressionForPath(o.key) == Compression::kNone ? size : size * kCompressedInputFactor;
@@ -350,84 +321,27 @@ std::string JobRunner::ChooseEngine(const RunRecord& r) {
       limit = "the time left in this invocation less the margin";
     }
   }
-  std::string chosen = estimate_s <= budget_s ? "native" : o_.auto_engine;
+  EngineKind chosen = estimate_s <= budget_s ? EngineKind::kNative : o_.auto_engine;
+  const char* native = EngineKindName(EngineKind::kNative);
   std::string why = fmt::format("estimated native time {:.1f} s ({:.0f} input bytes at {:.0f} bytes/s) {} {} "
                                 "({:.1f} s)",
                                 estimate_s, bytes, o_.native_bytes_per_second,
-                                chosen == "native" ? "fits" : "exceeds", limit, budget_s);
-  if (chosen != "native" && !ClusterConfigured(chosen) && o_.deadline_ms == 0) {
+                                chosen == EngineKind::kNative ? "fits" : "exceeds", limit, budget_s);
+  if (chosen != EngineKind::kNative && !engines_.at(chosen)->Configured() && o_.deadline_ms == 0) {
     // Without a hard deadline the native engine still finishes, only later than the budget.
     log_->Warn("engine.auto", r.job,
-               fmt::format("{}, but the {} engine is not configured: running natively", why, chosen),
-               {{"run", r.run}, {"engine", "native"}, {"estimate_s", estimate_s}, {"budget_s", budget_s}});
-    return "native";
+               fmt::format("{}, but the {} engine is not configured: running natively", why, EngineKindName(chosen)),
+               {{"run", r.run}, {"engine", native}, {"estimate_s", estimate_s}, {"budget_s", budget_s}});
+    return EngineKind::kNative;
   }
-  log_->Info("engine.auto", r.job, fmt::format("{}: running on {}", why, chosen),
+  log_->Info("engine.auto", r.job, fmt::format("{}: running on {}", why, EngineKindName(chosen)),
              {{"run", r.run},
-              {"engine", chosen},
+              {"engine", EngineKindName(chosen)},
               {"input_bytes", bytes},
               {"native_bytes_per_second", o_.native_bytes_per_second},
               {"estimate_s", estimate_s},
               {"budget_s", budget_s}});
   return chosen;
-}
-
-bool JobRunner::ClusterConfigured(const std::string& engine) const {
-  if (engine == "emr-serverless") return !o_.spark.application_id.empty() && !o_.spark.execution_role_arn.empty();
-  if (engine == "emr") return !o_.spark.cluster_id.empty();
-  return engine == "spark";
-}
-
-Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key,
-                             MergeStats* stats, ClusterRun* cluster) {
-  const std::string marker = r.state_prefix + "cluster-submitted.json";
-  const std::string stats_key = r.state_prefix + "spark-stats.json";
-  SparkJob job;
-  job.engine = engine;
-  job.x = in_->Uri(r.inputs.x.key);
-  job.y = in_->Uri(r.inputs.y.key);
-  job.out = out_->Uri(out_key);
-  job.x_key = r.spec.x_key;
-  job.y_key = r.spec.y_key;
-  job.ordered = !r.spec.any_order;
-  job.stats_uri = out_->Uri(stats_key);
-  job.client_token = "cloudmerge-" + r.run;
-  if (o_.deadline_ms > 0) job.poll_deadline_ms = o_.deadline_ms - 5000;
-  // A submission made by an earlier delivery of this run: wait for it rather than submit again.
-  auto previous = out_->Get(marker);
-  if (previous.ok()) {
-    json m = json::parse(*previous, nullptr, false);
-    if (JsonString(m, "engine", "") == engine) job.resume_id = JsonString(m, "id", "");
-  }
-  job.on_submitted = [&](const std::string& id) {
-    json m = {{"engine", engine}, {"id", id}, {"worker", o_.worker_id}, {"time", NowIso8601()}};
-    Status put = out_->Put(marker, DumpJson(m), "application/json");
-    if (!put.ok()) log_->Warn("job.cluster_marker_failed", r.job, put.message(), {{"run", r.run}});
-    log_->Info("job.cluster_submitted", r.job, fmt::format("{} run {} submitted", engine, id),
-               {{"run", r.run}, {"engine", engine}, {"id", id}});
-  };
-  SparkEngineOptions options = o_.spark;
-  options.parts = false;  // the pipeline's result is one object
-  CM_RETURN_IF_ERROR(RunSparkEngine(options, job, &cluster->outcome));
-  auto written = out_->Head(out_key);
-  if (!written.ok()) return written.status();
-  if (!written->has_value())
-    return Status::IOError(fmt::format("the {} run {} ended {} but wrote no result at {}. Its driver log says why "
-                                       "(for EMR, the step's or job run's logs in the console).",
-                                       engine, cluster->outcome.id.empty() ? "(local)" : cluster->outcome.id,
-                                       cluster->outcome.state, out_->Uri(out_key)));
-  auto text = out_->Get(stats_key);
-  if (text.ok()) {
-    json j = json::parse(*text, nullptr, false);
-    int64_t rows = JsonInt(j, "output_rows", -1);
-    if (rows >= 0) {
-      stats->x_rows = static_cast<uint64_t>(JsonInt(j, "x_rows", 0));
-      stats->y_rows = static_cast<uint64_t>(JsonInt(j, "y_rows", 0));
-      stats->output_rows = static_cast<uint64_t>(rows);
-      cluster->rows_measured = true;
-    }
-  }
-  return Status::OK();
 }
 
 Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
@@ -446,7 +360,7 @@ Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
   Status page = out_->Put(r.job + "/report.html", RenderFailureHtml(failure), "text/html; charset=utf-8");
   if (!page.ok()) log_->Warn("job.report_failed", r.job, page.message(), {{"run", r.run}});
   log_->Error("job.failed", r.job, why.message(), {{"run", r.run}});
-  log_->Metrics(r.job, r.spec.engine, {{"Failures", 1, "Count"}});
+  log_->Metrics(r.job, EngineKindName(r.spec.engine), {{"Failures", 1, "Count"}});
   auto unsent = NotifyOnce(r, "failed", failure);
   ReleaseClaim(r);
   if (!unsent.empty()) return NotificationPending(r, "failed", unsent);
@@ -822,7 +736,7 @@ json JobRunner::Report(const RunRecord& r, const MergeStats& s, double seconds, 
   json report = {{"job", r.job},
                  {"run", r.run},
                  {"status", "succeeded"},
-                 {"engine", r.spec.engine},
+                 {"engine", EngineKindName(r.spec.engine)},
                  {"version", CLOUDMERGE_VERSION},
                  {"worker", o_.worker_id},
                  {"finished", NowIso8601()},

@@ -79,6 +79,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -90,6 +91,7 @@
 #include "cloudmerge/io/env.h"
 #include "cloudmerge/engine/merge.h"
 #include "cloudmerge/pipeline/engines/command_engine.h"
+#include "cloudmerge/pipeline/engines/engine.h"
 #include "cloudmerge/pipeline/job.h"
 #include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
@@ -174,7 +176,7 @@ struct PipelineOptions {
   // a deadline (Lambda) no more than the time left less auto_margin_s.
   // Otherwise the job goes to auto_engine. The decision is logged
   // ("engine.auto") with these numbers.
-  std::string auto_engine = "emr-serverless";
+  EngineKind auto_engine = EngineKind::kEmrServerless;
   double native_bytes_per_second = kDefaultNativeBytesPerSecond;
   double native_time_budget_s = 15 * 60;
   double auto_margin_s = 60;
@@ -186,7 +188,6 @@ struct PipelineOptions {
 };
 
 struct RunRecord;
-struct ClusterRun;
 enum class ClaimResult { kBusy, kClaimed, kTakenOver, kGaveUp };
 
 class JobRunner {
@@ -216,11 +217,7 @@ class JobRunner {
   // A run whose end marker exists: kAlreadyDone once its notification is complete (finishing it if need be).
   Result<JobOutcome> Ended(RunRecord& r, const std::string& end_marker);
   // "auto": native or o_.auto_engine, logged with the numbers.
-  std::string ChooseEngine(const RunRecord& r);
-  bool ClusterConfigured(const std::string& engine) const;
-  // A cluster engine's run: submit (or resume), wait, check the result, read the job's row counts.
-  Status RunCluster(const RunRecord& r, const std::string& engine, const std::string& out_key, MergeStats* stats,
-                    ClusterRun* cluster);
+  EngineKind ChooseEngine(const RunRecord& r);
   // The end notification on every channel not marked yet (step 6); returns the channels it failed on.
   // `marker` names the markers (default: kind).
   std::vector<std::string> NotifyOnce(const RunRecord& r, const std::string& kind, const nlohmann::json& details,
@@ -253,6 +250,8 @@ class JobRunner {
   Notifier* notifier_;
   JsonLog* log_;
   PipelineOptions o_;
+  // One engine per kind but kAuto, made from o_ (engines/engine.h).
+  std::map<EngineKind, std::unique_ptr<Engine>> engines_;
   std::mutex retry_mu_;
   // state prefix + kind -> (time of the next retry, last wait), both in ms.
   std::map<std::string, std::pair<int64_t, int64_t>> retry_;

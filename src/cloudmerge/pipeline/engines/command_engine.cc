@@ -4,6 +4,7 @@
 // group; placeholders substituted without a shell (no quoting pitfalls, no
 // injection through file names).
 #include "cloudmerge/pipeline/engines/command_engine.h"
+#include "cloudmerge/pipeline/engines/engine.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -379,6 +380,33 @@ Status RunCommandEngine(Env* env, const CommandEngineOptions& o, const CommandRu
   uint64_t lines = CountLines(bytes);
   stats->output_rows = lines > 0 ? lines - 1 : 0;  // less the header
   return Status::OK();
+}
+
+namespace {
+
+// The command engine behind the Engine interface (engine.h).
+class CommandEngine : public Engine {
+ public:
+  CommandEngine(Env* env, CommandEngineOptions o, std::atomic<bool>* stop) : env_(env), o_(std::move(o)), stop_(stop) {}
+  EngineKind kind() const override { return EngineKind::kCommand; }
+  Status Run(const EngineJob& job, EngineResult* result) override {
+    Status st = RunCommandEngine(env_, o_, CommandRun{job.spec.command, stop_}, job.x_uri, job.y_uri, job.out_uri,
+                                 &result->stats);
+    // Stopped, not failed: the next worker runs the job.
+    result->stopped = !st.ok() && stop_ && stop_->load();
+    return st;
+  }
+
+ private:
+  Env* env_;
+  CommandEngineOptions o_;
+  std::atomic<bool>* stop_;
+};
+
+}  // namespace
+
+std::unique_ptr<Engine> NewCommandEngine(Env* env, CommandEngineOptions options, std::atomic<bool>* stop) {
+  return std::make_unique<CommandEngine>(env, std::move(options), stop);
 }
 
 }  // namespace cloudmerge

@@ -363,17 +363,16 @@ std::string ToEmrUri(const std::string& uri) {
   return uri;
 }
 
-bool IsClusterEngine(const std::string& engine) {
-  return engine == "spark" || engine == "emr" || engine == "emr-serverless";
-}
-
 Status RunSparkEngine(const SparkEngineOptions& options, const SparkJob& job, SparkOutcome* outcome) {
   *outcome = SparkOutcome();
-  if (job.engine == "spark") return RunLocalSpark(options, job, outcome);
-  if (job.engine == "emr-serverless") return RunEmrServerless(options, job, outcome);
-  if (job.engine == "emr") return RunEmrStep(options, job, outcome);
-  return Status::InvalidArgument(fmt::format("unknown cluster engine \"{}\": use spark, emr or emr-serverless",
-                                             job.engine));
+  switch (job.engine) {
+    case EngineKind::kSpark: return RunLocalSpark(options, job, outcome);
+    case EngineKind::kEmrServerless: return RunEmrServerless(options, job, outcome);
+    case EngineKind::kEmr: return RunEmrStep(options, job, outcome);
+    default:
+      return Status::InvalidArgument(fmt::format("\"{}\" is not a cluster engine: use spark, emr or emr-serverless",
+                                                 EngineKindName(job.engine)));
+  }
 }
 
 }  // namespace cloudmerge

@@ -23,6 +23,7 @@
 #include "cloudmerge/aws/http.h"
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/base/status.h"
+#include "cloudmerge/pipeline/engines/engine_kind.h"
 
 namespace cloudmerge {
 
@@ -53,7 +54,7 @@ struct SparkEngineOptions {
 // s3n://) URIs; for EMR and EMR Serverless they are passed as s3:// (EMRFS),
 // for a local Spark as given (the job reads s3:// through s3a://).
 struct SparkJob {
-  std::string engine;  // spark | emr | emr-serverless
+  EngineKind engine = EngineKind::kSpark;  // spark, emr or emr-serverless
   std::string x, y, out;
   std::string x_key = "1", y_key = "1";
   bool ordered = true;
@@ -103,7 +104,5 @@ Result<std::string> FindSparkJobScript();
 // s3a://b/k and s3n://b/k -> s3://b/k; anything else unchanged. EMR's
 // filesystem (EMRFS) serves s3://, and EMR Serverless needs it for the entry point.
 std::string ToEmrUri(const std::string& uri);
-
-bool IsClusterEngine(const std::string& engine);  // spark, emr, emr-serverless
 
 }  // namespace cloudmerge

@@ -88,6 +88,7 @@ struct ScannedY {
   std::vector<Arena> arenas;
   KeyMode mode = KeyMode::kText;
   PandasRules rules;  // the merge's, under which mode was inferred
+  uint64_t plain_ints = 0;  // IDs typed by the fast path (KeyScan::plain_ints)
 };
 
 // An upper bound on the records in [b, e): line terminators + 1.
@@ -156,6 +157,7 @@ Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* prog
   }
   CM_RETURN_IF_ERROR(CheckPandasRulesSupported(total, y.path(), rules));
   out->mode = total.Decide();
+  out->plain_ints = total.plain_ints();
   return Status::OK();
 }
 
@@ -398,6 +400,13 @@ Status ProbeSegment(const Table& x, const ProbeMode& mode, const BuildSide& b, b
     KeyScan* scan = mode.speculative ? &scans[c] : nullptr;
     auto key_of = [&](std::string_view v, ProbeKey* k) {
       if (scan) {
+        int64_t plain;
+        if (mode.y_numeric && ParsePlainInt(v, &plain)) {  // the common case, parsed once for type and key
+          scan->AddPlainInt(v[0] == '-');
+          k->num = NumericKey{static_cast<uint64_t>(plain), NumericKey::kSigned};
+          k->hash = HashNumericKey(k->num);
+          return true;
+        }
         scan->Add(v);
         if (mode.y_numeric) return MakeSpeculativeNumericKey(v, mode.rules, k, &pc.big_int);
       }
@@ -533,6 +542,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
     }
     stats->y_rows = ys.record_count;
     stats->y_mode = ys.mode;
+    stats->plain_int_keys = ys.plain_ints;
     const bool y_has_values = (*y)->column_names().size() > 1;
     const std::string header = OutputHeader(**x, **y);
 
@@ -598,6 +608,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
                                o.any_order, counting(true), o.progress, out->get(), &counts, &x_scan));
       CM_RETURN_IF_ERROR(CheckPandasRulesSupported(x_scan, (*x)->path(), o.pandas));
       KeyMode x_mode = x_scan.Decide();
+      stats->plain_int_keys += x_scan.plain_ints();
       stats->x_rows = counts.x_rows;
       stats->x_mode = x_mode;
       bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
@@ -644,6 +655,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
       stats->output_rows = counts.output_rows;
       CM_RETURN_IF_ERROR(CheckPandasRulesSupported(x_scan, (*x)->path(), o.pandas));
       KeyMode x_mode = x_scan.Decide();
+      stats->plain_int_keys += x_scan.plain_ints();
       stats->x_mode = x_mode;
       bool same_keys = y_numeric ? (x_mode == KeyMode::kInt64 || (x_mode == KeyMode::kFloat && !counts.big_int))
                                  : x_mode == KeyMode::kText;

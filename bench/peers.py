@@ -3,7 +3,7 @@ program run in its own process so that its time and memory are its own.
 
   python bench/peers.py TOOL X Y OUT
 
-TOOL: pandas | duckdb | duckdb_ordered | polars
+TOOL: pandas | duckdb | duckdb_ordered | polars | polars_lazy | polars_lazy_ordered
 Every peer reads the ID column as the type it infers and the value column as
 text (so values are written through unchanged, like cloudmerge), joins on ID,
 and writes TSV with the header ID_x, value_x, value_y.
@@ -49,6 +49,17 @@ def polars_join(x, y, out):
     m.write_csv(out, separator="\t", quote_style="never")
 
 
+def polars_lazy_join(x, y, out, ordered):
+    """Polars' streaming engine: scan_csv -> join -> sink_csv, never holding a whole input
+    as a DataFrame. ordered: maintain_order="left_right" (x's order, then y's: the script's)."""
+    import polars as pl
+    a = pl.scan_csv(x, separator="\t", schema_overrides={"value": pl.Utf8})
+    b = pl.scan_csv(y, separator="\t", schema_overrides={"value": pl.Utf8})
+    m = a.join(b, on="ID", how="inner", maintain_order="left_right" if ordered else "none")
+    m = m.select(pl.col("ID").alias("ID_x"), pl.col("value").alias("value_x"), pl.col("value_right").alias("value_y"))
+    m.sink_csv(out, separator="\t", quote_style="never")
+
+
 def main():
     tool, x, y, out = sys.argv[1:5]
     if tool == "pandas":
@@ -60,6 +71,8 @@ def main():
         duckdb_join(x, y, out, tool == "duckdb_ordered", id_type)
     elif tool == "polars":
         polars_join(x, y, out)
+    elif tool in ("polars_lazy", "polars_lazy_ordered"):
+        polars_lazy_join(x, y, out, tool == "polars_lazy_ordered")
     else:
         sys.exit(f"unknown tool {tool}")
 

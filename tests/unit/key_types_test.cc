@@ -268,5 +268,76 @@ TEST(PandasRulesTest, BigIntegersFoundIn3WithTheirPosition) {
   EXPECT_TRUE(IsBigIntegerSpelling("+18446744073709551616"));
 }
 
+
+// The plain-integer fast path (ParsePlainInt): exactly '-'? and 1-15 digits.
+TEST(PlainInt, AcceptsOnlyPlainSpellings) {
+  int64_t i = 0;
+  EXPECT_TRUE(ParsePlainInt("0", &i)); EXPECT_EQ(i, 0);
+  EXPECT_TRUE(ParsePlainInt("007", &i)); EXPECT_EQ(i, 7);
+  EXPECT_TRUE(ParsePlainInt("-0", &i)); EXPECT_EQ(i, 0);
+  EXPECT_TRUE(ParsePlainInt("999999999999999", &i)); EXPECT_EQ(i, 999999999999999);
+  EXPECT_TRUE(ParsePlainInt("-999999999999999", &i)); EXPECT_EQ(i, -999999999999999);
+  for (const char* v : {"", "-", "+7", " 7", "7 ", "1.0", "1e3", "0x1", "1234567890123456", "NA", "1.#IND", "7\r",
+                        "--1", "1-", "٣"})
+    EXPECT_FALSE(ParsePlainInt(v, &i)) << v;
+}
+
+// Whatever path a value takes, its key under every numeric mode is the one the
+// general parsers give: ParseInt64 (int64, uint64) and pandas' float (float64).
+TEST(PlainInt, KeysEqualTheGeneralParsers) {
+  for (const char* v : {"0", "-0", "7", "007", "000000000000007", "-42", "123456789012345", "-123456789012345",
+                        "9007199254740", "900719925474099"}) {
+    int64_t i;
+    ASSERT_EQ(ParseInt64(v, &i), IntParse::kOk) << v;
+    NumericKey k;
+    ASSERT_TRUE(ToNumericKey(KeyMode::kInt64, v, &k)) << v;
+    EXPECT_EQ(k, (NumericKey{static_cast<uint64_t>(i), NumericKey::kSigned})) << v;
+    double d;
+    ASSERT_TRUE(ParseDouble(v, &d)) << v;
+    ASSERT_TRUE(ToNumericKey(KeyMode::kFloat, v, &k)) << v;
+    EXPECT_EQ(k, CanonicalFromDouble(d)) << v;
+    uint64_t u;
+    bool has_uint = ParseUInt64(v, &u) == UIntParse::kOk;
+    EXPECT_EQ(ToNumericKey(KeyMode::kUInt64, v, &k), has_uint) << v;  // "-0" and negatives: no uint64 value
+    if (has_uint) EXPECT_EQ(k, (NumericKey{u, NumericKey::kSigned})) << v;
+    EXPECT_FALSE(ToNumericKey(KeyMode::kBool, v, &k)) << v;
+  }
+}
+
+TEST(PlainInt, ScanCountsTheFastPathAndInfersAsBefore) {
+  KeyScan s;
+  for (const char* v : {"1", "-2", "007", " 8", "+9"}) s.Add(v);
+  EXPECT_EQ(s.plain_ints(), 3u);  // " 8" and "+9" take the general path
+  EXPECT_EQ(s.values(), 5u);
+  EXPECT_EQ(s.Decide(), KeyMode::kInt64);
+  // "-0" is a signed value for pandas' uint64 pass, fast path or not.
+  EXPECT_EQ(Infer({"-0", "18446744073709551615"}), KeyMode::kTextRaw);
+  EXPECT_EQ(Infer({"18446744073709551615", "-0"}), KeyMode::kTextRaw);
+  EXPECT_EQ(Infer({"18446744073709551615", "5"}), KeyMode::kUInt64);
+  EXPECT_EQ(Infer({"1", "2.5"}), KeyMode::kFloat);
+  EXPECT_EQ(Infer({"1", "true"}), KeyMode::kText);
+}
+
+// Once a scan is certain to be text, later values are only counted, except that
+// pandas 3 still finds an integer beyond 64 bits among them.
+TEST(PlainInt, SettledTextStillCountsAndFindsBigIntegers) {
+  KeyScan s(PandasRules{PandasVersion::k3_0});
+  s.Add("abc");
+  s.Add("1");
+  s.Add("123456789012345678901234567890");
+  EXPECT_EQ(s.values(), 3u);
+  EXPECT_EQ(s.big_int_at(), 3u);
+  EXPECT_EQ(s.Decide(), KeyMode::kText);
+  KeyScan a, b;
+  a.Add("x1");
+  b.Add("1.5");
+  b.Add("NA");
+  a.Append(b);
+  EXPECT_EQ(a.values(), 3u);
+  EXPECT_EQ(a.Decide(), KeyMode::kText);
+  EXPECT_EQ(Infer({"1.5", "x", "2"}), KeyMode::kText);
+  EXPECT_EQ(Infer({"99999999999999999999", "x", "2"}), KeyMode::kText);  // overflow first: not settled, same answer
+}
+
 }  // namespace
 }  // namespace cloudmerge

@@ -140,5 +140,22 @@ TEST_F(MergeEnvTest, TemporaryNameIsShortWhateverTheOutputName) {
     EXPECT_EQ(e.path().filename().string().find(".cloudmerge-tmp-"), std::string::npos) << e.path();
 }
 
+
+// The plain-integer fast path is what types and keys generated IDs, on both
+// sides (x while it is probed); text IDs never take it.
+TEST_F(MergeEnvTest, PlainIntegerIdsTakeTheFastPath) {
+  FaultyEnv env;
+  MergeStats stats;
+  ASSERT_TRUE(RunMerge(&env, Options(), &stats).ok());
+  EXPECT_EQ(stats.plain_int_keys, stats.x_rows + stats.y_rows);
+  EXPECT_EQ(stats.x_rows, 50000u);
+  std::ofstream(dir_ / "x.tsv") << "ID\tvalue\nG1\ta\nG2\tb\n";
+  std::ofstream(dir_ / "y.tsv") << "ID\tvalue\nG2\tc\n";
+  MergeStats text;
+  ASSERT_TRUE(RunMerge(&env, Options(), &text).ok());
+  EXPECT_EQ(text.plain_int_keys, 0u);
+  EXPECT_EQ(text.output_rows, 1u);
+}
+
 }  // namespace
 }  // namespace cloudmerge

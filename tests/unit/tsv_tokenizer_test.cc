@@ -104,5 +104,39 @@ TEST(TokenizeSimple, AwkwardLines) {
     EXPECT_EQ(TokSimple(s), Tok(s)) << ::testing::PrintToString(s);
 }
 
+
+// Record::fields (a FieldList reused from record to record) grows past its first
+// capacity mid-record, and a wide record between narrow ones leaves no stale
+// fields, with both tokenizers (quoted fields live in the scratch buffer).
+TEST(Tokenizer, FieldListGrowsAndIsReused) {
+  std::string wide, wide_quoted;
+  std::vector<std::string> expect_wide;
+  for (int i = 0; i < 37; ++i) {
+    wide += (i ? "\t" : "") + std::to_string(i * 1000003);
+    wide_quoted += (i ? "\t\"" : "\"") + std::to_string(i) + "\"\"q\"";
+    expect_wide.push_back(std::to_string(i * 1000003));
+  }
+  std::string in = "a\tb\n" + wide + "\r\n7\t8\n";
+  Rows expect{{"a", "b"}, expect_wide, {"7", "8"}};
+  EXPECT_EQ(Tok(in), expect);
+  Rows simple;
+  Record rec;
+  TokenizeSimple(in.data(), in.data() + in.size(), rec, [&](const Record& r) {
+    std::vector<std::string> row;
+    for (const Field& f : r.fields) row.emplace_back(f.view());
+    simple.push_back(row);
+    return true;
+  });
+  EXPECT_EQ(simple, expect);
+  Rows q = Tok("x\n" + wide_quoted + "\ny\tz\n");
+  ASSERT_EQ(q.size(), 3u);
+  ASSERT_EQ(q[1].size(), 37u);
+  EXPECT_EQ(q[1][36], "36\"q");
+  EXPECT_EQ(q[2], (std::vector<std::string>{"y", "z"}));
+  Record copy = rec;  // a copy owns its own fields
+  EXPECT_EQ(copy.fields.size(), rec.fields.size());
+  if (!rec.fields.empty()) EXPECT_NE(&copy.fields[0], &rec.fields[0]);
+}
+
 }  // namespace
 }  // namespace cloudmerge

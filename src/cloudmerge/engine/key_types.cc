@@ -315,7 +315,7 @@ bool ParseBool(std::string_view v, bool* out) {
   return false;
 }
 
-void KeyScan::Add(std::string_view value) {
+void KeyScan::AddGeneral(std::string_view value) {
   ++values_;
   if (IsNaMarker(value, rules_)) { any_na_ = true; return; }
   int64_t i;
@@ -353,6 +353,7 @@ void KeyScan::Add(std::string_view value) {
   if (all_float_ && !ParsePandasFloat(value, &d, rules_)) all_float_ = false;
   bool b;
   if (all_bool_ && !ParseBool(value, &b)) all_bool_ = false;
+  settled_text_ = int_broken_ && !int_broken_by_overflow_ && !all_float_ && !all_bool_;
 }
 
 void KeyScan::Append(const KeyScan& later) {
@@ -361,6 +362,7 @@ void KeyScan::Append(const KeyScan& later) {
     big_int_ = later.big_int_;
   }
   values_ += later.values_;
+  plain_ints_ += later.plain_ints_;
   any_na_ |= later.any_na_;
   if (!int_broken_ && later.int_broken_) {
     int_broken_ = true;
@@ -375,6 +377,7 @@ void KeyScan::Append(const KeyScan& later) {
   all_float_ &= later.all_float_;
   all_bool_ &= later.all_bool_;
   lossy_int_ |= later.lossy_int_;
+  settled_text_ = int_broken_ && !int_broken_by_overflow_ && !all_float_ && !all_bool_;
 }
 
 KeyMode KeyScan::Decide() const {
@@ -411,6 +414,11 @@ NumericKey CanonicalFromDouble(double d) {
 }
 
 bool ToNumericKey(KeyMode mode, std::string_view value, NumericKey* out, PandasRules rules) {
+  int64_t plain;
+  if (mode != KeyMode::kBool && ParsePlainInt(value, &plain) && (value[0] != '-' || mode != KeyMode::kUInt64)) {
+    *out = NumericKey{static_cast<uint64_t>(plain), NumericKey::kSigned};  // the fast path: see ParsePlainInt
+    return true;
+  }
   if (IsNaMarker(value, rules)) return false;
   switch (mode) {
     case KeyMode::kInt64: {

@@ -89,12 +89,53 @@ bool IntSpellingLosesInFloat(std::string_view v, double nearest, PandasRules rul
 // pandas' bool words: true/false in any case, nothing else.
 bool ParseBool(std::string_view v, bool* out);
 
+// The fast path of scanning and keying: a plain integer is an optional '-' and 1 to
+// 15 ASCII digits, nothing else (no space, no '+'). Such a value is never an NA
+// marker, is an int64 below 2^53 in magnitude (so an exact double, within pandas'
+// 17-digit budget), and keys alike under int64, uint64 (when not negative) and
+// float64: the general parsers (IsNaMarker, ParseInt64 with its overflow checks,
+// ParsePandasFloat) are needed only for the other values. Generated and real IDs
+// are nearly all plain.
+inline bool ParsePlainInt(std::string_view v, int64_t* out) {
+  const char* p = v.data();
+  size_t n = v.size();
+  bool neg = n > 0 && *p == '-';
+  p += neg;
+  n -= neg;
+  if (n == 0 || n > 15) return false;
+  uint64_t number = 0;
+  for (size_t k = 0; k < n; ++k) {
+    unsigned d = static_cast<unsigned char>(p[k]) - unsigned{'0'};
+    if (d > 9) return false;
+    number = number * 10 + d;
+  }
+  *out = neg ? -static_cast<int64_t>(number) : static_cast<int64_t>(number);
+  return true;
+}
+
 // Running inference over a file's ID values in file order.
 class KeyScan {
  public:
   explicit KeyScan(PandasRules rules = {}) : rules_(rules) {}
   PandasRules rules() const { return rules_; }
-  void Add(std::string_view value);
+  // Adds a value; plain integers (ParsePlainInt) and, once the file is certain to
+  // be text, any value are counted without parsing (the fast paths).
+  void Add(std::string_view value) {
+    int64_t i;
+    if (ParsePlainInt(value, &i)) return AddPlainInt(value[0] == '-');
+    if (settled_text_ && !rules_.python_big_ints()) { ++values_; return; }
+    AddGeneral(value);
+  }
+  // Adds a value the caller found plain (ParsePlainInt), negative or not: what Add
+  // would do, for a caller that parsed it already.
+  void AddPlainInt(bool negative) {
+    ++values_;
+    ++plain_ints_;
+    all_bool_ = false;
+    seen_sint_ |= negative;  // "-0" too, as pandas
+  }
+  // Values that took the plain-integer fast path (tests check that it is taken).
+  uint64_t plain_ints() const { return plain_ints_; }
   // Combines with the scan of the values that follow this one's in the file.
   void Append(const KeyScan& later);
   KeyMode Decide() const;
@@ -108,7 +149,7 @@ class KeyScan {
   const std::string& big_int() const { return big_int_; }
 
  private:
-  uint64_t values_ = 0;
+  uint64_t values_ = 0, plain_ints_ = 0;
   bool any_na_ = false;
   // int64 pass: the first non-NA value that is not an int64, and why.
   bool int_broken_ = false, int_broken_by_overflow_ = false;
@@ -120,6 +161,10 @@ class KeyScan {
   PandasRules rules_;
   uint64_t big_int_at_ = 0;
   std::string big_int_;
+  // The values so far make the file text whatever follows (an invalid int that is
+  // neither a float nor a bool): later values only count, except for big_int_at.
+  bool settled_text_ = false;
+  void AddGeneral(std::string_view value);
 };
 
 // A numeric ID normalised so that equal values have equal representations:

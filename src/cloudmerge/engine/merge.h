@@ -86,6 +86,8 @@ struct MergeStats {
   bool damaged_transfer_retried = false;  // a streamed input arrived damaged: the merge ran again
   double seconds_scan_y = 0, seconds_scan_x = 0, seconds_build = 0, seconds_probe = 0, seconds_total = 0;
   uint64_t x_bytes = 0, y_bytes = 0;  // input sizes (decoded)
+  // ID values typed by the plain-integer fast path (ParsePlainInt) while inferring types, x and y (in memory).
+  uint64_t plain_int_keys = 0;
   uint64_t matched_keys = 0;          // distinct keys present in both x and y
   std::vector<HotKey> hottest_keys;   // up to 10, most output rows first
   // matches_per_key[i]: matched keys that produced [2^i, 2^(i+1)) output rows.

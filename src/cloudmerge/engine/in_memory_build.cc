@@ -1,0 +1,148 @@
+#include "cloudmerge/engine/in_memory_build.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/base/parallel.h"
+#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/probe_batch.h"
+
+namespace cloudmerge::in_memory {
+namespace {
+
+// An upper bound on the records in [b, e): line terminators + 1.
+size_t MaxRecords(const char* b, const char* e) {
+  size_t n = 1;
+  for (const char* p = b; p < e; ++p) n += (*p == '\n') + (*p == '\r');
+  return n;
+}
+
+}  // namespace
+
+Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* progress, ScannedY* out) {
+  const auto& chunks = y.chunks();
+  const size_t ki = y.key_index();
+  const size_t ncols = y.column_names().size();
+  const char* base = y.data().data();
+  // Rows go straight to their final place in one array: count first (cheap), then fill.
+  std::vector<size_t> first(chunks.size() + 1, 0);
+  ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
+    first[c + 1] = MaxRecords(base + chunks[c].begin, base + chunks[c].end);
+  });
+  for (size_t c = 0; c < chunks.size(); ++c) first[c + 1] += first[c];
+  if (first.back() > kMaxBuildRows)
+    return Status::InvalidInput(fmt::format(
+        "{} has about {} rows; the in-memory engine holds at most {} rows of y. Split y into parts and merge each "
+        "part.",
+        y.path(), first.back(), kMaxBuildRows));
+  out->rows = BigArray<YRow>(first.back());
+  out->rules = rules;
+  std::vector<KeyScan> scans(chunks.size(), KeyScan(rules));
+  std::vector<ScanProblem> problems(chunks.size());
+  std::vector<uint64_t> counts(chunks.size(), 0);
+  out->arenas.resize(chunks.size());
+  ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
+    Record rec;
+    std::string tmp;
+    Arena& arena = out->arenas[c];
+    YRow* dst = out->rows.data() + first[c];
+    y.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
+      std::string_view key = r.fields[ki].view();
+      scans[c].Add(key);
+      uint32_t key_len = static_cast<uint32_t>(key.size());
+      if (!r.has_quote_char && ki == 0) {  // the common layout: ID first, no quotes
+        const char* text = ncols == 1 ? key.data() + key.size() + 1 : r.fields[1].data;
+        *dst++ = YRow{text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len, kNoRow};
+      } else if (!r.has_quote_char && ki == ncols - 1) {
+        *dst++ = YRow{r.begin, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len | YRow::kKeyAfterText, kNoRow};
+      } else {  // re-encode into the arena as key, tab, text
+        tmp.assign(key);
+        tmp.push_back('\t');
+        size_t text_at = tmp.size();
+        std::string fields;
+        EncodeFields(r, ki, fields);
+        tmp += fields;
+        std::string_view stored = arena.Copy(tmp);
+        *dst++ = YRow{stored.data() + text_at, static_cast<uint32_t>(stored.size() - text_at), key_len, kNoRow};
+      }
+    });
+    counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
+    if (progress) progress->Add(counts[c], chunks[c].end - chunks[c].begin);
+    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey, kNoRow};
+  });
+  CM_RETURN_IF_ERROR(FirstProblem(y, problems));
+  KeyScan total(rules);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    total.Append(scans[c]);
+    out->record_count += counts[c];
+  }
+  CM_RETURN_IF_ERROR(CheckPandasRulesSupported(total, y.path(), rules));
+  out->mode = total.Decide();
+  out->plain_ints = total.plain_ints();
+  return Status::OK();
+}
+
+Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
+  b->y = &y;
+  b->numeric = IsNumeric(y.mode);
+  const size_t n = y.rows.size();
+  const size_t partitions = std::max(1u, std::min(threads, 255u));
+  // Each row's partition (one byte), in parallel by row range; rows whose key
+  // never matches are marked missing.
+  constexpr uint8_t kNoPartition = 0xff;
+  BigArray<uint8_t> part(n);
+  const size_t block = 1 << 16;
+  ParallelFor((n + block - 1) / block, threads, [&](size_t t, unsigned) {
+    size_t end = std::min(n, (t + 1) * block);
+    for (size_t i = t * block; i < end; ++i) {
+      YRow& r = y.rows[i];
+      ProbeKey k;
+      if (!r.missing() && MakeKey(y.mode, r.key(), &k, y.rules)) part[i] = static_cast<uint8_t>(PartitionOf(k.hash, partitions));
+      else { r.key_info = kMissingKey; part[i] = kNoPartition; }
+    }
+  });
+  size_t expected = y.record_count / partitions + y.record_count / partitions / 16 + 16;
+  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected);
+  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected);
+  ParallelFor(partitions, threads, [&](size_t p, unsigned) {
+    // Keys of the rows this far ahead are computed early so their slots can be prefetched.
+    constexpr size_t kAhead = 8;
+    ProbeKey ring[kAhead];
+    bool valid[kAhead] = {};
+    auto stage = [&](size_t i) {  // compute and prefetch row i's key
+      size_t r = i % kAhead;
+      valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r], y.rules);
+      if (valid[r]) {
+        if (b->numeric) b->numeric_tables[p].Prefetch(ring[r].hash);
+        else b->text_tables[p].Prefetch(ring[r].hash);
+      }
+    };
+    for (size_t i = n; i-- > 0 && i + kAhead >= n;) stage(i);
+    for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
+      size_t r = i % kAhead;  // row i was staged kAhead iterations ago
+      if (valid[r]) {
+        y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i))
+                                    : b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i));
+      }
+      if (i >= kAhead) stage(i - kAhead);  // reuses ring slot r, just consumed
+    }
+  });
+  return Status::OK();
+}
+
+void KeyCounters::Init(const ScannedY& y) {
+  const size_t n = y.rows.size();
+  chain = BigArray<uint32_t>(n);
+  x_counts = BigArray<uint32_t>(n);
+  CountChains(
+      n, [&](size_t i) { return y.rows[i].next; }, [&](size_t i) { return !y.rows[i].missing(); }, chain.data());
+}
+
+void KeyCounters::ResetX() {
+  if (x_counts.size()) std::memset(x_counts.data(), 0, x_counts.size() * sizeof(uint32_t));
+}
+
+}  // namespace cloudmerge::in_memory

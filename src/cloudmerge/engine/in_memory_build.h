@@ -1,0 +1,103 @@
+// The build side of the in-memory join (merge.h): y scanned into one flat
+// array of rows (ScanY, parallel by chunk: validated, its key type inferred),
+// then hashed (Build, parallel by hash partition: one table per partition, so
+// threads build without synchronisation), chains of equal keys in file order.
+// Thread safety: ScanY and Build start their own threads; a built BuildSide is
+// read-only and may be probed from many threads.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "cloudmerge/base/arena.h"
+#include "cloudmerge/base/big_array.h"
+#include "cloudmerge/base/progress.h"
+#include "cloudmerge/base/status.h"
+#include "cloudmerge/engine/join_hash_table.h"
+#include "cloudmerge/engine/join_keys.h"
+#include "cloudmerge/engine/key_types.h"
+#include "cloudmerge/engine/table_scan.h"
+
+namespace cloudmerge::in_memory {
+
+inline constexpr uint32_t kMissingKey = 0xffffffffu;  // YRow::key_len of a row whose ID never matches
+
+// One row of y as the join needs it, in 20 bytes: the text written after the x
+// row (y's fields without its key, encoded for output), where the key is, and
+// the next row with the same key (so a match costs one random access, not two).
+// The key sits right before the text (key, one separator byte, text), or, when
+// y's key is its last column, right after it (text, separator, key); rows that
+// need re-encoding are laid out the first way in an arena.
+#pragma pack(push, 4)
+struct YRow {
+  const char* out;
+  uint32_t out_len;
+  uint32_t key_info;  // key length | kKeyAfterText; kMissingKey: never matches (or no record)
+  uint32_t next;      // next row of y with the same key, in file order; kNoRow ends the chain
+  static constexpr uint32_t kKeyAfterText = 0x80000000u;
+  bool missing() const { return key_info == kMissingKey; }
+  std::string_view key() const {
+    uint32_t len = key_info & ~kKeyAfterText;
+    return (key_info & kKeyAfterText) ? std::string_view(out + out_len + 1, len) : std::string_view(out - 1 - len, len);
+  }
+};
+#pragma pack(pop)
+static_assert(sizeof(YRow) == 20);
+
+// The first problem over chunks, in file order.
+inline Status FirstProblem(const Table& t, const std::vector<ScanProblem>& problems) {
+  for (const ScanProblem& p : problems)
+    if (p.found) return t.Error(p);
+  return Status::OK();
+}
+
+struct ScannedY {
+  // One entry per possible record: chunk c owns [base[c], base[c+1]); entries a
+  // chunk did not fill (blank lines) have key_len == kMissingKey.
+  BigArray<YRow> rows;
+  uint64_t record_count = 0;
+  std::vector<Arena> arenas;
+  KeyMode mode = KeyMode::kText;
+  PandasRules rules;  // the merge's, under which mode was inferred
+  uint64_t plain_ints = 0;  // IDs typed by the fast path (KeyScan::plain_ints)
+};
+
+// Scans all of y (its one, whole segment) into *out: rows, key type, counts.
+Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* progress, ScannedY* out);
+
+// Low bits pick the partition; the slot index within a table comes from the high bits.
+inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xffff) % partitions; }
+
+// The build side: y's rows, the chains through them, and one table per partition.
+struct BuildSide {
+  const ScannedY* y = nullptr;
+  bool numeric = false;
+  std::vector<NumericHashTable> numeric_tables;
+  std::vector<TextHashTable> text_tables;
+
+  void Prefetch(const ProbeKey& k) const {
+    if (numeric) numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Prefetch(k.hash);
+    else text_tables[PartitionOf(k.hash, text_tables.size())].Prefetch(k.hash);
+  }
+
+  uint32_t Head(const ProbeKey& k) const {
+    size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
+    return numeric ? numeric_tables[p].Find(k.num, k.hash) : text_tables[p].Find(k.text, k.hash);
+  }
+};
+
+// Hashes y's rows into b's tables (marking rows whose key never matches missing),
+// linking each row to the next of its key.
+Status Build(ScannedY& y, unsigned threads, BuildSide* b);
+
+// Per-key counts for key statistics and --max-output-rows: chain[i] is the y rows of
+// row i's key from i on (see CountChains), x_counts[head] the x rows that found it.
+struct KeyCounters {
+  BigArray<uint32_t> chain, x_counts;
+  void Init(const ScannedY& y);
+  void ResetX();
+  bool active() const { return x_counts.size() != 0; }
+};
+
+}  // namespace cloudmerge::in_memory

@@ -1,0 +1,50 @@
+// The probe/build pieces shared by the in-memory and out-of-core joins
+// (engine/probe_batch.h): batched probes emit in the order rows were added,
+// whatever the batch boundaries; chain counts follow the chains.
+#include "cloudmerge/engine/probe_batch.h"
+
+#include <gtest/gtest.h>
+
+#include <utility>
+#include <vector>
+
+namespace cloudmerge {
+namespace {
+
+TEST(ProbeBatch, EmitsMatchesInOrderAcrossBatches) {
+  ProbeBatch<int> batch;
+  std::vector<std::pair<int, uint32_t>> emitted;
+  std::vector<uint32_t> prefetched_rows, prefetched_texts;
+  auto find = [](int item) { return item % 3 == 0 ? kNoRow : static_cast<uint32_t>(item * 10); };
+  auto flush = [&] {
+    batch.Flush(find, [&](uint32_t h) { prefetched_rows.push_back(h); },
+                [&](uint32_t h) { prefetched_texts.push_back(h); },
+                [&](int item, uint32_t head) { emitted.emplace_back(item, head); });
+  };
+  const int n = 3 * static_cast<int>(kProbeBatch) + 5;
+  for (int i = 0; i < n; ++i) {
+    batch.Add(i);
+    if (batch.full()) flush();
+  }
+  flush();
+  EXPECT_TRUE(batch.empty());
+  std::vector<std::pair<int, uint32_t>> expect;
+  for (int i = 0; i < n; ++i)
+    if (i % 3 != 0) expect.emplace_back(i, static_cast<uint32_t>(i * 10));
+  EXPECT_EQ(emitted, expect);
+  EXPECT_EQ(prefetched_rows.size(), expect.size());  // only matches cost a row and a text access
+  EXPECT_EQ(prefetched_texts.size(), expect.size());
+}
+
+TEST(CountChains, LengthsFromEachRowOnAndZeroForMissingRows) {
+  // Rows 0, 2, 5 share a key; 1 and 4 another; 3 has no key.
+  std::vector<uint32_t> next{2, 4, 5, kNoRow, kNoRow, kNoRow};
+  std::vector<bool> present{true, true, true, false, true, true};
+  std::vector<uint32_t> chain(next.size(), 99);
+  CountChains(
+      next.size(), [&](size_t i) { return next[i]; }, [&](size_t i) { return present[i]; }, chain.data());
+  EXPECT_EQ(chain, (std::vector<uint32_t>{3, 2, 2, 0, 1, 1}));
+}
+
+}  // namespace
+}  // namespace cloudmerge

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/engine/join_hash_table.h"
+#include "cloudmerge/engine/merge.h"
 #include "cloudmerge/engine/join_keys.h"
 #include "cloudmerge/engine/key_stats.h"
 #include "cloudmerge/base/memory_info.h"

@@ -30,7 +30,7 @@
 #include <string>
 
 #include "cloudmerge/io/env.h"
-#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/merge_options.h"
 #include "cloudmerge/base/status.h"
 #include "cloudmerge/engine/table_scan.h"
 

@@ -32,6 +32,7 @@
 #include "cloudmerge/pipeline/lambda_runtime.h"
 #include "cloudmerge/pipeline/serve.h"
 #include "cloudmerge/pipeline/store/s3_job_store.h"
+#include "cloudmerge/pipeline/setting_names.h"
 
 namespace cloudmerge_cli {
 namespace {
@@ -167,6 +168,7 @@ struct LambdaApp {
       options.native_time_budget_s = budget;
     if (double margin = std::atof(Getenv("CLOUDMERGE_AUTO_MARGIN_S").c_str()); margin > 0)
       options.auto_margin_s = margin;
+    options.setting_names = LambdaSettingNames();
     // options.memory_limit and temp_dir stay unset on purpose: the engine's
     // defaults are Lambda's own limits (DefaultMemoryLimit() reads
     // AWS_LAMBDA_FUNCTION_MEMORY_SIZE; DefaultTempParent() is $TMPDIR, which

@@ -20,6 +20,7 @@
 #include "cloudmerge/pipeline/store/s3_job_store.h"
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/serve.h"
+#include "cloudmerge/pipeline/setting_names.h"
 
 namespace cloudmerge_cli {
 namespace {
@@ -297,6 +298,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   po.naming.y_name = f.y_name;
   po.lease_ms = int64_t{f.lease_s} * 1000;
   po.threads = f.threads;
+  po.setting_names = ServeSettingNames();
   if (Status limits = EngineLimits(f, &po); !limits.ok()) return Fail(&log, limits);
   po.stop = InstallStopFlag();
   for (const auto& spec : f.allow_commands) {

@@ -16,6 +16,7 @@
 #include "cloudmerge/base/arena.h"
 #include "cloudmerge/base/big_array.h"
 #include "cloudmerge/engine/grace_join.h"
+#include "cloudmerge/engine/join_limits.h"
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
 #include "cloudmerge/engine/key_stats.h"

@@ -282,6 +282,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   }
   double seconds = SecondsSince(t0);
   if (!st.ok()) {
+    st = NameSetting(st, o_.setting_names);  // where this caller's operator changes it
     if (cluster.outcome.deadline_reached) {  // the cluster run goes on; the next delivery resumes the wait
       log_->Info("job.cluster_waiting", job, st.message(),
                  {{"run", r.run}, {"engine", engine}, {"id", cluster.outcome.id}, {"state", cluster.outcome.state}});
@@ -444,7 +445,7 @@ Status JobRunner::RunCluster(const RunRecord& r, const std::string& engine, cons
 
 Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
   // Capped: a message quoting input must not grow the email, the log and the page without bound.
-  Status why = why_in;
+  Status why = NameSetting(why_in, o_.setting_names);  // (once: a named status names nothing more)
   if (why.message().size() > kMaxErrorBytes) {
     size_t cut = kMaxErrorBytes;
     while (cut > 0 && (static_cast<unsigned char>(why.message()[cut]) & 0xC0) == 0x80) --cut;  // not inside a character

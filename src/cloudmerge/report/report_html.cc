@@ -1,6 +1,10 @@
 // report.html rendering: the pandas-shaped previews, the cost estimate and the
 // page itself. See report_html.h.
 #include "cloudmerge/report/report_html.h"
+
+#include "cloudmerge/base/memory_info.h"
+#include "cloudmerge/engine/key_types.h"
+#include "cloudmerge/engine/tsv_tokenizer.h"
 #include "cloudmerge/report/safe_text.h"
 
 #include <algorithm>
@@ -8,7 +12,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <optional>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -19,57 +22,30 @@ using nlohmann::json;
 
 // ---- pandas-shaped preview ------------------------------------------------
 
-// The strings pandas.read_csv reads as NaN by default.
-bool IsNaMarker(const std::string& v) {
-  static const std::set<std::string> kNa = {"",      "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
-                                            "-nan",  "1.#IND", "1.#QNAN", "<NA>", "N/A",  "NA",      "NULL",
-                                            "NaN",   "None", "n/a",    "nan",  "null"};
-  return kNa.count(v) > 0;
-}
+// Cells are read by the engine's own rules (tsv_tokenizer.h; IsNaMarker,
+// ParseInt64, ParseDouble, ParseBool of key_types.h): one copy of pandas' reading.
 
-// One TSV line's fields; a field in quotes loses them and its "" become ".
+// One TSV line's fields as pandas reads them. A preview line may end inside a
+// quoted field (its line break was data, the line was cut there): the quote is
+// taken as closed at the line's end.
 std::vector<std::string> SplitTsv(const std::string& line) {
   std::vector<std::string> out;
-  size_t pos = 0;
-  for (;;) {
-    size_t tab = line.find('\t', pos);
-    std::string f = line.substr(pos, tab == std::string::npos ? std::string::npos : tab - pos);
-    if (f.size() >= 2 && f.front() == '"' && f.back() == '"') {
-      std::string u;
-      for (size_t i = 1; i + 1 < f.size(); ++i) {
-        u += f[i];
-        if (f[i] == '"' && f[i + 1] == '"') ++i;
-      }
-      f = u;
-    }
-    out.push_back(f);
-    if (tab == std::string::npos) return out;
-    pos = tab + 1;
+  Record rec;
+  auto keep = [&](const Record& r) {
+    for (const Field& f : r.fields) out.emplace_back(f.view());
+    return false;  // one line, one record
+  };
+  TokenizeOutcome t = Tokenize(line.data(), line.data() + line.size(), rec, keep);
+  if (t.error == TokenizeError::kUnterminatedQuote) {
+    out.clear();
+    const std::string closed = line + '"';
+    Tokenize(closed.data(), closed.data() + closed.size(), rec, keep);
   }
+  if (out.empty()) out.emplace_back();  // a blank line: one empty field
+  return out;
 }
 
-bool ParseInt(const std::string& v, long long* out) {
-  if (v.empty()) return false;
-  size_t i = (v[0] == '+' || v[0] == '-') ? 1 : 0;
-  if (i == v.size()) return false;
-  for (size_t k = i; k < v.size(); ++k)
-    if (v[k] < '0' || v[k] > '9') return false;
-  errno = 0;
-  *out = std::strtoll(v.c_str(), nullptr, 10);
-  return errno == 0;
-}
-
-bool ParseFloat(const std::string& v, double* out) {
-  if (v.empty()) return false;
-  char* end = nullptr;
-  *out = std::strtod(v.c_str(), &end);
-  while (*end == ' ') ++end;
-  return end != v.c_str() && *end == '\0' && v.find_first_of("xXpP") == std::string::npos;  // no hex floats
-}
-
-bool IsBool(const std::string& v) {
-  return v == "True" || v == "False" || v == "TRUE" || v == "FALSE" || v == "true" || v == "false";
-}
+bool IsInt(std::string_view v, int64_t* out) { return ParseInt64(v, out) == IntParse::kOk; }
 
 size_t DisplayWidth(const std::string& s) {  // UTF-8 code points
   return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
@@ -133,11 +109,12 @@ std::vector<std::string> FormatColumn(const std::vector<std::string>& raw, bool*
       has_na = true;
       continue;
     }
-    long long i;
+    int64_t i;
     double d;
-    all_int &= ParseInt(v, &i);
-    all_float &= ParseFloat(v, &d);
-    all_bool &= IsBool(v);
+    bool b;
+    all_int &= IsInt(v, &i);
+    all_float &= ParseDouble(v, &d);
+    all_bool &= ParseBool(v, &b);
   }
   Kind kind = Kind::kText;
   if (all_bool && !has_na && !raw.empty()) kind = Kind::kBool;
@@ -149,13 +126,13 @@ std::vector<std::string> FormatColumn(const std::vector<std::string>& raw, bool*
     std::vector<std::optional<double>> vals;
     for (const auto& v : raw) {
       double d = 0;
-      vals.push_back(!IsNaMarker(v) && ParseFloat(v, &d) ? std::optional<double>(d) : std::nullopt);
+      vals.push_back(!IsNaMarker(v) && ParseDouble(v, &d) ? std::optional<double>(d) : std::nullopt);
     }
     return FormatFloats(vals);
   }
   for (const auto& v : raw) {
-    long long i = 0;
-    if (kind == Kind::kInt && ParseInt(v, &i)) out.push_back(i < 0 ? std::to_string(i) : " " + std::to_string(i));
+    int64_t i = 0;
+    if (kind == Kind::kInt && IsInt(v, &i)) out.push_back(i < 0 ? std::to_string(i) : " " + std::to_string(i));
     else if (kind == Kind::kBool) out.push_back(v[0] == 'T' || v[0] == 't' ? " True" : " False");
     else out.push_back(IsNaMarker(v) ? " NaN" : " " + v);
   }
@@ -328,16 +305,6 @@ const json& Object(const json& j, const char* key) {
   static const json kNull;
   auto it = j.find(key);
   return it != j.end() && it->is_object() ? *it : kNull;
-}
-
-// 1234567 -> "1,234,567": counts in the keys section reach billions.
-std::string Grouped(uint64_t v) {
-  std::string digits = std::to_string(v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
 }
 
 std::string Percent(double part, double whole) {

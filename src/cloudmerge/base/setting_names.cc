@@ -18,20 +18,6 @@ std::string WhereSet(Setting s, const std::string& name) {
   return "";
 }
 
-Status WithMessage(const Status& st, std::string msg) {
-  switch (st.code()) {
-    case Status::Code::kInvalidInput: return Status::InvalidInput(std::move(msg));
-    case Status::Code::kIOError: return Status::IOError(std::move(msg));
-    case Status::Code::kInvalidArgument: return Status::InvalidArgument(std::move(msg));
-    case Status::Code::kNoSpace: return Status::NoSpace(std::move(msg));
-    case Status::Code::kNotFound: return Status::NotFound(std::move(msg));
-    case Status::Code::kCorruption: return Status::Corruption(std::move(msg));
-    case Status::Code::kInternal: return Status::Internal(std::move(msg));
-    case Status::Code::kOk: break;
-  }
-  return st;
-}
-
 }  // namespace
 
 const std::string& SettingNames::Of(Setting s) const {
@@ -51,7 +37,7 @@ Status NameSetting(const Status& st, const SettingNames& names) {
   if (st.ok() || st.setting() == Setting::kNone) return st;
   const std::string& name = names.Of(st.setting());
   if (name.empty()) return st;
-  return WithMessage(st, fmt::format("{} ({})", st.message(), WhereSet(st.setting(), name)));
+  return st.WithMessage(fmt::format("{} ({})", st.message(), WhereSet(st.setting(), name))).WithSetting(Setting::kNone);
 }
 
 }  // namespace cloudmerge

@@ -40,6 +40,12 @@ class Status {
   const std::string& message() const { return message_; }
   // Which setting the message asks the user to change (kNone: none).
   Setting setting() const { return setting_; }
+  // This status with another message (code and setting kept).
+  Status WithMessage(std::string msg) const {
+    Status copy = *this;
+    copy.message_ = std::move(msg);
+    return copy;
+  }
   // This status, naming `s` as the setting to change.
   Status WithSetting(Setting s) const {
     Status copy = *this;

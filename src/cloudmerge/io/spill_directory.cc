@@ -85,6 +85,23 @@ bool UnlinkOwnedFile(int dfd, const char* name, uint64_t* bytes) {
   return true;
 }
 
+// Calls f(const char* name) for each entry of the directory open as `dfd`, from
+// its current offset on. Raw getdents64 into a stack buffer: no allocation, so
+// it also serves the fatal-signal cleanup.
+template <class F>
+void ForEachEntry(int dfd, F&& f) {
+  alignas(8) char buf[4096];
+  for (;;) {
+    long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+    if (n <= 0) return;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
+      off += d->d_reclen;
+      f(d->d_name);
+    }
+  }
+}
+
 // Removes the files cloudmerge writes in the spill directory open as `dfd`
 // (adding the spill files' sizes to *bytes): *.spill, then .lock, then the marker (last: a directory that still has its
 // marker is still recognised as ours). Subdirectories, symlinks, other
@@ -92,21 +109,14 @@ bool UnlinkOwnedFile(int dfd, const char* name, uint64_t* bytes) {
 // directory is listed, which may make the listing skip some: it is listed
 // again from the start until a pass removes nothing.
 void RemoveOwnedFiles(int dfd, uint64_t* bytes) {
-  alignas(8) char buf[4096];
   for (int pass = 0; pass < 64; ++pass) {
     bool removed = false;
     if (lseek(dfd, 0, SEEK_SET) != 0) break;
-    for (;;) {
-      long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
-      if (n <= 0) break;
-      for (long off = 0; off < n;) {
-        const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
-        off += d->d_reclen;
-        std::string_view name = d->d_name;
-        if (name.empty() || name[0] == '.' || !EndsWith(name, kSpillSuffix)) continue;
-        if (UnlinkOwnedFile(dfd, d->d_name, bytes)) removed = true;
-      }
-    }
+    ForEachEntry(dfd, [&](const char* entry) {
+      std::string_view name = entry;
+      if (name.empty() || name[0] == '.' || !EndsWith(name, kSpillSuffix)) return;
+      if (UnlinkOwnedFile(dfd, entry, bytes)) removed = true;
+    });
     if (!removed) break;
   }
   uint64_t bookkeeping = 0;  // not spilled data: not counted
@@ -232,18 +242,11 @@ uint64_t ReclaimDead(int root_fd) {
   if (list < 0) return 0;
   uint64_t bytes = 0;
   const time_t now = time(nullptr);
-  alignas(8) char buf[8192];
-  for (;;) {
-    long n = syscall(SYS_getdents64, list, buf, sizeof(buf));
-    if (n <= 0) break;
-    for (long off = 0; off < n;) {
-      const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
-      off += d->d_reclen;
-      std::string_view name = d->d_name;
-      const bool staging = StartsWith(name, kStagingPrefix);
-      if (staging || StartsWith(name, kPrefix)) bytes += ReclaimOne(root_fd, d->d_name, staging, now);
-    }
-  }
+  ForEachEntry(list, [&](const char* entry) {
+    std::string_view name = entry;
+    const bool staging = StartsWith(name, kStagingPrefix);
+    if (staging || StartsWith(name, kPrefix)) bytes += ReclaimOne(root_fd, entry, staging, now);
+  });
   close(list);
   return bytes;
 }

@@ -21,6 +21,7 @@
 #include "cloudmerge/pipeline/pipeline_config.h"
 #include "cloudmerge/pipeline/pipeline_wiring.h"
 #include "cloudmerge/pipeline/store/s3_job_store.h"
+#include "cloudmerge/pipeline/setting_names.h"
 
 namespace cloudmerge_cli {
 namespace {
@@ -82,6 +83,7 @@ struct LambdaApp {
     // No timer under Lambda: a folder missing an input is reported on its next
     // event after incomplete_wait_ms (docs/reliability.md).
     PipelineOptions options = config->options;
+    options.setting_names = LambdaSettingNames();
     options.spark.make_s3_client = make_s3;
     // Success emails link the result and report.html by presigned URLs; Lambda's
     // role credentials are temporary (hours): emails state when the links stop working.

@@ -21,6 +21,7 @@
 #include "cloudmerge/aws/s3_client.h"
 #include "cloudmerge/aws/uri_env.h"
 #include "cloudmerge/base/memory_info.h"
+#include "cloudmerge/base/setting_names.h"
 #include "cloudmerge/engine/merge.h"
 #include "cloudmerge/report/merge_report.h"
 #include "cloudmerge/base/progress.h"
@@ -194,12 +195,23 @@ cloudmerge::Progress::Style ProgressStyle(const std::string& name) {
   return name == "bar" ? Style::kBar : name == "lines" ? Style::kLines : name == "none" ? Style::kNone : Style::kAuto;
 }
 
+// How the CLI's user sets what an engine error names (base/setting_names.h).
+std::string ErrorText(const cloudmerge::Status& st) {
+  cloudmerge::SettingNames names;
+  names.memory_limit = "--memory-limit";
+  names.temp_dir = "--temp-dir";
+  names.max_output_rows = "--max-output-rows";
+  names.max_decompressed_size = "--max-decompressed-size";
+  names.allow_numeric_header = "--allow-numeric-header";
+  return cloudmerge::NameSetting(st, names).message();
+}
+
 // `merge` with the native engine: progress while it runs, then the report and
 // the summary. Returns the exit code.
 int RunNativeMerge(cloudmerge::Env* env, cloudmerge::MergeOptions o, const std::string& progress_style,
                    double progress_interval, const std::string& report_path, bool stats_flag) {
   auto fail = [](const cloudmerge::Status& st) {
-    fmt::print(stderr, "Error [cloudmerge merge]: {}\n", st.message());
+    fmt::print(stderr, "Error [cloudmerge merge]: {}\n", ErrorText(st));
     return st.ExitCode();
   };
   if (report_path == "-" && o.out_path == "-") {
@@ -433,7 +445,7 @@ int main(int argc, char** argv) {
 
   if (*cp) {
     auto fail = [](const cloudmerge::Status& st) {
-      fmt::print(stderr, "Error [cloudmerge cp]: {}\n", st.message());
+      fmt::print(stderr, "Error [cloudmerge cp]: {}\n", ErrorText(st));
       return st.ExitCode();
     };
     auto dst = CopyDestination(cp_src, cp_dst);

@@ -18,6 +18,7 @@
 #include "cloudmerge/pipeline/dashboard.h"
 #include "cloudmerge/pipeline/pipeline_wiring.h"
 #include "cloudmerge/pipeline/serve.h"
+#include "cloudmerge/pipeline/setting_names.h"
 
 namespace cloudmerge_cli {
 namespace {
@@ -178,6 +179,7 @@ int RunServe(const ServeFlags& f, const S3Flags& s3) {
   auto env = NewUriEnv(confined ? confined.get() : Env::Default(), eo);
 
   PipelineOptions po = config->options;
+  po.setting_names = ServeSettingNames();
   po.stop = InstallStopFlag();
   po.spark.s3_endpoint = s3.endpoint_url;  // local Spark's s3a (empty: the job reads AWS_ENDPOINT_URL*)
   po.spark.make_s3_client = s3_client;

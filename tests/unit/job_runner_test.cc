@@ -29,6 +29,7 @@
 #include "cloudmerge/pipeline/store/job_store.h"
 #include "cloudmerge/pipeline/json_log.h"
 #include "cloudmerge/pipeline/notify/notifier.h"
+#include "cloudmerge/pipeline/setting_names.h"
 
 namespace cloudmerge {
 namespace {
@@ -285,6 +286,34 @@ TEST_F(JobRunnerNotifyTest, FailedRunIsNotifiedPerChannelToo) {
   EXPECT_EQ(Sent("smtp", "failed"), 2);
   EXPECT_EQ(Sent("sns", "failed"), 1);
   EXPECT_TRUE(Marker("notified-failed"));
+}
+
+// Issue 17: an engine error names the setting to change as the operator spells
+// it — the Lambda runtime's variable, serve's flag — never the CLI's flag. A
+// missing temporary directory is an I/O error: the run is retried, and the
+// error the caller gets and the "job.retry" log line say where to fix it.
+TEST_F(JobRunnerNotifyTest, EngineErrorNamesTheSettingAsEachCallerSpellsIt) {
+  struct Case {
+    SettingNames names;
+    std::string want;
+  };
+  for (const Case& c : {Case{LambdaSettingNames(), "set by the function's environment variable TMPDIR"},
+                        Case{ServeSettingNames(), "set by serve's --temp-dir"}}) {
+    ScriptedChannel *smtp, *sns;
+    auto notifier = Channels(&smtp, &sns);
+    PipelineOptions o = Options("w1");
+    o.memory_limit = 1;  // out of core: the spill directory is needed
+    o.temp_dir = (dir_ / "no-such-dir").string();
+    o.setting_names = c.names;
+    auto outcome = RunOnce(notifier.get(), o);
+    ASSERT_FALSE(outcome.ok());
+    const std::string& m = outcome.status().message();
+    EXPECT_NE(m.find("no-such-dir"), std::string::npos) << m;
+    EXPECT_NE(m.find(c.want), std::string::npos) << m;
+    if (c.want.find("TMPDIR") != std::string::npos) EXPECT_EQ(m.find("--temp-dir"), std::string::npos) << m;
+    ASSERT_FALSE(LogEvents("job.retry").empty());
+    EXPECT_NE(LogEvents("job.retry").back().value("message", "").find(c.want), std::string::npos);
+  }
 }
 
 // SNS down for good: SMTP is marked at once and never repeated; the run

@@ -281,7 +281,9 @@ TEST_F(SpillDirectoryTest, BadParentIsAClearError) {
   EXPECT_EQ(missing.status().code(), Status::Code::kIOError);
   EXPECT_NE(missing.status().message().find((parent_ / "no" / "such").string()), std::string::npos);
   EXPECT_NE(missing.status().message().find("does not exist"), std::string::npos) << missing.status().message();
-  EXPECT_NE(missing.status().message().find("--temp-dir"), std::string::npos);
+  EXPECT_EQ(missing.status().setting(), Setting::kTempDir);
+  EXPECT_NE(missing.status().message().find("temporary directory"), std::string::npos);
+  EXPECT_EQ(missing.status().message().find("--temp-dir"), std::string::npos) << missing.status().message();
 
   WriteFile(parent_ / "file", 1);
   auto file = SpillDirectory::Create((parent_ / "file").string(), nullptr);

@@ -86,8 +86,9 @@ TEST_F(SpooledStreamTest, NoCopyIsAnErrorOnlyWhenReplayIsAsked) {
   Status st = s.Rewind();
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), Status::Code::kIOError);
-  for (const char* part : {"x.fifo", "twice", "missing", "does not exist", "--temp-dir"})
+  for (const char* part : {"x.fifo", "twice", "missing", "does not exist", "temporary directory"})
     EXPECT_NE(st.message().find(part), std::string::npos) << part << ": " << st.message();
+  EXPECT_EQ(st.setting(), Setting::kTempDir) << st.message();
 }
 
 }  // namespace

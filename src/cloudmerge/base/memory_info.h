@@ -17,6 +17,8 @@ namespace cloudmerge {
 Result<uint64_t> ParseByteSize(std::string_view text);
 // "1.5 GiB", "800.0 MiB", "512 B": for messages and summaries.
 std::string FormatBytes(uint64_t bytes);
+// 1234567 -> "1,234,567": row and key counts for people (they reach billions).
+std::string Grouped(uint64_t v);
 
 // The memory this process may use: the smallest of physical memory (sysconf),
 // the cgroup v2/v1 memory limit, and AWS_LAMBDA_FUNCTION_MEMORY_SIZE (MiB) when set.

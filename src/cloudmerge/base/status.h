@@ -2,6 +2,11 @@
 // A Status is either ok or carries a code and a complete, human-readable message
 // (what happened, where, and what to do about it). Values, not exceptions: the
 // scan/build/probe loops return Status and never throw.
+// An error that the user fixes by changing a setting (the memory limit, the
+// temporary directory, ...) says so in words ("raise the memory limit") and
+// carries which setting (Status::setting()); the caller, which knows how the
+// user spells it (a flag, an environment variable), names it when it shows the
+// error (base/setting_names.h). So the engine never speaks one caller's language.
 // Thread safety: a Status is a plain value; copies are independent.
 #pragma once
 
@@ -10,6 +15,9 @@
 #include <utility>
 
 namespace cloudmerge {
+
+// A setting an error asks the user to change. kNone: none.
+enum class Setting { kNone = 0, kMemoryLimit, kTempDir, kMaxOutputRows, kMaxDecompressedSize, kAllowNumericHeader };
 
 class Status {
  public:
@@ -30,6 +38,20 @@ class Status {
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
+  // Which setting the message asks the user to change (kNone: none).
+  Setting setting() const { return setting_; }
+  // This status with another message (code and setting kept).
+  Status WithMessage(std::string msg) const {
+    Status copy = *this;
+    copy.message_ = std::move(msg);
+    return copy;
+  }
+  // This status, naming `s` as the setting to change.
+  Status WithSetting(Setting s) const {
+    Status copy = *this;
+    copy.setting_ = s;
+    return copy;
+  }
 
   // Process exit code for this status: 0 ok, 2 usage, 3 bad input, 4 I/O, 5 internal.
   int ExitCode() const;
@@ -38,6 +60,7 @@ class Status {
   Status(Code code, std::string msg) : code_(code), message_(std::move(msg)) {}
   Code code_ = Code::kOk;
   std::string message_;
+  Setting setting_ = Setting::kNone;
 };
 
 // Result<T>: a value or the Status explaining why there is none.

@@ -1,5 +1,5 @@
 // GraceJoin: the merge out of core, for inputs whose join does not fit in
-// --memory-limit. Same answer as the in-memory engine (merge.cc), byte for byte.
+// the memory limit (MergeOptions::memory_limit). Same answer as the in-memory engine (merge.cc), byte for byte.
 //
 //   1. partition: y, then x, are scanned in parallel units (groups of chunks;
 //      a streamed input segment by segment, see table_scan.h);
@@ -23,6 +23,10 @@
 // per run are sized from the limit; see docs/out-of-core.md.
 // Spill format: docs/spill-format.md. Temp files live in a SpillDirectory,
 // removed on success, failure and fatal signals, reclaimed after SIGKILL.
+// Code: grace_join.cc sizes the run and calls the phases in
+// out_of_core/ — spill_records.h (record layouts), context.h (shared state and
+// sizing), partition.h (step 1), partition_join.h and join_phase.h (step 2),
+// sinks.h (runs or OUT), run_merge.h (step 3).
 // Thread safety: RunGraceJoin starts and joins its own threads.
 #pragma once
 
@@ -30,18 +34,11 @@
 #include <string>
 
 #include "cloudmerge/io/env.h"
-#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/merge_options.h"
 #include "cloudmerge/base/status.h"
 #include "cloudmerge/engine/table_scan.h"
 
 namespace cloudmerge {
-
-// Bytes the in-memory engine needs to join with y as its build side (y's bytes
-// stay mapped, plus per row its record and hash slot), estimated from a sample.
-uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes);
-
-// The refusal of a result bigger than --max-output-rows: the count and the hottest keys.
-Status OutputRowLimitError(const MergeStats& stats, uint64_t limit);
 
 // Writes the header and the joined rows to out (not committed). Fills stats.
 Status RunGraceJoin(Env* env, Table& x, Table& y, const MergeOptions& options, unsigned threads,

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/merge_options.h"
 
 namespace cloudmerge {
 

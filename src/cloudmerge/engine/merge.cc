@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/engine/join_limits.h"
 #include "cloudmerge/base/memory_info.h"
 #include "cloudmerge/engine/grace_join.h"
 #include "cloudmerge/engine/in_memory_build.h"

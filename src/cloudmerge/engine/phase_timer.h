@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/merge_options.h"
 #include "cloudmerge/base/progress.h"
 
 namespace cloudmerge {

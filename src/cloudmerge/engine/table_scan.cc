@@ -96,10 +96,10 @@ Status Table::LoadSegment(InputStream* stream, const std::string& path, std::str
     if (want >= max_record) {
       return Status::InvalidInput(fmt::format(
           "{}, line {}: one record runs on for more than {} MiB without ending, the longest allowed (an eighth of "
-          "--memory-limit): either a quoted field (\"...) is never closed, or the input has no line breaks (is it "
+          "the memory limit): either a quoted field (\"...) is never closed, or the input has no line breaks (is it "
           "really a TSV file?). Close the quote, or write a literal quote inside a quoted field as two quotes "
-          "(\"\"); if the records really are this long, raise --memory-limit.",
-          path, first_line, max_record >> 20));
+          "(\"\"); if the records really are this long, raise the memory limit.",
+          path, first_line, max_record >> 20)).WithSetting(Setting::kMemoryLimit);
     }
     want = std::min(want * 2, max_record);  // one record longer than a segment: read on
   }
@@ -265,9 +265,9 @@ Status Table::ParseHeader(bool allow_numeric_header, const std::string& key, con
     ScanProblem p{true, static_cast<size_t>(rec.begin - d.data()),
                   "the header line holds only numbers, so the file seems to have no header and its first data row "
                   "would be lost",
-                  "Add a header line such as ID<TAB>value at the top; if these really are the column names, pass "
-                  "--allow-numeric-header."};
-    return Error(p);
+                  "Add a header line such as ID<TAB>value at the top; if these really are the column names, allow "
+                  "a numeric header."};
+    return Error(p).WithSetting(Setting::kAllowNumericHeader);
   }
   auto key_index = ResolveKey(raw_path, names_, key);
   if (!key_index.ok()) return key_index.status();

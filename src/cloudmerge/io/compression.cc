@@ -29,8 +29,8 @@ Status Corrupt(const std::string& name, const std::string& what) {
 Status TooBig(const std::string& name, uint64_t limit) {
   return Status::InvalidInput(fmt::format(
       "{}: decompresses to more than {} bytes, the limit for a compressed input. If the file is genuine, "
-      "decompress it first or raise --max-decompressed-size.",
-      name, limit));
+      "decompress it first or raise the limit for decompressed size.",
+      name, limit)).WithSetting(Setting::kMaxDecompressedSize);
 }
 
 constexpr size_t kOutStep = 1 << 20;

@@ -85,6 +85,23 @@ bool UnlinkOwnedFile(int dfd, const char* name, uint64_t* bytes) {
   return true;
 }
 
+// Calls f(const char* name) for each entry of the directory open as `dfd`, from
+// its current offset on. Raw getdents64 into a stack buffer: no allocation, so
+// it also serves the fatal-signal cleanup.
+template <class F>
+void ForEachEntry(int dfd, F&& f) {
+  alignas(8) char buf[4096];
+  for (;;) {
+    long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
+    if (n <= 0) return;
+    for (long off = 0; off < n;) {
+      const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
+      off += d->d_reclen;
+      f(d->d_name);
+    }
+  }
+}
+
 // Removes the files cloudmerge writes in the spill directory open as `dfd`
 // (adding the spill files' sizes to *bytes): *.spill, then .lock, then the marker (last: a directory that still has its
 // marker is still recognised as ours). Subdirectories, symlinks, other
@@ -92,21 +109,14 @@ bool UnlinkOwnedFile(int dfd, const char* name, uint64_t* bytes) {
 // directory is listed, which may make the listing skip some: it is listed
 // again from the start until a pass removes nothing.
 void RemoveOwnedFiles(int dfd, uint64_t* bytes) {
-  alignas(8) char buf[4096];
   for (int pass = 0; pass < 64; ++pass) {
     bool removed = false;
     if (lseek(dfd, 0, SEEK_SET) != 0) break;
-    for (;;) {
-      long n = syscall(SYS_getdents64, dfd, buf, sizeof(buf));
-      if (n <= 0) break;
-      for (long off = 0; off < n;) {
-        const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
-        off += d->d_reclen;
-        std::string_view name = d->d_name;
-        if (name.empty() || name[0] == '.' || !EndsWith(name, kSpillSuffix)) continue;
-        if (UnlinkOwnedFile(dfd, d->d_name, bytes)) removed = true;
-      }
-    }
+    ForEachEntry(dfd, [&](const char* entry) {
+      std::string_view name = entry;
+      if (name.empty() || name[0] == '.' || !EndsWith(name, kSpillSuffix)) return;
+      if (UnlinkOwnedFile(dfd, entry, bytes)) removed = true;
+    });
     if (!removed) break;
   }
   uint64_t bookkeeping = 0;  // not spilled data: not counted
@@ -232,18 +242,11 @@ uint64_t ReclaimDead(int root_fd) {
   if (list < 0) return 0;
   uint64_t bytes = 0;
   const time_t now = time(nullptr);
-  alignas(8) char buf[8192];
-  for (;;) {
-    long n = syscall(SYS_getdents64, list, buf, sizeof(buf));
-    if (n <= 0) break;
-    for (long off = 0; off < n;) {
-      const auto* d = reinterpret_cast<const Dirent64*>(buf + off);
-      off += d->d_reclen;
-      std::string_view name = d->d_name;
-      const bool staging = StartsWith(name, kStagingPrefix);
-      if (staging || StartsWith(name, kPrefix)) bytes += ReclaimOne(root_fd, d->d_name, staging, now);
-    }
-  }
+  ForEachEntry(list, [&](const char* entry) {
+    std::string_view name = entry;
+    const bool staging = StartsWith(name, kStagingPrefix);
+    if (staging || StartsWith(name, kPrefix)) bytes += ReclaimOne(root_fd, entry, staging, now);
+  });
   close(list);
   return bytes;
 }
@@ -252,24 +255,24 @@ uint64_t ReclaimDead(int root_fd) {
 
 Status ParentError(const std::string& parent, const std::string& what) {
   return Status::IOError(fmt::format(
-      "cannot use the temporary directory {}: {}. Pass --temp-dir with an existing directory you may write to, on a "
-      "disk with room for about as much as the inputs, compressed (without --temp-dir cloudmerge uses $TMPDIR, "
-      "else /tmp).",
-      parent, what));
+      "cannot use the temporary directory {}: {}. Choose as the temporary directory an existing directory you may "
+      "write to, on a disk with room for about as much as the inputs, compressed (when none is chosen cloudmerge "
+      "uses $TMPDIR, else /tmp).",
+      parent, what)).WithSetting(Setting::kTempDir);
 }
 
 Status RootError(const std::string& root, const std::string& what, const std::string& fix) {
   return Status::IOError(fmt::format(
       "cannot use {} for temporary files: {}. cloudmerge keeps its temporary files in a directory of its own, "
       "mode 0700, and uses it only when it is a real directory owned by you and closed to other users. {}",
-      root, what, fix));
+      root, what, fix)).WithSetting(Setting::kTempDir);
 }
 
 Status NoSpaceError(const std::string& what, const std::string& where) {
   return Status::NoSpace(fmt::format(
-      "cannot {} in {}: no space left on device. Free space there or pass --temp-dir on a larger disk (needs "
-      "about as much space as the inputs, compressed).",
-      what, where));
+      "cannot {} in {}: no space left on device. Free space there or choose a temporary directory on a larger disk "
+      "(needs about as much space as the inputs, compressed).",
+      what, where)).WithSetting(Setting::kTempDir);
 }
 
 }  // namespace
@@ -306,28 +309,28 @@ Result<int> OpenPrivateTempRoot(const std::string& parent_in, std::string* path_
     if (lstat(root.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
       return RootError(root, "it is a symbolic link, which cloudmerge never follows there (someone may have planted "
                              "it to redirect or delete files)",
-                       "Remove it, or pass --temp-dir with a directory only you may write to.");
+                       "Remove it, or choose as the temporary directory one only you may write to.");
     if (err == ENOTDIR)
-      return RootError(root, "it is not a directory", "Remove it, or pass --temp-dir elsewhere.");
-    return RootError(root, std::strerror(err), "Check its permissions, or pass --temp-dir elsewhere.");
+      return RootError(root, "it is not a directory", "Remove it, or choose another temporary directory.");
+    return RootError(root, std::strerror(err), "Check its permissions, or choose another temporary directory.");
   }
   if (created) fchmod(fd, 0700);  // whatever the umask did to it
   if (fstat(fd, &st) != 0) {
     int err = errno;
     close(fd);
-    return RootError(root, std::strerror(err), "Pass --temp-dir elsewhere.");
+    return RootError(root, std::strerror(err), "Choose another temporary directory.");
   }
   if (st.st_uid != uid) {
     close(fd);
     return RootError(
         root, fmt::format("it belongs to user {}, not to you (user {}): someone else created it", st.st_uid, uid),
-        "Have it removed (by its owner or root), or pass --temp-dir with a directory only you may write to.");
+        "Have it removed (by its owner or root), or choose as the temporary directory one only you may write to.");
   }
   if ((st.st_mode & 077) != 0) {
     close(fd);
     return RootError(root, fmt::format("its mode is {:04o}, which lets other users in", st.st_mode & 07777),
                      fmt::format("If nobody else has put files there, run `chmod 700 {}`; otherwise remove it, "
-                                 "or pass --temp-dir elsewhere.",
+                                 "or choose another temporary directory.",
                                  root));
   }
   return fd;

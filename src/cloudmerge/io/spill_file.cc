@@ -81,7 +81,7 @@ std::string Directory(const std::string& path) {
 }
 
 // The directory to name when the disk is full: the one the user chose
-// (--temp-dir, $TMPDIR), not the run's private subdirectory in it.
+// (the chosen one, $TMPDIR), not the run's private subdirectory in it.
 std::string TempDirOf(const std::string& path) {
   std::string dir = Directory(path);
   size_t slash = dir.rfind('/');
@@ -96,10 +96,10 @@ Status WriteError(const std::string& path, const Status& st) {
   if (st.code() == Status::Code::kNoSpace)
     return Status::NoSpace(fmt::format(
         "cannot write spill file {}: no space left on device. The temporary directory {} is full: free space there "
-        "or pass --temp-dir on a larger disk (needs about as much space as the inputs, compressed). Nothing was "
-        "written to the destination.",
-        path, TempDirOf(path)));
-  return Status::IOError(fmt::format("cannot write spill file {}: {}", path, st.message()));
+        "or choose a temporary directory on a larger disk (needs about as much space as the inputs, compressed). "
+        "Nothing was written to the destination.",
+        path, TempDirOf(path))).WithSetting(Setting::kTempDir);
+  return Status::IOError(fmt::format("cannot write spill file {}: {}", path, st.message())).WithSetting(st.setting());
 }
 
 // Appends to a WritableFile in writes of about kWriteBufferBytes.
@@ -240,16 +240,16 @@ Result<bool> SpillReader::Next(std::string* raw, uint32_t* records) {
   if (offset_ > file.size())
     return Status::IOError(fmt::format("spill file {} has {} bytes, but block {} should start at byte {}: it was "
                                        "truncated. The temporary directory's storage is unreliable; rerun, with "
-                                       "--temp-dir elsewhere.",
-                                       path_, file.size(), block_, offset_));
+                                       "another temporary directory.",
+                                       path_, file.size(), block_, offset_)).WithSetting(Setting::kTempDir);
   const size_t at = offset_;
   auto damaged = [&](const std::string& what) -> Status {
     // A file truncated by another program reads as zeros; say that instead.
     Status intact = input_->Intact();
     return Status::IOError(fmt::format(
         "spill file {} is damaged at block {} (byte {}): {}. The temporary directory's storage is unreliable; "
-        "rerun, with --temp-dir elsewhere.",
-        path_, block_, at, intact.ok() ? what : intact.message()));
+        "rerun, with another temporary directory.",
+        path_, block_, at, intact.ok() ? what : intact.message())).WithSetting(Setting::kTempDir);
   };
   const size_t left = file.size() - at;
   const char* h = file.data() + at;

@@ -63,7 +63,7 @@ class SpillReader {
   // count into *records. Returns false at the end of the file. A damaged block
   // (bad magic, checksum mismatch, truncated frame, decompression failure) is an
   // IOError: "spill file F is damaged at block B (byte O): ... The temporary
-  // directory's storage is unreliable; rerun, with --temp-dir elsewhere."
+  // directory's storage is unreliable; rerun, with another temporary directory." (Setting::kTempDir)
   Result<bool> Next(std::string* raw, uint32_t* records);
   // Continues at a block boundary the writer reported (bytes_written() before the
   // block was appended), counting blocks from `block` in error messages. Any
@@ -81,5 +81,22 @@ class SpillReader {
   size_t offset_ = 0;
   uint64_t block_ = 0;
 };
+
+// Reads the spill file at `path` block by block, in order: on_block(const
+// std::string& raw, uint32_t records) -> Status per block (raw is valid until it
+// returns). Stops at the first error, the reader's or on_block's.
+template <class OnBlock>
+Status ForEachSpillBlock(Env* env, const std::string& path, OnBlock&& on_block) {
+  auto reader = SpillReader::Open(env, path);
+  if (!reader.ok()) return reader.status();
+  std::string block;
+  uint32_t n;
+  for (;;) {
+    auto more = (*reader)->Next(&block, &n);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+    CM_RETURN_IF_ERROR(on_block(block, n));
+  }
+}
 
 }  // namespace cloudmerge

@@ -27,10 +27,11 @@ void SpooledStream::Keep(std::string_view bytes, uint64_t at) {
       int err = n < 0 ? errno : EIO;
       spool_status_ = (err == ENOSPC || err == EDQUOT)
                           ? Status::NoSpace("no space left on device in the temporary directory. Free space "
-                                            "there, pass --temp-dir on a larger disk, or give the input as a file.")
-                          : Status::IOError(fmt::format("cannot write it ({}). Pass --temp-dir elsewhere, or give "
-                                                        "the input as a file.",
-                                                        std::strerror(err)));
+                                            "there, choose a temporary directory on a larger disk, or give the input "
+                                            "as a file.").WithSetting(Setting::kTempDir)
+                          : Status::IOError(fmt::format("cannot write it ({}). Choose another temporary directory, "
+                                                        "or give the input as a file.",
+                                                        std::strerror(err))).WithSetting(Setting::kTempDir);
       spooling_ = false;
       return;
     }
@@ -99,7 +100,8 @@ Status SpooledStream::Rewind() {
         "{} can be read only once, and this merge reads it twice, the second time from a copy kept in the "
         "temporary directory; that copy could not be made: {}",
         name_, why);
-    return spool_status_.code() == Status::Code::kNoSpace ? Status::NoSpace(msg) : Status::IOError(msg);
+    return (spool_status_.code() == Status::Code::kNoSpace ? Status::NoSpace(msg) : Status::IOError(msg))
+        .WithSetting(spool_status_.setting());
   }
   pos_ = 0;
   return Status::OK();

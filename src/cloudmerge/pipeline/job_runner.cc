@@ -257,6 +257,7 @@ Result<JobOutcome> JobRunner::RunGuarded(const std::string& job, RunRecord& r) {
   const MergeStats& stats = result.stats;
   double seconds = SecondsSince(t0);
   if (!st.ok()) {
+    st = NameSetting(st, o_.setting_names);  // where this caller's operator changes it
     if (result.resumable) {  // a cluster run goes on; the next delivery resumes the wait
       release();
       return st;
@@ -346,7 +347,7 @@ EngineKind JobRunner::ChooseEngine(const RunRecord& r) {
 
 Result<JobOutcome> JobRunner::Fail(RunRecord& r, const Status& why_in) {
   // Capped: a message quoting input must not grow the email, the log and the page without bound.
-  Status why = why_in;
+  Status why = NameSetting(why_in, o_.setting_names);  // (once: a named status names nothing more)
   if (why.message().size() > kMaxErrorBytes) {
     size_t cut = kMaxErrorBytes;
     while (cut > 0 && (static_cast<unsigned char>(why.message()[cut]) & 0xC0) == 0x80) --cut;  // not inside a character

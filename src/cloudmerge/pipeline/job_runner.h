@@ -98,6 +98,7 @@
 #include "cloudmerge/pipeline/notify/notifier.h"
 #include "cloudmerge/report/report_html.h"
 #include "cloudmerge/pipeline/engines/spark_engine.h"
+#include "cloudmerge/base/setting_names.h"
 #include "cloudmerge/base/status.h"
 
 namespace cloudmerge {
@@ -128,6 +129,9 @@ struct PipelineOptions {
   // DefaultTempParent(), i.e. $TMPDIR else /tmp, which is Lambda's /tmp).
   uint64_t memory_limit = 0;
   std::string temp_dir;
+  // How the operator sets what a failure's error names (pipeline/setting_names.h):
+  // the failure recorded, logged and emailed says where to change it.
+  SettingNames setting_names;
   std::string worker_id;             // for claims and logs (default: host:pid)
   // Prices of the report's AWS cost estimate; nullopt: CostPrices::FromEnvironment.
   std::optional<CostPrices> prices;

@@ -34,16 +34,6 @@ bool Refused(const MergeStats& s, const MergeOptions& o) {
   return o.max_output_rows != 0 && s.output_rows > o.max_output_rows;
 }
 
-// 1234567 -> "1,234,567".
-std::string Grouped(uint64_t v) {
-  std::string digits = std::to_string(v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
-}
-
 std::string PathName(const std::string& path) { return path == "-" ? "standard output" : path; }
 
 }  // namespace

@@ -5,7 +5,7 @@
 
 #include <string>
 
-#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/merge_options.h"
 
 namespace cloudmerge {
 

@@ -1,6 +1,8 @@
-// report.html rendering: the pandas-shaped previews, the cost estimate and the
-// page itself. See report_html.h.
+// report.html rendering: the cost estimate and the page itself (the previews
+// are pandas_preview.cc's). See report_html.h.
 #include "cloudmerge/report/report_html.h"
+
+#include "cloudmerge/base/memory_info.h"
 #include "cloudmerge/report/safe_text.h"
 
 #include <algorithm>
@@ -8,7 +10,6 @@
 #include <cmath>
 #include <cstdlib>
 #include <optional>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -16,151 +17,6 @@ namespace cloudmerge {
 namespace {
 
 using nlohmann::json;
-
-// ---- pandas-shaped preview ------------------------------------------------
-
-// The strings pandas.read_csv reads as NaN by default.
-bool IsNaMarker(const std::string& v) {
-  static const std::set<std::string> kNa = {"",      "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
-                                            "-nan",  "1.#IND", "1.#QNAN", "<NA>", "N/A",  "NA",      "NULL",
-                                            "NaN",   "None", "n/a",    "nan",  "null"};
-  return kNa.count(v) > 0;
-}
-
-// One TSV line's fields; a field in quotes loses them and its "" become ".
-std::vector<std::string> SplitTsv(const std::string& line) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  for (;;) {
-    size_t tab = line.find('\t', pos);
-    std::string f = line.substr(pos, tab == std::string::npos ? std::string::npos : tab - pos);
-    if (f.size() >= 2 && f.front() == '"' && f.back() == '"') {
-      std::string u;
-      for (size_t i = 1; i + 1 < f.size(); ++i) {
-        u += f[i];
-        if (f[i] == '"' && f[i + 1] == '"') ++i;
-      }
-      f = u;
-    }
-    out.push_back(f);
-    if (tab == std::string::npos) return out;
-    pos = tab + 1;
-  }
-}
-
-bool ParseInt(const std::string& v, long long* out) {
-  if (v.empty()) return false;
-  size_t i = (v[0] == '+' || v[0] == '-') ? 1 : 0;
-  if (i == v.size()) return false;
-  for (size_t k = i; k < v.size(); ++k)
-    if (v[k] < '0' || v[k] > '9') return false;
-  errno = 0;
-  *out = std::strtoll(v.c_str(), nullptr, 10);
-  return errno == 0;
-}
-
-bool ParseFloat(const std::string& v, double* out) {
-  if (v.empty()) return false;
-  char* end = nullptr;
-  *out = std::strtod(v.c_str(), &end);
-  while (*end == ' ') ++end;
-  return end != v.c_str() && *end == '\0' && v.find_first_of("xXpP") == std::string::npos;  // no hex floats
-}
-
-bool IsBool(const std::string& v) {
-  return v == "True" || v == "False" || v == "TRUE" || v == "FALSE" || v == "true" || v == "false";
-}
-
-size_t DisplayWidth(const std::string& s) {  // UTF-8 code points
-  return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) { return (c & 0xC0) != 0x80; }));
-}
-
-std::string RightJustify(const std::string& s, size_t w) {
-  size_t n = DisplayWidth(s);
-  return n >= w ? s : std::string(w - n, ' ') + s;
-}
-
-// pandas' FloatArrayFormatter, approximately: fixed with 6 decimals, trailing
-// zeros trimmed alike for the whole column; scientific for tiny values or
-// large values that would print too long.
-std::vector<std::string> FormatFloats(const std::vector<std::optional<double>>& vals) {
-  bool small = false, large = false;
-  for (const auto& v : vals)
-    if (v && std::isfinite(*v)) {
-      double a = std::fabs(*v);
-      small |= a > 0 && a < 1e-6;
-      large |= a > 1e6;
-    }
-  auto fmt_one = [](double v, bool sci) {
-    if (std::isnan(v)) return std::string("NaN");
-    if (std::isinf(v)) return std::string(v < 0 ? "-inf" : "inf");
-    return sci ? fmt::format("{:.6e}", v) : fmt::format("{:.6f}", v);
-  };
-  std::vector<std::string> out;
-  size_t longest = 0;
-  for (const auto& v : vals) out.push_back(v ? fmt_one(*v, false) : "NaN"), longest = std::max(longest, out.back().size());
-  bool sci = small || (large && longest > 6 + 6);
-  if (sci) {
-    out.clear();
-    for (const auto& v : vals) out.push_back(v ? fmt_one(*v, true) : "NaN");
-  } else {
-    auto trimmable = [&] {
-      bool any = false;
-      for (const auto& s : out) {
-        size_t dot = s.find('.');
-        if (dot == std::string::npos) continue;
-        if (s.back() != '0' || dot + 2 >= s.size()) return false;
-        any = true;
-      }
-      return any;
-    };
-    while (trimmable())
-      for (auto& s : out)
-        if (s.find('.') != std::string::npos) s.pop_back();
-  }
-  for (auto& s : out)
-    if (s[0] != '-') s = " " + s;  // pandas leaves room for a sign
-  return out;
-}
-
-enum class Kind { kInt, kFloat, kBool, kText };
-
-// One column's cells as pandas prints them, and whether pandas sees it as numeric.
-std::vector<std::string> FormatColumn(const std::vector<std::string>& raw, bool* numeric) {
-  bool has_na = false, all_int = true, all_float = true, all_bool = true;
-  for (const auto& v : raw) {
-    if (IsNaMarker(v)) {
-      has_na = true;
-      continue;
-    }
-    long long i;
-    double d;
-    all_int &= ParseInt(v, &i);
-    all_float &= ParseFloat(v, &d);
-    all_bool &= IsBool(v);
-  }
-  Kind kind = Kind::kText;
-  if (all_bool && !has_na && !raw.empty()) kind = Kind::kBool;
-  else if (all_int && !has_na && !raw.empty()) kind = Kind::kInt;
-  else if (all_float) kind = Kind::kFloat;  // also ints with a NaN, and all-missing columns, as in pandas
-  *numeric = kind != Kind::kText;
-  std::vector<std::string> out;
-  if (kind == Kind::kFloat) {
-    std::vector<std::optional<double>> vals;
-    for (const auto& v : raw) {
-      double d = 0;
-      vals.push_back(!IsNaMarker(v) && ParseFloat(v, &d) ? std::optional<double>(d) : std::nullopt);
-    }
-    return FormatFloats(vals);
-  }
-  for (const auto& v : raw) {
-    long long i = 0;
-    if (kind == Kind::kInt && ParseInt(v, &i)) out.push_back(i < 0 ? std::to_string(i) : " " + std::to_string(i));
-    else if (kind == Kind::kBool) out.push_back(v[0] == 'T' || v[0] == 't' ? " True" : " False");
-    else out.push_back(IsNaMarker(v) ? " NaN" : " " + v);
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -180,41 +36,6 @@ std::string HtmlEscape(std::string_view s) {
   return out;
 }
 
-std::string PandasPreview(const std::vector<std::string>& lines) {
-  if (lines.empty()) return "(no header)";
-  std::vector<std::string> header = SplitTsv(lines[0]);
-  if (lines.size() == 1) {
-    std::string cols;
-    for (size_t i = 0; i < header.size(); ++i) cols += (i ? ", " : "") + header[i];
-    return "Empty DataFrame\nColumns: [" + cols + "]\nIndex: []";
-  }
-  size_t rows = lines.size() - 1;
-  std::vector<std::vector<std::string>> cells(header.size());
-  for (size_t r = 1; r < lines.size(); ++r) {
-    auto f = SplitTsv(lines[r]);
-    f.resize(header.size());  // pandas pads a short row with NaN
-    for (size_t c = 0; c < header.size(); ++c) cells[c].push_back(f[c]);
-  }
-  size_t index_w = std::to_string(rows - 1).size();
-  std::vector<std::string> out(rows + 1);
-  out[0] = std::string(index_w, ' ');
-  for (size_t r = 0; r < rows; ++r) {
-    std::string idx = std::to_string(r);
-    out[r + 1] = idx + std::string(index_w - idx.size(), ' ');
-  }
-  for (size_t c = 0; c < header.size(); ++c) {
-    bool numeric = false;
-    auto col = FormatColumn(cells[c], &numeric);
-    std::string name = numeric ? " " + header[c] : header[c];
-    size_t w = DisplayWidth(name);
-    for (const auto& v : col) w = std::max(w, DisplayWidth(v));
-    out[0] += " " + RightJustify(name, w);
-    for (size_t r = 0; r < rows; ++r) out[r + 1] += " " + RightJustify(col[r], w);
-  }
-  std::string text;
-  for (size_t i = 0; i < out.size(); ++i) text += (i ? "\n" : "") + out[i];
-  return text;
-}
 
 CostPrices CostPrices::FromEnvironment(const std::function<const char*(const char*)>& getenv) {
   CostPrices p;
@@ -328,16 +149,6 @@ const json& Object(const json& j, const char* key) {
   static const json kNull;
   auto it = j.find(key);
   return it != j.end() && it->is_object() ? *it : kNull;
-}
-
-// 1234567 -> "1,234,567": counts in the keys section reach billions.
-std::string Grouped(uint64_t v) {
-  std::string digits = std::to_string(v), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
-    out.push_back(digits[i]);
-  }
-  return out;
 }
 
 std::string Percent(double part, double whole) {

@@ -1,0 +1,37 @@
+#include "cloudmerge/engine/join_limits.h"
+
+#include <algorithm>
+#include <string>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace cloudmerge {
+
+uint64_t SampleRows(const Table& t, uint64_t bytes) {
+  std::string_view d = t.data();
+  size_t sample = std::min<size_t>(d.size(), 4u << 20);
+  size_t lines = std::count(d.data(), d.data() + sample, '\n');
+  if (sample == 0) return 0;
+  return static_cast<uint64_t>(static_cast<double>(bytes) * (lines + 1) / static_cast<double>(sample)) + 1;
+}
+
+uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes) {
+  uint64_t bytes = y.size();
+  // y's bytes stay mapped; per row a 20-byte record and a hash slot (~16 bytes at 0.75 load);
+  // the probe holds up to 2 * threads + 2 chunks of output in flight.
+  return bytes + 40 * SampleRows(y, bytes) + (2 * threads + 2) * chunk_bytes * 3;
+}
+
+Status OutputRowLimitError(const MergeStats& s, uint64_t limit) {
+  std::string hot;
+  for (const HotKey& k : s.hottest_keys)
+    hot += fmt::format("\n  {:>12} rows  ID '{}' ({} rows in x × {} in y)", k.output_rows(), k.key, k.x_rows, k.y_rows);
+  return Status::InvalidInput(fmt::format(
+      "the result would have {} rows, more than the output-row limit {}; nothing was written. The keys that "
+      "produce the most rows:{}\nIDs repeated on both sides multiply: check that the key column is the right one, "
+      "remove the duplicates, or raise the output-row limit.",
+      s.output_rows, limit, hot)).WithSetting(Setting::kMaxOutputRows);
+}
+
+}  // namespace cloudmerge

@@ -1,0 +1,288 @@
+// Partitioning (partition.h): the writers of partition files and the parallel
+// scan that feeds them in file order.
+#include "cloudmerge/engine/out_of_core/partition.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/base/parallel.h"
+#include "cloudmerge/engine/join_keys.h"
+
+namespace cloudmerge::ooc {
+namespace {
+
+// The spill files of one side at one level: fanout files, created on first use.
+class PartitionFiles {
+ public:
+  PartitionFiles(Context* ctx, std::string stem, uint32_t fanout) : ctx_(ctx), stem_(std::move(stem)), writers_(fanout), parts_(fanout) {}
+
+  // Appends framed blocks holding `records` records, `raw` raw bytes to partition p.
+  Status Append(uint32_t p, std::string_view framed, uint64_t records, uint64_t raw) {
+    if (framed.empty()) return Status::OK();
+    if (!writers_[p]) {
+      parts_[p].path = ctx_->dir->NewPath(fmt::format("{}-p{}", stem_, p));
+      auto w = SpillWriter::Create(ctx_->env, parts_[p].path);
+      if (!w.ok()) return w.status();
+      writers_[p] = std::move(w.value());
+    }
+    parts_[p].records += records;
+    parts_[p].raw_bytes += raw;
+    return writers_[p]->AppendFramed(framed);
+  }
+
+  // Closes every file; the parts (empty ones have no path).
+  Result<std::vector<SpillPart>> Close() {
+    for (auto& w : writers_) {
+      if (!w) continue;
+      CM_RETURN_IF_ERROR(w->Close());
+      ctx_->CountSpill(*w);
+      w.reset();
+    }
+    return parts_;
+  }
+  uint32_t fanout() const { return static_cast<uint32_t>(parts_.size()); }
+
+ private:
+  Context* ctx_;
+  std::string stem_;
+  std::vector<std::unique_ptr<SpillWriter>> writers_;
+  std::vector<SpillPart> parts_;
+};
+
+// Per-partition raw buffers that become framed blocks when full.
+class PartitionBuffers {
+ public:
+  PartitionBuffers(uint32_t fanout, size_t block_bytes, int zstd_level)
+      : raw_(fanout), records_(fanout, 0), framed_(fanout), framed_records_(fanout, 0), framed_raw_(fanout, 0),
+        block_bytes_(block_bytes), zstd_level_(zstd_level) {}
+
+  std::string& raw(uint32_t p) { return raw_[p]; }
+  // After appending one record to raw(p).
+  void Added(uint32_t p) {
+    ++records_[p];
+    if (raw_[p].size() >= block_bytes_) Seal(p);
+  }
+  void SealAll() {
+    for (uint32_t p = 0; p < raw_.size(); ++p)
+      if (records_[p]) Seal(p);
+  }
+  size_t framed_bytes() const { return framed_total_; }
+  // Hands the framed blocks to files and forgets them.
+  Status FlushTo(PartitionFiles* files) {
+    for (uint32_t p = 0; p < framed_.size(); ++p) {
+      CM_RETURN_IF_ERROR(files->Append(p, framed_[p], framed_records_[p], framed_raw_[p]));
+      framed_[p].clear();
+      framed_records_[p] = framed_raw_[p] = 0;
+    }
+    framed_total_ = 0;
+    return Status::OK();
+  }
+
+ private:
+  void Seal(uint32_t p) {
+    size_t before = framed_[p].size();
+    EncodeSpillBlock(raw_[p], static_cast<uint32_t>(records_[p]), zstd_level_, &framed_[p]);
+    framed_total_ += framed_[p].size() - before;
+    framed_records_[p] += records_[p];
+    framed_raw_[p] += raw_[p].size();
+    raw_[p].clear();
+    records_[p] = 0;
+  }
+  std::vector<std::string> raw_;
+  std::vector<uint64_t> records_;
+  std::vector<std::string> framed_;
+  std::vector<uint64_t> framed_records_, framed_raw_;
+  size_t framed_total_ = 0;
+  size_t block_bytes_;
+  int zstd_level_;
+};
+
+// Units take turns to append to the partition files, in file order, so every
+// partition file is in file order. A unit may flush several times while it has
+// the turn (a large single-chunk input streams), and passes it on when done.
+class Turns {
+ public:
+  // Blocks until unit u has the turn; false once the phase failed.
+  bool Wait(size_t u) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return failed_ || current_ == u; });
+    return !failed_;
+  }
+  void Done(size_t u) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current_ == u) current_ = u + 1;
+    cv_.notify_all();
+  }
+  void Fail() {
+    std::lock_guard<std::mutex> lock(mu_);
+    failed_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t current_ = 0;
+  bool failed_ = false;
+};
+
+// Units of consecutive chunks ([first chunk, end chunk)): big enough to amortise
+// the turn, at most `unit_target` bytes unless one chunk is bigger.
+std::vector<std::pair<size_t, size_t>> GroupChunks(const std::vector<ChunkRange>& chunks, size_t unit_target) {
+  std::vector<std::pair<size_t, size_t>> units;
+  for (size_t c = 0; c < chunks.size();) {
+    size_t e = c, bytes = 0;
+    while (e < chunks.size() && (e == c || bytes + (chunks[e].end - chunks[e].begin) <= unit_target)) {
+      bytes += chunks[e].end - chunks[e].begin;
+      ++e;
+    }
+    units.emplace_back(c, e);
+    c = e;
+  }
+  return units;
+}
+
+// A row's text in its partition record: x's whole row, or y's fields but the ID
+// (key, field ki of ncols) — a view of the input where the row has no quote and
+// the ID is at an end, else the fields encoded for output into *text.
+inline std::string_view RecordText(const Record& r, std::string_view key, bool is_y, size_t ki, size_t ncols,
+                                   std::string& text) {
+  std::string_view body;
+  if (!r.has_quote_char) {
+    if (!is_y) body = {r.begin, static_cast<size_t>(r.end - r.begin)};
+    else if (ki == 0) body = ncols == 1 ? std::string_view() : std::string_view(r.fields[1].data, r.end - r.fields[1].data);
+    else if (ki == ncols - 1) body = {r.begin, static_cast<size_t>(key.data() - 1 - r.begin)};
+  }
+  if (body.data() == nullptr && (r.has_quote_char || (is_y && ki != 0 && ki != ncols - 1))) {
+    EncodeFields(r, is_y ? ki : std::string::npos, text);
+    body = text;
+  }
+  return body;
+}
+
+
+// Level 0, one segment of the table: scans it in parallel units and appends
+// their rows to the partition files. Units are numbered from `unit_base` (the
+// units of earlier segments), so record positions keep the file's order.
+// `known`: the file's type when already inferred (a re-partition, see RunGraceJoin), else null.
+Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout, PartitionFiles& files,
+                        uint64_t* unit_base, PartitionedSide* out, const KeyMode* known) {
+  const auto& chunks = t.chunks();
+  const size_t ki = t.key_index();
+  const size_t ncols = t.column_names().size();
+  // Units of consecutive chunks: big enough to amortise the turn, small enough
+  // that `threads` of them (input pages + records + framed copies) fit.
+  const size_t unit_target = std::clamp<size_t>(ctx.memory_limit / (8 * ctx.threads), size_t{1} << 20, size_t{64} << 20);
+  const uint64_t base = *unit_base;
+  const std::vector<std::pair<size_t, size_t>> units = GroupChunks(chunks, unit_target);
+  Turns turns;
+  FirstError error;
+  std::vector<KeyScan> scans(units.size(), KeyScan(ctx.rules));
+  std::vector<uint64_t> rows(units.size(), 0);
+  std::vector<ScanProblem> problems(units.size());
+  const size_t flush_bytes = std::max<size_t>(unit_target, 4 << 20);
+
+  ParallelFor(units.size(), ctx.threads, [&](size_t u, unsigned) {
+    PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
+    Record rec;
+    std::string text;
+    bool have_turn = false;
+    uint64_t row = 0;
+    auto flush = [&]() {
+      if (!have_turn) {
+        have_turn = turns.Wait(u);
+        // Every unit before this one is done: nothing before it is read again. Reading
+        // maps whole folios around each access (readahead builds large ones), which
+        // per-chunk releases leave behind at chunk edges; drop them all here.
+        if (have_turn && u > 0) t.Release({chunks[0].begin, chunks[units[u].first].begin});
+      }
+      if (!have_turn) return;  // the phase failed elsewhere: drop
+      Status st = bufs.FlushTo(&files);
+      if (!st.ok()) {
+        error.Set(st);
+        turns.Fail();
+      }
+    };
+    for (size_t c = units[u].first; c < units[u].second && !problems[u].found; ++c) {
+      uint64_t before = row;
+      t.ScanChunk(chunks[c], rec, &problems[u], [&](const Record& r) {
+        std::string_view key = r.fields[ki].view();
+        scans[u].Add(key);
+        uint32_t p = PartitionAt(known ? PartitionHashUnder(*known, key, ctx.rules) : PartitionHash(key, ctx.rules), 0, fanout);
+        std::string_view body = RecordText(r, key, is_y, ki, ncols, text);
+        AppendPartRecord(bufs.raw(p), ((base + u) << 40) | row++, key, body);
+        bufs.Added(p);
+      });
+      t.Release(chunks[c]);
+      ctx.AddProgress(row - before, chunks[c].end - chunks[c].begin);
+      if (bufs.framed_bytes() >= flush_bytes) flush();
+    }
+    rows[u] = row;
+    if (problems[u].found) {
+      turns.Fail();
+      return;
+    }
+    bufs.SealAll();
+    flush();
+    turns.Done(u);
+  });
+  for (size_t u = 0; u < units.size(); ++u)
+    if (problems[u].found) return t.Error(problems[u]);
+  CM_RETURN_IF_ERROR(error.Get());
+  for (size_t u = 0; u < units.size(); ++u) {
+    out->scan.Append(scans[u]);
+    out->rows += rows[u];
+  }
+  *unit_base += units.size();
+  if (*unit_base >= (uint64_t{1} << 24))
+    return Status::Internal(fmt::format("{} has more than 2^24 scan units: raise the memory limit", t.path()))
+        .WithSetting(Setting::kMemoryLimit);
+  return Status::OK();
+}
+
+}  // namespace
+
+// Level 0: partitions a whole table, segment by segment (one for a mapped file).
+Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, PartitionedSide* out,
+                      const KeyMode* known) {
+  PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
+  uint64_t unit_base = 0;
+  CM_RETURN_IF_ERROR(t.Rewind());
+  for (;;) {
+    CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out, known));
+    auto more = t.NextSegment();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+  }
+  auto parts = files.Close();
+  if (!parts.ok()) return parts.status();
+  out->parts = std::move(parts.value());
+  return Status::OK();
+}
+
+// Level > 0: splits one partition file by the next level's hash.
+// Level > 0 hashes under the side's known type (PartitionHashUnder), the same for x and y.
+Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, KeyMode mode, const std::string& stem,
+                                           unsigned level, uint32_t fanout) {
+  PartitionFiles files(&ctx, stem, fanout);
+  PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
+  CM_RETURN_IF_ERROR(ForEachPartRecord(
+      ctx.env, in.path,
+      [&](const PartRecord& r) {
+        uint32_t p = PartitionAt(PartitionHashUnder(mode, r.key, ctx.rules), level, fanout);
+        AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
+        bufs.Added(p);
+      },
+      [&] { return bufs.framed_bytes() >= (4u << 20) ? bufs.FlushTo(&files) : Status::OK(); }));
+  bufs.SealAll();
+  CM_RETURN_IF_ERROR(bufs.FlushTo(&files));
+  ctx.env->RemoveFile(in.path);
+  return files.Close();
+}
+
+}  // namespace cloudmerge::ooc

@@ -1,0 +1,227 @@
+// The per-partition join (partition_join.h): BuildTable (y's records, hashed),
+// the prefetch-batched probe of x's records through it, and the two ways a
+// partition is joined (whole, or by blocks of y).
+#include "cloudmerge/engine/out_of_core/partition_join.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "cloudmerge/engine/join_hash_table.h"
+#include "cloudmerge/engine/join_keys.h"
+
+namespace cloudmerge::ooc {
+namespace {
+
+// ---- Joining one partition in memory -------------------------------------------
+
+// y's records of a partition (or of one block of a hot partition), hashed.
+class BuildTable {
+ public:
+  struct Row {
+    uint64_t pos;
+    std::string_view key, text;
+    uint32_t next;
+  };
+
+  BuildTable(KeyMode mode, PandasRules rules) : mode_(mode), rules_(rules), numeric_(IsNumeric(mode)) {}
+
+  void AddBlock(std::string block) { blocks_.push_back(std::move(block)); }
+
+  // Parses the blocks' records and builds the table. false: a malformed record.
+  bool Build(uint64_t expected_rows) {
+    rows_.reserve(expected_rows);
+    for (const std::string& b : blocks_) {
+      PartRecords recs(b);
+      PartRecord r;
+      bool bad = false;
+      while (recs.Next(&r, &bad)) rows_.push_back(Row{r.pos, r.key, r.text, kNoRow});
+      if (bad) return false;
+    }
+    size_t n = rows_.size();
+    if (numeric_) numeric_table_.emplace(n);
+    else text_table_.emplace(n);
+    for (size_t i = n; i-- > 0;) {  // last to first: chains end up in file order
+      ProbeKey k;
+      if (!MakeKey(mode_, rows_[i].key, &k, rules_)) continue;
+      rows_[i].next = numeric_ ? numeric_table_->Insert(k.num, k.hash, static_cast<uint32_t>(i))
+                               : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i));
+    }
+    // Chain lengths from each row on (so a head's is its key's y count), and x counts per head.
+    chain_.assign(n, 0);
+    for (size_t i = n; i-- > 0;) chain_[i] = 1 + (rows_[i].next == kNoRow ? 0 : chain_[rows_[i].next]);
+    x_count_.assign(n, 0);
+    return true;
+  }
+
+  void Prefetch(uint64_t hash) const {
+    if (numeric_) numeric_table_->Prefetch(hash);
+    else text_table_->Prefetch(hash);
+  }
+  uint32_t Find(const ProbeKey& k) const {
+    return numeric_ ? numeric_table_->Find(k.num, k.hash) : text_table_->Find(k.text, k.hash);
+  }
+  const Row& row(uint32_t i) const { return rows_[i]; }
+  uint32_t chain_length(uint32_t head) const { return chain_[head]; }
+  size_t distinct_keys() const { return numeric_ ? numeric_table_->size() : text_table_->size(); }
+  // A key's identity under the mode: equal keys spelled differently (7, 7.0) have one.
+  static std::string Identity(KeyMode mode, PandasRules rules, std::string_view key) {
+    ProbeKey k;
+    if (!MakeKey(mode, key, &k, rules)) return std::string();
+    if (!IsNumeric(mode)) return std::string(k.text);
+    std::string id(reinterpret_cast<const char*>(&k.num.bits), 8);
+    id.push_back(static_cast<char>(k.num.tag));
+    return id;
+  }
+  void CountX(uint32_t head) { ++x_count_[head]; }
+  size_t size() const { return rows_.size(); }
+
+  // Calls f(y key text, x count, y count) for every head an x row found.
+  template <class F>
+  void ForEachMatchedKey(F&& f) const {
+    for (size_t i = 0; i < rows_.size(); ++i)
+      if (x_count_[i]) f(rows_[i].key, x_count_[i], chain_[i]);
+  }
+
+ private:
+  KeyMode mode_;
+  PandasRules rules_;
+  bool numeric_;
+  std::vector<std::string> blocks_;
+  std::vector<Row> rows_;
+  std::optional<NumericHashTable> numeric_table_;
+  std::optional<TextHashTable> text_table_;
+  std::vector<uint32_t> chain_, x_count_;
+};
+
+// Streams x's partition through a built table: counts, and emits while the
+// output-row limit allows.
+Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchSink* sink) {
+  // In small batches: every row's slot is prefetched, then looked up, then its
+  // first y row prefetched, then emitted, so the cache misses overlap.
+  struct Pending {
+    PartRecord r;
+    ProbeKey k;
+    uint32_t head;
+  };
+  constexpr size_t kBatch = 16;
+  Pending batch[kBatch];
+  size_t pending = 0;
+  uint64_t block_rows = 0;
+  Status emit_status;
+  auto flush = [&] {
+    for (size_t i = 0; i < pending; ++i) {
+      batch[i].head = table.Find(batch[i].k);
+      if (batch[i].head != kNoRow) __builtin_prefetch(&table.row(batch[i].head));
+    }
+    for (size_t i = 0; i < pending && emit_status.ok(); ++i) {
+      uint32_t head = batch[i].head;
+      if (head == kNoRow) continue;
+      table.CountX(head);
+      block_rows += table.chain_length(head);
+      if (!ctx.emitting()) continue;
+      for (uint32_t j = head; j != kNoRow && emit_status.ok(); j = table.row(j).next)
+        emit_status = sink->Emit(batch[i].r.pos, table.row(j).pos, batch[i].r.text, table.row(j).text);
+    }
+    pending = 0;
+  };
+  return ForEachPartRecord(
+      ctx.env, xp.path,
+      [&](const PartRecord& r) {
+        Pending& p = batch[pending];
+        if (!MakeKey(ctx.x_mode, r.key, &p.k, ctx.rules)) return;
+        table.Prefetch(p.k.hash);
+        p.r = r;
+        if (++pending == kBatch) flush();
+      },
+      [&] {
+        flush();  // records point into the block: finish them before the next one
+        ctx.AddOutputRows(block_rows);
+        block_rows = 0;
+        return emit_status;
+      });
+}
+
+// Reads blocks of y into the table until `budget` (at least one block); *more_left when blocks remain.
+Status LoadBlocks(SpillReader* reader, BuildTable* table, uint64_t budget, uint64_t* records, bool* more_left) {
+  std::string block;
+  uint32_t n;
+  uint64_t bytes = 0;
+  *records = 0;
+  *more_left = false;
+  while (bytes + kBytesPerBuildRow * *records < budget || *records == 0) {
+    auto more = reader->Next(&block, &n);
+    if (!more.ok()) return more.status();
+    if (!*more) return Status::OK();
+    bytes += block.size();
+    *records += n;
+    table->AddBlock(std::move(block));
+    block = std::string();
+  }
+  *more_left = true;
+  return Status::OK();
+}
+
+// Loads a partition's whole y side into *table, builds it, and counts its distinct keys.
+Status LoadWholePartition(Context& ctx, const SpillPart& yp, BuildTable* table) {
+  auto reader = SpillReader::Open(ctx.env, yp.path);
+  if (!reader.ok()) return reader.status();
+  uint64_t records;
+  bool more_left;
+  CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), table, UINT64_MAX, &records, &more_left));
+  if (!table->Build(records)) return BadRecord(yp.path);
+  ctx.y_distinct_keys.fetch_add(table->distinct_keys(), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+}  // namespace
+
+Status CountDistinctKeys(Context& ctx, const SpillPart& yp) {
+  BuildTable table(ctx.y_mode, ctx.rules);
+  return LoadWholePartition(ctx, yp, &table);
+}
+
+Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys) {
+  BuildTable table(ctx.y_mode, ctx.rules);
+  CM_RETURN_IF_ERROR(LoadWholePartition(ctx, yp, &table));
+  CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink));
+  table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) { keys->Add(key, cx, cy); });
+  return Status::OK();
+}
+
+Status JoinByBlocks(Context& ctx, const SpillPart& yp, const SpillPart& xp, Outputs* outs, KeyStats* keys) {
+  auto reader = SpillReader::Open(ctx.env, yp.path);
+  if (!reader.ok()) return reader.status();
+  // Counts of the same key over blocks: x count is the same in each, y counts add up.
+  std::unordered_map<std::string, HotKey> folded;
+  std::unordered_set<std::string> distinct;
+  for (bool more_left = true; more_left;) {
+    BuildTable table(ctx.y_mode, ctx.rules);
+    uint64_t records;
+    CM_RETURN_IF_ERROR(LoadBlocks(reader->get(), &table, ctx.task_budget, &records, &more_left));
+    if (records == 0) break;
+    if (!table.Build(records)) return BadRecord(yp.path);
+    std::unique_ptr<MatchSink> sink = NewMatchSink(&ctx, outs);
+    CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink.get()));
+    CM_RETURN_IF_ERROR(sink->Finish());
+    for (uint32_t i = 0; i < table.size(); ++i) {  // y's distinct keys, once over all blocks
+      std::string id = BuildTable::Identity(ctx.y_mode, ctx.rules, table.row(i).key);
+      if (!id.empty()) distinct.insert(std::move(id));
+    }
+    table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) {
+      std::string id = BuildTable::Identity(ctx.y_mode, ctx.rules, key);
+      HotKey& h = folded[id];
+      if (h.key.empty()) h.key = std::string(key);
+      h.x_rows = cx;  // the same x rows probe every block
+      h.y_rows += cy;
+    });
+  }
+  for (auto& [id, h] : folded) keys->Add(h.key, h.x_rows, h.y_rows);
+  ctx.y_distinct_keys.fetch_add(distinct.size(), std::memory_order_relaxed);
+  return Status::OK();
+}
+
+}  // namespace cloudmerge::ooc

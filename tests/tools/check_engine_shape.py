@@ -22,15 +22,10 @@ import sys
 ROOT = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path(__file__).resolve().parents[2])
 SRC = ROOT / "src" / "cloudmerge"
 LAYERS = ["engine", "io", "report"]
-# Being rewritten by other work of issue 17: merge.cc (the in-memory engine's
-# probe loops, for speed), io/env.cc (split into the POSIX Env, the signal guard
-# and the cleanup registry). Checked again once that work lands.
-SIZE_EXEMPT = {"engine/merge.cc", "io/env.cc"}
+# (None: merge.cc and io/env.cc, exempt while they were being split, are small now.)
+SIZE_EXEMPT = set()
 # Pairs `duplicates` reports that are kept, by file pair (line numbers move).
 ALLOWED_PAIRS = {
-    # The in-memory and out-of-core probe loops (prefetch batches): one shared
-    # probe loop is the in-memory engine's rewrite (issue 17), not this layer's.
-    ("engine/merge.cc", "engine/out_of_core/partition_join.cc"),
     # pandas' int64 and uint64 parsers: alike in shape, different overflow rules.
     ("engine/key_types.cc", "engine/key_types.cc"),
 }

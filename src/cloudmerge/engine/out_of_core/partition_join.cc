@@ -12,6 +12,7 @@
 
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
+#include "cloudmerge/engine/probe_batch.h"
 
 namespace cloudmerge::ooc {
 namespace {
@@ -51,8 +52,9 @@ class BuildTable {
                                : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i));
     }
     // Chain lengths from each row on (so a head's is its key's y count), and x counts per head.
+    // (A row without a key is never reached from a head, so its count does not matter.)
     chain_.assign(n, 0);
-    for (size_t i = n; i-- > 0;) chain_[i] = 1 + (rows_[i].next == kNoRow ? 0 : chain_[rows_[i].next]);
+    CountChains(n, [&](size_t i) { return rows_[i].next; }, [](size_t) { return true; }, chain_.data());
     x_count_.assign(n, 0);
     return true;
   }
@@ -100,42 +102,37 @@ class BuildTable {
 // Streams x's partition through a built table: counts, and emits while the
 // output-row limit allows.
 Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchSink* sink) {
-  // In small batches: every row's slot is prefetched, then looked up, then its
-  // first y row prefetched, then emitted, so the cache misses overlap.
+  // The in-memory join's batched probe (probe_batch.h): slots prefetched as rows
+  // are added, then heads found and their y rows prefetched, then emitted in order.
   struct Pending {
     PartRecord r;
     ProbeKey k;
-    uint32_t head;
   };
-  constexpr size_t kBatch = 16;
-  Pending batch[kBatch];
-  size_t pending = 0;
+  ProbeBatch<Pending> batch;
   uint64_t block_rows = 0;
   Status emit_status;
   auto flush = [&] {
-    for (size_t i = 0; i < pending; ++i) {
-      batch[i].head = table.Find(batch[i].k);
-      if (batch[i].head != kNoRow) __builtin_prefetch(&table.row(batch[i].head));
-    }
-    for (size_t i = 0; i < pending && emit_status.ok(); ++i) {
-      uint32_t head = batch[i].head;
-      if (head == kNoRow) continue;
-      table.CountX(head);
-      block_rows += table.chain_length(head);
-      if (!ctx.emitting()) continue;
-      for (uint32_t j = head; j != kNoRow && emit_status.ok(); j = table.row(j).next)
-        emit_status = sink->Emit(batch[i].r.pos, table.row(j).pos, batch[i].r.text, table.row(j).text);
-    }
-    pending = 0;
+    batch.Flush([&](const Pending& p) { return table.Find(p.k); },
+                [&](uint32_t head) { __builtin_prefetch(&table.row(head)); },
+                [&](uint32_t head) { __builtin_prefetch(table.row(head).text.data()); },
+                [&](const Pending& p, uint32_t head) {
+                  if (!emit_status.ok()) return;
+                  table.CountX(head);
+                  block_rows += table.chain_length(head);
+                  if (!ctx.emitting()) return;
+                  for (uint32_t j = head; j != kNoRow && emit_status.ok(); j = table.row(j).next)
+                    emit_status = sink->Emit(p.r.pos, table.row(j).pos, p.r.text, table.row(j).text);
+                });
   };
   return ForEachPartRecord(
       ctx.env, xp.path,
       [&](const PartRecord& r) {
-        Pending& p = batch[pending];
+        Pending p;
         if (!MakeKey(ctx.x_mode, r.key, &p.k, ctx.rules)) return;
         table.Prefetch(p.k.hash);
         p.r = r;
-        if (++pending == kBatch) flush();
+        batch.Add(p);
+        if (batch.full()) flush();
       },
       [&] {
         flush();  // records point into the block: finish them before the next one

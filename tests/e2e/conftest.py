@@ -184,6 +184,27 @@ def aws_client(s3, service):
                         aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
 
 
+def queue_arn(sqs, url):
+    return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+
+
+def event_queue(s3, sqs, bucket, attributes=None):
+    """A queue receiving `bucket`'s ObjectCreated events, as S3 -> SQS is wired in deploy/template.yaml."""
+    url = sqs.create_queue(QueueName=f"events-{bucket}", Attributes=attributes or {})["QueueUrl"]
+    s3.client.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": queue_arn(sqs, url), "Events": ["s3:ObjectCreated:*"]}]})
+    return url
+
+
+def topic_with_mail_queue(sqs, sns, name):
+    """An SNS topic and a queue subscribed to it (envelopes kept), standing in for the email subscribers."""
+    topic = sns.create_topic(Name=f"notify-{name}")["TopicArn"]
+    mailq = sqs.create_queue(QueueName=f"mail-{name}")["QueueUrl"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn(sqs, mailq),
+                  Attributes={"RawMessageDelivery": "false"})
+    return topic, mailq
+
+
 def drain(sqs, url):
     """Every message now in the queue, received and deleted."""
     out = []

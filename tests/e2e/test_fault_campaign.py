@@ -57,7 +57,7 @@ import time
 import boto3
 import pytest
 
-from conftest import BIN
+from conftest import BIN, event_queue, topic_with_mail_queue
 from fault_proxy import FaultProxy
 from s3_server import s3  # noqa: F401  (fixture)
 from serve_campaign import (LEASE, RESULT_FILES, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
@@ -219,14 +219,8 @@ def test_fault_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
                   aws_secret_access_key=s3.secret_access_key)
     sqs, sns = boto3.client("sqs", **direct), boto3.client("sns", **direct)
     inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
-    queue = sqs.create_queue(QueueName=f"events-{inb}")["QueueUrl"]
-    q_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
-    topic = sns.create_topic(Name=f"notify-{inb}")["TopicArn"]
-    mailq = sqs.create_queue(QueueName=f"mail-{inb}")["QueueUrl"]
-    mailq_arn = sqs.get_queue_attributes(QueueUrl=mailq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=mailq_arn)
+    queue = event_queue(s3, sqs, inb)
+    topic, mailq = topic_with_mail_queue(sqs, sns, inb)
     sns_subjects = []
 
     def drain_sns():

@@ -38,7 +38,7 @@ import time
 import boto3
 import pytest
 
-from conftest import BIN
+from conftest import BIN, event_queue
 from s3_server import s3  # noqa: F401  (fixture)
 from serve_campaign import (BAD_JOB, LEASE, X_NAME, Y_NAME, check_bucket_jobs, check_jobs, count_mails,
                             expected_outputs, make_jobs, phase_of, read_log, reclaim_spill, state_markers)
@@ -168,10 +168,7 @@ def test_sigkill_campaign_queue(s3, smtp, tmp_path):  # noqa: F811
     sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region,
                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
     inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
-    queue = sqs.create_queue(QueueName=f"events-{inb}")["QueueUrl"]
-    q_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
+    queue = event_queue(s3, sqs, inb)
 
     def submit(job):
         s3.client.put_object(Bucket=inb, Key=f"{job}/{X_NAME}", Body=jobs[job][0].encode())

@@ -28,7 +28,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from conftest import BIN, CASES, ROOT
+from conftest import BIN, CASES, ROOT, event_queue
 from s3_server import s3  # noqa: F401  (the moto server fixture)
 
 PACKAGE = ROOT / "python"
@@ -395,10 +395,7 @@ def test_submit_to_s3_through_the_queue_pipeline(venv, oracle, s3, tmp_path):  #
     sqs = boto3.client("sqs", endpoint_url=s3.endpoint_url, region_name=s3.region,
                        aws_access_key_id=s3.access_key_id, aws_secret_access_key=s3.secret_access_key)
     inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
-    queue = sqs.create_queue(QueueName=f"events-{inb}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    queue = event_queue(s3, sqs, inb)
     env = s3.env()
     worker = subprocess.Popen([BIN, "serve", "--queue-url", queue, "--input", f"s3://{inb}/", "--output",
                                f"s3://{outb}/", "--wait-seconds", "1"], env=env,

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import BIN, CASES, aws_client as client, drain, oracle_agrees
+from conftest import BIN, CASES, aws_client as client, drain, oracle_agrees, event_queue, topic_with_mail_queue
 from s3_server import s3  # noqa: F401  (fixture)
 
 CASE = {c.name: c for c in CASES}
@@ -23,15 +23,9 @@ def pipeline(s3):
     inb, outb = s3.new_bucket("in"), s3.new_bucket("out")
     dlq = sqs.create_queue(QueueName=f"dlq-{inb}")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    q = sqs.create_queue(QueueName=f"events-{inb}", Attributes={
-        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})})["QueueUrl"]
-    q_arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
-    topic = sns.create_topic(Name=f"notify-{inb}")["TopicArn"]
-    mailq = sqs.create_queue(QueueName=f"mail-{inb}")["QueueUrl"]
-    mailq_arn = sqs.get_queue_attributes(QueueUrl=mailq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=mailq_arn, Attributes={"RawMessageDelivery": "false"})
+    q = event_queue(s3, sqs, inb, {
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})})
+    topic, mailq = topic_with_mail_queue(sqs, sns, inb)
 
     class P:
         pass

@@ -27,7 +27,7 @@ import urllib.request
 
 import pytest
 
-from conftest import BIN, CASES, ROOT, add_job, aws_client as client, body_text, drain, mails, oracle_agrees
+from conftest import BIN, CASES, ROOT, add_job, aws_client as client, body_text, drain, mails, oracle_agrees, event_queue, topic_with_mail_queue
 from s3_server import s3  # noqa: F401  (fixture)
 
 CASE = {c.name: c for c in CASES}
@@ -116,14 +116,8 @@ def moto_job_runs(s3, app):  # noqa: F811
 def test_auto_hands_off_to_emr_serverless(s3):  # noqa: F811
     sqs, sns = client(s3, "sqs"), client(s3, "sns")
     inb, outb, code = s3.new_bucket("in"), s3.new_bucket("out"), s3.new_bucket("code")
-    q = sqs.create_queue(QueueName=f"events-{inb}")["QueueUrl"]
-    q_arn = sqs.get_queue_attributes(QueueUrl=q, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    s3.client.put_bucket_notification_configuration(Bucket=inb, NotificationConfiguration={
-        "QueueConfigurations": [{"QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
-    topic = sns.create_topic(Name=f"notify-{inb}")["TopicArn"]
-    mailq = sqs.create_queue(QueueName=f"mail-{inb}")["QueueUrl"]
-    mailq_arn = sqs.get_queue_attributes(QueueUrl=mailq, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=mailq_arn)
+    q = event_queue(s3, sqs, inb)
+    topic, mailq = topic_with_mail_queue(sqs, sns, inb)
     app = client(s3, "emr-serverless").create_application(name="cm", releaseLabel="emr-7.1.0",
                                                           type="SPARK")["applicationId"]
     case = CASE["many_to_many"]

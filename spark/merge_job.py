@@ -263,6 +263,8 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     sc = spark.sparkContext
     x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
     require_s3a(sc, (x_path, y_path, out))
+    for p in (x_path, y_path):
+        _file_size(sc, p)  # a missing input: Hadoop's own words, whatever the filesystem
     driver_bin = find_binary(binary)
     plan = plan_inputs(driver_bin, x_path, y_path, x_key, y_key, allow_numeric_header)
     paths = {"x": x_path, "y": y_path}
@@ -327,6 +329,16 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     finish_output(sc, target, out, single_file, fs_out)
     return {"x_rows": sum(r[1] for r in sides["x"].results), "y_rows": sum(r[1] for r in sides["y"].results),
             "x_mode": modes["x"][1], "y_mode": modes["y"][1], "output_rows": sum(lines)}
+
+
+def _file_size(sc, path):
+    jvm = sc._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    try:
+        return p.getFileSystem(sc._jsc.hadoopConfiguration()).getFileStatus(p).getLen()
+    except Exception as e:  # noqa: BLE001 (py4j wraps java.io.FileNotFoundException)
+        raise IOError("%s cannot be read: %s. Check the path (and for S3 the credentials and region)."
+                      % (path, java_message(e)))
 
 
 def check_output_absent(sc, out, single_file):

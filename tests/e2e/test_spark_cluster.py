@@ -11,20 +11,17 @@ test_spark_s3a.py's (same job code, local master).
 
 One cluster for the module. Runtime: ~2-3 minutes on 2 busy cores."""
 import gzip
-import json
 import os
-import pathlib
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import BIN, CASES, ROOT, oracle_agrees, run_merge
 from gen_inputs import make_pair
+from spark_standalone import StandaloneCluster
 
 sys.path.insert(0, str(ROOT / "spark"))
 import merge_job as mj  # noqa: E402
@@ -32,68 +29,23 @@ import merge_job as mj  # noqa: E402
 PARALLEL = 4
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """spark://127.0.0.1:PORT with two ALIVE workers of one core each; stopped at the end."""
+    c = StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores=1).start()
+    try:
+        yield {"master": c.master, "base": c.base}
+    finally:
+        c.stop()
 
 
 def wait_for(what, check, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            if check():
-                return
-        except OSError:
-            pass
+        if check():
+            return
         time.sleep(0.5)
-    raise AssertionError(f"the standalone cluster did not come up: {what}")
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """spark://127.0.0.1:PORT with two ALIVE workers; stopped (by their pids) at the end."""
-    import pyspark
-    home = pathlib.Path(pyspark.__file__).parent
-    base = tmp_path_factory.mktemp("standalone")
-    env = dict(os.environ, SPARK_HOME=str(home), SPARK_LOCAL_IP="127.0.0.1", SPARK_LOG_DIR=str(base / "logs"),
-               SPARK_NO_DAEMONIZE="1")
-    port, ui = free_port(), free_port()
-    spark_class = str(home / "bin" / "spark-class")
-    procs = []
-    logs = []
-
-    def start(name, args):
-        log = open(base / f"{name}.log", "wb")
-        logs.append(log)
-        procs.append(subprocess.Popen([spark_class] + args, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
-
-    try:
-        start("master", ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-                         "--webui-port", str(ui)])
-        status = f"http://127.0.0.1:{ui}/json/"
-        wait_for("master", lambda: urllib.request.urlopen(status, timeout=2).status == 200)
-        for i in (1, 2):
-            start(f"worker{i}", ["org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
-                                 "--host", "127.0.0.1", "--cores", "1", "--memory", "1g",
-                                 "--webui-port", str(free_port()), "--work-dir", str(base / f"work{i}")])
-
-        def alive():
-            doc = json.load(urllib.request.urlopen(status, timeout=2))
-            return sum(w["state"] == "ALIVE" for w in doc["workers"]) == 2
-        wait_for("two ALIVE workers", alive)
-        yield {"master": f"spark://127.0.0.1:{port}", "base": base}
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        for log in logs:
-            log.close()
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")

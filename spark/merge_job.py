@@ -146,17 +146,17 @@ def binary_path(path):
 # ---------------------------------------------------------------------------
 # Task functions (run in executors).
 
-def scan_task(binary, key, allow_numeric_header, partitions, hash_mode):
+def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode):
     """A task per split: (side, index, rows, end position, quote seen, KeyScan bytes,
     {partition: record blob}, bad-input message or None)."""
     def run(item):
         side, index, path, split, plan = item
-        args = ["scan", binary_path(path), "--key", key, "--partitions", partitions]
+        args = ["scan", binary_path(path), "--key", keys[side], "--partitions", partitions]
         if side == "y":
             args.append("--drop-key")
         if allow_numeric_header:
             args.append("--allow-numeric-header")
-        if hash_mode is not None and hash_mode.get(side) is not None:
+        if hash_mode.get(side) is not None:
             args += ["--hash-mode", hash_mode[side]]
         if split is not None:
             args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
@@ -274,36 +274,43 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
         partitions = max(sc.defaultParallelism, int(math.ceil(total / float(PARTITION_BYTES))))
     fs_out = check_output_absent(sc, out, single_file)
 
-    def scan(side, whole=False, hash_mode=None):
-        splits = [None] if whole else split_ranges(plan[side], split_bytes)
-        items = [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
-        rdd = sc.parallelize(items, len(items)).map(
-            scan_task(binary, keys[side], allow_numeric_header, partitions, {side: hash_mode}))
-        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
-        results = rdd.map(lambda r: (r[1], r[2], r[3], r[4], r[5], r[7])).collect()
-        return SideScan(rdd, results)
+    persisted = []
 
-    sides = {}
+    def scan(which, whole=(), hash_mode=None):
+        """One Spark job scanning the splits of the sides in `which` (a side in
+        `whole` as one split); {side: SideScan} over one persisted RDD."""
+        items = []
+        for side in which:
+            splits = [None] if side in whole else split_ranges(plan[side], split_bytes)
+            items += [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
+        rdd = sc.parallelize(items, len(items)).map(
+            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode or {}))
+        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(rdd)
+        results = rdd.map(lambda r: (r[0], (r[1], r[2], r[3], r[4], r[5], r[7]))).collect()
+        return {side: SideScan(rdd.filter(lambda r, side=side: r[0] == side),
+                               [res for sd, res in results if sd == side]) for side in which}
+
+    sides = scan(("x", "y"))
+    # A '"' may hide line breaks: such a file is read again as one split (its splits' rows, even
+    # their errors, may be cut wrongly).
+    quoted = {side for side in sides if any(r[3] for r in sides[side].results)}
+    if quoted:
+        sides.update(scan(sorted(quoted), whole=quoted))
     for side in ("y", "x"):  # y first, as the native engine reads them: the same first error
-        s = scan(side)
-        if any(r[3] for r in s.results):  # a '"' may hide line breaks: read the file as one split
-            s.rdd.unpersist()
-            s = scan(side, whole=True)
-        bad = [r[5] for r in s.results if r[5]]
+        bad = [r[5] for r in sides[side].results if r[5]]
+        if bad and len(sides[side].results) > 1:  # the message's line numbers: a read of the whole file
+            bad = [r[5] for r in scan((side,), whole={side})[side].results if r[5]] or bad
         if bad:
-            if len(s.results) > 1:  # the message's line numbers come from a read of the whole file
-                s.rdd.unpersist()
-                s = scan(side, whole=True)
-                bad = [r[5] for r in s.results if r[5]] or bad
+            for rdd in persisted:
+                rdd.unpersist()
             raise InputError(bad[0])
-        sides[side] = s
     modes = {}
     for side in ("x", "y"):
         mode, lossy, name = combine(driver_bin, [r[4] for r in sides[side].results])
         if mode == FLOAT64 and lossy:  # partition by the decided type's hash (join_keys.h PartitionHashUnder)
-            sides[side].rdd.unpersist()
-            sides[side] = scan(side, whole=len(sides[side].results) == 1 and plan[side]["splittable"] is False,
-                               hash_mode=mode)
+            whole = {side} if len(sides[side].results) == 1 else set()
+            sides.update(scan((side,), whole=whole, hash_mode={side: mode}))
         modes[side] = (mode, name)
     x_end = max(r[2] for r in sides["x"].results)
     y_values = plan["y"]["columns"] > 1
@@ -324,8 +331,8 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
         lines = shuffled.mapPartitionsWithIndex(
             join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, any_order_out=target,
                       header=header)).collect()
-    for s in sides.values():
-        s.rdd.unpersist()
+    for rdd in persisted:
+        rdd.unpersist()
     finish_output(sc, target, out, single_file, fs_out)
     return {"x_rows": sum(r[1] for r in sides["x"].results), "y_rows": sum(r[1] for r in sides["y"].results),
             "x_mode": modes["x"][1], "y_mode": modes["y"][1], "output_rows": sum(lines)}

@@ -26,7 +26,7 @@ from spark_standalone import StandaloneCluster
 sys.path.insert(0, str(ROOT / "spark"))
 import merge_job as mj  # noqa: E402
 
-PARALLEL = 4
+PARALLEL = 8  # concurrent merges: at these sizes a Spark job is mostly scheduling latency
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,8 @@ def test_a_bad_row_deep_in_y_is_exit_3_with_its_line_and_nothing_written(cluster
                         "--conf", "spark.executor.cores=1", "--conf", "spark.driver.host=127.0.0.1",
                         "--files", BIN, str(ROOT / "spark" / "merge_job.py"), str(tmp_path / "x.tsv"),
                         str(tmp_path / "y.tsv"), "-o", str(tmp_path / "out.tsv"), "--ordered", "--single-file",
-                        "--split-mib", "0.01"], capture_output=True, text=True, timeout=300)
+                        "--split-mib", "0.01"], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYSPARK_PYTHON=str(ROOT / ".venv" / "bin" / "python")))
     assert p.returncode == 3, p.stderr[-3000:]
     assert f"Error [cloudmerge spark]: {message}" in p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["n.tsv", "x.tsv", "y.tsv"] or \

@@ -95,9 +95,11 @@ class TaskFailed(Exception):
 
 
 def run_binary(binary, args, data=b"", env=None):
-    """Runs `binary cluster-task ARGS` with `data` on stdin: (exit code, stdout bytes, stderr text)."""
+    """Runs `binary cluster-task ARGS` with `data` on stdin: (exit code, stdout bytes, stderr text).
+    env: variables set for it (the S3 endpoint given to the job: executors do not inherit the
+    driver's changes to its environment)."""
     p = subprocess.run([binary, "cluster-task"] + [str(a) for a in args], input=data, capture_output=True,
-                       env=env)
+                       env=dict(os.environ, **env) if env else None)
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
 
@@ -146,7 +148,7 @@ def binary_path(path):
 # ---------------------------------------------------------------------------
 # Task functions (run in executors).
 
-def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode):
+def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=None):
     """A task per split: (side, index, rows, end position, quote seen, KeyScan bytes,
     {partition: record blob}, bad-input message or None)."""
     def run(item):
@@ -160,7 +162,7 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode):
             args += ["--hash-mode", hash_mode[side]]
         if split is not None:
             args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
-        rc, out, err = run_binary(find_binary(binary), args)
+        rc, out, err = run_binary(find_binary(binary), args, env=env)
         if rc == 3:
             return side, index, 0, 0, False, b"", {}, task_message(err)
         if rc != 0:
@@ -173,7 +175,7 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode):
     return run
 
 
-def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, any_order_out=None, header=None):
+def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, any_order_out=None, header=None, env=None):
     """A task per join partition: its x and y blobs (in split order) joined by the
     binary. Ordered: yields (range, (partition, match blob)). Any order: writes
     part-NNNNN of the output itself and yields its line count."""
@@ -185,45 +187,45 @@ def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, any_order_out=Non
         if not y_values:
             args.append("--no-y-values")
         binary_file = find_binary(binary)
-        rc, out, err = run_binary(binary_file, args, data)
+        rc, out, err = run_binary(binary_file, args, data, env)
         if rc != 0:
             raise_for(rc, err, "join partition %d" % pidx)
         if any_order_out is None:
             for tag, blob in frames(out):
                 yield tag, (pidx, blob)
             return
-        yield write_part(binary_file, any_order_out, pidx, out, header if pidx == 0 else None)
+        yield write_part(binary_file, any_order_out, pidx, out, header if pidx == 0 else None, env)
     return run
 
 
-def write_part(binary_file, out_dir, index, match_frames, header):
+def write_part(binary_file, out_dir, index, match_frames, header, env=None):
     args = ["write", binary_path(out_dir.rstrip("/")) + "/part-%05d" % index]
     if header is not None:
         args += ["--header", header]
-    rc, out, err = run_binary(binary_file, args, match_frames)
+    rc, out, err = run_binary(binary_file, args, match_frames, env)
     if rc != 0:
         raise_for(rc, err, "write part %d" % index)
     return int(out.decode().strip() or 0)
 
 
-def write_task(binary, out_dir, header):
+def write_task(binary, out_dir, header, env=None):
     """A task per range of x positions: merges the partitions' matches by x
     position and writes part-NNNNN (the header in part 0)."""
     def run(ridx, items):
         data = b"".join(frame(p, blob) for _, (p, blob) in items)
-        yield write_part(find_binary(binary), out_dir, ridx, data, header if ridx == 0 else None)
+        yield write_part(find_binary(binary), out_dir, ridx, data, header if ridx == 0 else None, env)
     return run
 
 
 # ---------------------------------------------------------------------------
 # The driver.
 
-def plan_inputs(binary, x_path, y_path, x_key, y_key, allow_numeric_header):
+def plan_inputs(binary, x_path, y_path, x_key, y_key, allow_numeric_header, env=None):
     import json
     args = ["plan", binary_path(x_path), binary_path(y_path), "--x-key", x_key, "--y-key", y_key]
     if allow_numeric_header:
         args.append("--allow-numeric-header")
-    rc, out, err = run_binary(binary, args)
+    rc, out, err = run_binary(binary, args, env=env)
     if rc != 0:
         raise_for(rc, err, "plan")
     return json.loads(out.decode("utf-8"))
@@ -255,10 +257,11 @@ class SideScan:
 
 
 def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1", y_key="1",
-          allow_numeric_header=False, binary=None, split_bytes=SPLIT_BYTES, partitions=None):
+          allow_numeric_header=False, binary=None, split_bytes=SPLIT_BYTES, partitions=None, s3_endpoint=None):
     """The merge; returns a dict of statistics. Raises InputError/UsageError/IOError.
     split_bytes: inputs are read in splits of this size (tests lower it);
-    partitions: join partitions (default from the input sizes and the parallelism)."""
+    partitions: join partitions (default from the input sizes and the parallelism);
+    s3_endpoint: the S3 endpoint the binary uses (default: its environment's)."""
     from pyspark import StorageLevel
     sc = spark.sparkContext
     x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
@@ -266,7 +269,8 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     for p in (x_path, y_path):
         _file_size(sc, p)  # a missing input: Hadoop's own words, whatever the filesystem
     driver_bin = find_binary(binary)
-    plan = plan_inputs(driver_bin, x_path, y_path, x_key, y_key, allow_numeric_header)
+    env = {"AWS_ENDPOINT_URL_S3": s3_endpoint} if s3_endpoint else None
+    plan = plan_inputs(driver_bin, x_path, y_path, x_key, y_key, allow_numeric_header, env)
     paths = {"x": x_path, "y": y_path}
     keys = {"x": x_key, "y": y_key}
     total = sum(max(plan[s]["size"], 1 << 20) for s in "xy")
@@ -284,7 +288,7 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
             splits = [None] if side in whole else split_ranges(plan[side], split_bytes)
             items += [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
         rdd = sc.parallelize(items, len(items)).map(
-            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode or {}))
+            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode or {}, env))
         rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
         persisted.append(rdd)
         results = rdd.map(lambda r: (r[0], (r[1], r[2], r[3], r[4], r[5], r[7]))).collect()
@@ -324,13 +328,13 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     if ordered:
         ranges = partitions
         matches = shuffled.mapPartitionsWithIndex(
-            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end))
+            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end, env=env))
         lines = matches.partitionBy(ranges, lambda r: r).mapPartitionsWithIndex(
-            write_task(binary, target, header)).collect()
+            write_task(binary, target, header, env)).collect()
     else:
         lines = shuffled.mapPartitionsWithIndex(
             join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, any_order_out=target,
-                      header=header)).collect()
+                      header=header, env=env)).collect()
     for rdd in persisted:
         rdd.unpersist()
     finish_output(sc, target, out, single_file, fs_out)
@@ -584,14 +588,13 @@ def main(argv):
     except UsageError as e:
         print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
         return 2
-    if a.s3_endpoint_url:  # the binary's own S3 client reads the endpoint from the environment
-        os.environ["AWS_ENDPOINT_URL_S3"] = a.s3_endpoint_url
     spark = make_session(a.master, s3a=s3a)
     try:
         stats = merge(spark, a.x, a.y, a.output, ordered=a.ordered, single_file=a.single_file,
                       x_key=a.x_key or a.key, y_key=a.y_key or a.key,
                       allow_numeric_header=a.allow_numeric_header, binary=a.cloudmerge_bin,
-                      split_bytes=max(1, int(a.split_mib * (1 << 20))), partitions=a.partitions)
+                      split_bytes=max(1, int(a.split_mib * (1 << 20))), partitions=a.partitions,
+                      s3_endpoint=a.s3_endpoint_url)
         print("cloudmerge spark: x %(x_rows)d rows (IDs %(x_mode)s), y %(y_rows)d rows (IDs %(y_mode)s), "
               "%(output_rows)d rows written" % stats, file=sys.stderr)
         if a.stats_file:

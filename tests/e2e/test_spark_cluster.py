@@ -34,7 +34,7 @@ PARALLEL = 8  # concurrent merges: at these sizes a Spark job is mostly scheduli
 def cluster(tmp_path_factory):
     """spark://127.0.0.1:PORT with two ALIVE workers of two cores each: the module's session takes one
     one-core executor on each (spark.cores.max=2, spread out), a spark-submit run the other two."""
-    c = StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores=2).start()
+    c = StandaloneCluster(tmp_path_factory.mktemp("standalone"), workers=2, cores=2, memory="2g").start()
     try:
         yield {"master": c.master, "base": c.base}
     finally:
@@ -156,7 +156,8 @@ def test_a_bad_row_deep_in_y_is_exit_3_with_its_line_and_nothing_written(cluster
     assert "y.tsv, line 3002" in message
     p = subprocess.run([str(ROOT / ".venv" / "bin" / "spark-submit"), "--master", cluster["master"],
                         "--conf", "spark.ui.enabled=false", "--conf", "spark.cores.max=2",
-                        "--conf", "spark.executor.cores=1", "--conf", "spark.driver.host=127.0.0.1",
+                        "--conf", "spark.executor.cores=1", "--conf", "spark.executor.memory=512m",
+                        "--conf", "spark.driver.host=127.0.0.1",
                         "--files", BIN, str(ROOT / "spark" / "merge_job.py"), str(tmp_path / "x.tsv"),
                         str(tmp_path / "y.tsv"), "-o", str(tmp_path / "out.tsv"), "--ordered", "--single-file",
                         "--split-mib", "0.01"], capture_output=True, text=True, timeout=300,

@@ -163,6 +163,7 @@ def test_a_bad_row_deep_in_y_is_exit_3_with_its_line_and_nothing_written(cluster
                         "--split-mib", "0.01"], capture_output=True, text=True, timeout=300,
                        env=dict(os.environ, PYSPARK_PYTHON=str(ROOT / ".venv" / "bin" / "python")))
     assert p.returncode == 3, p.stderr[-3000:]
-    assert f"Error [cloudmerge spark]: {message}" in p.stderr
+    said = p.stdout + p.stderr  # spark-submit's PythonRunner sends the driver's stderr to its stdout
+    assert f"Error [cloudmerge spark]: {message}" in said, [ln for ln in said.splitlines() if "cloudmerge" in ln]
     assert sorted(f.name for f in tmp_path.iterdir()) == ["n.tsv", "x.tsv", "y.tsv"] or \
         sorted(f.name for f in tmp_path.iterdir()) == ["x.tsv", "y.tsv"]

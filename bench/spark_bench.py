@@ -1,14 +1,18 @@
 #!/usr/bin/env python3
-"""Spark local[2] (`cloudmerge merge --engine spark`) vs the native engine on the
-same generated files, in one run: wall, CPU (the process tree's user+sys), rows/s,
-ratio; the two outputs must be identical. Appends a section to docs/benchmarks.md.
+"""The cluster path against the native engine on the same generated files, in one
+run: native; the Spark job (spark/merge_job.py: Spark distributes, `cloudmerge
+cluster-task` computes) on local[2] and on a 2-worker standalone cluster (two
+worker JVMs of one core each, tests/e2e/spark_standalone.py); and the previous
+job (a Python port of the tokenizer and type rules, taken from git at LEGACY_REV)
+on local[2]. Each Spark variant also runs on two one-row files: its fixed cost
+(JVM start, session, job scheduling), subtracted in the "net" columns.
+Wall, CPU seconds (the process tree's user+sys; for the cluster also the
+master's and workers' with their executors), input rows per CPU-second, ratios;
+every output must equal native's byte for byte.
 
-    .venv/bin/python bench/spark_bench.py --rows 1000000 [--rows 10000000] [--bin build/cloudmerge]
+    .venv/bin/python bench/spark_bench.py --rows 10000000 [--no-legacy] [--no-write]
 
-Single-threaded driver; runs the two engines one after the other (never at once). Each engine's
-standard error goes to bench/data/<engine>.<rows>.log (Spark's log is large: a pipe would fill
-and stall it). At 10^7 rows per side expect ~15-30 minutes for Spark on 2 cores and ~1 GB of
-data plus Spark's shuffle files under /tmp; the driver gets --spark-driver-memory (default 4g)."""
+Runs one thing at a time. Logs in bench/data/<variant>.<rows>.log."""
 import argparse
 import datetime
 import filecmp
@@ -16,65 +20,112 @@ import os
 import pathlib
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from run_bench import generate  # noqa: E402
+from spark_standalone import StandaloneCluster  # noqa: E402
+
+LEGACY_REV = "5decf87"  # the last spark/merge_job.py with the Python port
+SUBMIT = str(ROOT / ".venv" / "bin" / "spark-submit")
 
 
-def run_once(cmd, log_path):
-    """(wall s, CPU s of the process tree, peak RSS MiB); stderr to log_path."""
+def run_once(cmd, log_path, extra_cpu=None):
+    """(wall s, CPU s); stderr to log_path. extra_cpu(): CPU seconds of processes
+    outside the tree (the standalone cluster), sampled before and after."""
+    before = extra_cpu() if extra_cpu else 0.0
+    env = dict(os.environ, PYSPARK_PYTHON=str(ROOT / ".venv" / "bin" / "python"))
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log, env=env)
         _, status, ru = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status) != 0:
         tail = pathlib.Path(log_path).read_bytes()[-3000:].decode(errors="replace")
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed (log {log_path}):\n{tail}")
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024.0
+        raise RuntimeError(f"{' '.join(map(str, cmd[:6]))} ... failed (log {log_path}):\n{tail}")
+    time.sleep(1 if extra_cpu else 0)  # executors exit after the application: their CPU lands in the worker
+    after = extra_cpu() if extra_cpu else 0.0
+    return wall, ru.ru_utime + ru.ru_stime + (after - before)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, action="append")
+    ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--key-type", default="int")
     ap.add_argument("--bin", default=str(ROOT / "build" / "cloudmerge"))
     ap.add_argument("--data", default=str(ROOT / "bench" / "data"))
+    ap.add_argument("--no-legacy", action="store_true", help="skip the old Python job (slow)")
+    ap.add_argument("--no-cluster", action="store_true", help="skip the standalone cluster")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    ap.add_argument("--spark-driver-memory", default="4g", help="spark.driver.memory of the local[2] run")
-    ap.add_argument("--spark-conf", action="append", default=[], help="extra --spark-conf key=value (repeatable)")
+    ap.add_argument("--driver-memory", default="3g")
     a = ap.parse_args()
+    data = pathlib.Path(a.data)
+    rows = a.rows
+    x, y = generate(data, rows, a.key_type)
+    tiny_x, tiny_y = data / "tiny_x.tsv", data / "tiny_y.tsv"
+    tiny_x.write_text("ID\tvalue\n1\ta\n")
+    tiny_y.write_text("ID\tvalue\n1\tb\n")
+    legacy = None
+    if not a.no_legacy:
+        legacy = pathlib.Path(tempfile.mkdtemp()) / "merge_job.py"
+        legacy.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{LEGACY_REV}:spark/merge_job.py"],
+                                          capture_output=True, check=True).stdout)
+    out_n = data / "native.out.tsv"
+    results = []  # (variant, wall, cpu, fixed wall, fixed cpu, identical)
+    print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
+    native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
+    results.append(("native", native[0], native[1], 0.0, 0.0, True))
+
+    def spark(name, master, script, extra, cluster=None):
+        conf = ["--conf", f"spark.driver.memory={a.driver_memory}", "--conf", "spark.ui.enabled=false"]
+        if cluster:
+            conf += ["--conf", "spark.executor.memory=1g", "--conf", "spark.executor.cores=1",
+                     "--conf", "spark.driver.host=127.0.0.1", "--files", a.bin]
+        out = data / f"{name.split()[0]}.out.tsv"
+        cpu = cluster.cpu_seconds if cluster else None
+
+        def cmd(xi, yi, o):
+            return [SUBMIT, "--master", master, *conf, str(script), str(xi), str(yi), "-o", str(o), "--ordered",
+                    "--single-file", *extra]
+        print(f"{rows:,} rows per side: {name} (fixed cost) ...", file=sys.stderr, flush=True)
+        fixed = run_once(cmd(tiny_x, tiny_y, data / "tiny.out.tsv"), data / f"{name.split()[0]}.tiny.log", cpu)
+        print(f"{rows:,} rows per side: {name} ...", file=sys.stderr, flush=True)
+        w, c = run_once(cmd(x, y, out), data / f"{name.split()[0]}.{rows}.log", cpu)
+        same = filecmp.cmp(out_n, out, shallow=False)
+        out.unlink(missing_ok=True)
+        results.append((name, w, c, fixed[0], fixed[1], same))
+
+    job = ROOT / "spark" / "merge_job.py"
+    spark("native-tasks local[2]", "local[2]", job, ["--cloudmerge-bin", a.bin])
+    if not a.no_cluster:
+        c = StandaloneCluster(data / "standalone", workers=2, cores=1, memory="2g").start()
+        try:
+            spark("native-tasks standalone 2x1", c.master, job, [], cluster=c)
+        finally:
+            c.stop()
+    if legacy:
+        spark("python-port local[2]", "local[2]", legacy, [])
+    out_rows = sum(1 for _ in open(out_n, "rb")) - 1
+    out_n.unlink(missing_ok=True)
     lines = []
-    for rows in a.rows or [1_000_000]:
-        x, y = generate(pathlib.Path(a.data), rows, a.key_type)
-        out_n, out_s = pathlib.Path(a.data) / "native.out.tsv", pathlib.Path(a.data) / "spark.out.tsv"
-        data = pathlib.Path(a.data)
-        print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
-        native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
-        print(f"{rows:,} rows per side: spark local[2] ...", file=sys.stderr, flush=True)
-        conf = [f"spark.driver.memory={a.spark_driver_memory}"] + a.spark_conf
-        spark = run_once([a.bin, "merge", "--engine", "spark", "--spark-master", "local[2]",
-                          *[f"--spark-conf={c}" for c in conf], str(x), str(y), "-o", str(out_s)],
-                         data / f"spark.{rows}.log")
-        same = filecmp.cmp(out_n, out_s, shallow=False)
-        out_rows = sum(1 for _ in open(out_n, "rb")) - 1
-        for name, (wall, cpu, rss) in (("native", native), ("spark local[2]", spark)):
-            lines.append(f"| {rows:,} | {name} | {wall:.2f} | {cpu:.2f} | {rows * 2 / wall:,.0f} | "
-                         f"{rows * 2 / cpu:,.0f} | {wall / native[0]:.1f}x |")
-        lines.append(f"| {rows:,} | outputs identical: {same} ({out_rows:,} rows) | | | | | |")
-        for p in (out_n, out_s):
-            p.unlink(missing_ok=True)
-    table = ["| rows per input | engine | wall s | CPU s | input rows/s (wall) | input rows/s per CPU-second | "
-             "wall vs native |", "|---|---|---|---|---|---|---|"] + lines
-    print("\n".join(table))
+    for name, w, c, fw, fc, same in results:
+        nw, nc = max(w - fw, 1e-9), max(c - fc, 1e-9)
+        lines.append(f"| {name} | {w:.1f} | {c:.1f} | {fw:.1f} | {nw:.1f} | {nc:.1f} | {rows * 2 / nc:,.0f} | "
+                     f"{nw / native[0]:.1f}x | {(rows * 2 / native[1]) / (rows * 2 / nc):.1f}x | {same} |")
+    table = ["| variant | wall s | CPU s | fixed wall s (1-row files) | net wall s | net CPU s | "
+             "input rows per net CPU-second | net wall vs native | CPU per row vs native | output = native |",
+             "|---|---|---|---|---|---|---|---|---|---|"] + lines
+    text = "\n".join(table) + f"\n\n{rows:,} rows per side, {out_rows:,} output rows, {os.cpu_count()} cores, " \
+        f"load average at the end {os.getloadavg()[0]:.1f}."
+    print(text)
     if not a.no_write:
-        cmd = "`.venv/bin/python bench/spark_bench.py " + " ".join(f"--rows {r}" for r in (a.rows or [1_000_000])) \
-            + "`"
+        cmd = f"`.venv/bin/python bench/spark_bench.py --rows {rows}`"
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:
-            f.write(f"\n## Spark local[2] vs native ({datetime.date.today()}, {os.cpu_count()} cores, "
-                    f"{a.key_type} keys)\n\n{cmd}\n\n" + "\n".join(table) + "\n")
+            f.write(f"\n## The cluster path: native tasks vs the Python port vs native ({datetime.date.today()})\n\n"
+                    f"{cmd}\n\n{text}\n")
 
 
 if __name__ == "__main__":

@@ -30,11 +30,11 @@ if [[ "${CLOUDMERGE_SKIP_SANITIZERS:-0}" == 1 ]]; then
   echo "test.sh: CLOUDMERGE_SKIP_SANITIZERS=1: sanitizer stages skipped (CI runs them)"
 else
   # What each sanitizer runs, and why (figures in docs/reliability.md, Sanitizers):
-  # - ASan + UBSan: every ctest test except three Spark suites. They run
-  #   spark/merge_job.py in a local JVM (e2e_spark: no C++ of ours) or mostly wait
-  #   on spark-submit (e2e_spark_cli 193 s and e2e_spark_pipeline under ASan);
-  #   the C++ they reach (command building, the serve pipeline) is covered by the
-  #   serve and engine suites. e2e_spark_rules (pure Python, 3 s) stays.
+  # - ASan + UBSan: every ctest test except the Spark suites that start JVMs
+  #   (e2e_spark, _cli, _pipeline, _s3a, _cluster: minutes of Spark scheduling,
+  #   e2e_spark_cli 193 s under ASan); the C++ their tasks run (cluster-task) is
+  #   run under ASan by e2e_spark_rules (the split tasks without Spark, ~30 s),
+  #   the rest (command building, the serve pipeline) by the serve and engine suites.
   # - TSan: every C++ test (unit, integration, fuzz replays, the harness check)
   #   and a chosen set of e2e suites whose cloudmerge processes run threads:
   #   conformance and compressed inputs (the engine's scan/build/probe threads,
@@ -47,7 +47,7 @@ else
   # Also not under ASan: the Python package and deploy-script suites (they time
   # pip, wheel packaging and ~20 AWS CLI starts; the engine and pipeline C++ they
   # reach is run under ASan by e2e_conformance and the serve suites).
-  SAN_ASAN_EXCLUDE='^e2e_(spark(_cli|_pipeline|_s3a)?|python_package|deploy_script)$'
+  SAN_ASAN_EXCLUDE='^e2e_(spark(_cli|_pipeline|_s3a|_cluster)?|python_package|deploy_script)$'
   SAN_TSAN_INCLUDE='^([^e]|e[^2])|^e2e_(conformance|compressed_inputs|s3_merge|out_of_core_faults|hostile_inputs|serve_local|serve_queue|serve_trust|serve_hostile_campaign|lambda_rie|lambda_pipeline)$'
   stage asan scripts/sanitize.sh asan -j2 -E "$SAN_ASAN_EXCLUDE"
   stage tsan scripts/sanitize.sh tsan -j2 -R "$SAN_TSAN_INCLUDE"

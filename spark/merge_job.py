@@ -1,514 +1,345 @@
 #!/usr/bin/env python3
-"""cloudmerge on Spark: the merge of analysis.py as a PySpark job, the same
-answer as `cloudmerge merge` (rows, header, values, ID equality, and with
---ordered the script's row order).
+"""cloudmerge on Spark: the merge of analysis.py as a Spark job whose every row
+is handled by the cloudmerge binary, the same answer as `cloudmerge merge`
+(rows, header, values, ID equality, and with --ordered the script's order).
 
-Owns: reading TSV the way pandas' C tokenizer splits it (a Python port of
-src/cloudmerge/engine/tsv_tokenizer.h), pandas' per-file ID type inference (a port of
-src/cloudmerge/engine/key_types.cc), the join, and writing part files or one file.
+Spark distributes: it schedules one task per split of each input, shuffles
+opaque blobs of records between tasks, retries failed tasks and runs the
+writers in parallel. The native engine computes: each task runs
+`cloudmerge cluster-task STEP` (src/tools/cluster_task_command.h), which
+tokenizes, validates, infers types, partitions, joins and formats. There is no
+Python port of the tokenizer or of pandas' rules: Python here only moves a
+few large byte strings per task.
 
-    spark-submit spark/merge_job.py X Y -o OUT [--ordered] [--single-file]
-                 [--key K | --x-key K --y-key K] [--allow-numeric-header]
-                 [--stats-file STATS.json] [--s3-endpoint-url URL]
+    spark-submit [--files s3://.../cloudmerge] spark/merge_job.py X Y -o OUT
+                 [--ordered] [--single-file] [--key K | --x-key K --y-key K]
+                 [--allow-numeric-header] [--stats-file STATS.json]
+                 [--s3-endpoint-url URL] [--cloudmerge-bin PATH]
 
-S3 outside EMR (s3://, s3a:// paths on a local Spark) goes through Hadoop's
-S3A filesystem: hadoop-aws and aws-java-sdk-bundle must be on the classpath
-(`cloudmerge merge --engine spark` adds them from .tools/jars), and the
-endpoint comes from the AWS environment (see s3a_settings).
+Steps (docs/spark.md "How it stays exact"):
+  1. plan (driver): the binary opens both inputs' headers: key columns, the
+     output header, sizes, whether a file can be split (a local or S3 object
+     read as is; .gz/.zst files are one split).
+  2. scan (a task per split): records + the split's KeyScan; a split that sees
+     a '"' (which may hide a line break) makes its file be read as one split.
+     The driver combines the KeyScans in file order with the binary (combine).
+  3. join (a task per partition of the type-independent partition hash): x's
+     and y's records of that partition, in file order, joined natively.
+  4. write: with --ordered the matches are cut into ranges of x position, each
+     range merged and written by one task (part-NNNNN), in the script's order;
+     with --any-order each join task writes its part. Parts + _SUCCESS, or one
+     file (--single-file) concatenated through Hadoop's FileSystem.
 
-Threading/process contract: run() executes on the driver; the rule functions
-below are pure and run inside executors' Python workers (this file is shipped
-to them with addPyFile). No state is shared between tasks; per-partition
-partial type scans are combined on the driver in file (partition) order.
+The binary: --cloudmerge-bin (a path every executor can run: local mode, a
+shared disk), else the file named `cloudmerge` shipped with --files/--archives
+(SparkFiles), else `cloudmerge` beside this script or on PATH.
 
 Exit codes as cloudmerge's: 3 bad input, 2 bad options, 4 I/O; messages start
-with "Error [cloudmerge spark]:".
+with "Error [cloudmerge spark]:". Threading: run() on the driver; task
+functions run in executors' Python workers, one binary process per task; no
+state is shared between tasks.
 """
 import argparse
-import gzip
 import ipaddress
+import math
 import os
-import re
+import shutil
+import struct
+import subprocess
 import sys
 import uuid
 from urllib.parse import urlsplit
 
-# ---------------------------------------------------------------------------
-# pandas' ID rules (port of src/cloudmerge/engine/key_types.cc; keep the two in step).
+SPLIT_BYTES = 64 << 20  # a split of a splittable input (tests lower it)
+PARTITION_BYTES = 64 << 20  # input bytes per join partition
+SUMMARY_TAG = 0xFFFFFFFF
+FLOAT64 = 2  # KeyMode::kFloat
 
-NA_MARKERS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND",
-                        "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN", "n/a", "nan", "null"])
-INT64_MIN, INT64_MAX, UINT64_MAX = -(1 << 63), (1 << 63) - 1, (1 << 64) - 1
-OK, OVERFLOW, INVALID, NEGATIVE = 0, 1, 2, 3
-
-_WS = "[ \t\n\x0b\x0c\r]"  # C isspace in the "C" locale, as pandas' tokenizer uses
-_INT_RE = re.compile(r"%s*([+-]?)([0-9]+)(.*)\Z" % _WS, re.S)
-_UINT_RE = re.compile(r"%s*(-?)\+?([0-9]+)(.*)\Z" % _WS, re.S)
-_TRAIL_RE = re.compile(r"%s*\Z" % _WS)
-_PLAIN_INT_RE = re.compile(r"-?[0-9]{1,18}\Z")  # fast path: always an in-range int64
-
-
-def is_na(v):
-    return v in NA_MARKERS
-
-
-def parse_int64(v):
-    """pandas' str_to_int64: (OK|OVERFLOW|INVALID, value). Overflow is found
-    before trailing characters are looked at ("99999999999999999999x" overflows)."""
-    m = _INT_RE.match(v)
-    if not m:
-        return INVALID, None
-    n = int(m.group(2))
-    if m.group(1) == "-":
-        n = -n
-    if n < INT64_MIN or n > INT64_MAX:
-        return OVERFLOW, None
-    if not _TRAIL_RE.match(m.group(3)):
-        return INVALID, None
-    return OK, n
-
-
-def parse_uint64(v):
-    """pandas' str_to_uint64: a leading '-' is NEGATIVE (pandas' seen_sint, no error)."""
-    stripped = v.lstrip(" \t\n\x0b\x0c\r")
-    if stripped.startswith("-"):
-        return NEGATIVE, None
-    m = _UINT_RE.match(v)
-    if not m:
-        return INVALID, None
-    n = int(m.group(2))
-    if n > UINT64_MAX:
-        return OVERFLOW, None
-    if not _TRAIL_RE.match(m.group(3)):
-        return INVALID, None
-    return OK, n
-
-
-_POW10 = [float("1e%d" % k) for k in range(309)]  # the nearest doubles, as pandas' table
-_SPACES = " \t\n\x0b\x0c\r"
-_INF = float("inf")
-
-
-def _i32(n):
-    """A C int's wrap-around (pandas keeps the exponent in an int)."""
-    n &= 0xFFFFFFFF
-    return n - (1 << 32) if n >= (1 << 31) else n
-
-
-def _infinity_word(v):
-    w, neg = v, False
-    if w[:1] in ("+", "-"):
-        neg, w = w[0] == "-", w[1:]
-    if w.isascii() and w.lower() in ("inf", "infinity"):
-        return -_INF if neg else _INF
-    return None
-
-
-def parse_double(v):
-    """pandas' float parsing, bit for bit (a port of ParseDouble in
-    src/cloudmerge/engine/key_types.cc, itself pandas' precise_xstrtod): at most 17
-    digits, leading zeros included, enter the mantissa, accumulated in a double;
-    one multiplication or division by a power of ten; an exponent of at most 17
-    digits, wrapping as a C int; exponents above 308 and infinite results fail.
-    Also exactly inf/infinity (any case, optional sign). None if not a float."""
-    n, p = len(v), 0
-    while p < n and v[p] in _SPACES:
-        p += 1
-    neg = False
-    if p < n and v[p] in "+-":
-        neg = v[p] == "-"
-        p += 1
-    number, exponent, digits = 0.0, 0, 0
-    while p < n and "0" <= v[p] <= "9":
-        if digits < 17:
-            number = number * 10.0 + (ord(v[p]) - 48)
-            digits += 1
-        else:
-            exponent += 1
-        p += 1
-    if p < n and v[p] == ".":
-        p += 1
-        decimals = 0
-        while digits < 17 and p < n and "0" <= v[p] <= "9":
-            number = number * 10.0 + (ord(v[p]) - 48)
-            digits += 1
-            decimals += 1
-            p += 1
-        if digits >= 17:
-            while p < n and "0" <= v[p] <= "9":
-                p += 1
-        exponent -= decimals
-    if digits == 0:
-        return _infinity_word(v)
-    if neg:
-        number = -number
-    if p < n and v[p] in "eE":
-        p += 1
-        eneg = False
-        if p < n and v[p] in "+-":
-            eneg = v[p] == "-"
-            p += 1
-        edigits, e = 0, 0
-        while edigits < 17 and p < n and "0" <= v[p] <= "9":
-            e = e * 10 + (ord(v[p]) - 48)
-            edigits += 1
-            p += 1
-        if edigits == 0:
-            return None
-        exponent = exponent - e if eneg else exponent + e
-    exponent = _i32(exponent)
-    if exponent > 308:
-        return None
-    if exponent > 0:
-        number *= _POW10[exponent]
-    elif exponent < -308:
-        if exponent < -616:
-            number = 0.0
-        else:
-            number /= _POW10[-308 - exponent]
-            number /= _POW10[308]
-    else:
-        number /= _POW10[-exponent]
-    if number in (_INF, -_INF):
-        return None
-    while p < n and v[p] in _SPACES:
-        p += 1
-    if p != n:
-        return _infinity_word(v)
-    return number
-
-
-def parse_bool(v):
-    if v.isascii():
-        low = v.lower()
-        if low == "true":
-            return True
-        if low == "false":
-            return False
-    return None
-
-
-class KeyScan:
-    """Running inference over one file's IDs in file order (KeyScan in C++)."""
-    __slots__ = ("values", "any_na", "int_broken", "int_broken_by_overflow", "uint_error",
-                 "uint_error_overflow", "seen_sint", "seen_uint", "all_float", "all_bool")
-
-    def __init__(self):
-        self.values = 0
-        self.any_na = self.int_broken = self.int_broken_by_overflow = False
-        self.uint_error = self.uint_error_overflow = self.seen_sint = self.seen_uint = False
-        self.all_float = self.all_bool = True
-
-    def __getstate__(self):
-        return tuple(getattr(self, s) for s in self.__slots__)
-
-    def __setstate__(self, state):
-        for s, v in zip(self.__slots__, state):
-            setattr(self, s, v)
-
-    def add(self, v):
-        self.values += 1
-        if v in NA_MARKERS:
-            self.any_na = True
-            return
-        if _PLAIN_INT_RE.match(v):
-            self.all_bool = False
-            if v[0] == "-":
-                self.seen_sint = True
-            return
-        ip, i = parse_int64(v)
-        if ip == OK:
-            self.all_bool = False
-            if i < 0 or "-" in v:  # "-0" too
-                self.seen_sint = True
-            if len(v) > 325 and self.all_float and parse_double(v) is None:
-                self.all_float = False  # 300+ leading zeros: beyond pandas' exponent range as a float
-            return
-        if not self.int_broken:
-            self.int_broken, self.int_broken_by_overflow = True, ip == OVERFLOW
-        up, u = parse_uint64(v)
-        if up == OK:
-            if u > INT64_MAX:
-                self.seen_uint = True
-        elif up == NEGATIVE:
-            self.seen_sint = True
-        elif not self.uint_error:
-            self.uint_error, self.uint_error_overflow = True, up == OVERFLOW
-        if self.all_float and parse_double(v) is None:
-            self.all_float = False
-        if self.all_bool and parse_bool(v) is None:
-            self.all_bool = False
-
-    def append(self, later):
-        """Combines with the scan of the values that follow this one's in the file."""
-        self.values += later.values
-        self.any_na |= later.any_na
-        if not self.int_broken and later.int_broken:
-            self.int_broken, self.int_broken_by_overflow = True, later.int_broken_by_overflow
-        if not self.uint_error and later.uint_error:
-            self.uint_error, self.uint_error_overflow = True, later.uint_error_overflow
-        self.seen_sint |= later.seen_sint
-        self.seen_uint |= later.seen_uint
-        self.all_float &= later.all_float
-        self.all_bool &= later.all_bool
-
-    def decide(self):
-        if self.values == 0:
-            return "text"  # pandas: an empty column is object
-        if not self.int_broken:
-            return "int64"
-        if self.int_broken_by_overflow:  # pandas retries as uint64
-            if self.uint_error:
-                if self.uint_error_overflow:
-                    return "text"
-            else:
-                if self.seen_uint and (self.seen_sint or self.any_na):
-                    return "text_raw"
-                if self.seen_sint:
-                    return "text"
-                return "uint64"
-        if self.all_float:
-            return "float64"
-        if self.all_bool:
-            return "bool"
-        return "text"
-
-
-def infer(values):
-    s = KeyScan()
-    for v in values:
-        s.add(v)
-    return s.decide()
-
-
-def _canonical_double(d):
-    # Integral values in [-2^63, 2^64) key as integers so that 7.0 meets 7; -0.0 is 0.
-    if d == d and d not in (float("inf"), float("-inf")) and d == int(d) and -(2.0 ** 63) <= d < 2.0 ** 64:
-        return "n%d" % int(d)
-    return "f" + d.hex()
-
-
-def join_key(mode, v):
-    """The normalised join key of an ID, None when missing. Numbers and texts get
-    different prefixes ("n"/"f" vs "t"): a number never equals a text."""
-    if mode == "text_raw":
-        return "t" + v  # uint64 mixed with negatives/NAs: NA markers are literal strings
-    if v in NA_MARKERS:
-        return None
-    if mode == "text":
-        return "t" + v
-    if mode == "int64" or mode == "uint64":
-        if _PLAIN_INT_RE.match(v):
-            return "n%d" % int(v)
-        ip, i = parse_int64(v) if mode == "int64" else parse_uint64(v)
-        return None if ip != OK else "n%d" % i
-    if mode == "float64":
-        # Integers up to 2^53 of at most 17 characters are exact doubles; longer
-        # spellings go through pandas' parser ("000000000000000007" is 0.0 there).
-        ip, i = (OK, int(v)) if len(v) <= 17 and _PLAIN_INT_RE.match(v) else (INVALID, None)
-        if ip == OK and -(1 << 53) <= i <= (1 << 53):
-            return "n%d" % i
-        d = parse_double(v)
-        return None if d is None else _canonical_double(d)
-    if mode == "bool":
-        b = parse_bool(v)
-        return None if b is None else ("n1" if b else "n0")
-    raise ValueError("unknown key mode " + mode)
-
-
-# ---------------------------------------------------------------------------
-# TSV records (port of src/cloudmerge/engine/tsv_tokenizer.h).
 
 class InputError(Exception):
     """Bad input: reported with exit code 3."""
-
-
-def needs_quoting(v):
-    return "\t" in v or '"' in v or "\n" in v or "\r" in v
-
-
-def encode(v):
-    """A value as cloudmerge writes it: as is, or quoted with '"' doubled."""
-    return '"' + v.replace('"', '""') + '"' if needs_quoting(v) else v
-
-
-def tokenize(text):
-    """Yields (line_number, fields) for each record of a whole file's text, as
-    pandas splits it: \\n, \\r\\n or \\r ends a record, lines of spaces are skipped,
-    a field starting with '"' is quoted ('""' is '"'; tabs/line breaks inside are
-    data; text after the closing quote up to the next tab/line end is appended)."""
-    p, n, line = 0, len(text), 1
-    if text.startswith("\ufeff"):
-        p = 1
-    while p < n:
-        q = p
-        while q < n and text[q] == " ":
-            q += 1
-        if q == n:
-            return
-        if text[q] in "\r\n":
-            p = q + 2 if text.startswith("\r\n", q) else q + 1
-            line += 1
-            continue
-        start_line, fields = line, []
-        while True:
-            if p < n and text[p] == '"':
-                field_start, buf, p = p, [], p + 1
-                while True:
-                    close = text.find('"', p)
-                    if close < 0:
-                        raise InputError("line %d: a quoted field opened at character %d of the file is never "
-                                         "closed. Close it with \", or write a literal quote as \"\"."
-                                         % (start_line, field_start + 1))
-                    buf.append(text[p:close])
-                    line += text.count("\n", p, close) + text.count("\r", p, close) - \
-                        text.count("\r\n", p, close)
-                    p = close + 1
-                    if p < n and text[p] == '"':
-                        buf.append('"')
-                        p += 1
-                        continue
-                    break
-                e = p
-                while e < n and text[e] not in "\t\r\n":
-                    e += 1
-                buf.append(text[p:e])
-                p = e
-                fields.append("".join(buf))
-            else:
-                e = p
-                while e < n and text[e] not in "\t\r\n":
-                    e += 1
-                fields.append(text[p:e])
-                p = e
-            if p < n and text[p] == "\t":
-                p += 1
-                continue
-            break
-        if p < n:
-            p = p + 2 if text.startswith("\r\n", p) else p + 1
-            line += 1
-        yield start_line, fields
-
-
-def is_blank(line):
-    return line.strip(" ") == ""
-
-
-# ---------------------------------------------------------------------------
-# Spark side. Only this part imports pyspark (the rules above are testable without it).
-
-ROW_BITS = 40  # line-split row ids: partition index << 40 | line index within the partition
-
-
-class Table:
-    """One input: header, key column, its records as an RDD of (row_id, fields)
-    in file order (row ids increase with file position), and its ID type."""
-
-    def __init__(self, path, names, key_index, records, mode, rows):
-        self.path, self.names, self.key_index = path, names, key_index
-        self.records, self.mode, self.rows = records, mode, rows
-
-
-def _decode_whole(path, data):
-    if path.endswith(".gz"):
-        data = gzip.decompress(data)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError("%s: byte %d is not UTF-8 (%s). Convert the file first, e.g. "
-                         "iconv -f latin1 -t utf-8 in.tsv > in.utf8.tsv." % (path, e.start, e.reason))
-
-
-def _whole_file_records(sc, path):
-    """A file with quotes: one task tokenizes it whole (quotes may hide line
-    breaks), as cloudmerge does. Row id = the record's first line number."""
-    def records(item):
-        return tokenize(_decode_whole(path, bytes(item[1])))
-    return sc.binaryFiles(path, minPartitions=1).flatMap(records)
-
-
-def _line_records(lines):
-    """A quote-free file: Spark splits lines (\\n, \\r\\n, \\r) in parallel."""
-    def gen(pidx, it):
-        base = pidx << ROW_BITS
-        for j, line in enumerate(it):
-            if pidx == 0 and j == 0 and line.startswith("\ufeff"):
-                line = line[1:]
-            if not is_blank(line):
-                yield base | j, line.split("\t")
-    return lines.mapPartitionsWithIndex(gen)
-
-
-def _partial_scan(key, header):
-    """Per partition: (header, KeyScan of its IDs, quote seen, first bad row, rows).
-    header is (row_id, names) when the driver read it, or None when the
-    partition starts with it (a whole-file read); then the key is resolved here,
-    and a bad key comes back as a UsageError message instead of a scan."""
-    def scan(it):
-        hdr, key_index = header, None
-        s, quote, bad, rows = KeyScan(), False, None, 0
-        for row_id, fields in it:
-            if hdr is None:
-                hdr = (row_id, fields)
-            if key_index is None:
-                try:
-                    key_index = resolve_key("", hdr[1], key)
-                except UsageError as e:
-                    yield hdr, str(e), False, None, 0
-                    return
-            if row_id == hdr[0]:
-                continue
-            rows += 1
-            if not quote:
-                quote = any('"' in f for f in fields)
-            if len(fields) != len(hdr[1]):
-                if bad is None:
-                    bad = (row_id, len(fields))
-                continue
-            s.add(fields[key_index])
-        yield hdr, s, quote, bad, rows
-    return scan
-
-
-def resolve_key(path, names, key):
-    if key.isdigit():
-        pos = int(key)
-        if 1 <= pos <= len(names):
-            return pos - 1
-        raise UsageError("key column %s does not exist in %s: it has %d column(s). Give a position from 1 to %d "
-                         "or a column name." % (key, path, len(names), len(names)))
-    if key in names:
-        return names.index(key)
-    raise UsageError("key column '%s' is not in the header of %s, whose columns are: %s. Names are "
-                     "case-sensitive; a position (1, 2, ...) also works." % (key, path, ", ".join(
-                         "'%s'" % n for n in names)))
 
 
 class UsageError(Exception):
     """Bad options: exit code 2."""
 
 
-def _line_number(lines, row_id):
-    """Physical line number of a line-split row id (only computed for errors)."""
-    pidx, j = row_id >> ROW_BITS, row_id & ((1 << ROW_BITS) - 1)
-    counts = lines.mapPartitionsWithIndex(lambda i, it: [(i, sum(1 for _ in it))] if i < pidx else []).collect()
-    return sum(c for _, c in counts) + j + 1
+# ---------------------------------------------------------------------------
+# The binary.
+
+def find_binary(given=None):
+    """The cloudmerge binary for this process (driver or executor)."""
+    if given and os.path.isfile(given):
+        return given
+    try:
+        from pyspark import SparkFiles
+        shipped = SparkFiles.get("cloudmerge")
+        if os.path.isfile(shipped):
+            if not os.access(shipped, os.X_OK):
+                os.chmod(shipped, 0o755)
+            return shipped
+    except Exception:  # noqa: BLE001 - no SparkContext/SparkFiles root here
+        pass
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "cloudmerge")
+    if os.path.isfile(beside):
+        return beside
+    found = shutil.which("cloudmerge")
+    if found:
+        return found
+    raise UsageError("the cloudmerge binary is not found: pass --cloudmerge-bin PATH, or ship it with "
+                     "spark-submit --files s3://.../cloudmerge (cloudmerge merge --engine emr does)")
 
 
-SMALL_FILE_BYTES = 16 << 20  # below this a file is read by one task: one Spark job instead of two
+class TaskFailed(Exception):
+    """The binary ended with an exit code that is not bad input: the task fails (Spark retries it)."""
 
 
-def java_message(e):
-    """The Java exception's own first line (class: message) of a Py4J error,
-    whose str() starts with the useless "An error occurred while calling o42.x."."""
-    java = getattr(e, "java_exception", None)
-    if java is not None:
-        try:
-            return str(java.toString()).split("\n")[0]
-        except Exception:  # noqa: BLE001 - the gateway may be gone; fall back to the Python text
-            pass
-    return str(e).split("\n")[0]
+def run_binary(binary, args, data=b"", env=None):
+    """Runs `binary cluster-task ARGS` with `data` on stdin: (exit code, stdout bytes, stderr text).
+    env: variables set for it (the S3 endpoint given to the job: executors do not inherit the
+    driver's changes to its environment)."""
+    p = subprocess.run([binary, "cluster-task"] + [str(a) for a in args], input=data, capture_output=True,
+                       env=dict(os.environ, **env) if env else None)
+    return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
+
+
+def task_message(stderr):
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    msg = lines[-1] if lines else stderr
+    prefix = "Error [cloudmerge cluster-task]: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg
+
+
+def raise_for(rc, stderr, what):
+    msg = task_message(stderr)
+    if rc == 3:
+        raise InputError(msg)
+    if rc == 2:
+        raise UsageError(msg)
+    if rc == 4:
+        raise IOError(msg)
+    raise TaskFailed("%s: cloudmerge cluster-task ended with %s: %s" % (what, rc if rc >= 0 else "signal %d" % -rc,
+                                                                        stderr.strip()[-2000:]))
+
+
+def frames(data):
+    """[(tag, bytes)] of the binary's frames (u32 tag, u64 length, bytes)."""
+    out, p, view = [], 0, memoryview(data)
+    while p < len(data):
+        tag, n = struct.unpack_from("<IQ", data, p)
+        p += 12
+        out.append((tag, bytes(view[p:p + n])))
+        p += n
+    return out
+
+
+def frame(tag, blob):
+    return struct.pack("<IQ", tag, len(blob)) + blob
+
+
+def binary_path(path):
+    """Paths as the binary reads them: S3 through its own client (s3://)."""
+    for scheme in ("s3a://", "s3n://"):
+        if path.startswith(scheme):
+            return "s3://" + path[len(scheme):]
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Task functions (run in executors).
+
+def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=None):
+    """A task per split: (side, index, rows, end position, quote seen, KeyScan bytes,
+    {partition: record blob}, bad-input message or None)."""
+    def run(item):
+        side, index, path, split, plan = item
+        args = ["scan", binary_path(path), "--key", keys[side], "--partitions", partitions]
+        if side == "y":
+            args.append("--drop-key")
+        if allow_numeric_header:
+            args.append("--allow-numeric-header")
+        if hash_mode.get(side) is not None:
+            args += ["--hash-mode", hash_mode[side]]
+        if split is not None:
+            args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
+        rc, out, err = run_binary(find_binary(binary), args, env=env)
+        if rc == 3:
+            return side, index, 0, 0, False, b"", {}, task_message(err)
+        if rc != 0:
+            raise_for(rc, err, "scan %s" % path)
+        parts = frames(out)
+        summary = parts[0][1]
+        rows, end, quote = struct.unpack_from("<QQB", summary, 0)
+        blobs = {tag: blob for tag, blob in parts[1:]}
+        return side, index, rows, end, bool(quote), summary[17:], blobs, None
+    return run
+
+
+def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, any_order_out=None, header=None, env=None):
+    """A task per join partition: its x and y blobs (in split order) joined by the
+    binary. Ordered: yields (range, (partition, match blob)). Any order: writes
+    part-NNNNN of the output itself and yields its line count."""
+    def run(pidx, items):
+        blobs = sorted(items, key=lambda kv: (kv[1][0], kv[1][1]))  # x before y, splits in file order
+        data = b"".join(frame(0 if side == "x" else 1, blob) for _, (side, _, blob) in blobs)
+        del blobs
+        args = ["join", "--x-mode", x_mode, "--y-mode", y_mode, "--ranges", ranges, "--x-end", x_end]
+        if not y_values:
+            args.append("--no-y-values")
+        binary_file = find_binary(binary)
+        rc, out, err = run_binary(binary_file, args, data, env)
+        if rc != 0:
+            raise_for(rc, err, "join partition %d" % pidx)
+        if any_order_out is None:
+            for tag, blob in frames(out):
+                yield tag, (pidx, blob)
+            return
+        yield write_part(binary_file, any_order_out, pidx, out, header if pidx == 0 else None, env)
+    return run
+
+
+def write_part(binary_file, out_dir, index, match_frames, header, env=None):
+    args = ["write", binary_path(out_dir.rstrip("/")) + "/part-%05d" % index]
+    if header is not None:
+        args += ["--header", header]
+    rc, out, err = run_binary(binary_file, args, match_frames, env)
+    if rc != 0:
+        raise_for(rc, err, "write part %d" % index)
+    return int(out.decode().strip() or 0)
+
+
+def write_task(binary, out_dir, header, env=None):
+    """A task per range of x positions: merges the partitions' matches by x
+    position and writes part-NNNNN (the header in part 0)."""
+    def run(ridx, items):
+        data = b"".join(frame(p, blob) for _, (p, blob) in items)
+        yield write_part(find_binary(binary), out_dir, ridx, data, header if ridx == 0 else None, env)
+    return run
+
+
+# ---------------------------------------------------------------------------
+# The driver.
+
+def plan_inputs(binary, x_path, y_path, x_key, y_key, allow_numeric_header, env=None):
+    import json
+    args = ["plan", binary_path(x_path), binary_path(y_path), "--x-key", x_key, "--y-key", y_key]
+    if allow_numeric_header:
+        args.append("--allow-numeric-header")
+    rc, out, err = run_binary(binary, args, env=env)
+    if rc != 0:
+        raise_for(rc, err, "plan")
+    return json.loads(out.decode("utf-8"))
+
+
+def split_ranges(plan, split_bytes):
+    """[(start, end)] byte ranges of the body, or [None] (the whole file, one split)."""
+    size, body = plan["size"], plan["body"]
+    if not plan["splittable"] or size - body <= split_bytes:
+        return [None]
+    n = int(math.ceil((size - body) / float(split_bytes)))
+    step = int(math.ceil((size - body) / float(n)))
+    return [(body + i * step, min(size, body + (i + 1) * step)) for i in range(n)]
+
+
+def combine(binary, scans):
+    """The file's KeyMode from its splits' KeyScans in file order: (mode, lossy int spelling, name)."""
+    rc, out, err = run_binary(binary, ["combine"], b"".join(frame(0, s) for s in scans))
+    if rc != 0:
+        raise_for(rc, err, "combine")
+    mode, lossy, _values, name = out.decode().strip().split(" ", 3)
+    return int(mode), lossy == "1", name
+
+
+class SideScan:
+    def __init__(self, rdd, results):
+        self.rdd = rdd  # persisted scan results, with the blobs
+        self.results = sorted(results, key=lambda r: r[0])  # (index, rows, end, quote, keyscan, error)
+
+
+def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1", y_key="1",
+          allow_numeric_header=False, binary=None, split_bytes=SPLIT_BYTES, partitions=None, s3_endpoint=None):
+    """The merge; returns a dict of statistics. Raises InputError/UsageError/IOError.
+    split_bytes: inputs are read in splits of this size (tests lower it);
+    partitions: join partitions (default from the input sizes and the parallelism);
+    s3_endpoint: the S3 endpoint the binary uses (default: its environment's)."""
+    from pyspark import StorageLevel
+    sc = spark.sparkContext
+    x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
+    require_s3a(sc, (x_path, y_path, out))
+    for p in (x_path, y_path):
+        _file_size(sc, p)  # a missing input: Hadoop's own words, whatever the filesystem
+    driver_bin = find_binary(binary)
+    env = {"AWS_ENDPOINT_URL_S3": s3_endpoint} if s3_endpoint else None
+    plan = plan_inputs(driver_bin, x_path, y_path, x_key, y_key, allow_numeric_header, env)
+    paths = {"x": x_path, "y": y_path}
+    keys = {"x": x_key, "y": y_key}
+    total = sum(max(plan[s]["size"], 1 << 20) for s in "xy")
+    if partitions is None:
+        partitions = max(sc.defaultParallelism, int(math.ceil(total / float(PARTITION_BYTES))))
+    fs_out = check_output_absent(sc, out, single_file)
+
+    persisted = []
+
+    def scan(which, whole=(), hash_mode=None):
+        """One Spark job scanning the splits of the sides in `which` (a side in
+        `whole` as one split); {side: SideScan} over one persisted RDD."""
+        items = []
+        for side in which:
+            splits = [None] if side in whole else split_ranges(plan[side], split_bytes)
+            items += [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
+        rdd = sc.parallelize(items, len(items)).map(
+            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode or {}, env))
+        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
+        persisted.append(rdd)
+        results = rdd.map(lambda r: (r[0], (r[1], r[2], r[3], r[4], r[5], r[7]))).collect()
+        return {side: SideScan(rdd.filter(lambda r, side=side: r[0] == side),
+                               [res for sd, res in results if sd == side]) for side in which}
+
+    sides = scan(("x", "y"))
+    # A '"' may hide line breaks: such a file is read again as one split (its splits' rows, even
+    # their errors, may be cut wrongly).
+    quoted = {side for side in sides if any(r[3] for r in sides[side].results)}
+    if quoted:
+        sides.update(scan(sorted(quoted), whole=quoted))
+    for side in ("y", "x"):  # y first, as the native engine reads them: the same first error
+        bad = [r[5] for r in sides[side].results if r[5]]
+        if bad and len(sides[side].results) > 1:  # the message's line numbers: a read of the whole file
+            bad = [r[5] for r in scan((side,), whole={side})[side].results if r[5]] or bad
+        if bad:
+            for rdd in persisted:
+                rdd.unpersist()
+            raise InputError(bad[0])
+    modes = {}
+    for side in ("x", "y"):
+        mode, lossy, name = combine(driver_bin, [r[4] for r in sides[side].results])
+        if mode == FLOAT64 and lossy:  # partition by the decided type's hash (join_keys.h PartitionHashUnder)
+            whole = {side} if len(sides[side].results) == 1 else set()
+            sides.update(scan((side,), whole=whole, hash_mode={side: mode}))
+        modes[side] = (mode, name)
+    x_end = max(r[2] for r in sides["x"].results)
+    y_values = plan["y"]["columns"] > 1
+    header = plan["header"]
+    target = out + ".parts-" + uuid.uuid4().hex[:8] if single_file else out
+    mkdirs(sc, target)
+
+    records = sides["x"].rdd.union(sides["y"].rdd).flatMap(
+        lambda r: [(p, (r[0], r[1], blob)) for p, blob in r[6].items()])
+    shuffled = records.partitionBy(partitions, lambda p: p)
+    if ordered:
+        ranges = partitions
+        matches = shuffled.mapPartitionsWithIndex(
+            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end, env=env))
+        lines = matches.partitionBy(ranges, lambda r: r).mapPartitionsWithIndex(
+            write_task(binary, target, header, env)).collect()
+    else:
+        lines = shuffled.mapPartitionsWithIndex(
+            join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, any_order_out=target,
+                      header=header, env=env)).collect()
+    for rdd in persisted:
+        rdd.unpersist()
+    finish_output(sc, target, out, single_file, fs_out)
+    return {"x_rows": sum(r[1] for r in sides["x"].results), "y_rows": sum(r[1] for r in sides["y"].results),
+            "x_mode": modes["x"][1], "y_mode": modes["y"][1], "output_rows": sum(lines)}
 
 
 def _file_size(sc, path):
@@ -521,84 +352,52 @@ def _file_size(sc, path):
                       % (path, java_message(e)))
 
 
-def _scan(records, key, header):
-    """Runs the scan job; returns (header, combined KeyScan, quote seen, first bad row, rows)."""
-    scan, quote, bad, rows, hdr = KeyScan(), False, None, 0, header
-    for h, s, q, b, r in records.mapPartitions(_partial_scan(key, header)).collect():
-        if h is None:
-            continue  # an empty partition
-        if isinstance(s, str):
-            raise UsageError(s)
-        hdr = hdr or h
-        scan.append(s)
-        quote, bad, rows = quote or q, bad or b, rows + r
-    return hdr, scan, quote, bad, rows
+def check_output_absent(sc, out, single_file):
+    """The parts directory must not exist (a file OUT is replaced at the end)."""
+    jvm = sc._jvm
+    p = jvm.org.apache.hadoop.fs.Path(out)
+    fs = p.getFileSystem(sc._jsc.hadoopConfiguration())
+    if not single_file and fs.exists(p):
+        raise FileExistsError("the output %s already exists. Remove it or choose another -o." % out)
+    return fs
 
 
-def open_table(sc, path, key, allow_numeric_header, small_file_bytes=SMALL_FILE_BYTES):
-    size = _file_size(sc, path)
-    lines = sc.textFile(path)
-    whole = size < small_file_bytes / (8 if path.endswith(".gz") else 1)
-    if whole:
-        records = _whole_file_records(sc, path)
-        header, scan, quote, bad, rows = _scan(records, key, None)
+def mkdirs(sc, path):
+    jvm = sc._jvm
+    p = jvm.org.apache.hadoop.fs.Path(path)
+    p.getFileSystem(sc._jsc.hadoopConfiguration()).mkdirs(p)
+
+
+def finish_output(sc, target, out, single_file, fs):
+    """Removes what killed writers left (their .cloudmerge-tmp-* temporaries), then
+    concatenates the parts into OUT (--single-file) or marks them complete (_SUCCESS)."""
+    jvm = sc._jvm
+    conf = sc._jsc.hadoopConfiguration()
+    d = jvm.org.apache.hadoop.fs.Path(target)
+    dfs = d.getFileSystem(conf)
+    for st in dfs.listStatus(d):
+        if st.getPath().getName().startswith(".cloudmerge-tmp-"):
+            dfs.delete(st.getPath(), False)
+    if single_file:
+        concat_parts(sc, target, out)
     else:
-        first = _line_records(lines).take(1)
-        header = first[0] if first else None
-        if header is not None and '"' in "".join(header[1]):
-            whole, records = True, _whole_file_records(sc, path)
-            header, scan, quote, bad, rows = _scan(records, key, None)
-        elif header is not None:
-            records = _line_records(lines)
-            header, scan, quote, bad, rows = _scan(records, key, header)
-            if quote:  # quotes in the body may hide line breaks: tokenize the file whole
-                whole, records = True, _whole_file_records(sc, path)
-                header, scan, quote, bad, rows = _scan(records, key, None)
-    if header is None:
-        raise InputError("%s is empty: it has no header line. The merge, like the script, needs a first line "
-                         "naming the columns, e.g. ID<TAB>value, followed by the data rows." % path)
-    header_id, names = header
-    if all(parse_double(nm) is not None for nm in names) and not allow_numeric_header:
-        raise InputError("%s, line 1: the header line holds only numbers, so the file seems to have no header and "
-                         "its first data row would be lost. Add a header line such as ID<TAB>value at the top; if "
-                         "these really are the column names, pass --allow-numeric-header." % path)
-    key_index = resolve_key(path, names, key)
-    if bad is not None:
-        line = bad[0] if whole else _line_number(lines, bad[0])
-        fix = ("Remove the extra tab(s), or quote a value that contains a tab (\"a<TAB>b\")." if bad[1] > len(names)
-               else "Every row needs a value (possibly empty) for each column: add the missing tab-separated "
-               "field(s).")
-        raise InputError("%s, line %d: this row has %d field(s) but the header has %d. %s"
-                         % (path, line, bad[1], len(names), fix))
-    body = records.filter(lambda r: r[0] != header_id)
-    return Table(path, names, key_index, body, scan.decide(), rows)
+        dfs.create(jvm.org.apache.hadoop.fs.Path(target + "/_SUCCESS"), True).close()
 
 
-def output_header(x, y):
-    if len(x.names) == 2 and len(y.names) == 2 and x.key_index == 0 and y.key_index == 0:
-        return "ID_x\tvalue_x\tvalue_y"
-    cols = [encode(n + "_x") for n in x.names]
-    cols += [encode(n + "_y") for i, n in enumerate(y.names) if i != y.key_index]
-    return "\t".join(cols)
+# ---------------------------------------------------------------------------
+# Hadoop filesystems, S3A, statistics, the session.
 
+def java_message(e):
+    """The Java exception's own first line (class: message) of a Py4J error,
+    whose str() starts with the useless "An error occurred while calling o42.x."."""
+    java = getattr(e, "java_exception", None)
+    if java is not None:
+        try:
+            return str(java.toString()).split("\n")[0]
+        except Exception:  # noqa: BLE001 - the gateway may be gone; fall back to the Python text
+            pass
+    return str(e).split("\n")[0]
 
-def keyed_frame(spark, t, side):
-    """DataFrame (k, <side>r, <side>p): join key, row id, encoded output text
-    (all columns for x, all but the key for y). Missing IDs are dropped here."""
-    from pyspark.sql.types import LongType, StringType, StructField, StructType
-    mode, ki = t.mode, t.key_index
-
-    def row(r):
-        row_id, fields = r
-        k = join_key(mode, fields[ki])
-        if k is None:
-            return []
-        kept = fields if side == "x" else fields[:ki] + fields[ki + 1:]
-        return [(k, row_id, "\t".join(encode(f) for f in kept))]
-
-    schema = StructType([StructField("k", StringType(), False), StructField(side + "r", LongType(), False),
-                         StructField(side + "p", StringType(), False)])
-    return spark.createDataFrame(t.records.flatMap(row), schema)
 
 
 def to_hadoop_uri(sc, path):
@@ -721,38 +520,6 @@ def concat_parts(sc, parts_dir, out):
     fs.delete(src_dir, True)
 
 
-def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1", y_key="1",
-          allow_numeric_header=False, small_file_bytes=SMALL_FILE_BYTES):
-    """The merge; returns a dict of statistics. Raises InputError/UsageError/IOError.
-    small_file_bytes: files below it are read by one task (tests lower it to 0
-    to run the parallel line-split path on small files)."""
-    from pyspark.sql import functions as F
-    sc = spark.sparkContext
-    x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
-    require_s3a(sc, (x_path, y_path, out))
-    x = open_table(sc, x_path, x_key, allow_numeric_header, small_file_bytes)
-    y = open_table(sc, y_path, y_key, allow_numeric_header, small_file_bytes)
-    xf, yf = keyed_frame(spark, x, "x"), keyed_frame(spark, y, "y")
-    joined = xf.join(yf, "k")
-    line = F.col("xp") if len(y.names) == 1 else F.concat(F.col("xp"), F.lit("\t"), F.col("yp"))
-    body = joined.select("xr", "yr", line.alias("value"))
-    if ordered:
-        body = body.orderBy("xr", "yr")
-    # The output row count, aggregated in the JVM as the rows are written (no
-    # second pass). Observed after the sort: the sort's sampling job would
-    # otherwise count the rows twice.
-    from pyspark.sql import Observation
-    observed = Observation("cloudmerge-" + uuid.uuid4().hex)  # unique: merges may run concurrently
-    body = body.observe(observed, F.count(F.lit(1)).alias("output_rows"))
-    header = spark.createDataFrame([(output_header(x, y),)], "value string")
-    result = header.union(body.select("value"))  # union keeps partition order: part-00000 is the header
-    target = out + ".parts-" + uuid.uuid4().hex[:8] if single_file else out
-    result.write.mode("errorifexists").option("lineSep", "\n").text(target)
-    if single_file:
-        concat_parts(sc, target, out)
-    return {"x_rows": x.rows, "y_rows": y.rows, "x_mode": x.mode, "y_mode": y.mode,
-            "output_rows": int(observed.get.get("output_rows", -1))}
-
 
 def write_stats(sc, path, stats):
     """Writes the statistics as one JSON object to path (any Hadoop filesystem:
@@ -765,6 +532,7 @@ def write_stats(sc, path, stats):
         stream.write(bytearray(json.dumps(stats, sort_keys=True).encode("utf-8")))
     finally:
         stream.close()
+
 
 
 def make_session(master=None, app_name="cloudmerge-merge", conf=None, s3a=None):
@@ -805,6 +573,11 @@ def parse_args(argv):
     p.add_argument("--stats-file", help="also write the row counts as JSON here (local path or S3 URI)")
     p.add_argument("--s3-endpoint-url", help="S3-compatible endpoint for s3:// and s3a:// paths (default: "
                    "AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)")
+    p.add_argument("--cloudmerge-bin", help="the cloudmerge binary, at a path every executor can run (default: "
+                   "the file `cloudmerge` shipped with --files, else beside this script or on PATH)")
+    p.add_argument("--split-mib", type=float, default=SPLIT_BYTES / float(1 << 20),
+                   help="bytes per split of an input, in MiB (default 64)")
+    p.add_argument("--partitions", type=int, help="join partitions (default: from the input sizes)")
     return p.parse_args(argv)
 
 
@@ -819,7 +592,9 @@ def main(argv):
     try:
         stats = merge(spark, a.x, a.y, a.output, ordered=a.ordered, single_file=a.single_file,
                       x_key=a.x_key or a.key, y_key=a.y_key or a.key,
-                      allow_numeric_header=a.allow_numeric_header)
+                      allow_numeric_header=a.allow_numeric_header, binary=a.cloudmerge_bin,
+                      split_bytes=max(1, int(a.split_mib * (1 << 20))), partitions=a.partitions,
+                      s3_endpoint=a.s3_endpoint_url)
         print("cloudmerge spark: x %(x_rows)d rows (IDs %(x_mode)s), y %(y_rows)d rows (IDs %(y_mode)s), "
               "%(output_rows)d rows written" % stats, file=sys.stderr)
         if a.stats_file:
@@ -831,16 +606,15 @@ def main(argv):
     except UsageError as e:
         print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
         return 2
-    except Exception as e:  # noqa: BLE001 - Spark/Hadoop I/O failures surface as Py4J/analysis errors
-        msg = str(e).split("\n")[0]
+    except Exception as e:  # noqa: BLE001 - Spark/Hadoop I/O failures surface as Py4J errors
+        if isinstance(e, (IOError, FileExistsError)):  # ours: names the path and the cause
+            print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
+            return 4
+        msg = java_message(e)
         if "AlreadyExists" in msg or "already exists" in msg:
             print("Error [cloudmerge spark]: the output %s already exists. Remove it or choose another -o."
                   % a.output, file=sys.stderr)
             return 4
-        if isinstance(e, IOError):  # ours (_file_size): names the path and the cause
-            print("Error [cloudmerge spark]: %s" % e, file=sys.stderr)
-            return 4
-        msg = java_message(e)
         if "Path does not exist" in msg or "FileNotFound" in msg or "Input path does not exist" in msg:
             print("Error [cloudmerge spark]: an input cannot be read: %s. Check the path and credentials." % msg,
                   file=sys.stderr)

@@ -25,6 +25,7 @@
 #include "cloudmerge/engine/merge.h"
 #include "cloudmerge/report/merge_report.h"
 #include "cloudmerge/base/progress.h"
+#include "tools/cluster_task_command.h"
 #include "tools/lambda_command.h"
 #include "tools/output_guard.h"
 #include "tools/s3_flags.h"
@@ -280,6 +281,8 @@ int main(int argc, char** argv) {
   // Lambda runs a custom runtime's executable as `bootstrap`.
   std::string self = argv[0];
   if (self.substr(self.rfind('/') + 1) == "bootstrap") return cloudmerge_cli::RunLambda();
+  // Hidden: the steps Spark tasks run (spark/merge_job.py); an internal protocol, not in --help.
+  if (argc > 1 && std::string(argv[1]) == "cluster-task") return cloudmerge_cli::RunClusterTask(argc - 1, argv + 1);
   CLI::App app{"cloudmerge: the merge of analysis.py as a fast, exact C++ engine."};
   app.set_version_flag("--version", std::string("cloudmerge ") + CLOUDMERGE_VERSION);
   app.require_subcommand(1);

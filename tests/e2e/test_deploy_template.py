@@ -305,11 +305,14 @@ FUNCTION_ROLE_PERMISSIONS = {
 # The job script: the function uploads it (CLOUDMERGE_SPARK_ARTIFACTS + merge_job.py,
 # spark_engine.cc UploadJob) and the EMR job role reads it; that one object and no other.
 JOB_SCRIPT = "arn:${AWS::Partition}:s3:::${CodeBucket}/emr/merge_job.py"
+# ... and the binary the job's tasks run (shipped with spark-submit --files), beside it.
+JOB_BINARY = "arn:${AWS::Partition}:s3:::${CodeBucket}/emr/cloudmerge"
 # What EnableEmrServerless=true adds to the function's role, exactly: the calls
 # the emr-serverless engine makes (PutObject of the script, StartJobRun, GetJobRun;
 # it never cancels) and passing the job role to EMR Serverless only.
 FUNCTION_ROLE_EMR_PERMISSIONS = {
     ("s3:PutObject", JOB_SCRIPT),
+    ("s3:PutObject", JOB_BINARY),
     ("emr-serverless:StartJobRun", "${EmrApplication.Arn}"),
     ("emr-serverless:GetJobRun", "${EmrApplication.Arn}/jobruns/*"),
     ("iam:PassRole", "${EmrJobRole.Arn}",
@@ -342,7 +345,7 @@ def test_function_role_is_least_privilege(params, expected):
             assert s3_actions == actions, f"{st.get('Sid')}: S3 and other actions in one statement"
             resources = [render(r) for r in as_list(st["Resource"])]
             if s3_actions - S3_READ_ACTIONS:  # writes: the output bucket, and the job script's one object
-                assert all(r.startswith("${OutputBucket.Arn}") or (r == JOB_SCRIPT and s3_actions == {"s3:PutObject"})
+                assert all(r.startswith("${OutputBucket.Arn}") or (r in (JOB_SCRIPT, JOB_BINARY) and s3_actions == {"s3:PutObject"})
                            for r in resources), (st.get("Sid"), resources)
             if any("InputBucket" in r for r in resources):  # the input bucket: read only
                 assert s3_actions <= S3_READ_ACTIONS, (st.get("Sid"), s3_actions)
@@ -394,7 +397,8 @@ def test_function_environment_names_the_emr_resources():
     fn_grants = set().union(*(permissions(d) for _, d in role_policies(on, function_role_name(on))))
     job_grants = set().union(*(permissions(d) for _, d in role_policies(on, "EmrJobRole")))
     assert {(a, r) for a, r, *_ in fn_grants if r == script} == {("s3:PutObject", script)}
-    assert {(a, r) for a, r, *_ in job_grants if "CodeBucket" in r} == {("s3:GetObject", script)}
+    assert {(a, r) for a, r, *_ in job_grants if "CodeBucket" in r} == {("s3:GetObject", script),
+                                                                        ("s3:GetObject", JOB_BINARY)}
     # The names are the ones the function reads.
     read = lambda_variables()
     assert set(env_on) - {"CLOUDMERGE_LOG_FORMAT"} <= read, set(env_on) - read
@@ -451,7 +455,7 @@ def test_emr_job_role_reads_input_and_writes_output_only():
             assert resource.startswith("${OutputBucket.Arn}"), (action, resource)
     assert ("s3:GetObject", "${InputBucket.Arn}/*") in granted
     assert ("s3:PutObject", "${OutputBucket.Arn}/*") in granted
-    assert ("s3:GetObject", JOB_SCRIPT) in granted
+    assert ("s3:GetObject", JOB_SCRIPT) in granted and ("s3:GetObject", JOB_BINARY) in granted
 
 
 def test_queue_visibility_timeout_covers_six_function_timeouts():
@@ -930,10 +934,13 @@ def test_function_hands_a_job_to_emr_serverless_within_its_grants(stack, tmp_pat
     driver = run["jobDriver"]["sparkSubmit"]
     new_code = {o["Key"] for o in s3.list_objects_v2(Bucket=code)["Contents"]} - code_before
     script = env["CLOUDMERGE_SPARK_ARTIFACTS"] + "merge_job.py"
-    assert {f"s3://{code}/{k}" for k in new_code} == {driver["entryPoint"]} == {script}
-    assert allowed(fn_grants, "s3:PutObject", s3_arn(driver["entryPoint"]))
-    assert allowed(job_grants, "s3:GetObject", s3_arn(driver["entryPoint"]))
-    uploaded = s3.get_object(Bucket=code, Key=new_code.pop())["Body"].read()
+    binary = env["CLOUDMERGE_SPARK_ARTIFACTS"] + "cloudmerge"
+    assert {f"s3://{code}/{k}" for k in new_code} == {driver["entryPoint"], binary} and driver["entryPoint"] == script
+    assert driver["sparkSubmitParameters"].startswith(f"--files {binary} ")
+    for uri in (script, binary):
+        assert allowed(fn_grants, "s3:PutObject", s3_arn(uri))
+        assert allowed(job_grants, "s3:GetObject", s3_arn(uri))
+    uploaded = s3.get_object(Bucket=code, Key=script[len(f"s3://{code}/"):])["Body"].read()
     assert uploaded == (ROOT / "spark" / "merge_job.py").read_bytes()
 
     # What the job run is told to read and write, the job role may.

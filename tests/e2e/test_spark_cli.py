@@ -3,6 +3,8 @@ job with .venv's spark-submit (local[2]) and maps its failures; against a moto
 server (signatures checked) it uploads the job script, submits an EMR Serverless
 job run / an EMR step with the right arguments, polls, and reports failures.
 Runtime: ~1 minute (two spark-submit runs; the EMR calls are fast)."""
+import os
+import pathlib
 import re
 import subprocess
 
@@ -41,7 +43,7 @@ def test_engine_spark_input_error_keeps_exit_code(tmp_path):
            tmp_path / "o.tsv")
     err = p.stderr.decode()
     assert p.returncode == 3, err[-2000:]
-    assert "x.tsv, line 2: this row has 3 field(s) but the header has 2" in err
+    assert re.search(r"x\.tsv, line 2, column \d+: this row has 3 field\(s\) but the header has 2", err), err[-2000:]
     assert not (tmp_path / "o.tsv").exists()
 
 
@@ -86,6 +88,10 @@ def test_emr_serverless_uploads_submits_and_polls(s3, tmp_path):  # noqa: F811
     assert driver["entryPointArguments"] == ["s3://in/x.tsv", "s3://in/y.tsv", "-o", "s3://out/merged.tsv",
                                              "--x-key", "1", "--y-key", "1", "--ordered", "--single-file"]
     assert "spark.sql.adaptive.skewJoin.enabled=true" in driver["sparkSubmitParameters"]
+    # The binary the tasks run is shipped with the job (the running binary unless CLOUDMERGE_CLUSTER_BINARY).
+    assert driver["sparkSubmitParameters"].startswith(f"--files s3://{bucket}/jobs/cloudmerge ")
+    shipped = s3.client.get_object(Bucket=bucket, Key="jobs/cloudmerge")["Body"].read()
+    assert shipped == pathlib.Path(BIN).read_bytes()
     assert "SUCCESS" in p.stderr.decode()
 
 
@@ -122,12 +128,13 @@ def test_emr_step_is_added_and_polled_until_timeout(s3):  # noqa: F811
     jar = steps[0]["Config"]
     assert jar["Jar"] == "command-runner.jar"
     args = jar["Args"]
-    assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
+    assert args[:5] == ["spark-submit", "--deploy-mode", "cluster", "--files", f"s3://{bucket}/a/cloudmerge"]
     assert f"s3://{bucket}/a/merge_job.py" in args
     tail = args[args.index(f"s3://{bucket}/a/merge_job.py") + 1:]
     assert tail == ["s3://in/x.tsv", "s3://in/y.tsv", "-o", "s3://out/m.tsv", "--x-key", "gene", "--y-key", "gene",
                     "--single-file"]
     assert s3.client.head_object(Bucket=bucket, Key="a/merge_job.py")["ContentLength"] > 0
+    assert s3.client.head_object(Bucket=bucket, Key="a/cloudmerge")["ContentLength"] == os.path.getsize(BIN)
 
 
 def test_emr_unknown_cluster_is_an_error(s3):  # noqa: F811

@@ -167,9 +167,10 @@ def test_s3a_settings_come_from_the_aws_environment():
 
 
 def test_conformance_cases_through_s3a(spark, s3, oracle, tmp_path):
-    """Even cases: .gz inputs as s3:// (rewritten to s3a://), one file, --ordered,
-    one task per file. Odd: plain inputs as s3a://, part files, any order,
-    Spark's parallel line split (small_file_bytes=0)."""
+    """Even cases: .gz inputs as s3:// (rewritten to s3a:// for Hadoop), one file,
+    --ordered. Odd: plain inputs as s3a://, part files, any order. The tasks'
+    binary reads the objects with its own S3 client (one split per object) and
+    writes the parts; the single file is assembled through S3A."""
     bucket, out_bucket = s3.new_bucket("in"), s3.new_bucket("out")
 
     def one(item):
@@ -180,11 +181,11 @@ def test_conformance_cases_through_s3a(spark, s3, oracle, tmp_path):
         try:
             if gz:
                 stats = mj.merge(spark, f"s3://{bucket}/{x}", f"s3://{bucket}/{y}", f"s3://{out_bucket}/{name}.tsv",
-                                 ordered=True, single_file=True)
+                                 ordered=True, single_file=True, binary=BIN)
                 (tmp_path / f"{name}.tsv").write_bytes(get(s3, out_bucket, f"{name}.tsv"))
             else:
                 stats = mj.merge(spark, f"s3a://{bucket}/{x}", f"s3a://{bucket}/{y}", f"s3a://{out_bucket}/{name}",
-                                 ordered=False, small_file_bytes=0)
+                                 ordered=False, binary=BIN, partitions=3)
                 (tmp_path / f"{name}.tsv").write_bytes(parts_text(s3, out_bucket, name))
         except Exception as e:  # noqa: BLE001 - reported per case below
             return f"{name}: {type(e).__name__}: {mj.java_message(e)[:300]}"
@@ -209,7 +210,7 @@ def test_missing_input_object_writes_nothing(spark, s3):
     with pytest.raises(IOError, match=rf"s3a://{bucket}/basic_int/absent.tsv cannot be read: "
                                       r"java.io.FileNotFoundException"):
         mj.merge(spark, f"s3a://{bucket}/basic_int/x.tsv", f"s3a://{bucket}/basic_int/absent.tsv",
-                 f"s3a://{out_bucket}/parts")
+                 f"s3a://{out_bucket}/parts", binary=BIN)
     assert keys(s3, out_bucket) == []
 
 

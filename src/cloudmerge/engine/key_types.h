@@ -149,6 +149,7 @@ class KeyScan {
   const std::string& big_int() const { return big_int_; }
 
  private:
+  friend struct KeyScanCodec;  // split_tasks.cc: a split's scan sent to the driver (cluster path)
   uint64_t values_ = 0, plain_ints_ = 0;
   bool any_na_ = false;
   // int64 pass: the first non-NA value that is not an int64, and why.

@@ -22,6 +22,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
+}  // namespace
+
 std::string OutputHeader(const Table& x, const Table& y) {
   const auto& xn = x.column_names();
   const auto& yn = y.column_names();
@@ -40,6 +42,8 @@ std::string OutputHeader(const Table& x, const Table& y) {
   h.push_back('\n');
   return h;
 }
+
+namespace {
 
 // The in-memory join of one attempt (y whole in memory): scan y, then one of
 // three ways through x, chosen by what the output and options allow:

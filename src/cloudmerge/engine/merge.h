@@ -29,6 +29,11 @@ namespace cloudmerge {
 
 Status RunMerge(Env* env, const MergeOptions& options, MergeStats* stats);
 
+// The output's header line (with its '\n'): x's columns with _x, y's non-key columns with _y; for
+// two-column files keyed on the first, the script's ID_x, value_x, value_y.
+class Table;
+std::string OutputHeader(const Table& x, const Table& y);
+
 // Refuses (InvalidInput, naming the file, the data row and the value) a file whose
 // scan met an ID the chosen pandas reads in a way cloudmerge does not reproduce:
 // under pandas 3, an integer beyond 64 bits (KeyScan::big_int_at). Every engine calls it.

@@ -40,6 +40,15 @@ fs::path BinaryDir() {
   return ec ? fs::current_path() : self.parent_path();
 }
 
+// The binary the job's tasks run (`cloudmerge cluster-task`): $CLOUDMERGE_CLUSTER_BINARY (e.g.
+// the static build of scripts/package-lambda.sh, which runs on EMR's Amazon Linux), else this one.
+std::string ClusterBinary() {
+  if (const char* b = std::getenv("CLOUDMERGE_CLUSTER_BINARY"); b && *b) return b;
+  std::error_code ec;
+  fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? "cloudmerge" : self.string();
+}
+
 // $CLOUDMERGE_SPARK_SUBMIT, else the project's .venv (pyspark from PyPI), else PATH.
 std::string FindSparkSubmit() {
   if (const char* env = std::getenv("CLOUDMERGE_SPARK_SUBMIT"); env && *env) return env;
@@ -147,8 +156,15 @@ Status RunLocalSpark(const SparkEngineOptions& o, const SparkJob& j, SparkOutcom
   std::vector<std::string> args = {submit, "--master", o.master};
   for (auto& c : *classpath) args.push_back(c);
   for (auto& c : ConfArgs(o)) args.push_back(c);
+  // Executors elsewhere get the binary as a job file; local ones run it where it is.
+  if (o.master.rfind("local", 0) != 0) {
+    args.push_back("--files");
+    args.push_back(ClusterBinary());
+  }
   args.push_back(*script);
   for (auto& a : JobArgs(o, j, false)) args.push_back(a);
+  args.push_back("--cloudmerge-bin");
+  args.push_back(ClusterBinary());
   if (!o.s3_endpoint.empty()) {
     args.push_back("--s3-endpoint-url");
     args.push_back(o.s3_endpoint);
@@ -217,25 +233,39 @@ Status RunLocalSpark(const SparkEngineOptions& o, const SparkJob& j, SparkOutcom
 
 ClusterApiOptions ApiOptions(const SparkEngineOptions& o) { return {o.region, o.endpoint, o.transport}; }
 
-// Uploads merge_job.py under the artifacts prefix; returns its s3:// URI.
-Result<std::string> UploadJob(const SparkEngineOptions& o) {
+// Uploads `local` as `name` under the artifacts prefix; returns its s3:// URI.
+Result<std::string> UploadArtifact(const SparkEngineOptions& o, const std::string& local, const std::string& name,
+                                   const std::string& content_type);
+
+// Uploads merge_job.py and the binary its tasks run (shipped to executors with
+// spark-submit --files) under the artifacts prefix; returns the script's s3:// URI
+// and sets *binary_uri.
+Result<std::string> UploadJob(const SparkEngineOptions& o, std::string* binary_uri) {
+  auto script = FindSparkJobScript();
+  if (!script.ok()) return script.status();
+  auto bin = UploadArtifact(o, ClusterBinary(), "cloudmerge", "application/octet-stream");
+  if (!bin.ok()) return bin.status();
+  *binary_uri = *bin;
+  return UploadArtifact(o, *script, "merge_job.py", "text/x-python");
+}
+
+Result<std::string> UploadArtifact(const SparkEngineOptions& o, const std::string& local, const std::string& name,
+                                   const std::string& content_type) {
   std::string prefix = ToEmrUri(o.artifacts);
   if (prefix.rfind("s3://", 0) != 0)
     return Status::InvalidArgument("give --spark-artifacts s3://bucket/prefix/ (serve: --spark-artifacts, Lambda: "
                                    "CLOUDMERGE_SPARK_ARTIFACTS): the cluster reads the job script from there.");
-  auto script = FindSparkJobScript();
-  if (!script.ok()) return script.status();
-  std::ifstream in(*script, std::ios::binary);
+  std::ifstream in(local, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
-  if (!in && !in.eof()) return Status::IOError(fmt::format("cannot read the job script {}", *script));
+  if (!in && !in.eof()) return Status::IOError(fmt::format("cannot read {} to upload it as {}", local, name));
   if (prefix.back() != '/') prefix.push_back('/');
-  auto uri = S3Uri::Parse(prefix + "merge_job.py");
+  auto uri = S3Uri::Parse(prefix + name);
   if (!uri.ok()) return uri.status();
   if (!o.make_s3_client) return Status::Internal("no S3 client to upload the Spark job script with");
   auto client = o.make_s3_client();
   if (!client.ok()) return client.status();
-  auto put = (*client)->PutObject(*uri, text.str(), "text/x-python");
+  auto put = (*client)->PutObject(*uri, text.str(), content_type);
   if (!put.ok()) return put.status();
   return uri->ToString();
 }
@@ -292,10 +322,12 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
   EmrServerlessClient api(ApiOptions(o));
   std::string run_id = j.resume_id;
   if (run_id.empty()) {
-    auto script = UploadJob(o);
+    std::string binary;
+    auto script = UploadJob(o, &binary);
     if (!script.ok()) return script.status();
     JobRunRequest run;
-    for (auto& c : ConfArgs(o)) run.spark_submit_parameters += (run.spark_submit_parameters.empty() ? "" : " ") + c;
+    run.spark_submit_parameters = "--files " + binary;  // the binary the job's tasks run
+    for (auto& c : ConfArgs(o)) run.spark_submit_parameters += " " + c;
     run.client_token = j.client_token.empty() ? fmt::format("cloudmerge-{}-{}", std::time(nullptr), getpid())
                                               : j.client_token;
     run.application_id = o.application_id;
@@ -324,9 +356,10 @@ Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* 
   EmrClient api(ApiOptions(o));
   std::string step_id = j.resume_id;
   if (step_id.empty()) {
-    auto script = UploadJob(o);
+    std::string binary;
+    auto script = UploadJob(o, &binary);
     if (!script.ok()) return script.status();
-    std::vector<std::string> args = {"spark-submit", "--deploy-mode", "cluster"};
+    std::vector<std::string> args = {"spark-submit", "--deploy-mode", "cluster", "--files", binary};
     for (auto& c : ConfArgs(o)) args.push_back(c);
     args.push_back(*script);
     for (auto& a : JobArgs(o, j, true)) args.push_back(a);

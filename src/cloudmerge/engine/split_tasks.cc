@@ -1,0 +1,289 @@
+#include "cloudmerge/engine/split_tasks.h"
+
+#include <algorithm>
+#include <cstring>
+#include <queue>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/engine/join_hash_table.h"
+#include "cloudmerge/engine/join_keys.h"
+
+namespace cloudmerge {
+
+// KeyScan's counters as bytes (a friend of KeyScan: the fields stay private).
+struct KeyScanCodec {
+  static std::string Encode(const KeyScan& s) {
+    std::string out;
+    auto u64 = [&](uint64_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    u64(s.values_);
+    const bool flags[] = {s.any_na_,    s.int_broken_, s.int_broken_by_overflow_, s.uint_error_,
+                          s.uint_error_overflow_, s.seen_sint_, s.seen_uint_, s.all_float_,
+                          s.all_bool_,  s.lossy_int_};
+    for (bool f : flags) out.push_back(f ? 1 : 0);
+    out.push_back(static_cast<char>(s.rules_.version));
+    u64(s.big_int_at_);
+    out.append(s.big_int_);
+    return out;
+  }
+  static bool Decode(std::string_view b, KeyScan* s) {
+    constexpr size_t kFixed = 8 + 10 + 1 + 8;
+    if (b.size() < kFixed) return false;
+    std::memcpy(&s->values_, b.data(), 8);
+    bool* flags[] = {&s->any_na_,    &s->int_broken_, &s->int_broken_by_overflow_, &s->uint_error_,
+                     &s->uint_error_overflow_, &s->seen_sint_, &s->seen_uint_, &s->all_float_,
+                     &s->all_bool_,  &s->lossy_int_};
+    for (size_t i = 0; i < 10; ++i) *flags[i] = b[8 + i] != 0;
+    s->rules_.version = static_cast<PandasVersion>(b[18]);
+    std::memcpy(&s->big_int_at_, b.data() + 19, 8);
+    s->big_int_.assign(b.substr(kFixed));
+    return true;
+  }
+};
+
+std::string EncodeKeyScan(const KeyScan& scan) { return KeyScanCodec::Encode(scan); }
+bool DecodeKeyScan(std::string_view bytes, KeyScan* out) { return KeyScanCodec::Decode(bytes, out); }
+
+namespace {
+
+template <class T>
+void Put(std::string& out, T v) {
+  out.append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+template <class T>
+T Get(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+struct RecordView {
+  uint64_t pos;
+  std::string_view key, text;
+};
+
+// Calls fn(RecordView) for each record of a blob; false if the blob is damaged.
+template <class Fn>
+bool ForEachRecord(std::string_view blob, Fn&& fn) {
+  const char* p = blob.data();
+  const char* end = p + blob.size();
+  while (p < end) {
+    if (end - p < 16) return false;
+    uint64_t pos = Get<uint64_t>(p);
+    uint32_t klen = Get<uint32_t>(p + 8), tlen = Get<uint32_t>(p + 12);
+    p += 16;
+    if (static_cast<uint64_t>(end - p) < uint64_t{klen} + tlen) return false;
+    fn(RecordView{pos, {p, klen}, {p + klen, tlen}});
+    p += klen + tlen;
+  }
+  return true;
+}
+
+Status Damaged(const char* what) {
+  return Status::Internal(fmt::format("cluster task: the {} blob is damaged (cut short or not ours)", what));
+}
+
+}  // namespace
+
+void AppendFrame(std::string& out, uint32_t tag, std::string_view bytes) {
+  Put<uint32_t>(out, tag);
+  Put<uint64_t>(out, bytes.size());
+  out.append(bytes);
+}
+
+bool ParseFrames(std::string_view data, std::vector<Frame>* out) {
+  size_t p = 0;
+  while (p < data.size()) {
+    if (data.size() - p < 12) return false;
+    uint32_t tag = Get<uint32_t>(data.data() + p);
+    uint64_t n = Get<uint64_t>(data.data() + p + 4);
+    p += 12;
+    if (data.size() - p < n) return false;
+    out->push_back(Frame{tag, data.substr(p, n)});
+    p += n;
+  }
+  return true;
+}
+
+bool RecordStartAtOrAfter(std::string_view bytes, uint64_t base, uint64_t size, uint64_t pos, uint64_t* start) {
+  const uint64_t have_end = base + bytes.size();
+  for (uint64_t j = pos - 1;; ++j) {
+    if (j >= size) {
+      *start = size;
+      return true;
+    }
+    if (j >= have_end) return false;
+    char c = bytes[j - base];
+    if (c == '\n') {
+      *start = j + 1;
+      return true;
+    }
+    if (c == '\r') {
+      if (j + 1 >= size) {
+        *start = size;
+        return true;
+      }
+      if (j + 1 >= have_end) return false;  // "\r\n" or a lone "\r": the next byte decides
+      *start = bytes[j + 1 - base] == '\n' ? j + 2 : j + 1;
+      return true;
+    }
+  }
+}
+
+Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
+  out->scan = KeyScan(o.rules);
+  out->partitions.assign(o.partitions, std::string());
+  const size_t ki = table.key_index();
+  const size_t ncols = table.column_names().size();
+  uint64_t segment_offset = 0;
+  std::string text;
+  Record rec;
+  for (;;) {
+    std::string_view data = table.data();
+    if (o.stop_at_quote) {
+      for (const ChunkRange& c : table.chunks()) {
+        if (std::memchr(data.data() + c.begin, '"', c.end - c.begin) != nullptr) {
+          out->has_quote = true;
+          out->partitions.assign(o.partitions, std::string());
+          return Status::OK();
+        }
+      }
+    }
+    for (const ChunkRange& c : table.chunks()) {
+      ScanProblem problem;
+      bool ok = table.ScanChunk(c, rec, &problem, [&](const Record& r) {
+        std::string_view key = r.fields[ki].view();
+        out->scan.Add(key);
+        ++out->rows;
+        if (o.partitions == 0) return;
+        uint64_t h = o.hash_under_mode ? PartitionHashUnder(o.mode, key, o.rules) : PartitionHash(key, o.rules);
+        std::string& blob = out->partitions[PartitionAt(h, 0, o.partitions)];
+        // The output text: the record's own bytes when it has no '"' (then no
+        // field needs quoting and they are exactly what EncodeFields would make).
+        std::string_view t;
+        if (!r.has_quote_char && (o.keep_key_column || ncols == 1)) {
+          t = o.keep_key_column ? std::string_view(r.begin, r.end - r.begin) : std::string_view();
+        } else if (!r.has_quote_char && ki == 0) {
+          t = std::string_view(r.fields[1].data, r.end - r.fields[1].data);
+        } else if (!r.has_quote_char && ki == ncols - 1) {
+          t = std::string_view(r.begin, r.fields[ki].data - 1 - r.begin);
+        } else {
+          EncodeFields(r, o.keep_key_column ? std::string::npos : ki, text);
+          t = text;
+        }
+        Put<uint64_t>(blob, segment_offset + static_cast<uint64_t>(r.begin - data.data() + o.position_shift));
+        Put<uint32_t>(blob, static_cast<uint32_t>(key.size()));
+        Put<uint32_t>(blob, static_cast<uint32_t>(t.size()));
+        blob.append(key);
+        blob.append(t);
+      });
+      table.Release(c);
+      if (!ok) {
+        CM_RETURN_IF_ERROR(table.Intact());
+        return table.Error(problem);
+      }
+    }
+    segment_offset += data.size();
+    auto more = table.NextSegment();
+    if (!more.ok()) return more.status();
+    if (!*more) break;
+  }
+  CM_RETURN_IF_ERROR(table.Intact());
+  out->end_position = segment_offset + o.position_shift;
+  return Status::OK();
+}
+
+Result<uint64_t> JoinPartition(std::string_view x_records, std::string_view y_records, const JoinOptions& o,
+                               std::vector<std::string>* out) {
+  const uint32_t ranges = std::max<uint32_t>(o.ranges, 1);
+  out->assign(ranges, std::string());
+  std::vector<RecordView> ys;
+  if (!ForEachRecord(y_records, [&](const RecordView& r) { ys.push_back(r); })) return Damaged("y");
+  if (IsNumeric(o.x_mode) != IsNumeric(o.y_mode) || ys.empty()) {  // a number never equals a text
+    if (!ForEachRecord(x_records, [](const RecordView&) {})) return Damaged("x");
+    return uint64_t{0};
+  }
+  if (ys.size() > kMaxBuildRows)
+    return Status::Internal("cluster task: a join partition has more than 2^30 y rows; use more partitions");
+  const bool numeric = IsNumeric(o.y_mode);
+  std::vector<uint32_t> next(ys.size(), kNoRow);
+  NumericHashTable num(numeric ? ys.size() : 0);
+  TextHashTable txt(numeric ? 0 : ys.size());
+  for (size_t i = ys.size(); i-- > 0;) {
+    ProbeKey k;
+    if (!MakeKey(o.y_mode, ys[i].key, &k, o.rules)) continue;
+    next[i] = numeric ? num.Insert(k.num, k.hash, static_cast<uint32_t>(i))
+                      : txt.Insert(k.text, k.hash, static_cast<uint32_t>(i));
+  }
+  uint64_t matches = 0;
+  const uint64_t x_end = std::max<uint64_t>(o.x_end, 1);
+  bool ok = ForEachRecord(x_records, [&](const RecordView& x) {
+    ProbeKey k;
+    if (!MakeKey(o.x_mode, x.key, &k, o.rules)) return;
+    uint32_t j = numeric ? num.Find(k.num, k.hash) : txt.Find(k.text, k.hash);
+    if (j == kNoRow) return;
+    uint32_t r = static_cast<uint32_t>(
+        std::min<unsigned __int128>(ranges - 1, static_cast<unsigned __int128>(x.pos) * ranges / x_end));
+    std::string& blob = (*out)[r];
+    for (; j != kNoRow; j = next[j]) {
+      const RecordView& y = ys[j];
+      uint32_t len = static_cast<uint32_t>(x.text.size() + (o.y_has_values ? 1 + y.text.size() : 0));
+      Put<uint64_t>(blob, x.pos);
+      Put<uint32_t>(blob, len);
+      blob.append(x.text);
+      if (o.y_has_values) {
+        blob.push_back('\t');
+        blob.append(y.text);
+      }
+      ++matches;
+    }
+  });
+  if (!ok) return Damaged("x");
+  return matches;
+}
+
+Result<uint64_t> MergeMatches(const std::vector<std::string_view>& blobs,
+                              const std::function<Status(std::string_view)>& emit) {
+  struct Cursor {
+    const char* p;
+    const char* end;
+    uint64_t pos() const { return Get<uint64_t>(p); }
+  };
+  std::vector<Cursor> cursors;
+  for (std::string_view b : blobs)
+    if (!b.empty()) cursors.push_back(Cursor{b.data(), b.data() + b.size()});
+  // Ties cannot occur across blobs (an x row has one ID, so one partition);
+  // within a blob its matches stay in y order.
+  auto later = [&](size_t a, size_t b) { return cursors[a].pos() > cursors[b].pos(); };
+  std::priority_queue<size_t, std::vector<size_t>, decltype(later)> heap(later);
+  for (size_t i = 0; i < cursors.size(); ++i) heap.push(i);
+  std::string buf;
+  constexpr size_t kFlush = size_t{4} << 20;
+  uint64_t lines = 0;
+  while (!heap.empty()) {
+    size_t i = heap.top();
+    heap.pop();
+    Cursor& c = cursors[i];
+    const uint64_t pos = c.pos();
+    // All of this x row's matches are consecutive in its blob.
+    while (c.p < c.end) {
+      if (c.end - c.p < 12) return Damaged("match");
+      if (c.pos() != pos) break;
+      uint32_t len = Get<uint32_t>(c.p + 8);
+      if (static_cast<uint64_t>(c.end - c.p - 12) < len) return Damaged("match");
+      buf.append(c.p + 12, len);
+      buf.push_back('\n');
+      c.p += 12 + len;
+      ++lines;
+    }
+    if (c.p < c.end) heap.push(i);
+    if (buf.size() >= kFlush) {
+      CM_RETURN_IF_ERROR(emit(buf));
+      buf.clear();
+    }
+  }
+  if (!buf.empty()) CM_RETURN_IF_ERROR(emit(buf));
+  return lines;
+}
+
+}  // namespace cloudmerge

@@ -1,0 +1,389 @@
+#include "tools/cluster_task_command.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "cloudmerge/aws/uri_env.h"
+#include "cloudmerge/engine/merge.h"
+#include "cloudmerge/engine/split_tasks.h"
+#include "cloudmerge/engine/table_scan.h"
+#include "tools/s3_flags.h"
+
+namespace cloudmerge_cli {
+namespace {
+
+using cloudmerge::Env;
+using cloudmerge::KeyMode;
+using cloudmerge::Result;
+using cloudmerge::Status;
+
+constexpr uint32_t kSummaryTag = 0xffffffffu;
+
+int Fail(const Status& st) {
+  fmt::print(stderr, "Error [cloudmerge cluster-task]: {}\n", st.message());
+  return st.ExitCode();
+}
+
+// argv after the step: positionals and --name value / --flag options.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> opt;
+  std::string Get(const std::string& k, const std::string& dflt = "") const {
+    auto it = opt.find(k);
+    return it == opt.end() ? dflt : it->second;
+  }
+  uint64_t Num(const std::string& k, uint64_t dflt = 0) const {
+    auto it = opt.find(k);
+    return it == opt.end() ? dflt : std::stoull(it->second);
+  }
+  bool Has(const std::string& k) const { return opt.count(k) > 0; }
+};
+
+Args ParseArgs(int argc, char** argv, int first) {
+  static const char* kFlags[] = {"--allow-numeric-header", "--drop-key", "--no-y-values"};
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) != 0) {
+      a.positional.push_back(s);
+      continue;
+    }
+    bool flag = false;
+    for (const char* f : kFlags) flag |= s == f;
+    if (flag || i + 1 >= argc) a.opt[s] = "1";
+    else if (s == "--split") {  // two values
+      a.opt["--split-start"] = argv[++i];
+      if (i + 1 < argc) a.opt["--split-end"] = argv[++i];
+    } else {
+      a.opt[s] = argv[++i];
+    }
+  }
+  return a;
+}
+
+std::unique_ptr<Env> MakeEnv() {
+  cloudmerge::UriEnvOptions env_options;
+  env_options.make_s3_client = []() { return MakeS3Client(S3Flags{}); };
+  return cloudmerge::NewUriEnv(Env::Default(), env_options);
+}
+
+Status ReadAll(int fd, std::string* out) {
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n == 0) return Status::OK();
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(fmt::format("cluster task: reading standard input failed: {}", strerror(errno)));
+    }
+    out->append(buf, static_cast<size_t>(n));
+  }
+}
+
+Status WriteAll(std::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = write(1, data.data(), data.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(fmt::format("cluster task: writing standard output failed: {}", strerror(errno)));
+    }
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return Status::OK();
+}
+
+std::string JsonString(std::string_view s) {
+  std::string o = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') {
+      o.push_back('\\');
+      o.push_back(static_cast<char>(c));
+    } else if (c < 0x20) {
+      o += fmt::format("\\u{:04x}", c);
+    } else {
+      o.push_back(static_cast<char>(c));
+    }
+  }
+  return o + "\"";
+}
+
+// A test's way to kill a task mid-job (tests/e2e/test_spark_cluster.py): the
+// first process of `step` that creates the marker file kills itself, as a
+// lost executor or an OOM kill would; Spark must retry the task.
+void MaybeKillForTest(const char* step) {
+  const char* marker = std::getenv("CLOUDMERGE_TEST_KILL_TASK_ONCE");
+  if (marker == nullptr) return;
+  std::string m = marker;
+  size_t colon = m.find(':');
+  if (colon == std::string::npos || m.substr(0, colon) != step) return;
+  int fd = open(m.c_str() + colon + 1, O_CREAT | O_EXCL | O_WRONLY, 0644);
+  if (fd < 0) return;
+  close(fd);
+  raise(SIGKILL);
+}
+
+// ---- plan ---------------------------------------------------------------------
+
+int Plan(const Args& a) {
+  if (a.positional.size() != 2) return Fail(Status::InvalidArgument("cluster-task plan X Y: two inputs needed"));
+  auto env = MakeEnv();
+  bool allow = a.Has("--allow-numeric-header");
+  cloudmerge::SegmentSizes small{size_t{1} << 20, size_t{1} << 20, size_t{2} << 30, ""};
+  std::unique_ptr<cloudmerge::Table> t[2];
+  std::string json = "{";
+  // y first, as the native engine opens them (the first error reported is the same).
+  for (int i : {1, 0}) {
+    auto table = cloudmerge::Table::Open(env.get(), a.positional[i], a.Get(i ? "--y-key" : "--x-key", "1"), allow,
+                                         size_t{1} << 20, small);
+    if (!table.ok()) return Fail(table.status());
+    t[i] = std::move(table.value());
+  }
+  for (int i : {0, 1}) {
+    const auto& tb = *t[i];
+    bool splittable = !tb.streamed();
+    size_t body = tb.chunks().empty() ? tb.data().size() : tb.chunks().front().begin;
+    json += fmt::format("{}\"{}\": {{\"splittable\": {}, \"size\": {}, \"body\": {}, \"columns\": {}, \"key\": {}}}",
+                        i ? ", " : "", i ? "y" : "x", splittable ? "true" : "false", splittable ? tb.size() : 0,
+                        body, tb.column_names().size(), tb.key_index());
+  }
+  std::string header = cloudmerge::OutputHeader(*t[0], *t[1]);
+  header.pop_back();
+  json += ", \"header\": " + JsonString(header) + "}\n";
+  return WriteAll(json).ok() ? 0 : 4;
+}
+
+// ---- scan ---------------------------------------------------------------------
+
+// An input made of a file's header bytes followed by one split's bytes.
+class SliceEnv final : public Env {
+ public:
+  explicit SliceEnv(std::string bytes) : bytes_(std::move(bytes)) {}
+  Result<std::unique_ptr<cloudmerge::InputData>> ReadFile(const std::string&) override {
+    struct Data final : cloudmerge::InputData {
+      std::string_view b;
+      std::string_view bytes() const override { return b; }
+    };
+    auto d = std::make_unique<Data>();
+    d->b = bytes_;
+    return std::unique_ptr<cloudmerge::InputData>(std::move(d));
+  }
+  Result<std::unique_ptr<cloudmerge::WritableFile>> NewWritableFile(const std::string&) override {
+    return Status::Internal("SliceEnv is read-only");
+  }
+  Status RenameFile(const std::string&, const std::string&) override { return Status::Internal("read-only"); }
+  Status RemoveFile(const std::string&) override { return Status::Internal("read-only"); }
+
+ private:
+  std::string bytes_;
+};
+
+Status PRead(int fd, const std::string& path, uint64_t offset, size_t n, std::string* out) {
+  size_t old = out->size();
+  out->resize(old + n);
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = pread(fd, out->data() + old + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return Status::IOError(fmt::format("{}: reading failed: {}", path, strerror(errno)));
+    if (r == 0) return Status::IOError(fmt::format("{} is shorter than when the merge was planned: it changed "
+                                                   "while being read. Run again once it is no longer written.", path));
+    got += static_cast<size_t>(r);
+  }
+  return Status::OK();
+}
+
+// The header bytes and [start(S), start(E)) of a local file (record starts per RecordStartAtOrAfter).
+Status ReadSplit(const std::string& path, uint64_t body, uint64_t s, uint64_t e, uint64_t size, std::string* bytes,
+                 int64_t* shift) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::IOError(fmt::format("{} cannot be opened: {}", path, strerror(errno)));
+  struct Closer { int fd; ~Closer() { close(fd); } } closer{fd};
+  CM_RETURN_IF_ERROR(PRead(fd, path, 0, body, bytes));
+  auto start_of = [&](uint64_t pos, uint64_t* start) -> Status {
+    if (pos <= body) { *start = body; return Status::OK(); }
+    if (pos >= size) { *start = size; return Status::OK(); }
+    std::string window;
+    uint64_t base = pos - 1;
+    for (size_t want = 4096;; want *= 2) {
+      uint64_t n = std::min<uint64_t>(want, size - base);
+      window.clear();
+      CM_RETURN_IF_ERROR(PRead(fd, path, base, n, &window));
+      if (cloudmerge::RecordStartAtOrAfter(window, base, size, pos, start)) return Status::OK();
+    }
+  };
+  uint64_t from, to;
+  CM_RETURN_IF_ERROR(start_of(s, &from));
+  CM_RETURN_IF_ERROR(start_of(e, &to));
+  *shift = static_cast<int64_t>(from) - static_cast<int64_t>(body);
+  if (to > from) CM_RETURN_IF_ERROR(PRead(fd, path, from, to - from, bytes));
+  return Status::OK();
+}
+
+int Scan(const Args& a) {
+  if (a.positional.size() != 1) return Fail(Status::InvalidArgument("cluster-task scan FILE: one input needed"));
+  const std::string& path = a.positional[0];
+  cloudmerge::ScanOptions o;
+  o.partitions = static_cast<uint32_t>(a.Num("--partitions"));
+  o.keep_key_column = !a.Has("--drop-key");
+  if (a.Has("--hash-mode")) {
+    o.hash_under_mode = true;
+    o.mode = static_cast<KeyMode>(a.Num("--hash-mode"));
+  }
+  std::unique_ptr<Env> env;
+  std::string path_for_table = path;
+  if (a.Has("--split-start")) {
+    std::string bytes;
+    int64_t shift = 0;
+    Status st = ReadSplit(path, a.Num("--body"), a.Num("--split-start"), a.Num("--split-end"), a.Num("--size"),
+                          &bytes, &shift);
+    if (!st.ok()) return Fail(st);
+    o.position_shift = shift;
+    o.stop_at_quote = true;
+    env = std::make_unique<SliceEnv>(std::move(bytes));
+  } else {
+    env = MakeEnv();
+  }
+  auto table = cloudmerge::Table::Open(env.get(), path_for_table, a.Get("--key", "1"),
+                                       a.Has("--allow-numeric-header"), size_t{1} << 20);
+  if (!table.ok()) return Fail(table.status());
+  cloudmerge::SplitScan result;
+  Status st = cloudmerge::ScanTable(**table, o, &result);
+  if (!st.ok()) return Fail(st);
+  MaybeKillForTest("scan");
+  std::string summary;
+  uint64_t v[2] = {result.rows, result.end_position};
+  summary.append(reinterpret_cast<const char*>(v), sizeof v);
+  summary.push_back(result.has_quote ? 1 : 0);
+  summary += cloudmerge::EncodeKeyScan(result.scan);
+  std::string out;
+  cloudmerge::AppendFrame(out, kSummaryTag, summary);
+  if (!WriteAll(out).ok()) return 4;
+  for (uint32_t p = 0; p < result.partitions.size(); ++p) {
+    if (result.partitions[p].empty()) continue;
+    out.clear();
+    cloudmerge::AppendFrame(out, p, result.partitions[p]);
+    std::string().swap(result.partitions[p]);
+    if (!WriteAll(out).ok()) return 4;
+  }
+  return 0;
+}
+
+// ---- combine --------------------------------------------------------------------
+
+int Combine(const Args&) {
+  std::string in;
+  std::vector<cloudmerge::Frame> frames;
+  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
+  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged scan frames"));
+  cloudmerge::KeyScan all;
+  bool first = true;
+  for (const auto& f : frames) {
+    cloudmerge::KeyScan s;
+    if (!cloudmerge::DecodeKeyScan(f.bytes, &s)) return Fail(Status::Internal("cluster task: damaged KeyScan"));
+    if (first) all = s;
+    else all.Append(s);
+    first = false;
+  }
+  KeyMode m = all.Decide();
+  return WriteAll(fmt::format("{} {} {} {}\n", static_cast<int>(m), all.lossy_int() ? 1 : 0, all.values(),
+                              cloudmerge::KeyModeName(m)))
+                 .ok()
+             ? 0
+             : 4;
+}
+
+// ---- join ---------------------------------------------------------------------
+
+int Join(const Args& a) {
+  std::string in;
+  std::vector<cloudmerge::Frame> frames;
+  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
+  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged join frames"));
+  MaybeKillForTest("join");
+  // Sides arrive as several blobs (one per split, in file order): one buffer each.
+  std::string side[2];
+  for (int s : {0, 1}) {
+    size_t n = 0;
+    for (const auto& f : frames) n += f.tag == static_cast<uint32_t>(s) ? f.bytes.size() : 0;
+    side[s].reserve(n);
+    for (const auto& f : frames)
+      if (f.tag == static_cast<uint32_t>(s)) side[s].append(f.bytes);
+  }
+  std::string().swap(in);
+  cloudmerge::JoinOptions o;
+  o.x_mode = static_cast<KeyMode>(a.Num("--x-mode"));
+  o.y_mode = static_cast<KeyMode>(a.Num("--y-mode"));
+  o.y_has_values = !a.Has("--no-y-values");
+  o.ranges = static_cast<uint32_t>(a.Num("--ranges", 1));
+  o.x_end = a.Num("--x-end", 1);
+  std::vector<std::string> ranges;
+  auto matches = cloudmerge::JoinPartition(side[0], side[1], o, &ranges);
+  if (!matches.ok()) return Fail(matches.status());
+  std::string out;
+  for (uint32_t r = 0; r < ranges.size(); ++r) {
+    if (ranges[r].empty()) continue;
+    out.clear();
+    cloudmerge::AppendFrame(out, r, ranges[r]);
+    std::string().swap(ranges[r]);
+    if (!WriteAll(out).ok()) return 4;
+  }
+  return 0;
+}
+
+// ---- write --------------------------------------------------------------------
+
+int Write(const Args& a) {
+  if (a.positional.size() != 1) return Fail(Status::InvalidArgument("cluster-task write OUT: one output needed"));
+  std::string in;
+  std::vector<cloudmerge::Frame> frames;
+  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
+  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged match frames"));
+  auto env = MakeEnv();
+  auto out = cloudmerge::AtomicOutput::Open(env.get(), a.positional[0], /*compress_by_name=*/false);
+  if (!out.ok()) return Fail(out.status());
+  if (a.Has("--header")) {
+    if (Status st = (*out)->Append(a.Get("--header") + "\n"); !st.ok()) return Fail(st);
+  }
+  std::vector<std::string_view> blobs;
+  for (const auto& f : frames) blobs.push_back(f.bytes);
+  auto lines = cloudmerge::MergeMatches(blobs, [&](std::string_view b) { return (*out)->Append(b); });
+  if (!lines.ok()) return Fail(lines.status());
+  if (Status st = (*out)->Commit(); !st.ok()) return Fail(st);
+  return WriteAll(fmt::format("{}\n", *lines)).ok() ? 0 : 4;
+}
+
+}  // namespace
+
+int RunClusterTask(int argc, char** argv) {
+  if (argc < 2) {
+    fmt::print(stderr, "Error [cloudmerge cluster-task]: a step is needed: plan, scan, combine, join or write "
+                       "(an internal command of the Spark job, spark/merge_job.py)\n");
+    return 2;
+  }
+  std::string step = argv[1];
+  Args a = ParseArgs(argc, argv, 2);
+  try {
+    if (step == "plan") return Plan(a);
+    if (step == "scan") return Scan(a);
+    if (step == "combine") return Combine(a);
+    if (step == "join") return Join(a);
+    if (step == "write") return Write(a);
+  } catch (const std::exception& e) {  // std::stoull on a bad number
+    return Fail(Status::InvalidArgument(fmt::format("cluster-task {}: bad arguments ({})", step, e.what())));
+  }
+  return Fail(Status::InvalidArgument(fmt::format("cluster-task: unknown step '{}'", step)));
+}
+
+}  // namespace cloudmerge_cli

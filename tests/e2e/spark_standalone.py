@@ -41,16 +41,19 @@ def _tree_cpu_seconds(pid):
 
 
 class StandaloneCluster:
-    def __init__(self, base, workers=2, cores=1, memory="1g"):
+    def __init__(self, base, workers=2, cores=1, memory="1g", env=None):
         import pyspark
         self.home = pathlib.Path(pyspark.__file__).parent
         self.base = pathlib.Path(base)
         self.workers, self.cores, self.memory = workers, cores, memory
+        # Extra environment of the JVMs (and so of the executors): e.g. AWS credentials, as an
+        # instance role provides them to EMR's nodes.
+        self.env = dict(env or {})
         self.procs, self.logs = [], []
         self.master = None
 
     def _start(self, name, args):
-        env = dict(os.environ, SPARK_HOME=str(self.home), SPARK_LOCAL_IP="127.0.0.1",
+        env = dict(os.environ, **self.env, SPARK_HOME=str(self.home), SPARK_LOCAL_IP="127.0.0.1",
                    SPARK_LOG_DIR=str(self.base / "logs"), SPARK_NO_DAEMONIZE="1")
         log = open(self.base / f"{name}.log", "wb")
         self.logs.append(log)

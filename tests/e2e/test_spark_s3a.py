@@ -270,7 +270,7 @@ def fake_spark_submit(tmp_path):
 
 def test_engine_spark_s3_classpath_and_no_credentials_in_argv(s3, jars, tmp_path):
     """The spark-submit command line: the S3A jars from .tools/jars (driver classpath on a
-    local master, --jars elsewhere), the endpoint when given, no secret; the credentials
+    local master; on the driver's classpath and --jars elsewhere), the endpoint when given, no secret; the credentials
     reach it through the environment. Local paths get no jars."""
     submit = fake_spark_submit(tmp_path)
 
@@ -286,7 +286,7 @@ def test_engine_spark_s3_classpath_and_no_credentials_in_argv(s3, jars, tmp_path
     assert (tmp_path / "spark-submit.env").read_text().split() == sorted(
         k for k in s3.env() if k.startswith("AWS_"))
     a = argv("s3://in/x.tsv", "s3://in/y.tsv", "-o", tmp_path / "m.tsv", master="spark://127.0.0.1:7077")
-    assert a[a.index("--jars") + 1] == ",".join(jars) and "--driver-class-path" not in a
+    assert a[a.index("--jars") + 1] == ",".join(jars) and a[a.index("--driver-class-path") + 1] == ":".join(jars)
     a = argv(tmp_path / "x.tsv", tmp_path / "y.tsv", "-o", tmp_path / "m.tsv")
     assert "--driver-class-path" not in a and "--jars" not in a
     a = argv("--spark-conf", "spark.jars.packages=org.apache.hadoop:hadoop-aws:3.3.4", "s3://in/x.tsv",
@@ -325,3 +325,27 @@ def test_engine_spark_without_the_jars_says_how_to_get_them(s3, tmp_path):
     assert "CLOUDMERGE_SPARK_JARS names" in err and "does not exist" in err
     assert not (tmp_path / "out.tsv").exists()
 
+
+
+def test_engine_spark_on_the_standalone_cluster_reads_s3a_objects(s3, jars, oracle, tmp_path):
+    """The same job on a master and two worker JVMs (spark_standalone.py): the executors' native
+    tasks read the s3a:// objects (plain x, gzip y) from moto and the result is one object."""
+    from spark_standalone import StandaloneCluster
+
+    bucket, out_bucket = s3.new_bucket("in"), s3.new_bucket("out")
+    c = case("many_to_many")
+    s3.client.put_object(Bucket=bucket, Key="x.tsv", Body=(c / "x.tsv").read_bytes())
+    s3.client.put_object(Bucket=bucket, Key="y.tsv.gz", Body=gzip.compress((c / "y.tsv").read_bytes()))
+    # The workers hold the credentials and endpoint (as an instance role and the cluster's
+    # configuration would on EMR): spark-submit forwards no secret to the executors.
+    cluster = StandaloneCluster(tmp_path / "standalone", workers=2, cores=1, memory="1g", env=s3.env()).start()
+    try:
+        p = cm(s3, f"s3a://{bucket}/x.tsv", f"s3a://{bucket}/y.tsv.gz", "-o", f"s3a://{out_bucket}/merged.tsv",
+               master=cluster.master)
+    finally:
+        cluster.stop()
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 0, err[-3000:]
+    assert keys(s3, out_bucket) == ["merged.tsv"]
+    (tmp_path / "merged.tsv").write_bytes(get(s3, out_bucket, "merged.tsv"))
+    assert oracle_agrees(oracle, c / "expected.tsv", tmp_path / "merged.tsv")

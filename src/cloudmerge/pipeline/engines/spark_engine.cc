@@ -72,7 +72,10 @@ constexpr const char* kS3aJars[] = {"hadoop-aws-3.3.4.jar", "aws-java-sdk-bundle
 // --spark-conf takes care of the classpath. A local master runs the executors
 // inside the driver's JVM, so the jars go on the driver's classpath and are used
 // where they lie; --jars would copy the ~270 MB SDK bundle into every run's work
-// directory. Other masters get --jars (shipped to the executors).
+// directory. Other masters get them on the driver's classpath too (with --jars
+// alone the driver's Hadoop, loaded by the system class loader, cannot see them:
+// ClassNotFoundException for the SDK's classes, found on a standalone cluster)
+// and --jars, which ships them to the executors.
 Result<std::vector<std::string>> S3aClasspathArgs(const SparkEngineOptions& o, const SparkJob& j) {
   if (!IsS3Uri(j.x) && !IsS3Uri(j.y) && !IsS3Uri(j.out) && !IsS3Uri(j.stats_uri)) return std::vector<std::string>{};
   for (const auto& c : o.conf)
@@ -104,11 +107,14 @@ Result<std::vector<std::string>> S3aClasspathArgs(const SparkEngineOptions& o, c
           "or above {}. Run scripts/install-deps.sh (it fetches them with mvn), or set CLOUDMERGE_SPARK_JARS to "
           "their paths separated by commas.", kS3aJars[0], kS3aJars[1], BinaryDir().string()));
   }
-  std::string joined;
+  std::string class_path, shipped;
+  for (const auto& jar : jars) {
+    class_path += (class_path.empty() ? "" : ":") + jar;
+    shipped += (shipped.empty() ? "" : ",") + jar;
+  }
   bool local = o.master == "local" || o.master.rfind("local[", 0) == 0;
-  for (const auto& jar : jars) joined += (joined.empty() ? "" : local ? ":" : ",") + jar;
-  if (local) return std::vector<std::string>{"--driver-class-path", joined};
-  return std::vector<std::string>{"--jars", joined};
+  if (local) return std::vector<std::string>{"--driver-class-path", class_path};
+  return std::vector<std::string>{"--driver-class-path", class_path, "--jars", shipped};
 }
 
 // The job's own arguments (after the script). `emr`: S3 URIs as s3://.

@@ -224,7 +224,8 @@ class SmtpRecorder:
         import threading
 
         self.messages = []
-        self.lock = threading.Lock()
+        # Re-entrant: a test may hold it around reads of .subjects, which takes it too.
+        self.lock = threading.RLock()
 
     async def handle_DATA(self, server, session, envelope):
         import email

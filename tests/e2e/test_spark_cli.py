@@ -108,7 +108,7 @@ def test_emr_serverless_failures_are_reported(s3):  # noqa: F811
     p = cm(*base, "--execution-role-arn", "arn:aws:iam::999999999999:role/other", env=s3.env(), timeout=120)
     assert p.returncode == 4 and "Cross-account" in p.stderr.decode(), p.stderr.decode()
     p = cm(*base[:-6], "s3://in/x.tsv", "s3://in/y.tsv", "-o", "s3://out/m.tsv", env=s3.env(), timeout=120)
-    assert p.returncode == 2 and "--execution-role-arn" in p.stderr.decode()
+    assert p.returncode == 2 and "--emr-execution-role-arn" in p.stderr.decode()
 
 
 def test_emr_step_is_added_and_polled_until_timeout(s3):  # noqa: F811
@@ -121,8 +121,8 @@ def test_emr_step_is_added_and_polled_until_timeout(s3):  # noqa: F811
            "--poll-seconds", "0.2", "--timeout-minutes", "0.02", "--key", "gene",
            "s3://in/x.tsv", "s3://in/y.tsv", "-o", "s3://out/m.tsv", env=s3.env(), timeout=120)
     err = p.stderr.decode()
-    # moto never finishes a step: the wait ends at --timeout-minutes with a clear message.
-    assert p.returncode == 4 and "is still" in err and "--timeout-minutes" in err, err
+    # moto never finishes a step: the wait ends at --emr-timeout-minutes with a clear message.
+    assert p.returncode == 4 and "is still" in err and "--emr-timeout-minutes" in err, err
     steps = emr.list_steps(ClusterId=cluster)["Steps"]
     assert len(steps) == 1
     jar = steps[0]["Config"]

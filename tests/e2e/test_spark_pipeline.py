@@ -249,7 +249,7 @@ FAILURE = {"FailureDetails": {"Reason": "Step failed with exitCode 3.",
                                            "log: s3://logs/j-FAKE/steps/s-FAKE1/stderr.gz"]),
     ([("CANCELLED", {"StateChangeReason": {"Message": "Cancelled by user"}})], 4, ["ended CANCELLED: Cancelled by user"]),
     (["RUNNING", "INTERRUPTED"], 4, ["ended INTERRUPTED"]),
-    (["RUNNING"], 4, ["is still RUNNING after", "--timeout-minutes"]),
+    (["RUNNING"], 4, ["is still RUNNING after", "--emr-timeout-minutes"]),
 ], ids=["completed", "failed", "cancelled", "interrupted", "timeout"])
 def test_emr_step_terminal_states(s3, states, code, expect):  # noqa: F811
     bucket = s3.new_bucket("spark")

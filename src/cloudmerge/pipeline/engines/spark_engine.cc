@@ -304,7 +304,7 @@ Status Poll(const SparkEngineOptions& o, const SparkJob& j, const std::string& w
     double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / 60;
     if (o.timeout_minutes > 0 && minutes >= o.timeout_minutes) {
       outcome->final = true;
-      return Status::IOError(fmt::format("{} is still {} after {:.1f} minutes (--timeout-minutes); it keeps "
+      return Status::IOError(fmt::format("{} is still {} after {:.1f} minutes (--emr-timeout-minutes); it keeps "
                                          "running: cancel it in the console or wait longer.", what, s->state,
                                          minutes));
     }
@@ -322,8 +322,7 @@ Status Poll(const SparkEngineOptions& o, const SparkJob& j, const std::string& w
 Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* outcome) {
   if (o.application_id.empty() || o.execution_role_arn.empty())
     return Status::InvalidArgument("the emr-serverless engine needs an application ID and an execution role ARN "
-                                   "(merge: --application-id, --execution-role-arn; serve: --emr-application-id, "
-                                   "--emr-execution-role-arn; Lambda: CLOUDMERGE_EMR_APPLICATION_ID, "
+                                   "(merge and serve: --emr-application-id, --emr-execution-role-arn; Lambda: CLOUDMERGE_EMR_APPLICATION_ID, "
                                    "CLOUDMERGE_EMR_EXECUTION_ROLE_ARN).");
   EmrServerlessClient api(ApiOptions(o));
   std::string run_id = j.resume_id;
@@ -357,7 +356,7 @@ Status RunEmrServerless(const SparkEngineOptions& o, const SparkJob& j, SparkOut
 
 Status RunEmrStep(const SparkEngineOptions& o, const SparkJob& j, SparkOutcome* outcome) {
   if (o.cluster_id.empty())
-    return Status::InvalidArgument("the emr engine needs a cluster ID j-XXXXXXXX (merge: --cluster-id; serve: "
+    return Status::InvalidArgument("the emr engine needs a cluster ID j-XXXXXXXX (merge and serve: "
                                    "--emr-cluster-id; Lambda: CLOUDMERGE_EMR_CLUSTER_ID).");
   EmrClient api(ApiOptions(o));
   std::string step_id = j.resume_id;

@@ -102,7 +102,7 @@ def reclaim_spill(work, temp_dir, job_dir):
                            "--memory-limit", "4MiB", "--temp-dir", temp_dir], capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     (work / "reclaim.tsv").unlink()
-    return list(pathlib.Path(temp_dir).iterdir())
+    return sorted(pathlib.Path(temp_dir).rglob("*"))  # every path, so that a failure shows what was left
 
 
 # --- the promises -------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include "cloudmerge/io/spill_directory.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -190,8 +191,9 @@ TEST_F(SpillDirectoryTest, LiveSiblingsAreLeftAlone) {
 }
 
 TEST_F(SpillDirectoryTest, StagingDirectoriesGetAMinuteOfGrace) {
-  fs::path young = MakeDead(".cloudmerge-spill-999999-000000000000aaaa", 10, 20);
-  fs::path old = MakeDead(".cloudmerge-spill-999999-000000000000bbbb", 30, 40);
+  // A young staging directory of a live process (this one) may be between its mkdir and its flock: it stays.
+  fs::path young = MakeDead(fmt::format(".cloudmerge-spill-{}-000000000000aaaa", getpid()), 10, 20);
+  fs::path old = MakeDead(fmt::format(".cloudmerge-spill-{}-000000000000bbbb", getpid()), 30, 40);
   struct utimbuf long_ago {time(nullptr) - 3600, time(nullptr) - 3600};
   ASSERT_EQ(utime(old.c_str(), &long_ago), 0);
   uint64_t reclaimed = 0;
@@ -199,6 +201,41 @@ TEST_F(SpillDirectoryTest, StagingDirectoriesGetAMinuteOfGrace) {
   EXPECT_EQ(reclaimed, 70u);
   EXPECT_TRUE(fs::exists(young / "x-0.spill")) << "a run may be between its mkdir and its rename";
   EXPECT_FALSE(fs::exists(old));
+}
+
+// A run SIGKILLed between its mkdir and its rename (seen in the kill campaign under ASan): the next run removes
+// the young staging directory at once when the process its name carries is gone, not a minute later.
+TEST_F(SpillDirectoryTest, AYoungStagingDirectoryOfADeadProcessIsReclaimed) {
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) _exit(0);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);  // reaped: its pid names no process
+  fs::path orphan = MakeDead(fmt::format(".cloudmerge-spill-{}-000000000000cccc", child), 5, 6);
+  fs::path unmarked = root_ / fmt::format(".cloudmerge-spill-{}-000000000000dddd", child);  // killed before its marker
+  fs::create_directories(unmarked);
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  ASSERT_NE(d, nullptr);
+  EXPECT_EQ(reclaimed, 11u);
+  EXPECT_FALSE(fs::exists(orphan));
+  EXPECT_FALSE(fs::exists(unmarked));
+}
+
+// A live run's staging directory is locked from right after its mkdir: even old and with its process's pid
+// unknown, a reclaimer leaves it.
+TEST_F(SpillDirectoryTest, ALockedStagingDirectoryIsNeverReclaimed) {
+  fs::path held = MakeDead(".cloudmerge-spill-999999-000000000000eeee", 7, 8);
+  struct utimbuf long_ago {time(nullptr) - 3600, time(nullptr) - 3600};
+  ASSERT_EQ(utime(held.c_str(), &long_ago), 0);
+  int fd = open(held.c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(flock(fd, LOCK_EX), 0);
+  uint64_t reclaimed = 0;
+  auto d = Create(&reclaimed);
+  EXPECT_EQ(reclaimed, 0u);
+  EXPECT_TRUE(fs::exists(held / "x-0.spill"));
+  close(fd);
 }
 
 TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {

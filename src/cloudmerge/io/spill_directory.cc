@@ -20,15 +20,18 @@
 //    removal, dead too. A dead directory loses the files cloudmerge names
 //    itself (*.spill, .lock, the marker: regular files owned by this user),
 //    then the directory itself if that left it empty; anything else stays.
-//    Staging directories are left alone for a minute (their run may be
-//    between mkdir and rename). A spill-named directory without the marker is
-//    only rmdir'ed, which succeeds only when it is empty.
+//    A staging directory is locked too (flock on the directory itself, taken
+//    right after its mkdir); one whose lock is free is left alone for a minute
+//    (its run may be between mkdir and flock) unless the process its name
+//    carries is gone. A spill-named directory without the marker is only
+//    rmdir'ed, which succeeds only when it is empty.
 //  * The owner removes the directory when done (destructor) or on a fatal
 //    signal (a hook of env.h's handler, with the same descriptor-based,
 //    async-signal-safe code).
 #include "cloudmerge/io/spill_directory.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -206,6 +209,20 @@ void DisarmCleanup(int slot) {
 
 // ---- Reclaim ------------------------------------------------------------------------
 
+// True when the process that made the staging directory `name`
+// (.cloudmerge-spill-<pid>-<rand>) no longer exists. A run killed between its
+// mkdir and its rename leaves such a directory; without this the next run
+// would leave it for the grace minute. A pid reused since is seen as alive
+// (the directory then waits for the minute), so the test errs on keeping.
+bool StagingCreatorIsGone(std::string_view name) {
+  name.remove_prefix(kStagingPrefix.size());
+  long pid = 0;
+  size_t i = 0;
+  for (; i < name.size() && i < 10 && name[i] >= '0' && name[i] <= '9'; ++i) pid = pid * 10 + (name[i] - '0');
+  if (i == 0 || i >= name.size() || name[i] != '-' || pid <= 1) return false;
+  return kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
 // The spill directory `name` of ROOT (open as root_fd) if a dead run of this
 // user left it: emptied of cloudmerge's files and removed. Bytes freed.
 uint64_t ReclaimOne(int root_fd, const char* name, bool staging, time_t now) {
@@ -214,7 +231,11 @@ uint64_t ReclaimOne(int root_fd, const char* name, bool staging, time_t now) {
   uint64_t bytes = 0;
   struct stat st {}, marker {};
   const bool ours = fstat(dfd, &st) == 0 && st.st_uid == geteuid();
-  if (!ours || (staging && now - st.st_mtime < kStagingGraceSeconds)) {
+  // A staging directory's own lock is held by its live run (taken right after mkdir, kept after the rename).
+  const bool live_staging =
+      staging && (flock(dfd, LOCK_EX | LOCK_NB) != 0 ||
+                  (now - st.st_mtime < kStagingGraceSeconds && !StagingCreatorIsGone(name)));
+  if (!ours || live_staging) {
     close(dfd);
     return 0;
   }
@@ -402,6 +423,9 @@ Result<std::unique_ptr<SpillDirectory>> SpillDirectory::Create(const std::string
     };
     dir->dir_fd_ = openat(dir->root_fd_, staging.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dir->dir_fd_ < 0) return fail("open the new spill directory", errno);
+    // Marks the staging directory as alive for reclaimers (held for the run's life). Blocking: a reclaimer may
+    // hold it for the instant it takes to see the directory is young and its process alive.
+    if (flock(dir->dir_fd_, LOCK_EX) != 0) return fail("lock the new spill directory", errno);
     // Armed before anything is written, so that no signal can leave the directory behind.
     dir->slot_ = ArmCleanup(dir->root_fd_, root, dir->dir_fd_, suffix);
     int marker = openat(dir->dir_fd_, kMarkerName, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

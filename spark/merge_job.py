@@ -103,6 +103,68 @@ def run_binary(binary, args, data=b"", env=None):
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
 
+class BinaryTask:
+    """One `cloudmerge cluster-task ARGS` process fed and drained without joined copies (a
+    task's input is hundreds of MB): stdin gets the byte strings of feed() one after the
+    other; stdout is a pipe (frames(), text()) or a given file object (another process's
+    stdin); stderr goes to a temporary file, so that a chatty binary cannot block on it.
+    finish() waits and raises as raise_for() on a non-zero exit code."""
+
+    def __init__(self, binary, args, what, env=None, stdout=subprocess.PIPE):
+        import tempfile
+        self.what = what
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([binary, "cluster-task"] + [str(a) for a in args], stdin=subprocess.PIPE,
+                                     stdout=stdout, stderr=self.err, env=dict(os.environ, **env) if env else None)
+
+    def feed(self, chunks=()):
+        try:
+            for c in chunks:
+                self.proc.stdin.write(c)
+            self.proc.stdin.close()
+        except BrokenPipeError:  # it ended early: its exit code and stderr say why
+            pass
+        return self
+
+    def frames(self):
+        """Yields stdout's frames (tag, bytes) as they arrive, each read straight into its own
+        bytes object; then finish()."""
+        read = self.proc.stdout.read
+        try:
+            while True:
+                head = read(12)
+                if len(head) < 12:
+                    break
+                tag, n = struct.unpack("<IQ", head)
+                blob = read(n)
+                if len(blob) < n:
+                    break
+                yield tag, blob
+        finally:
+            self.finish()
+
+    def text(self):
+        out = self.proc.stdout.read()
+        self.finish()
+        return out.decode("utf-8", "replace")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.stdin.close()
+        self.proc.wait()
+        self.err.close()
+
+    def finish(self):
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        rc = self.proc.wait()
+        self.err.seek(0)
+        err = self.err.read().decode("utf-8", "replace")
+        self.err.close()
+        if rc != 0:
+            raise_for(rc, err, self.what)
+
+
 def task_message(stderr):
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
     msg = lines[-1] if lines else stderr
@@ -149,8 +211,10 @@ def binary_path(path):
 # Task functions (run in executors).
 
 def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=None):
-    """A task per split: (side, index, rows, end position, quote seen, KeyScan bytes,
-    {partition: record blob}, bad-input message or None)."""
+    """A task per split, feeding the shuffle: yields (partition, (side, index, record blob)) per
+    non-empty partition, and (partitions, (side, index, summary)) once, the summary being
+    (rows, end position, quote seen, KeyScan bytes, bad-input message or None): the driver
+    reads the summary partition alone (the shuffle's map outputs stay for the join)."""
     def run(item):
         side, index, path, split, plan = item
         args = ["scan", binary_path(path), "--key", keys[side], "--partitions", partitions]
@@ -158,62 +222,77 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=Non
             args.append("--drop-key")
         if allow_numeric_header:
             args.append("--allow-numeric-header")
-        if hash_mode.get(side) is not None:
-            args += ["--hash-mode", hash_mode[side]]
+        if hash_mode is not None:
+            args += ["--hash-mode", hash_mode]
         if split is not None:
             args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
-        rc, out, err = run_binary(find_binary(binary), args, env=env)
-        if rc == 3:
-            return side, index, 0, 0, False, b"", {}, task_message(err)
-        if rc != 0:
-            raise_for(rc, err, "scan %s" % path)
-        parts = frames(out)
-        summary = parts[0][1]
+        out = BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames()
+        try:
+            _, summary = next(out, (None, b""))  # the summary comes first, once the split is scanned
+            for tag, blob in out:
+                yield tag, (side, index, blob)
+        except InputError as e:  # a bad row: the driver reports it (from a whole-file scan)
+            yield partitions, (side, index, (0, 0, False, b"", str(e)))
+            return
         rows, end, quote = struct.unpack_from("<QQB", summary, 0)
-        blobs = {tag: blob for tag, blob in parts[1:]}
-        return side, index, rows, end, bool(quote), summary[17:], blobs, None
+        yield partitions, (side, index, (rows, end, bool(quote), summary[17:], None))
     return run
 
 
-def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, any_order_out=None, header=None, env=None):
+def input_frames(items, tag_of):
+    """Frame headers and blobs of `items` as a list of byte strings (the blobs are not copied)."""
+    chunks = []
+    for item in items:
+        tag, blob = tag_of(item)
+        chunks.append(struct.pack("<IQ", tag, len(blob)))
+        chunks.append(blob)
+    return chunks
+
+
+def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, summary_partition, any_order_out=None,
+              header=None, env=None):
     """A task per join partition: its x and y blobs (in split order) joined by the
-    binary. Ordered: yields (range, (partition, match blob)). Any order: writes
-    part-NNNNN of the output itself and yields its line count."""
+    binary. Ordered: yields (range, (partition, match blob)). Any order: the matches go
+    through an OS pipe into a `write` process that writes part-NNNNN; yields its line count."""
     def run(pidx, items):
-        blobs = sorted(items, key=lambda kv: (kv[1][0], kv[1][1]))  # x before y, splits in file order
-        data = b"".join(frame(0 if side == "x" else 1, blob) for _, (side, _, blob) in blobs)
+        if pidx == summary_partition:
+            return
+        blobs = sorted((v for _, v in items), key=lambda v: (v[0], v[1]))  # x before y, splits in file order
+        chunks = input_frames(blobs, lambda v: (0 if v[0] == "x" else 1, v[2]))
         del blobs
         args = ["join", "--x-mode", x_mode, "--y-mode", y_mode, "--ranges", ranges, "--x-end", x_end]
         if not y_values:
             args.append("--no-y-values")
         binary_file = find_binary(binary)
-        rc, out, err = run_binary(binary_file, args, data, env)
-        if rc != 0:
-            raise_for(rc, err, "join partition %d" % pidx)
+        what = "join partition %d" % pidx
         if any_order_out is None:
-            for tag, blob in frames(out):
+            for tag, blob in BinaryTask(binary_file, args, what, env).feed(chunks).frames():
                 yield tag, (pidx, blob)
             return
-        yield write_part(binary_file, any_order_out, pidx, out, header if pidx == 0 else None, env)
+        writer = part_writer(binary_file, any_order_out, pidx, header if pidx == 0 else None, env)
+        try:
+            BinaryTask(binary_file, args, what, env, stdout=writer.proc.stdin).feed(chunks).finish()
+        except BaseException:
+            writer.kill()  # no part from a failed join (its temporary is removed at the end)
+            raise
+        yield int(writer.feed().text().strip() or 0)  # feed() closes its stdin: the matches are all there
     return run
 
 
-def write_part(binary_file, out_dir, index, match_frames, header, env=None):
+def part_writer(binary_file, out_dir, index, header, env=None):
+    """The `write` process of part-NNNNN (the header in part 0); it prints its line count."""
     args = ["write", binary_path(out_dir.rstrip("/")) + "/part-%05d" % index]
     if header is not None:
         args += ["--header", header]
-    rc, out, err = run_binary(binary_file, args, match_frames, env)
-    if rc != 0:
-        raise_for(rc, err, "write part %d" % index)
-    return int(out.decode().strip() or 0)
+    return BinaryTask(binary_file, args, "write part %d" % index, env)
 
 
 def write_task(binary, out_dir, header, env=None):
     """A task per range of x positions: merges the partitions' matches by x
     position and writes part-NNNNN (the header in part 0)."""
     def run(ridx, items):
-        data = b"".join(frame(p, blob) for _, (p, blob) in items)
-        yield write_part(find_binary(binary), out_dir, ridx, data, header if ridx == 0 else None, env)
+        writer = part_writer(find_binary(binary), out_dir, ridx, header if ridx == 0 else None, env)
+        yield int(writer.feed(input_frames(items, lambda kv: kv[1])).text().strip() or 0)
     return run
 
 
@@ -250,10 +329,11 @@ def combine(binary, scans):
     return int(mode), lossy == "1", name
 
 
-class SideScan:
-    def __init__(self, rdd, results):
-        self.rdd = rdd  # persisted scan results, with the blobs
-        self.results = sorted(results, key=lambda r: r[0])  # (index, rows, end, quote, keyscan, error)
+def to_partition(p):
+    """The shuffles' partitioner: the key is the partition. One function object, so that
+    Spark sees x's and y's shuffles as partitioned alike and their union as co-partitioned
+    (partition i of the union = partition i of each side, no further shuffle)."""
+    return p
 
 
 def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1", y_key="1",
@@ -262,7 +342,6 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     split_bytes: inputs are read in splits of this size (tests lower it);
     partitions: join partitions (default from the input sizes and the parallelism);
     s3_endpoint: the S3 endpoint the binary uses (default: its environment's)."""
-    from pyspark import StorageLevel
     sc = spark.sparkContext
     x_path, y_path, out = (to_hadoop_uri(sc, p) for p in (x_path, y_path, out))
     require_s3a(sc, (x_path, y_path, out))
@@ -277,68 +356,62 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     if partitions is None:
         partitions = max(sc.defaultParallelism, int(math.ceil(total / float(PARTITION_BYTES))))
     fs_out = check_output_absent(sc, out, single_file)
+    summary_partition = partitions  # one more partition: the scans' summaries
 
-    persisted = []
+    def shuffled(side, whole=False, hash_mode=None):
+        """The side's records shuffled to the join partitions by one scan task per split (the
+        whole file as one split if `whole`); lazy: the first job that reads it runs the scans."""
+        splits = [None] if whole else split_ranges(plan[side], split_bytes)
+        items = [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
+        return sc.parallelize(items, len(items)).flatMap(
+            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env)).partitionBy(
+            partitions + 1, to_partition)
 
-    def scan(which, whole=(), hash_mode=None):
-        """One Spark job scanning the splits of the sides in `which` (a side in
-        `whole` as one split); {side: SideScan} over one persisted RDD."""
-        items = []
-        for side in which:
-            splits = [None] if side in whole else split_ranges(plan[side], split_bytes)
-            items += [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
-        rdd = sc.parallelize(items, len(items)).map(
-            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode or {}, env))
-        rdd = rdd.persist(StorageLevel.MEMORY_AND_DISK)
-        persisted.append(rdd)
-        results = rdd.map(lambda r: (r[0], (r[1], r[2], r[3], r[4], r[5], r[7]))).collect()
-        return {side: SideScan(rdd.filter(lambda r, side=side: r[0] == side),
-                               [res for sd, res in results if sd == side]) for side in which}
+    def summaries(rdd):
+        """{side: [(rows, end, quote, KeyScan, error)] in split order}: a job that runs the scans
+        (their shuffle outputs stay for the join) and reads only the summary partition."""
+        got = sc.runJob(rdd, lambda it: [v for _, v in it], [summary_partition])
+        return {side: [r for _, _, r in sorted(v for v in got if v[0] == side)] for side in {v[0] for v in got}}
 
-    sides = scan(("x", "y"))
+    sides = {side: shuffled(side) for side in "xy"}
+    results = summaries(sides["x"].union(sides["y"]))
     # A '"' may hide line breaks: such a file is read again as one split (its splits' rows, even
     # their errors, may be cut wrongly).
-    quoted = {side for side in sides if any(r[3] for r in sides[side].results)}
-    if quoted:
-        sides.update(scan(sorted(quoted), whole=quoted))
+    for side in "xy":
+        if len(results[side]) > 1 and any(r[2] for r in results[side]):
+            sides[side] = shuffled(side, whole=True)
+            results.update(summaries(sides[side]))
     for side in ("y", "x"):  # y first, as the native engine reads them: the same first error
-        bad = [r[5] for r in sides[side].results if r[5]]
-        if bad and len(sides[side].results) > 1:  # the message's line numbers: a read of the whole file
-            bad = [r[5] for r in scan((side,), whole={side})[side].results if r[5]] or bad
+        bad = [r[4] for r in results[side] if r[4]]
+        if bad and len(results[side]) > 1:  # the message's line numbers: a read of the whole file
+            bad = [r[4] for r in summaries(shuffled(side, whole=True))[side] if r[4]] or bad
         if bad:
-            for rdd in persisted:
-                rdd.unpersist()
             raise InputError(bad[0])
     modes = {}
     for side in ("x", "y"):
-        mode, lossy, name = combine(driver_bin, [r[4] for r in sides[side].results])
+        mode, lossy, name = combine(driver_bin, [r[3] for r in results[side]])
         if mode == FLOAT64 and lossy:  # partition by the decided type's hash (join_keys.h PartitionHashUnder)
-            whole = {side} if len(sides[side].results) == 1 else set()
-            sides.update(scan((side,), whole=whole, hash_mode={side: mode}))
+            sides[side] = shuffled(side, whole=len(results[side]) == 1, hash_mode=mode)
         modes[side] = (mode, name)
-    x_end = max(r[2] for r in sides["x"].results)
+    x_end = max(r[1] for r in results["x"])
     y_values = plan["y"]["columns"] > 1
     header = plan["header"]
     target = out + ".parts-" + uuid.uuid4().hex[:8] if single_file else out
     mkdirs(sc, target)
 
-    records = sides["x"].rdd.union(sides["y"].rdd).flatMap(
-        lambda r: [(p, (r[0], r[1], blob)) for p, blob in r[6].items()])
-    shuffled = records.partitionBy(partitions, lambda p: p)
+    records = sides["x"].union(sides["y"])  # co-partitioned: the join reads the scans' shuffle outputs
     if ordered:
         ranges = partitions
-        matches = shuffled.mapPartitionsWithIndex(
-            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end, env=env))
-        lines = matches.partitionBy(ranges, lambda r: r).mapPartitionsWithIndex(
+        matches = records.mapPartitionsWithIndex(
+            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end, summary_partition, env=env))
+        lines = matches.partitionBy(ranges, to_partition).mapPartitionsWithIndex(
             write_task(binary, target, header, env)).collect()
     else:
-        lines = shuffled.mapPartitionsWithIndex(
-            join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, any_order_out=target,
-                      header=header, env=env)).collect()
-    for rdd in persisted:
-        rdd.unpersist()
+        lines = records.mapPartitionsWithIndex(
+            join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, summary_partition,
+                      any_order_out=target, header=header, env=env)).collect()
     finish_output(sc, target, out, single_file, fs_out)
-    return {"x_rows": sum(r[1] for r in sides["x"].results), "y_rows": sum(r[1] for r in sides["y"].results),
+    return {"x_rows": sum(r[0] for r in results["x"]), "y_rows": sum(r[0] for r in results["y"]),
             "x_mode": modes["x"][1], "y_mode": modes["y"][1], "output_rows": sum(lines)}
 
 

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -92,6 +93,47 @@ Status ReadAll(int fd, std::string* out) {
   }
 }
 
+// Frames read from a pipe, each straight into its own buffer (no growing buffer, no copy:
+// a task's input is hundreds of MB).
+struct InputFrames {
+  std::vector<std::unique_ptr<char[]>> buffers;
+  std::vector<cloudmerge::Frame> frames;
+};
+
+Status ReadExactly(int fd, char* p, size_t n, size_t* got) {
+  *got = 0;
+  while (*got < n) {
+    ssize_t r = read(fd, p + *got, n - *got);
+    if (r == 0) return Status::OK();
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return Status::IOError(fmt::format("cluster task: reading standard input failed: {}", strerror(errno)));
+    }
+    *got += static_cast<size_t>(r);
+  }
+  return Status::OK();
+}
+
+Status ReadFrames(int fd, const char* what, InputFrames* out) {
+  for (;;) {
+    char head[12];
+    size_t got;
+    CM_RETURN_IF_ERROR(ReadExactly(fd, head, sizeof head, &got));
+    if (got == 0) return Status::OK();
+    uint32_t tag;
+    uint64_t n;
+    std::memcpy(&tag, head, 4);
+    std::memcpy(&n, head + 4, 8);
+    if (got < sizeof head || n > (uint64_t{1} << 40))
+      return Status::Internal(fmt::format("cluster task: damaged {} frames", what));
+    auto buf = std::unique_ptr<char[]>(new char[n ? n : 1]);  // uninitialised: read() fills it
+    CM_RETURN_IF_ERROR(ReadExactly(fd, buf.get(), n, &got));
+    if (got < n) return Status::Internal(fmt::format("cluster task: damaged {} frames (cut short)", what));
+    out->frames.push_back(cloudmerge::Frame{tag, std::string_view(buf.get(), n)});
+    out->buffers.push_back(std::move(buf));
+  }
+}
+
 Status WriteAll(std::string_view data) {
   while (!data.empty()) {
     ssize_t n = write(1, data.data(), data.size());
@@ -102,6 +144,16 @@ Status WriteAll(std::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return Status::OK();
+}
+
+// A frame on standard output: its header, then the bytes as they are (no framed copy).
+Status WriteFrame(uint32_t tag, std::string_view bytes) {
+  char head[12];
+  uint64_t n = bytes.size();
+  std::memcpy(head, &tag, 4);
+  std::memcpy(head + 4, &n, 8);
+  CM_RETURN_IF_ERROR(WriteAll(std::string_view(head, sizeof head)));
+  return WriteAll(bytes);
 }
 
 std::string JsonString(std::string_view s) {
@@ -267,15 +319,11 @@ int Scan(const Args& a) {
   summary.append(reinterpret_cast<const char*>(v), sizeof v);
   summary.push_back(result.has_quote ? 1 : 0);
   summary += cloudmerge::EncodeKeyScan(result.scan);
-  std::string out;
-  cloudmerge::AppendFrame(out, kSummaryTag, summary);
-  if (!WriteAll(out).ok()) return 4;
+  if (!WriteFrame(kSummaryTag, summary).ok()) return 4;
   for (uint32_t p = 0; p < result.partitions.size(); ++p) {
     if (result.partitions[p].empty()) continue;
-    out.clear();
-    cloudmerge::AppendFrame(out, p, result.partitions[p]);
+    if (!WriteFrame(p, result.partitions[p]).ok()) return 4;
     std::string().swap(result.partitions[p]);
-    if (!WriteAll(out).ok()) return 4;
   }
   return 0;
 }
@@ -307,21 +355,15 @@ int Combine(const Args&) {
 // ---- join ---------------------------------------------------------------------
 
 int Join(const Args& a) {
-  std::string in;
-  std::vector<cloudmerge::Frame> frames;
-  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
-  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged join frames"));
+  InputFrames in;
+  if (Status st = ReadFrames(0, "join", &in); !st.ok()) return Fail(st);
   MaybeKillForTest("join");
-  // Sides arrive as several blobs (one per split, in file order): one buffer each.
-  std::string side[2];
-  for (int s : {0, 1}) {
-    size_t n = 0;
-    for (const auto& f : frames) n += f.tag == static_cast<uint32_t>(s) ? f.bytes.size() : 0;
-    side[s].reserve(n);
-    for (const auto& f : frames)
-      if (f.tag == static_cast<uint32_t>(s)) side[s].append(f.bytes);
+  // Sides arrive as several blobs (one per split, in file order), joined as they are.
+  std::vector<std::string_view> side[2];
+  for (const auto& f : in.frames) {
+    if (f.tag > 1) return Fail(Status::Internal("cluster task: damaged join frames (a tag other than x or y)"));
+    side[f.tag].push_back(f.bytes);
   }
-  std::string().swap(in);
   cloudmerge::JoinOptions o;
   o.x_mode = static_cast<KeyMode>(a.Num("--x-mode"));
   o.y_mode = static_cast<KeyMode>(a.Num("--y-mode"));
@@ -331,13 +373,11 @@ int Join(const Args& a) {
   std::vector<std::string> ranges;
   auto matches = cloudmerge::JoinPartition(side[0], side[1], o, &ranges);
   if (!matches.ok()) return Fail(matches.status());
-  std::string out;
+  in = InputFrames();  // the records' memory back before the output is written
   for (uint32_t r = 0; r < ranges.size(); ++r) {
     if (ranges[r].empty()) continue;
-    out.clear();
-    cloudmerge::AppendFrame(out, r, ranges[r]);
+    if (!WriteFrame(r, ranges[r]).ok()) return 4;
     std::string().swap(ranges[r]);
-    if (!WriteAll(out).ok()) return 4;
   }
   return 0;
 }
@@ -346,10 +386,8 @@ int Join(const Args& a) {
 
 int Write(const Args& a) {
   if (a.positional.size() != 1) return Fail(Status::InvalidArgument("cluster-task write OUT: one output needed"));
-  std::string in;
-  std::vector<cloudmerge::Frame> frames;
-  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
-  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged match frames"));
+  InputFrames in;
+  if (Status st = ReadFrames(0, "match", &in); !st.ok()) return Fail(st);
   auto env = MakeEnv();
   auto out = cloudmerge::AtomicOutput::Open(env.get(), a.positional[0], /*compress_by_name=*/false);
   if (!out.ok()) return Fail(out.status());
@@ -357,7 +395,7 @@ int Write(const Args& a) {
     if (Status st = (*out)->Append(a.Get("--header") + "\n"); !st.ok()) return Fail(st);
   }
   std::vector<std::string_view> blobs;
-  for (const auto& f : frames) blobs.push_back(f.bytes);
+  for (const auto& f : in.frames) blobs.push_back(f.bytes);
   auto lines = cloudmerge::MergeMatches(blobs, [&](std::string_view b) { return (*out)->Append(b); });
   if (!lines.ok()) return Fail(lines.status());
   if (Status st = (*out)->Commit(); !st.ok()) return Fail(st);

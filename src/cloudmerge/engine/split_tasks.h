@@ -100,8 +100,11 @@ struct JoinOptions {
   uint32_t ranges = 1;
   uint64_t x_end = 1;
 };
-// Joins one partition; out[r] receives range r's match blob. Returns the matches.
-Result<uint64_t> JoinPartition(std::string_view x_records, std::string_view y_records, const JoinOptions& options,
+// Joins one partition whose records arrive as several blobs per side (one per split, in
+// file order; read as one sequence, never concatenated); out[r] receives range r's match
+// blob. Returns the matches.
+Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
+                               const std::vector<std::string_view>& y_records, const JoinOptions& options,
                                std::vector<std::string>* out);
 
 // ---- write ------------------------------------------------------------------------

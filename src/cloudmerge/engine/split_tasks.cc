@@ -8,6 +8,7 @@
 
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
+#include "cloudmerge/engine/probe_batch.h"
 
 namespace cloudmerge {
 
@@ -225,19 +226,42 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   std::vector<uint32_t> next(ys.size(), kNoRow);
   NumericHashTable num(numeric ? ys.size() : 0);
   TextHashTable txt(numeric ? 0 : ys.size());
-  for (size_t i = ys.size(); i-- > 0;) {
-    ProbeKey k;
-    if (!MakeKey(o.y_mode, ys[i].key, &k, o.rules)) continue;
-    next[i] = numeric ? num.Insert(k.num, k.hash, static_cast<uint32_t>(i))
-                      : txt.Insert(k.text, k.hash, static_cast<uint32_t>(i));
+  auto prefetch_slot = [&](const ProbeKey& k) { numeric ? num.Prefetch(k.hash) : txt.Prefetch(k.hash); };
+  // Build from the last row back (each chain then runs in file order), kProbeBatch rows at a
+  // time: their keys made and slots prefetched first, then inserted in the same order (a
+  // table this size misses the cache on nearly every slot).
+  struct Pending {
+    uint32_t row;
+    ProbeKey key;
+  };
+  Pending pending[kProbeBatch];
+  for (size_t end = ys.size(); end > 0;) {
+    size_t n = 0;
+    for (; end > 0 && n < kProbeBatch; --end) {
+      Pending& p = pending[n];
+      p.row = static_cast<uint32_t>(end - 1);
+      if (!MakeKey(o.y_mode, ys[end - 1].key, &p.key, o.rules)) continue;
+      prefetch_slot(p.key);
+      ++n;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const Pending& p = pending[i];
+      next[p.row] = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
+    }
   }
   uint64_t matches = 0;
   const uint64_t x_end = std::max<uint64_t>(o.x_end, 1);
-  bool ok = for_each(x_records, [&](const RecordView& x) {
-    ProbeKey k;
-    if (!MakeKey(o.x_mode, x.key, &k, o.rules)) return;
-    uint32_t j = numeric ? num.Find(k.num, k.hash) : txt.Find(k.text, k.hash);
-    if (j == kNoRow) return;
+  // Probe through ProbeBatch (probe_batch.h): slot, y row and y text prefetched stage by stage.
+  struct Probe {
+    RecordView x;
+    ProbeKey key;
+  };
+  ProbeBatch<Probe> batch;
+  auto find = [&](const Probe& p) { return numeric ? num.Find(p.key.num, p.key.hash) : txt.Find(p.key.text, p.key.hash); };
+  auto prefetch_row = [&](uint32_t j) { __builtin_prefetch(&ys[j]); };
+  auto prefetch_text = [&](uint32_t j) { __builtin_prefetch(ys[j].text.data()); };
+  auto emit = [&](const Probe& p, uint32_t j) {
+    const RecordView& x = p.x;
     uint32_t r = static_cast<uint32_t>(
         std::min<unsigned __int128>(ranges - 1, static_cast<unsigned __int128>(x.pos) * ranges / x_end));
     std::string& blob = (*out)[r];
@@ -253,7 +277,15 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
       }
       ++matches;
     }
+  };
+  bool ok = for_each(x_records, [&](const RecordView& x) {
+    Probe p{x, {}};
+    if (!MakeKey(o.x_mode, x.key, &p.key, o.rules)) return;
+    prefetch_slot(p.key);
+    batch.Add(p);
+    if (batch.full()) batch.Flush(find, prefetch_row, prefetch_text, emit);
   });
+  if (!batch.empty()) batch.Flush(find, prefetch_row, prefetch_text, emit);
   if (!ok) return Damaged("x");
   return matches;
 }

@@ -10,14 +10,18 @@ Wall, CPU seconds (the process tree's user+sys; for the cluster also the
 master's and workers' with their executors), input rows per CPU-second, ratios;
 every output must equal native's byte for byte.
 
-    .venv/bin/python bench/spark_bench.py --rows 10000000 [--no-legacy] [--no-write]
+    .venv/bin/python bench/spark_bench.py --rows 10000000 [--repeat 3] [--no-legacy] [--no-write]
 
-Runs one thing at a time. Logs in bench/data/<variant>.<rows>.log."""
+With --repeat N the variants run N times interleaved (native, then each Spark variant's fixed
+and full runs, then again...) and every figure is the median of its N values: on a shared
+machine a burst of someone else's load then spoils one run, not the table (the old Python job
+runs once). Runs one thing at a time. Logs in bench/data/<variant>.<rows>.log."""
 import argparse
 import datetime
 import filecmp
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -61,6 +65,7 @@ def main():
     ap.add_argument("--no-cluster", action="store_true", help="skip the standalone cluster")
     ap.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     ap.add_argument("--driver-memory", default="3g")
+    ap.add_argument("--repeat", type=int, default=1, help="interleaved runs of every variant; medians reported")
     a = ap.parse_args()
     data = pathlib.Path(a.data)
     rows = a.rows
@@ -74,10 +79,12 @@ def main():
         legacy.write_bytes(subprocess.run(["git", "-C", str(ROOT), "show", f"{LEGACY_REV}:spark/merge_job.py"],
                                           capture_output=True, check=True).stdout)
     out_n = data / "native.out.tsv"
-    results = []  # (variant, wall, cpu, fixed wall, fixed cpu, identical)
-    print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
-    native = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
-    results.append(("native", native[0], native[1], 0.0, 0.0, True))
+    runs = {}  # variant -> [(wall, cpu, fixed wall, fixed cpu, identical)], in the order of first appearance
+
+    def native():
+        print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
+        w, c = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
+        runs.setdefault("native", []).append((w, c, 0.0, 0.0, True))
 
     def spark(name, master, script, extra, cluster=None):
         conf = ["--conf", f"spark.driver.memory={a.driver_memory}", "--conf", "spark.ui.enabled=false"]
@@ -96,33 +103,44 @@ def main():
         w, c = run_once(cmd(x, y, out), data / f"{name.split()[0]}.{rows}.log", cpu)
         same = filecmp.cmp(out_n, out, shallow=False)
         out.unlink(missing_ok=True)
-        results.append((name, w, c, fixed[0], fixed[1], same))
+        runs.setdefault(name, []).append((w, c, fixed[0], fixed[1], same))
 
     job = ROOT / "spark" / "merge_job.py"
-    spark("native-tasks local[2]", "local[2]", job, ["--cloudmerge-bin", a.bin])
+    cluster = None
     if not a.no_cluster:
-        c = StandaloneCluster(data / "standalone", workers=2, cores=1, memory="2g").start()
-        try:
-            spark("native-tasks standalone 2x1", c.master, job, [], cluster=c)
-        finally:
-            c.stop()
-    if legacy:
-        spark("python-port local[2]", "local[2]", legacy, [])
+        cluster = StandaloneCluster(data / "standalone", workers=2, cores=1, memory="2g").start()
+    try:
+        for rep in range(a.repeat):
+            native()
+            spark("native-tasks local[2]", "local[2]", job, ["--cloudmerge-bin", a.bin])
+            if cluster:
+                spark("native-tasks standalone 2x1", cluster.master, job, [], cluster=cluster)
+            if legacy and rep == 0:
+                spark("python-port local[2]", "local[2]", legacy, [])
+    finally:
+        if cluster:
+            cluster.stop()
+    med = statistics.median
+    # Net = a run minus the fixed cost measured just before it (paired), then the median.
+    results = [(name, med(r[0] for r in rs), med(r[1] for r in rs), med(r[2] for r in rs),
+                med(max(r[0] - r[2], 1e-9) for r in rs), med(max(r[1] - r[3], 1e-9) for r in rs),
+                all(r[4] for r in rs)) for name, rs in runs.items()]
+    native = next(r for r in results if r[0] == "native")[1:3]
     out_rows = sum(1 for _ in open(out_n, "rb")) - 1
     out_n.unlink(missing_ok=True)
     lines = []
-    for name, w, c, fw, fc, same in results:
-        nw, nc = max(w - fw, 1e-9), max(c - fc, 1e-9)
+    for name, w, c, fw, nw, nc, same in results:
         lines.append(f"| {name} | {w:.1f} | {c:.1f} | {fw:.1f} | {nw:.1f} | {nc:.1f} | {rows * 2 / nc:,.0f} | "
                      f"{nw / native[0]:.1f}x | {(rows * 2 / native[1]) / (rows * 2 / nc):.1f}x | {same} |")
     table = ["| variant | wall s | CPU s | fixed wall s (1-row files) | net wall s | net CPU s | "
              "input rows per net CPU-second | net wall vs native | CPU per row vs native | output = native |",
              "|---|---|---|---|---|---|---|---|---|---|"] + lines
     text = "\n".join(table) + f"\n\n{rows:,} rows per side, {out_rows:,} output rows, {os.cpu_count()} cores, " \
+        f"{'medians of %d interleaved runs, ' % a.repeat if a.repeat > 1 else ''}" \
         f"load average at the end {os.getloadavg()[0]:.1f}."
     print(text)
     if not a.no_write:
-        cmd = f"`.venv/bin/python bench/spark_bench.py --rows {rows}`"
+        cmd = f"`.venv/bin/python bench/spark_bench.py --rows {rows}{' --repeat %d' % a.repeat if a.repeat > 1 else ''}`"
         with open(ROOT / "docs" / "benchmarks.md", "a") as f:
             f.write(f"\n## The cluster path: native tasks vs the Python port vs native ({datetime.date.today()})\n\n"
                     f"{cmd}\n\n{text}\n")

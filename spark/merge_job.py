@@ -126,20 +126,29 @@ class BinaryTask:
             pass
         return self
 
-    def frames(self):
-        """Yields stdout's frames (tag, bytes) as they arrive, each read straight into its own
-        bytes object; then finish()."""
-        read = self.proc.stdout.read
+    def frames(self, label=b""):
+        """Yields stdout's frames (tag, bytearray) as they arrive, each read straight into its own
+        buffer, which starts with `label` (a shuffle payload needs no further copy); then finish()."""
+        stdout = self.proc.stdout
+        k = len(label)
         try:
             while True:
-                head = read(12)
+                head = stdout.read(12)
                 if len(head) < 12:
                     break
                 tag, n = struct.unpack("<IQ", head)
-                blob = read(n)
-                if len(blob) < n:
+                buf = bytearray(k + n)
+                buf[:k] = label
+                view, got = memoryview(buf), k
+                while got < k + n:
+                    r = stdout.readinto(view[got:])
+                    if not r:
+                        break
+                    got += r
+                view.release()
+                if got < k + n:
                     break
-                yield tag, blob
+                yield tag, buf
         finally:
             self.finish()
 
@@ -210,13 +219,36 @@ def binary_path(path):
 # ---------------------------------------------------------------------------
 # Task functions (run in executors).
 
+def keep_zip_directories():
+    """PySpark's worker calls importlib.invalidate_caches() before every task; on Python 3.10+
+    every zipimporter of pyspark.zip (one per package imported from it) then re-reads the
+    archive's directory in pure Python: ~0.1-0.2 s of CPU per task, a third of the Python
+    workers' time on 10^7 rows (py-spy, docs/benchmarks.md). The archives do not change while a
+    worker lives, so their importers keep the directories they read (called first thing in
+    every task: the worker is reused, so every task after the first one of a worker gains)."""
+    import zipimport
+    if getattr(zipimport.zipimporter, "invalidate_caches", None) is not None:
+        zipimport.zipimporter.invalidate_caches = lambda self: None
+
+
+# Shuffled records are raw byte strings, not pickled objects (see raw_shuffle): a record
+# blob starts with LABEL (side: 0 x, 1 y; split index), which orders a join partition's
+# blobs; a summary is LABEL + a pickled tuple.
+LABEL = "<II"  # a format, not a struct.Struct: the task functions are pickled with their globals
+LABEL_SIZE = 8
+SIDES = ("x", "y")
+
+
 def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=None):
-    """A task per split, feeding the shuffle: yields (partition, (side, index, record blob)) per
-    non-empty partition, and (partitions, (side, index, summary)) once, the summary being
-    (rows, end position, quote seen, KeyScan bytes, bad-input message or None): the driver
-    reads the summary partition alone (the shuffle's map outputs stay for the join)."""
-    def run(item):
+    """A task per split, feeding raw_shuffle: yields partition, LABEL + record blob for every
+    non-empty partition, then `partitions` (the summary partition), LABEL + the pickled
+    summary (rows, end position, quote seen, KeyScan bytes, bad-input message or None): the
+    driver reads the summary partition alone (the shuffle's map outputs stay for the join)."""
+    import pickle
+
+    def scan(item):
         side, index, path, split, plan = item
+        label = struct.pack(LABEL, SIDES.index(side), index)
         args = ["scan", binary_path(path), "--key", keys[side], "--partitions", partitions]
         if side == "y":
             args.append("--drop-key")
@@ -226,39 +258,46 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=Non
             args += ["--hash-mode", hash_mode]
         if split is not None:
             args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
-        out = BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames()
+        out = BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames(label)
         try:
             _, summary = next(out, (None, b""))  # the summary comes first, once the split is scanned
+            summary = bytes(summary[len(label):])
             for tag, blob in out:
-                yield tag, (side, index, blob)
+                yield tag, blob
         except InputError as e:  # a bad row: the driver reports it (from a whole-file scan)
-            yield partitions, (side, index, (0, 0, False, b"", str(e)))
+            yield partitions, label + pickle.dumps((0, 0, False, b"", str(e)))
             return
         rows, end, quote = struct.unpack_from("<QQB", summary, 0)
-        yield partitions, (side, index, (rows, end, bool(quote), summary[17:], None))
+        yield partitions, label + pickle.dumps((rows, end, bool(quote), summary[17:], None))
+
+    def run(items):
+        keep_zip_directories()
+        for item in items:
+            yield from scan(item)
     return run
 
 
-def input_frames(items, tag_of):
-    """Frame headers and blobs of `items` as a list of byte strings (the blobs are not copied)."""
-    chunks = []
-    for item in items:
-        tag, blob = tag_of(item)
-        chunks.append(struct.pack("<IQ", tag, len(blob)))
-        chunks.append(blob)
-    return chunks
+def read_summary(payload):
+    """(side, index, summary) of a summary payload."""
+    import pickle
+    side, index = struct.unpack_from(LABEL, payload)
+    return SIDES[side], index, pickle.loads(payload[LABEL_SIZE:])
 
 
 def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, summary_partition, any_order_out=None,
               header=None, env=None):
-    """A task per join partition: its x and y blobs (in split order) joined by the
-    binary. Ordered: yields (range, (partition, match blob)). Any order: the matches go
-    through an OS pipe into a `write` process that writes part-NNNNN; yields its line count."""
+    """A task per join partition: its x and y blobs (in split order) joined by the binary.
+    Ordered: yields range, match blob (for raw_shuffle). Any order: the matches go through an
+    OS pipe into a `write` process that writes part-NNNNN; yields its line count."""
     def run(pidx, items):
+        keep_zip_directories()
         if pidx == summary_partition:
             return
-        blobs = sorted((v for _, v in items), key=lambda v: (v[0], v[1]))  # x before y, splits in file order
-        chunks = input_frames(blobs, lambda v: (0 if v[0] == "x" else 1, v[2]))
+        blobs = sorted(items, key=lambda b: struct.unpack_from(LABEL, b))  # x before y, splits in file order
+        chunks = []
+        for b in blobs:  # frames of the records after the label, without copying them
+            side = struct.unpack_from(LABEL, b)[0]
+            chunks += [struct.pack("<IQ", side, len(b) - LABEL_SIZE), memoryview(b)[LABEL_SIZE:]]
         del blobs
         args = ["join", "--x-mode", x_mode, "--y-mode", y_mode, "--ranges", ranges, "--x-end", x_end]
         if not y_values:
@@ -267,7 +306,7 @@ def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, summary_partition
         what = "join partition %d" % pidx
         if any_order_out is None:
             for tag, blob in BinaryTask(binary_file, args, what, env).feed(chunks).frames():
-                yield tag, (pidx, blob)
+                yield tag, blob
             return
         writer = part_writer(binary_file, any_order_out, pidx, header if pidx == 0 else None, env)
         try:
@@ -288,12 +327,44 @@ def part_writer(binary_file, out_dir, index, header, env=None):
 
 
 def write_task(binary, out_dir, header, env=None):
-    """A task per range of x positions: merges the partitions' matches by x
+    """A task per range of x positions: merges the partitions' match blobs (in any order) by x
     position and writes part-NNNNN (the header in part 0)."""
     def run(ridx, items):
+        keep_zip_directories()
         writer = part_writer(find_binary(binary), out_dir, ridx, header if ridx == 0 else None, env)
-        yield int(writer.feed(input_frames(items, lambda kv: kv[1])).text().strip() or 0)
+        chunks = []
+        for blob in items:
+            chunks += [struct.pack("<IQ", 0, len(blob)), blob]
+        yield int(writer.feed(chunks).text().strip() or 0)
     return run
+
+
+def raw_shuffle(rdd, pairs, partitions):
+    """rdd.mapPartitionsWithIndex(pairs) shuffled to `partitions` partitions, whose elements are
+    the byte strings `pairs` yields: pairs(index, iterator) yields (partition, bytes). This is
+    RDD.partitionBy without pickling: partitionBy pickles every bucket of values on the map side
+    and unpickles them on the reduce side, i.e. copies each blob of hundreds of MB several times
+    through io.BytesIO (about a fifth of the job's CPU on 10^7 rows). Here the blobs go to the
+    JVM as they are (PairwiseRDD reads the stream as key, value, key, value...; the key is the
+    partition, as PythonPartitioner expects from Python) and come back as they are
+    (NoOpSerializer). The result has `to_partition` as its partitioner, so two raw shuffles to
+    the same partitions union co-partitioned."""
+    from pyspark.rdd import RDD, Partitioner
+    from pyspark.serializers import NoOpSerializer, pack_long
+    sc = rdd.context
+
+    def keyed(index, it):
+        for p, payload in pairs(index, it):
+            yield pack_long(p)
+            yield payload
+    flat = rdd.mapPartitionsWithIndex(keyed, preservesPartitioning=True)
+    flat._bypass_serializer = True  # the byte strings are written as they are (NoOpSerializer)
+    jvm = sc._jvm
+    jpairs = jvm.PairwiseRDD(flat._jrdd.rdd()).asJavaPairRDD()
+    jrdd = jvm.PythonRDD.valueOfPair(jpairs.partitionBy(jvm.PythonPartitioner(partitions, id(to_partition))))
+    out = RDD(jrdd, sc, NoOpSerializer())
+    out.partitioner = Partitioner(partitions, to_partition)
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -363,14 +434,13 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
         whole file as one split if `whole`); lazy: the first job that reads it runs the scans."""
         splits = [None] if whole else split_ranges(plan[side], split_bytes)
         items = [(side, i, paths[side], s, plan[side]) for i, s in enumerate(splits)]
-        return sc.parallelize(items, len(items)).flatMap(
-            scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env)).partitionBy(
-            partitions + 1, to_partition)
+        scan = scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env)
+        return raw_shuffle(sc.parallelize(items, len(items)), lambda _, it: scan(it), partitions + 1)
 
     def summaries(rdd):
         """{side: [(rows, end, quote, KeyScan, error)] in split order}: a job that runs the scans
         (their shuffle outputs stay for the join) and reads only the summary partition."""
-        got = sc.runJob(rdd, lambda it: [v for _, v in it], [summary_partition])
+        got = sc.runJob(rdd, lambda it: [read_summary(v) for v in it], [summary_partition])
         return {side: [r for _, _, r in sorted(v for v in got if v[0] == side)] for side in {v[0] for v in got}}
 
     sides = {side: shuffled(side) for side in "xy"}
@@ -402,10 +472,9 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     records = sides["x"].union(sides["y"])  # co-partitioned: the join reads the scans' shuffle outputs
     if ordered:
         ranges = partitions
-        matches = records.mapPartitionsWithIndex(
-            join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end, summary_partition, env=env))
-        lines = matches.partitionBy(ranges, to_partition).mapPartitionsWithIndex(
-            write_task(binary, target, header, env)).collect()
+        matches = raw_shuffle(records, join_task(binary, modes["x"][0], modes["y"][0], y_values, ranges, x_end,
+                                                 summary_partition, env=env), ranges)
+        lines = matches.mapPartitionsWithIndex(write_task(binary, target, header, env)).collect()
     else:
         lines = records.mapPartitionsWithIndex(
             join_task(binary, modes["x"][0], modes["y"][0], y_values, 1, x_end, summary_partition,
@@ -612,10 +681,18 @@ def make_session(master=None, app_name="cloudmerge-merge", conf=None, s3a=None):
     """A session with adaptive execution and skew-join splitting on (settings
     given on the command line win). conf: extra settings (tests use it).
     s3a: S3A settings (s3a_settings()) for the session's Hadoop configuration."""
+    from pyspark import SparkConf, SparkContext
     from pyspark.sql import SparkSession
     b = SparkSession.builder.appName(app_name)
     if master:
         b = b.master(master)
+    SparkContext._ensure_initialized()  # the JVM, whose properties hold spark-submit's --master and --conf
+    given = SparkConf()
+    if (master or given.get("spark.master", "")).startswith("local") and not given.contains("spark.shuffle.compress") \
+            and "spark.shuffle.compress" not in (conf or {}):
+        # One machine: the shuffle goes through the local disk's page cache, not a network, and
+        # compressing it (lz4) only costs CPU: ~15% of the job's CPU on 10^7 rows.
+        b = b.config("spark.shuffle.compress", "false")
     for k, v in (conf or {}).items():
         b = b.config(k, v)
     spark = b.getOrCreate()

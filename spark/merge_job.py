@@ -20,11 +20,16 @@ Steps (docs/spark.md "How it stays exact"):
   1. plan (driver): the binary opens both inputs' headers: key columns, the
      output header, sizes, whether a file can be split (a local or S3 object
      read as is; .gz/.zst files are one split).
-  2. scan (a task per split): records + the split's KeyScan; a split that sees
-     a '"' (which may hide a line break) makes its file be read as one split.
-     The driver combines the KeyScans in file order with the binary (combine).
+  2. scan (a task per split): the split's records, one blob per join
+     partition, go straight into the shuffle; its summary (rows, KeyScan, a
+     '"' seen, a bad row) goes to one extra partition, which the driver reads
+     alone (the join then reuses the shuffle's map outputs: the inputs are read
+     once). A split that sees a '"' (which may hide a line break) makes its file
+     be read again as one split. The driver combines the KeyScans in file order
+     with the binary (combine).
   3. join (a task per partition of the type-independent partition hash): x's
      and y's records of that partition, in file order, joined natively.
+     Blobs cross the shuffles as raw byte strings, never pickled (raw_shuffle).
   4. write: with --ordered the matches are cut into ranges of x position, each
      range merged and written by one task (part-NNNNN), in the script's order;
      with --any-order each join task writes its part. Parts + _SUCCESS, or one
@@ -447,10 +452,11 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     results = summaries(sides["x"].union(sides["y"]))
     # A '"' may hide line breaks: such a file is read again as one split (its splits' rows, even
     # their errors, may be cut wrongly).
-    for side in "xy":
-        if len(results[side]) > 1 and any(r[2] for r in results[side]):
-            sides[side] = shuffled(side, whole=True)
-            results.update(summaries(sides[side]))
+    quoted = [side for side in "xy" if len(results[side]) > 1 and any(r[2] for r in results[side])]
+    for side in quoted:
+        sides[side] = shuffled(side, whole=True)
+    if quoted:  # one job for both
+        results.update(summaries(sides[quoted[0]].union(sides[quoted[-1]]) if len(quoted) == 2 else sides[quoted[0]]))
     for side in ("y", "x"):  # y first, as the native engine reads them: the same first error
         bad = [r[4] for r in results[side] if r[4]]
         if bad and len(results[side]) > 1:  # the message's line numbers: a read of the whole file
@@ -686,7 +692,8 @@ def make_session(master=None, app_name="cloudmerge-merge", conf=None, s3a=None):
     b = SparkSession.builder.appName(app_name)
     if master:
         b = b.master(master)
-    SparkContext._ensure_initialized()  # the JVM, whose properties hold spark-submit's --master and --conf
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its JVM holds --master and --conf
+        SparkContext._ensure_initialized()  # (otherwise the JVM starts with the builder's settings below)
     given = SparkConf()
     if (master or given.get("spark.master", "")).startswith("local") and not given.contains("spark.shuffle.compress") \
             and "spark.shuffle.compress" not in (conf or {}):

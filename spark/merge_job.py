@@ -131,11 +131,12 @@ class BinaryTask:
             pass
         return self
 
-    def frames(self, label=b""):
+    def frames(self, room=0):
         """Yields stdout's frames (tag, bytearray) as they arrive, each read straight into its own
-        buffer, which starts with `label` (a shuffle payload needs no further copy); then finish()."""
+        buffer after `room` bytes left for the caller (a shuffle payload's label: no further
+        copy); then finish()."""
         stdout = self.proc.stdout
-        k = len(label)
+        k = room
         try:
             while True:
                 head = stdout.read(12)
@@ -143,7 +144,6 @@ class BinaryTask:
                     break
                 tag, n = struct.unpack("<IQ", head)
                 buf = bytearray(k + n)
-                buf[:k] = label
                 view, got = memoryview(buf), k
                 while got < k + n:
                     r = stdout.readinto(view[got:])
@@ -237,23 +237,24 @@ def keep_zip_directories():
 
 
 # Shuffled records are raw byte strings, not pickled objects (see raw_shuffle): a record
-# blob starts with LABEL (side: 0 x, 1 y; split index), which orders a join partition's
-# blobs; a summary is LABEL + a pickled tuple.
-LABEL = "<II"  # a format, not a struct.Struct: the task functions are pickled with their globals
-LABEL_SIZE = 8
+# blob starts with LABEL (side: 0 x, 1 y; split index; piece of that split), which orders a
+# join partition's blobs; a summary is LABEL + a pickled tuple.
+LABEL = "<III"  # a format, not a struct.Struct: the task functions are pickled with their globals
+LABEL_SIZE = 12
 SIDES = ("x", "y")
 
 
 def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=None):
-    """A task per split, feeding raw_shuffle: yields partition, LABEL + record blob for every
-    non-empty partition, then `partitions` (the summary partition), LABEL + the pickled
-    summary (rows, end position, quote seen, KeyScan bytes, bad-input message or None): the
-    driver reads the summary partition alone (the shuffle's map outputs stay for the join)."""
+    """A task per split, feeding raw_shuffle: yields partition, LABEL + records for every piece
+    of records the binary streams out (up to 8 MiB each, a partition's pieces in file order),
+    then `partitions` (the summary partition), LABEL + the pickled summary (rows, end
+    position, quote seen, KeyScan bytes, bad-input message or None): the driver reads the
+    summary partition alone (the shuffle's map outputs stay for the join)."""
     import pickle
 
     def scan(item):
         side, index, path, split, plan = item
-        label = struct.pack(LABEL, SIDES.index(side), index)
+        code = SIDES.index(side)
         args = ["scan", binary_path(path), "--key", keys[side], "--partitions", partitions]
         if side == "y":
             args.append("--drop-key")
@@ -263,17 +264,21 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=Non
             args += ["--hash-mode", hash_mode]
         if split is not None:
             args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
-        out = BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames(label)
+        summary, piece = b"", 0
         try:
-            _, summary = next(out, (None, b""))  # the summary comes first, once the split is scanned
-            summary = bytes(summary[len(label):])
-            for tag, blob in out:
-                yield tag, blob
+            for tag, buf in BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames(LABEL_SIZE):
+                if tag == SUMMARY_TAG:  # the last frame, once the split is scanned
+                    summary = bytes(buf[LABEL_SIZE:])
+                    continue
+                struct.pack_into(LABEL, buf, 0, code, index, piece)
+                piece += 1
+                yield tag, buf
         except InputError as e:  # a bad row: the driver reports it (from a whole-file scan)
-            yield partitions, label + pickle.dumps((0, 0, False, b"", str(e)))
+            yield partitions, struct.pack(LABEL, code, index, 0) + pickle.dumps((0, 0, False, b"", str(e)))
             return
         rows, end, quote = struct.unpack_from("<QQB", summary, 0)
-        yield partitions, label + pickle.dumps((rows, end, bool(quote), summary[17:], None))
+        yield partitions, struct.pack(LABEL, code, index, 0) + pickle.dumps(
+            (rows, end, bool(quote), summary[17:], None))
 
     def run(items):
         keep_zip_directories()
@@ -285,7 +290,7 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=Non
 def read_summary(payload):
     """(side, index, summary) of a summary payload."""
     import pickle
-    side, index = struct.unpack_from(LABEL, payload)
+    side, index, _ = struct.unpack_from(LABEL, payload)
     return SIDES[side], index, pickle.loads(payload[LABEL_SIZE:])
 
 
@@ -298,7 +303,7 @@ def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, summary_partition
         keep_zip_directories()
         if pidx == summary_partition:
             return
-        blobs = sorted(items, key=lambda b: struct.unpack_from(LABEL, b))  # x before y, splits in file order
+        blobs = sorted(items, key=lambda b: struct.unpack_from(LABEL, b))  # x before y, in file order
         chunks = []
         for b in blobs:  # frames of the records after the label, without copying them
             side = struct.unpack_from(LABEL, b)[0]

@@ -310,6 +310,10 @@ int Scan(const Args& a) {
   auto table = cloudmerge::Table::Open(env.get(), path_for_table, a.Get("--key", "1"),
                                        a.Has("--allow-numeric-header"), size_t{1} << 20);
   if (!table.ok()) return Fail(table.status());
+  // Records go out as they are made, in frames of up to 8 MiB per partition (a partition's
+  // frames in file order); the summary frame comes last, once the split is scanned.
+  o.flush = [](uint32_t p, std::string_view blob) { return WriteFrame(p, blob); };
+  o.flush_bytes = std::max<uint64_t>(a.Num("--piece-bytes", o.flush_bytes), 1);  // tests lower it
   cloudmerge::SplitScan result;
   Status st = cloudmerge::ScanTable(**table, o, &result);
   if (!st.ok()) return Fail(st);
@@ -319,13 +323,7 @@ int Scan(const Args& a) {
   summary.append(reinterpret_cast<const char*>(v), sizeof v);
   summary.push_back(result.has_quote ? 1 : 0);
   summary += cloudmerge::EncodeKeyScan(result.scan);
-  if (!WriteFrame(kSummaryTag, summary).ok()) return 4;
-  for (uint32_t p = 0; p < result.partitions.size(); ++p) {
-    if (result.partitions[p].empty()) continue;
-    if (!WriteFrame(p, result.partitions[p]).ok()) return 4;
-    std::string().swap(result.partitions[p]);
-  }
-  return 0;
+  return WriteFrame(kSummaryTag, summary).ok() ? 0 : 4;
 }
 
 // ---- combine --------------------------------------------------------------------

@@ -6,9 +6,11 @@
 //   plan X Y [--x-key K] [--y-key K] [--allow-numeric-header]
 //        (driver) headers, key columns, output header, sizes: one JSON line
 //   scan FILE --key K [--allow-numeric-header] [--drop-key] [--partitions P]
-//        [--hash-mode M] [--split START END --size N --body B]
-//        one split (or the whole file): frames out, tag 0xffffffff the summary
-//        (u64 rows, u64 end position, u8 quote seen, KeyScan), tag p partition p
+//        [--hash-mode M] [--split START END --size N --body B] [--piece-bytes N]
+//        one split (or the whole file): frames out as the records are made, tag p
+//        partition p's records (frames of ~--piece-bytes, 8 MiB; a partition's frames in file
+//        order), and last, tag 0xffffffff the summary (u64 rows, u64 end position,
+//        u8 quote seen, KeyScan)
 //   combine   frames of KeyScans in file order in; "MODE LOSSY VALUES" out
 //   join --x-mode M --y-mode M [--no-y-values] [--ranges R --x-end N]
 //        frames in (tag 0 x records, tag 1 y records, each in order);

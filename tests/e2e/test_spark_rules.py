@@ -44,13 +44,17 @@ def plan(x, y):
     return mj.plan_inputs(BIN, str(x), str(y), "1", "1", False)
 
 
-def scan(path, p, split=None, partitions=2):
-    args = ["scan", str(path), "--partitions", partitions]
+def scan(path, p, split=None, partitions=2, extra=()):
+    args = ["scan", str(path), "--partitions", partitions, *extra]
     if split:
         args += ["--split", split[0], split[1], "--size", p["size"], "--body", p["body"]]
     fr = mj.frames(task(args))
-    rows, end, quote = struct.unpack_from("<QQB", fr[0][1])
-    return rows, end, bool(quote), fr[0][1][17:], {t: b for t, b in fr[1:]}
+    assert fr[-1][0] == mj.SUMMARY_TAG and all(t != mj.SUMMARY_TAG for t, _ in fr[:-1])  # the summary comes last
+    rows, end, quote = struct.unpack_from("<QQB", fr[-1][1])
+    blobs = {}
+    for t, b in fr[:-1]:  # a partition's records may come in several frames, in file order
+        blobs[t] = blobs.get(t, b"") + b
+    return rows, end, bool(quote), fr[-1][1][17:], blobs
 
 
 def decide(scans):
@@ -105,13 +109,34 @@ def test_a_quote_in_a_split_asks_for_a_whole_file_read(tmp_path):
     assert scan(f, p)[0] == 2  # the whole file: two records
 
 
+def test_scan_streams_records_in_pieces_in_file_order(tmp_path):
+    """A scan sends its records as they are made, a partition in several frames when it grows
+    past --piece-bytes (the task holds ~8 MiB per partition, not its whole output): the pieces,
+    in order, are the records of one whole blob, the summary comes last, and the join reads a
+    side given as many frames exactly as one."""
+    rows = "".join("%d\tv%d\n" % (i % 37, i) for i in range(3000))
+    (tmp_path / "x.tsv").write_text("ID\tv\n" + rows)
+    (tmp_path / "y.tsv").write_text("ID\tw\n" + rows[:2000])
+    pl = plan(tmp_path / "x.tsv", tmp_path / "y.tsv")
+    whole = scan(tmp_path / "x.tsv", pl["x"], partitions=3)
+    fr = mj.frames(task(["scan", str(tmp_path / "x.tsv"), "--partitions", 3, "--piece-bytes", 500]))
+    assert fr[-1][0] == mj.SUMMARY_TAG and len(fr) > 3 * 20
+    assert all(len(b) < 500 + 64 for _, b in fr[:-1])
+    assert scan(tmp_path / "x.tsv", pl["x"], partitions=3, extra=["--piece-bytes", 500]) == whole
+    y = scan(tmp_path / "y.tsv", pl["y"], partitions=3, extra=["--drop-key"])[4]
+    args = ["join", "--x-mode", 0, "--y-mode", 0, "--ranges", 2, "--x-end", whole[1]]
+    for part in range(3):
+        one = task(args, mj.frame(0, whole[4][part]) + mj.frame(1, y[part]))
+        pieces = b"".join(mj.frame(0, b) for t, b in fr[:-1] if t == part) + mj.frame(1, y[part])
+        assert task(args, pieces) == one
+
+
 def test_join_and_write_give_the_scripts_order(tmp_path):
     (tmp_path / "x.tsv").write_text("ID\tv\n7\ta\n007\tb\n8\tc\n7.0\td\n")
     (tmp_path / "y.tsv").write_text("ID\tw\n7\tp\n8\tq\n7\tr\n")
     pl = plan(tmp_path / "x.tsv", tmp_path / "y.tsv")
     x = scan(tmp_path / "x.tsv", pl["x"], partitions=3)
-    y = mj.frames(task(["scan", str(tmp_path / "y.tsv"), "--partitions", 3, "--drop-key"]))
-    y = {t: b for t, b in y[1:]}
+    y = scan(tmp_path / "y.tsv", pl["y"], partitions=3, extra=["--drop-key"])[4]
     xm, ym = mj.combine(BIN, [x[3]])[0], 0
     ranges = []
     for part in range(3):

@@ -136,7 +136,9 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
   out->partitions.assign(o.partitions, std::string());
   // A record is about its row's bytes + the ID + 16: reserving twice the segment's share per
   // partition (address space, faulted in only as written) avoids growing blobs by copies.
-  for (std::string& blob : out->partitions) blob.reserve(table.data().size() * 2 / o.partitions + 4096);
+  const size_t reserve = o.flush ? o.flush_bytes + (size_t{64} << 10) : table.data().size() * 2 / std::max(o.partitions, 1u);
+  for (std::string& blob : out->partitions) blob.reserve(reserve + 4096);
+  Status flushed;  // the first error of o.flush (a record callback cannot return one)
   const size_t ki = table.key_index();
   const size_t ncols = table.column_names().size();
   uint64_t segment_offset = 0;
@@ -161,7 +163,8 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
         ++out->rows;
         if (o.partitions == 0) return;
         uint64_t h = o.hash_under_mode ? PartitionHashUnder(o.mode, key, o.rules) : PartitionHash(key, o.rules);
-        std::string& blob = out->partitions[PartitionAt(h, 0, o.partitions)];
+        const uint32_t p = PartitionAt(h, 0, o.partitions);
+        std::string& blob = out->partitions[p];
         // The output text: the record's own bytes when it has no '"' (then no
         // field needs quoting and they are exactly what EncodeFields would make).
         std::string_view t;
@@ -180,8 +183,13 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
         Put<uint32_t>(blob, static_cast<uint32_t>(t.size()));
         blob.append(key);
         blob.append(t);
+        if (o.flush && blob.size() >= o.flush_bytes && flushed.ok()) {
+          flushed = o.flush(p, blob);
+          blob.clear();  // keeps its memory for the next records
+        }
       });
       table.Release(c);
+      CM_RETURN_IF_ERROR(flushed);
       if (!ok) {
         CM_RETURN_IF_ERROR(table.Intact());
         return table.Error(problem);
@@ -194,6 +202,12 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
   }
   CM_RETURN_IF_ERROR(table.Intact());
   out->end_position = segment_offset + o.position_shift;
+  if (o.flush) {
+    for (uint32_t p = 0; p < out->partitions.size(); ++p) {
+      if (!out->partitions[p].empty()) CM_RETURN_IF_ERROR(o.flush(p, out->partitions[p]));
+      std::string().swap(out->partitions[p]);
+    }
+  }
   return Status::OK();
 }
 

@@ -6,8 +6,8 @@
 //   scan      one split of a file (a byte range that starts and ends at record
 //             boundaries, or the whole file): validates its rows, returns the
 //             split's KeyScan (the counters pandas' type inference needs) and
-//             its rows as records (file position, ID, output text) in one blob
-//             per destination partition, by the out-of-core engine's
+//             its rows as records (file position, ID, output text) in blobs per
+//             destination partition (whole, or streamed in pieces), by the out-of-core engine's
 //             type-independent PartitionHash (so partitioning needs no types);
 //   combine   the splits' KeyScans appended in file order: the file's type,
 //             exactly as one pass over the whole file decides it;
@@ -85,6 +85,13 @@ struct ScanOptions {
   // is its file's header followed by the split's bytes: split start - header bytes).
   int64_t position_shift = 0;
   bool stop_at_quote = false;  // a split: a '"' means the file must be read whole
+  // Streaming: when set, a partition's blob is handed to flush(partition, blob) whenever it
+  // reaches flush_bytes (at a record boundary), and at the end, then reused: the task holds
+  // about partitions x flush_bytes, not its whole output, and writes into memory already
+  // mapped. A partition's flushed blobs, in order, are its records in file order. Unset: the
+  // blobs stay whole in SplitScan::partitions.
+  std::function<Status(uint32_t, std::string_view)> flush;
+  size_t flush_bytes = size_t{8} << 20;
 };
 
 // Scans every segment of `table` (its current segment first). Bad input:

@@ -24,8 +24,10 @@
 // file in one chunk).
 //
 // Blob formats (native byte order; producer and consumer are the same binary):
-//   record: u64 position | u32 ID bytes | u32 text bytes | ID | text
-//   match:  u64 x position | u32 line bytes | line (without '\n')
+//   record: varint position delta | varint ID bytes | varint text bytes | ID | text
+//   match:  varint x position delta | varint line bytes | line (without '\n')
+// (varints: LEB128; a position is stored as the difference from the previous
+// record's or match's in the same blob, the first one's from 0.)
 // Frames on a pipe: u32 tag | u64 bytes | bytes.
 //
 // Thread safety: pure functions and single-threaded tasks; each call owns its data.

@@ -85,6 +85,7 @@ def main():
         print(f"{rows:,} rows per side: native ...", file=sys.stderr, flush=True)
         w, c = run_once([a.bin, "merge", str(x), str(y), "-o", str(out_n)], data / f"native.{rows}.log")
         runs.setdefault("native", []).append((w, c, 0.0, 0.0, True))
+        print(f"  native: {w:.1f} s wall, {c:.1f} CPU-s", file=sys.stderr, flush=True)
 
     def spark(name, master, script, extra, cluster=None):
         conf = ["--conf", f"spark.driver.memory={a.driver_memory}", "--conf", "spark.ui.enabled=false"]
@@ -104,6 +105,8 @@ def main():
         same = filecmp.cmp(out_n, out, shallow=False)
         out.unlink(missing_ok=True)
         runs.setdefault(name, []).append((w, c, fixed[0], fixed[1], same))
+        print(f"  {name}: {w:.1f} s wall, {c:.1f} CPU-s; fixed {fixed[0]:.1f} s, {fixed[1]:.1f} CPU-s; "
+              f"load {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
 
     job = ROOT / "spark" / "merge_job.py"
     cluster = None

@@ -158,6 +158,38 @@ bool RecordStartAtOrAfter(std::string_view bytes, uint64_t base, uint64_t size, 
   }
 }
 
+namespace {
+
+// The text a record carries for output: the record's own bytes when it has no
+// '"' (then no field needs quoting and they are exactly what EncodeFields would
+// make), else its fields encoded into *text.
+std::string_view OutputText(const Record& r, size_t ki, size_t ncols, bool keep_key_column, std::string& text) {
+  if (!r.has_quote_char && (keep_key_column || ncols == 1))
+    return keep_key_column ? std::string_view(r.begin, r.end - r.begin) : std::string_view();
+  if (!r.has_quote_char && ki == 0) return std::string_view(r.fields[1].data, r.end - r.fields[1].data);
+  if (!r.has_quote_char && ki == ncols - 1) return std::string_view(r.begin, r.fields[ki].data - 1 - r.begin);
+  EncodeFields(r, keep_key_column ? std::string::npos : ki, text);
+  return text;
+}
+
+// One record of a scan blob: varint position delta, key length, text length, then the bytes.
+void AppendRecord(std::string& blob, uint64_t pos_delta, std::string_view key, std::string_view text) {
+  PutVarint(blob, pos_delta);
+  PutVarint(blob, key.size());
+  PutVarint(blob, text.size());
+  blob.append(key);
+  blob.append(text);
+}
+
+bool SegmentHasQuote(const Table& table) {
+  std::string_view data = table.data();
+  for (const ChunkRange& c : table.chunks())
+    if (std::memchr(data.data() + c.begin, '"', c.end - c.begin) != nullptr) return true;
+  return false;
+}
+
+}  // namespace
+
 Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
   out->scan = KeyScan(o.rules);
   out->partitions.assign(o.partitions, std::string());
@@ -174,14 +206,10 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
   Record rec;
   for (;;) {
     std::string_view data = table.data();
-    if (o.stop_at_quote) {
-      for (const ChunkRange& c : table.chunks()) {
-        if (std::memchr(data.data() + c.begin, '"', c.end - c.begin) != nullptr) {
-          out->has_quote = true;
-          out->partitions.assign(o.partitions, std::string());
-          return Status::OK();
-        }
-      }
+    if (o.stop_at_quote && SegmentHasQuote(table)) {
+      out->has_quote = true;
+      out->partitions.assign(o.partitions, std::string());
+      return Status::OK();
     }
     for (const ChunkRange& c : table.chunks()) {
       ScanProblem problem;
@@ -193,26 +221,10 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
         uint64_t h = o.hash_under_mode ? PartitionHashUnder(o.mode, key, o.rules) : PartitionHash(key, o.rules);
         const uint32_t p = PartitionAt(h, 0, o.partitions);
         std::string& blob = out->partitions[p];
-        // The output text: the record's own bytes when it has no '"' (then no
-        // field needs quoting and they are exactly what EncodeFields would make).
-        std::string_view t;
-        if (!r.has_quote_char && (o.keep_key_column || ncols == 1)) {
-          t = o.keep_key_column ? std::string_view(r.begin, r.end - r.begin) : std::string_view();
-        } else if (!r.has_quote_char && ki == 0) {
-          t = std::string_view(r.fields[1].data, r.end - r.fields[1].data);
-        } else if (!r.has_quote_char && ki == ncols - 1) {
-          t = std::string_view(r.begin, r.fields[ki].data - 1 - r.begin);
-        } else {
-          EncodeFields(r, o.keep_key_column ? std::string::npos : ki, text);
-          t = text;
-        }
+        const std::string_view t = OutputText(r, ki, ncols, o.keep_key_column, text);
         const uint64_t pos = segment_offset + static_cast<uint64_t>(r.begin - data.data() + o.position_shift);
-        PutVarint(blob, pos - last_pos[p]);
+        AppendRecord(blob, pos - last_pos[p], key, t);
         last_pos[p] = pos;
-        PutVarint(blob, key.size());
-        PutVarint(blob, t.size());
-        blob.append(key);
-        blob.append(t);
         if (o.flush && blob.size() >= o.flush_bytes && flushed.ok()) {
           flushed = o.flush(p, blob);
           blob.clear();  // keeps its memory for the next records
@@ -241,6 +253,37 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
   }
   return Status::OK();
 }
+
+namespace {
+
+// Hashes y's records into num (numeric) or txt, chaining rows of a key through
+// next. From the last row back (each chain then runs in file order), kProbeBatch
+// rows at a time: their keys made and slots prefetched first, then inserted in
+// the same order (a table this size misses the cache on nearly every slot).
+void BuildChains(const std::vector<RecordView>& ys, const JoinOptions& o, bool numeric, NumericHashTable& num,
+                 TextHashTable& txt, std::vector<uint32_t>& next) {
+  struct Pending {
+    uint32_t row;
+    ProbeKey key;
+  };
+  Pending pending[kProbeBatch];
+  for (size_t end = ys.size(); end > 0;) {
+    size_t n = 0;
+    for (; end > 0 && n < kProbeBatch; --end) {
+      Pending& p = pending[n];
+      p.row = static_cast<uint32_t>(end - 1);
+      if (!MakeKey(o.y_mode, ys[end - 1].key, &p.key, o.rules)) continue;
+      numeric ? num.Prefetch(p.key.hash) : txt.Prefetch(p.key.hash);
+      ++n;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const Pending& p = pending[i];
+      next[p.row] = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
+    }
+  }
+}
+
+}  // namespace
 
 Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
                                const std::vector<std::string_view>& y_records, const JoinOptions& o,
@@ -272,28 +315,7 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   NumericHashTable num(numeric ? ys.size() : 0);
   TextHashTable txt(numeric ? 0 : ys.size());
   auto prefetch_slot = [&](const ProbeKey& k) { numeric ? num.Prefetch(k.hash) : txt.Prefetch(k.hash); };
-  // Build from the last row back (each chain then runs in file order), kProbeBatch rows at a
-  // time: their keys made and slots prefetched first, then inserted in the same order (a
-  // table this size misses the cache on nearly every slot).
-  struct Pending {
-    uint32_t row;
-    ProbeKey key;
-  };
-  Pending pending[kProbeBatch];
-  for (size_t end = ys.size(); end > 0;) {
-    size_t n = 0;
-    for (; end > 0 && n < kProbeBatch; --end) {
-      Pending& p = pending[n];
-      p.row = static_cast<uint32_t>(end - 1);
-      if (!MakeKey(o.y_mode, ys[end - 1].key, &p.key, o.rules)) continue;
-      prefetch_slot(p.key);
-      ++n;
-    }
-    for (size_t i = 0; i < n; ++i) {
-      const Pending& p = pending[i];
-      next[p.row] = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
-    }
-  }
+  BuildChains(ys, o, numeric, num, txt, next);
   uint64_t matches = 0;
   const uint64_t x_end = std::max<uint64_t>(o.x_end, 1);
   std::vector<uint64_t> last_x(ranges, 0);

@@ -2,14 +2,19 @@
 // that fills up (NoSpace after a number of bytes per written file, or at
 // creation), a failing rename, and reads of files that come back damaged (one
 // byte flipped in the middle). `applies` picks the paths the faults hit (all
-// by default; e.g. only spill files). Thread safety: as the real Env, except
-// that the settings are not to be changed while a merge runs.
+// by default; e.g. only spill files). `held` orders two threads' I/O: writes to
+// the files it names, but the first (an output's header), wait (up to 10 s)
+// until a file that `applies` names has been created. Thread safety: as the real Env, except that the settings are
+// not to be changed while a merge runs.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cloudmerge/io/env.h"
@@ -24,6 +29,7 @@ class FaultyEnv final : public Env {
   bool corrupt_reads = false;
   std::function<bool(const std::string&)> applies = [](const std::string&) { return true; };
   std::vector<size_t> appends;  // sizes of the writes that reached faulted files (one thread only)
+  std::function<bool(const std::string&)> held = [](const std::string&) { return false; };
 
   Result<std::unique_ptr<InputData>> ReadFile(const std::string& p) override {
     auto in = base_->ReadFile(p);
@@ -36,7 +42,9 @@ class FaultyEnv final : public Env {
     if (fail_create && applies(p))
       return Status::NoSpace("cannot create output " + p + ": no space left on device (injected)");
     auto f = base_->NewWritableFile(p);
+    if (f.ok() && held(p)) return std::unique_ptr<WritableFile>(new Held(std::move(f.value()), applied_created_));
     if (!f.ok() || !applies(p)) return f;
+    applied_created_->store(true);
     return std::unique_ptr<WritableFile>(new Limited(std::move(f.value()), fail_after, p, &appends));
   }
   Status RenameFile(const std::string& a, const std::string& b) override {
@@ -72,7 +80,25 @@ class FaultyEnv final : public Env {
     std::string path_;
     std::vector<size_t>* appends_;
   };
+  // Writes wait until *go (a file `applies` names exists), at most 10 s.
+  class Held final : public WritableFile {
+   public:
+    Held(std::unique_ptr<WritableFile> f, std::shared_ptr<const std::atomic<bool>> go)
+        : f_(std::move(f)), go_(std::move(go)) {}
+    Status Append(std::string_view d) override {
+      if (appended_++ > 0)
+        for (int i = 0; i < 10000 && !go_->load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      return f_->Append(d);
+    }
+    Status Close() override { return f_->Close(); }
+
+   private:
+    std::unique_ptr<WritableFile> f_;
+    std::shared_ptr<const std::atomic<bool>> go_;
+    size_t appended_ = 0;
+  };
   Env* base_ = Env::Default();
+  std::shared_ptr<std::atomic<bool>> applied_created_ = std::make_shared<std::atomic<bool>>(false);  // movable Env
 };
 
 }  // namespace cloudmerge

@@ -321,6 +321,10 @@ TEST_F(ParallelMergeTest, DamagedRangeFileIsAnErrorNotAWrongAnswer) {
   FaultyEnv env;
   env.applies = IsRangeFile;
   env.corrupt_reads = true;
+  // The output's writes wait until a range file exists: otherwise, on a loaded machine, the writer can
+  // reach the second range before its merger wrote anything, the range streams with no file, and there is
+  // nothing to damage (seen once in a CI run).
+  env.held = [](const std::string& p) { return p.find(".cloudmerge-tmp-") != std::string::npos; };
   MergeOptions o = Parallel("out.tsv");
   MergeStats s;
   Status st = RunMerge(&env, o, &s);

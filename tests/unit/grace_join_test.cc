@@ -277,6 +277,8 @@ class ParallelMergeTest : public GraceJoinTest {
     return o;
   }
   static bool IsRangeFile(const std::string& p) { return p.find("/range-") != std::string::npos; }
+  // The output's temporary: FaultyEnv::held makes its writes wait until a range file exists.
+  static bool HoldsOutput(const std::string& p) { return p.find(".cloudmerge-tmp-") != std::string::npos; }
 };
 
 TEST_F(ParallelMergeTest, RangesGiveTheBytesOfOneRange) {
@@ -308,6 +310,7 @@ TEST_F(ParallelMergeTest, FullTempDirWhileARangeWaitsIsAClearError) {
   FaultyEnv env;
   env.applies = IsRangeFile;
   env.fail_after = 64 << 10;
+  env.held = HoldsOutput;  // see DamagedRangeFileIsAnErrorNotAWrongAnswer
   MergeOptions o = Parallel("out.tsv");
   MergeStats s;
   Status st = RunMerge(&env, o, &s);
@@ -324,7 +327,7 @@ TEST_F(ParallelMergeTest, DamagedRangeFileIsAnErrorNotAWrongAnswer) {
   // The output's writes wait until a range file exists: otherwise, on a loaded machine, the writer can
   // reach the second range before its merger wrote anything, the range streams with no file, and there is
   // nothing to damage (seen once in a CI run).
-  env.held = [](const std::string& p) { return p.find(".cloudmerge-tmp-") != std::string::npos; };
+  env.held = HoldsOutput;
   MergeOptions o = Parallel("out.tsv");
   MergeStats s;
   Status st = RunMerge(&env, o, &s);

@@ -80,19 +80,6 @@ std::unique_ptr<Env> MakeEnv() {
   return cloudmerge::NewUriEnv(Env::Default(), env_options);
 }
 
-Status ReadAll(int fd, std::string* out) {
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n == 0) return Status::OK();
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return Status::IOError(fmt::format("cluster task: reading standard input failed: {}", strerror(errno)));
-    }
-    out->append(buf, static_cast<size_t>(n));
-  }
-}
-
 // Frames read from a pipe, each straight into its own buffer (no growing buffer, no copy:
 // a task's input is hundreds of MB).
 struct InputFrames {
@@ -329,13 +316,11 @@ int Scan(const Args& a) {
 // ---- combine --------------------------------------------------------------------
 
 int Combine(const Args&) {
-  std::string in;
-  std::vector<cloudmerge::Frame> frames;
-  if (Status st = ReadAll(0, &in); !st.ok()) return Fail(st);
-  if (!cloudmerge::ParseFrames(in, &frames)) return Fail(Status::Internal("cluster task: damaged scan frames"));
+  InputFrames in;
+  if (Status st = ReadFrames(0, "scan", &in); !st.ok()) return Fail(st);
   cloudmerge::KeyScan all;
   bool first = true;
-  for (const auto& f : frames) {
+  for (const auto& f : in.frames) {
     cloudmerge::KeyScan s;
     if (!cloudmerge::DecodeKeyScan(f.bytes, &s)) return Fail(Status::Internal("cluster task: damaged KeyScan"));
     if (first) all = s;

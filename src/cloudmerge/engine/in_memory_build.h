@@ -67,8 +67,7 @@ struct ScannedY {
 Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* progress, ScannedY* out);
 
 // Low bits pick the partition; the slot index within a table comes from the high bits.
-// Multiply-shift, not %: a 64-bit division costs tens of cycles and runs twice per probed row.
-inline size_t PartitionOf(uint64_t hash, size_t partitions) { return ((hash & 0xffff) * partitions) >> 16; }
+inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xffff) % partitions; }
 
 // The build side: y's rows, the chains through them, and one table per partition.
 struct BuildSide {

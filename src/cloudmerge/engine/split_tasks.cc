@@ -113,26 +113,6 @@ Status Damaged(const char* what) {
 
 }  // namespace
 
-void AppendFrame(std::string& out, uint32_t tag, std::string_view bytes) {
-  Put<uint32_t>(out, tag);
-  Put<uint64_t>(out, bytes.size());
-  out.append(bytes);
-}
-
-bool ParseFrames(std::string_view data, std::vector<Frame>* out) {
-  size_t p = 0;
-  while (p < data.size()) {
-    if (data.size() - p < 12) return false;
-    uint32_t tag = Get<uint32_t>(data.data() + p);
-    uint64_t n = Get<uint64_t>(data.data() + p + 4);
-    p += 12;
-    if (data.size() - p < n) return false;
-    out->push_back(Frame{tag, data.substr(p, n)});
-    p += n;
-  }
-  return true;
-}
-
 bool RecordStartAtOrAfter(std::string_view bytes, uint64_t base, uint64_t size, uint64_t pos, uint64_t* start) {
   const uint64_t have_end = base + bytes.size();
   for (uint64_t j = pos - 1;; ++j) {

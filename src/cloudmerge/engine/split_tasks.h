@@ -45,14 +45,11 @@
 
 namespace cloudmerge {
 
-// ---- Frames -------------------------------------------------------------------
-void AppendFrame(std::string& out, uint32_t tag, std::string_view bytes);
+// ---- Frames (read and written by the cluster-task command) -----------------------
 struct Frame {
   uint32_t tag;
   std::string_view bytes;
 };
-// Splits `data` into frames; false when it is not a whole number of frames.
-bool ParseFrames(std::string_view data, std::vector<Frame>* out);
 
 // ---- KeyScan across processes ---------------------------------------------------
 std::string EncodeKeyScan(const KeyScan& scan);

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,7 +114,9 @@ Status ReadFrames(int fd, const char* what, InputFrames* out) {
     std::memcpy(&n, head + 4, 8);
     if (got < sizeof head || n > (uint64_t{1} << 40))
       return Status::Internal(fmt::format("cluster task: damaged {} frames", what));
-    auto buf = std::unique_ptr<char[]>(new char[n ? n : 1]);  // uninitialised: read() fills it
+    auto buf = std::unique_ptr<char[]>(new (std::nothrow) char[n ? n : 1]);  // uninitialised: read() fills it
+    if (!buf)  // a damaged length must not abort the task with bad_alloc
+      return Status::Internal(fmt::format("cluster task: {} frame of {} bytes: out of memory", what, n));
     CM_RETURN_IF_ERROR(ReadExactly(fd, buf.get(), n, &got));
     if (got < n) return Status::Internal(fmt::format("cluster task: damaged {} frames (cut short)", what));
     out->frames.push_back(cloudmerge::Frame{tag, std::string_view(buf.get(), n)});

@@ -188,3 +188,13 @@ def test_bad_input_is_exit_3_with_file_and_line(tmp_path):
     assert p.returncode == 3 and "x.tsv, line 3" in p.stderr
     p = subprocess.run([BIN, "cluster-task", "nope"], capture_output=True, text=True)
     assert p.returncode == 2 and "unknown step" in p.stderr
+
+
+@pytest.mark.parametrize("length", [1 << 41, 100])
+def test_a_damaged_frame_length_is_an_error_not_a_crash(length):
+    """A frame header whose length is beyond any frame (over 2^40) or longer than
+    what follows is a clear error (exit 5), not an abort."""
+    frame = struct.pack("<IQ", 1, length) + b"short"
+    p = subprocess.run([BIN, "cluster-task", "combine"], input=frame, capture_output=True)
+    assert p.returncode == 5, (p.returncode, p.stderr)
+    assert b"frame" in p.stderr

@@ -116,7 +116,7 @@ def test_fatal_signal_removes_every_open_output_temp(big_pair, tmp_path):
     err = proc.stderr.read().decode(errors="replace")
     assert proc.returncode == -signal.SIGINT, f"exit {proc.returncode}: {err}"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"], "no OUT, no report, no temporary of either"
-    assert not spill_dir.exists()
+    assert not spill_dir.exists(), f"left in the spill directory: {sorted(p.name for p in spill_dir.iterdir())}"
 
 
 @contextlib.contextmanager

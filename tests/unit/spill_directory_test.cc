@@ -16,6 +16,8 @@
 #include <unistd.h>
 #include <utime.h>
 
+#include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -292,6 +294,53 @@ TEST_F(SpillDirectoryTest, FatalSignalsRemoveTheDirectory) {
     int status = 0;
     ASSERT_EQ(waitpid(pid, &status, 0), pid);
     EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "the signal still ends the process: " << status;
+    ASSERT_GT(n, 0);
+    EXPECT_FALSE(fs::exists(std::string(buf, static_cast<size_t>(n))));
+    EXPECT_TRUE(Entries().empty());
+  }
+}
+
+// The signal stops only the thread it reaches: the run's other threads go on
+// creating spill files while the handler empties the directory (a TSan CI run
+// left the directory behind this way). NewPath stops them once the handler
+// has started, and the handler empties and removes again until the removal
+// succeeds.
+TEST_F(SpillDirectoryTest, FatalSignalRemovesTheDirectoryWhileAnotherThreadKeepsCreatingFiles) {
+  for (int round = 0; round < 10; ++round) {
+    SCOPED_TRACE(round);
+    int pipefd[2];
+    ASSERT_EQ(pipe(pipefd), 0);
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto d = SpillDirectory::Create(parent_.string(), nullptr);
+      if (!d.ok()) _exit(1);
+      std::atomic<int> created{0};
+      auto write_files = [&] {
+        // A run creates a bounded number of files (partitions, runs, ranges);
+        // this one creates files for half a second, or until the directory is gone.
+        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+        while (std::chrono::steady_clock::now() < end) {
+          int fd = open((*d)->NewPath("w").c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+          if (fd < 0) return;
+          close(fd);
+          created.fetch_add(1);
+        }
+      };
+      std::thread writer(write_files);
+      while (created.load() < 50) std::this_thread::yield();
+      std::string p = (*d)->path();
+      if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
+      raise(SIGINT);
+      _exit(3);
+    }
+    close(pipefd[1]);
+    char buf[4096];
+    ssize_t n = read(pipefd[0], buf, sizeof(buf));
+    close(pipefd[0]);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
     ASSERT_GT(n, 0);
     EXPECT_FALSE(fs::exists(std::string(buf, static_cast<size_t>(n))));
     EXPECT_TRUE(Entries().empty());

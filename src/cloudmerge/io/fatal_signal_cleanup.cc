@@ -26,11 +26,14 @@ CleanupSlot g_cleanup[kCleanupSlots];
 constexpr int kMaxHooks = 8;
 std::atomic<FatalSignalHook> g_hooks[kMaxHooks];
 
+std::atomic<bool> g_ending{false};
+
 void OnFatalSignal(int sig) {
   // errno is restored before the signal is raised again: under ThreadSanitizer
   // (which delivers it only when this handler returns) and in any code the
   // handler interrupted, a changed errno would be seen as the interrupted call's.
   const int saved_errno = errno;
+  g_ending.store(true);
   for (CleanupSlot& slot : g_cleanup)
     if (slot.state.load() == kArmed) ::unlink(slot.path);
   for (auto& hook : g_hooks)
@@ -71,6 +74,12 @@ int ArmFileCleanup(const std::string& path) {
 
 void DisarmFileCleanup(int slot) {
   if (slot >= 0 && slot < kCleanupSlots) g_cleanup[slot].state.store(kFree);
+}
+
+bool ProcessIsEnding() { return g_ending.load(); }
+
+void WaitIfProcessIsEnding() {
+  while (g_ending.load()) ::pause();  // the handler's raise ends the process
 }
 
 bool AddFatalSignalHook(FatalSignalHook hook) {

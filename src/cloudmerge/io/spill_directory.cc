@@ -110,9 +110,9 @@ void ForEachEntry(int dfd, F&& f) {
 // marker is still recognised as ours). Subdirectories, symlinks, other
 // users' files and other names stay. Entries are unlinked while the
 // directory is listed, which may make the listing skip some: it is listed
-// again from the start until a pass removes nothing.
-void RemoveOwnedFiles(int dfd, uint64_t* bytes) {
-  for (int pass = 0; pass < 64; ++pass) {
+// again from the start until a pass removes nothing (at most max_passes).
+void RemoveOwnedFiles(int dfd, uint64_t* bytes, int max_passes = 64) {
+  for (int pass = 0; pass < max_passes; ++pass) {
     bool removed = false;
     if (lseek(dfd, 0, SEEK_SET) != 0) break;
     ForEachEntry(dfd, [&](const char* entry) {
@@ -164,14 +164,31 @@ struct CleanupSlot {
 constexpr int kCleanupSlots = 16;
 CleanupSlot g_slots[kCleanupSlots];
 
+// The run's other threads keep working while the handler runs (the signal
+// stops only the thread it is delivered to). NewPath makes a thread that
+// wants a new file wait for the end, but one that got its name just before
+// can still create it between the emptying and the rmdir, which then fails
+// with ENOTEMPTY: empty and try again (each attempt lists the directory once,
+// then removes it). Once the rmdir succeeds, no file can be created in the
+// directory any more (openat in a removed directory fails).
 void RemoveInHandler(const CleanupSlot& s) {
   struct stat st {};
   if (fstat(s.dir_fd, &st) != 0 || st.st_dev != s.dev || st.st_ino != s.ino) return;
-  uint64_t ignored = 0;
-  RemoveOwnedFiles(s.dir_fd, &ignored);
-  char name[96];
-  if (JoinName(name, sizeof(name), kPrefix, s.suffix)) unlinkat(s.root_fd, name, AT_REMOVEDIR);
-  if (JoinName(name, sizeof(name), kStagingPrefix, s.suffix)) unlinkat(s.root_fd, name, AT_REMOVEDIR);
+  for (int attempt = 0; attempt < 100000; ++attempt) {
+    uint64_t ignored = 0;
+    RemoveOwnedFiles(s.dir_fd, &ignored, /*max_passes=*/1);
+    bool not_empty = false;
+    char name[96];
+    for (std::string_view prefix : {kPrefix, kStagingPrefix}) {
+      if (!JoinName(name, sizeof(name), prefix, s.suffix)) continue;
+      if (unlinkat(s.root_fd, name, AT_REMOVEDIR) == 0) {
+        RemoveRootIfEmpty(s.root_fd, s.root_path);
+        return;
+      }
+      if (errno == ENOTEMPTY || errno == EEXIST) not_empty = true;
+    }
+    if (!not_empty) break;
+  }
   RemoveRootIfEmpty(s.root_fd, s.root_path);
 }
 
@@ -461,6 +478,7 @@ SpillDirectory::~SpillDirectory() {
 }
 
 std::string SpillDirectory::NewPath(std::string_view stem) {
+  WaitIfProcessIsEnding();  // a file created now could outlive the fatal-signal cleanup
   return fmt::format("{}/{}-{}.spill", path_, stem, counter_.fetch_add(1, std::memory_order_relaxed));
 }
 

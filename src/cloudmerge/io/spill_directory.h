@@ -61,7 +61,9 @@ class SpillDirectory {
   ~SpillDirectory();  // removes the directory and the files cloudmerge wrote in it
 
   const std::string& path() const { return path_; }
-  // A fresh file path inside the directory: <path>/<stem>-<n>.spill
+  // A fresh file path inside the directory: <path>/<stem>-<n>.spill. While a
+  // fatal signal's cleanup runs, the calling thread waits for the process to
+  // end instead (fatal_signal_cleanup.h): no new file escapes the cleanup.
   std::string NewPath(std::string_view stem);
   // Free bytes on the directory's file system (statvfs), for messages and planning.
   uint64_t FreeBytes() const;

@@ -103,6 +103,34 @@ def test_auto_runs_natively_within_the_budget(tmp_path, oracle):
     assert report["engine"] == "native" and report["engine_requested"] == "auto"
 
 
+def test_auto_stays_native_over_the_budget_when_the_cluster_would_not_finish_sooner(tmp_path, oracle):
+    """Over the budget, `serve` (no deadline) still runs natively when the cluster's estimate (its start-up
+    plus the input at the cluster's measured rate) is no sooner than the native one: with the default
+    120 s start-up, a small job would go to the cluster only to wait for it."""
+    case = CASE["many_to_many"]
+    add_job(tmp_path, "small", case, spec={"engine": "auto"})
+    proc, log = serve_local(tmp_path, "--native-time-budget-seconds", "0", "--auto-engine", "emr")
+    assert proc.returncode == 0, proc.stderr.decode()
+    decision = next(e for e in log if e["event"] == "engine.auto")
+    assert decision["engine"] == "native", decision
+    assert decision["estimate_s"] > decision["budget_s"] == 0
+    assert decision["cluster_estimate_s"] >= 120 > decision["estimate_s"]
+    assert "exceeds the native time budget" in decision["message"]
+    assert "no sooner than native: running on native" in decision["message"]
+    assert oracle_agrees(oracle, case / "expected.tsv", tmp_path / "output" / "small" / "merged.tsv")
+
+    # A cluster that starts at once (and, with 32 vCPUs, reads faster) is chosen; EMR is not configured
+    # here, so serve warns and runs natively: the decision is what this checks.
+    add_job(tmp_path, "again", case, spec={"engine": "auto"})
+    proc, log = serve_local(tmp_path, "--native-time-budget-seconds", "0", "--auto-engine", "emr",
+                            "--cluster-startup-seconds", "0")
+    assert proc.returncode == 0, proc.stderr.decode()
+    decision = next(e for e in log if e["event"] == "engine.auto")
+    assert decision["cluster_estimate_s"] < decision["estimate_s"], decision
+    assert "but the emr engine is not configured: running natively" in decision["message"]
+    assert "no sooner" not in decision["message"]
+
+
 # ---- engine "auto" -> EMR Serverless on moto (queue mode) -----------------------------------------------------
 
 
@@ -131,7 +159,7 @@ def test_auto_hands_off_to_emr_serverless(s3):  # noqa: F811
         proc = subprocess.run(
             [BIN, "serve", "--queue-url", q, "--input", f"s3://{inb}/", "--output", f"s3://{outb}/",
              "--sns-topic-arn", topic, "--wait-seconds", "1", "--idle-exit-seconds", "3",
-             "--native-time-budget", "0", "--emr-application-id", app, "--emr-execution-role-arn", ROLE,
+             "--native-time-budget", "0", "--cluster-startup-seconds", "0", "--emr-application-id", app, "--emr-execution-role-arn", ROLE,
              "--spark-artifacts", f"s3a://{code}/jobs/", "--emr-poll-seconds", "0.1"],
             capture_output=True, env=s3.env(), timeout=180)
         assert proc.returncode == 0, proc.stderr.decode()
@@ -142,6 +170,7 @@ def test_auto_hands_off_to_emr_serverless(s3):  # noqa: F811
     assert len(decision) == 1 and decision[0]["engine"] == "emr-serverless", decision
     assert "exceeds the native time budget" in decision[0]["message"]
     assert decision[0]["estimate_s"] > decision[0]["budget_s"]
+    assert decision[0]["cluster_estimate_s"] < decision[0]["estimate_s"], "the cluster is estimated sooner"
     runs = moto_job_runs(s3, app)
     assert len(runs) == 1
     run = runs[0]

@@ -85,7 +85,10 @@ nlohmann::json Describe(const PipelineConfig& c) {
           {"auto_engine", EngineKindName(o.auto_engine)},
           {"native_time_budget_s", o.native_time_budget_s},
           {"native_bytes_per_second", o.native_bytes_per_second},
-          {"auto_margin_s", o.auto_margin_s}};
+          {"auto_margin_s", o.auto_margin_s},
+          {"cluster_bytes_per_cpu_second", o.cluster_bytes_per_cpu_second},
+          {"cluster_cpus", o.cluster_cpus},
+          {"cluster_startup_s", o.cluster_startup_s}};
 }
 
 TEST(PipelineConfig, NamesDeriveFromOneName) {
@@ -132,6 +135,9 @@ TEST(PipelineConfig, FlagsAndEnvironmentGiveTheSameConfig) {
       {"auto-engine", "emr"},
       {"native-time-budget-seconds", "300"},
       {"native-bytes-per-second", "1e6"},
+      {"cluster-bytes-per-cpu-second", "2e7"},
+      {"cluster-cpus", "8"},
+      {"cluster-startup-seconds", "45"},
   };
   std::vector<std::string> args;
   Env env;

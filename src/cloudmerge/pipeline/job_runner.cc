@@ -265,35 +265,47 @@ EngineKind JobRunner::ChooseEngine(const RunRecord& r) {
   };
   double bytes = weighted(r.inputs.x) + weighted(r.inputs.y);
   double estimate_s = bytes / std::max(o_.native_bytes_per_second, 1.0);
+  double cluster_s =
+      o_.cluster_startup_s + bytes / std::max(o_.cluster_cpus * o_.cluster_bytes_per_cpu_second, 1.0);
   double budget_s = o_.native_time_budget_s;
   std::string limit = "the native time budget";
-  if (o_.deadline_ms > 0) {
+  const bool deadline = o_.deadline_ms > 0;
+  if (deadline) {
     double left_s = static_cast<double>(o_.deadline_ms - NowMillis()) / 1000 - o_.auto_margin_s;
     if (left_s < budget_s) {
       budget_s = left_s;
       limit = "the time left in this invocation less the margin";
     }
   }
-  EngineKind chosen = estimate_s <= budget_s ? EngineKind::kNative : o_.auto_engine;
+  const bool fits = estimate_s <= budget_s;
+  // Over the budget but the cluster no sooner: without a deadline, native still finishes first.
+  const bool cluster_slower = !fits && !deadline && cluster_s >= estimate_s;
+  EngineKind chosen = fits || cluster_slower ? EngineKind::kNative : o_.auto_engine;
   const char* native = EngineKindName(EngineKind::kNative);
   std::string why = fmt::format("estimated native time {:.1f} s ({:.0f} input bytes at {:.0f} bytes/s) {} {} "
                                 "({:.1f} s)",
-                                estimate_s, bytes, o_.native_bytes_per_second,
-                                chosen == EngineKind::kNative ? "fits" : "exceeds", limit, budget_s);
-  if (chosen != EngineKind::kNative && !engines_.at(chosen)->Configured() && o_.deadline_ms == 0) {
+                                estimate_s, bytes, o_.native_bytes_per_second, fits ? "fits" : "exceeds", limit,
+                                budget_s);
+  if (!fits)
+    why += fmt::format("; estimated cluster time {:.1f} s ({:.0f} s to start, {:g} vCPUs at {:.0f} bytes/s each){}",
+                       cluster_s, o_.cluster_startup_s, o_.cluster_cpus, o_.cluster_bytes_per_cpu_second,
+                       cluster_slower ? ", no sooner than native" : "");
+  json fields = {{"run", r.run},
+                 {"input_bytes", bytes},
+                 {"native_bytes_per_second", o_.native_bytes_per_second},
+                 {"estimate_s", estimate_s},
+                 {"cluster_estimate_s", cluster_s},
+                 {"budget_s", budget_s}};
+  if (chosen != EngineKind::kNative && !engines_.at(chosen)->Configured() && !deadline) {
     // Without a hard deadline the native engine still finishes, only later than the budget.
+    fields["engine"] = native;
     log_->Warn("engine.auto", r.job,
                fmt::format("{}, but the {} engine is not configured: running natively", why, EngineKindName(chosen)),
-               {{"run", r.run}, {"engine", native}, {"estimate_s", estimate_s}, {"budget_s", budget_s}});
+               fields);
     return EngineKind::kNative;
   }
-  log_->Info("engine.auto", r.job, fmt::format("{}: running on {}", why, EngineKindName(chosen)),
-             {{"run", r.run},
-              {"engine", EngineKindName(chosen)},
-              {"input_bytes", bytes},
-              {"native_bytes_per_second", o_.native_bytes_per_second},
-              {"estimate_s", estimate_s},
-              {"budget_s", budget_s}});
+  fields["engine"] = EngineKindName(chosen);
+  log_->Info("engine.auto", r.job, fmt::format("{}: running on {}", why, EngineKindName(chosen)), fields);
   return chosen;
 }
 

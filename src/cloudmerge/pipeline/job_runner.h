@@ -111,6 +111,11 @@ namespace cloudmerge {
 inline constexpr double kDefaultNativeBytesPerSecond = 50e6;
 // A .gz / .zst input counts this many times its size in the estimate.
 inline constexpr double kCompressedInputFactor = 4;
+// The cluster path's throughput assumed by "auto", in input bytes per CPU-second:
+// docs/spark.md ("Scaling model") measures ~2.6M input rows (~48 MB) per
+// CPU-second on a 2-worker standalone cluster, the slower of the two Spark
+// set-ups; 40 MB leaves room for S3 reads.
+inline constexpr double kDefaultClusterBytesPerCpuSecond = 40e6;
 
 // kWaiting: an input is missing and there is nothing (more) to tell its owner;
 // kIncomplete: an input is missing and the notice saying so is due later
@@ -184,6 +189,14 @@ struct PipelineOptions {
   double native_bytes_per_second = kDefaultNativeBytesPerSecond;
   double native_time_budget_s = 15 * 60;
   double auto_margin_s = 60;
+  // The cluster's estimate: cluster_startup_s + input bytes / (cluster_cpus x
+  // cluster_bytes_per_cpu_second). Without a deadline, a job over the budget
+  // stays native when the cluster would not finish sooner (a small cluster, a
+  // slow start); under a deadline (Lambda) it goes to the cluster anyway, as
+  // the native run could not finish in the invocation.
+  double cluster_bytes_per_cpu_second = kDefaultClusterBytesPerCpuSecond;
+  double cluster_cpus = 32;
+  double cluster_startup_s = 120;
   // The time this worker must be done by (NowMillis() time; 0: none). Lambda
   // sets it per invocation: "auto" budgets against it, and the wait for a
   // cluster run stops shortly before it (the run keeps going; the event's

@@ -267,6 +267,15 @@ std::vector<PipelineSetting> MakeSettings() {
          if (*n > 0) c->options.native_bytes_per_second = *n;  // 0: the built-in constant
          return Status::OK();
        }},
+      {"cluster-bytes-per-cpu-second", Kind::kValue, kServe | kServeVariable, kClusterGroup,
+       "\"auto\": the cluster path's input bytes per CPU-second (default: 40e6, from docs/spark.md)", {}, {},
+       Real(1, 1e15, o(&PipelineOptions::cluster_bytes_per_cpu_second))},
+      {"cluster-cpus", Kind::kValue, kServe | kServeVariable, kClusterGroup,
+       "\"auto\": vCPUs the cluster engine gives a job (default: 32)", {}, {},
+       Real(1, 1e9, o(&PipelineOptions::cluster_cpus))},
+      {"cluster-startup-seconds", Kind::kValue, kServe | kServeVariable, kClusterGroup,
+       "\"auto\": seconds before a cluster run starts reading (default: 120)", {}, {},
+       Real(0, 1e9, o(&PipelineOptions::cluster_startup_s))},
       {"auto-margin-seconds", Kind::kValue, kLambdaVariable, kClusterGroup,
        "\"auto\" under a deadline: seconds kept in hand besides the native estimate (default 60)", {},
        {"CLOUDMERGE_AUTO_MARGIN_S"}, Real(0, 1e9, o(&PipelineOptions::auto_margin_s))},

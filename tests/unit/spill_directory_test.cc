@@ -240,18 +240,22 @@ TEST_F(SpillDirectoryTest, ALockedStagingDirectoryIsNeverReclaimed) {
   close(fd);
 }
 
-TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {
+// Forks a child that creates a spill directory, runs fill on it, then raises
+// sig. Returns the directory's path once the signal has ended the child ("" ,
+// with a failure recorded, otherwise).
+template <class Fill>
+std::string SpillDirectoryOfSignalledChild(const fs::path& parent, int sig, Fill&& fill) {
   int pipefd[2];
-  ASSERT_EQ(pipe(pipefd), 0);
+  if (pipe(pipefd) != 0) return ADD_FAILURE() << "pipe", "";
   pid_t pid = fork();
-  ASSERT_GE(pid, 0);
+  if (pid < 0) return ADD_FAILURE() << "fork", "";
   if (pid == 0) {
-    auto d = SpillDirectory::Create(parent_.string(), nullptr);
+    auto d = SpillDirectory::Create(parent.string(), nullptr);
     if (!d.ok()) _exit(1);
-    WriteFile((*d)->NewPath("x"), 4321);
+    fill(**d);
     std::string p = (*d)->path();
     if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
-    raise(SIGKILL);  // no destructor, no handler: as the OOM killer would
+    raise(sig);
     _exit(3);
   }
   close(pipefd[1]);
@@ -259,10 +263,19 @@ TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {
   ssize_t n = read(pipefd[0], buf, sizeof(buf));
   close(pipefd[0]);
   int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << status;
-  ASSERT_GT(n, 0);
-  fs::path left(std::string(buf, static_cast<size_t>(n)));
+  if (waitpid(pid, &status, 0) != pid) return ADD_FAILURE() << "waitpid", "";
+  if (!WIFSIGNALED(status) || WTERMSIG(status) != sig)
+    return ADD_FAILURE() << "the signal does not end the process: status " << status, "";
+  if (n <= 0) return ADD_FAILURE() << "the child did not say its directory", "";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {
+  // SIGKILL: no destructor, no handler, as the OOM killer would.
+  fs::path left = SpillDirectoryOfSignalledChild(parent_, SIGKILL, [](SpillDirectory& d) {
+    WriteFile(d.NewPath("x"), 4321);
+  });
+  ASSERT_FALSE(left.empty());
   ASSERT_TRUE(fs::exists(left)) << "SIGKILL cannot clean up: the directory stays";
 
   uint64_t reclaimed = 0;
@@ -274,28 +287,11 @@ TEST_F(SpillDirectoryTest, ARunKilledWithSigkillIsReclaimedByTheNext) {
 TEST_F(SpillDirectoryTest, FatalSignalsRemoveTheDirectory) {
   for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
     SCOPED_TRACE(strsignal(sig));
-    int pipefd[2];
-    ASSERT_EQ(pipe(pipefd), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      auto d = SpillDirectory::Create(parent_.string(), nullptr);
-      if (!d.ok()) _exit(1);
-      for (int i = 0; i < 300; ++i) WriteFile((*d)->NewPath("x"), 100);  // more than one getdents64 batch
-      std::string p = (*d)->path();
-      if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
-      raise(sig);
-      _exit(3);
-    }
-    close(pipefd[1]);
-    char buf[4096];
-    ssize_t n = read(pipefd[0], buf, sizeof(buf));
-    close(pipefd[0]);
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == sig) << "the signal still ends the process: " << status;
-    ASSERT_GT(n, 0);
-    EXPECT_FALSE(fs::exists(std::string(buf, static_cast<size_t>(n))));
+    std::string dir = SpillDirectoryOfSignalledChild(parent_, sig, [](SpillDirectory& d) {
+      for (int i = 0; i < 300; ++i) WriteFile(d.NewPath("x"), 100);  // more than one getdents64 batch
+    });
+    ASSERT_FALSE(dir.empty());
+    EXPECT_FALSE(fs::exists(dir));
     EXPECT_TRUE(Entries().empty());
   }
 }
@@ -308,44 +304,29 @@ TEST_F(SpillDirectoryTest, FatalSignalsRemoveTheDirectory) {
 TEST_F(SpillDirectoryTest, FatalSignalRemovesTheDirectoryWhileAnotherThreadKeepsCreatingFiles) {
   for (int round = 0; round < 10; ++round) {
     SCOPED_TRACE(round);
-    int pipefd[2];
-    ASSERT_EQ(pipe(pipefd), 0);
-    pid_t pid = fork();
-    ASSERT_GE(pid, 0);
-    if (pid == 0) {
-      auto d = SpillDirectory::Create(parent_.string(), nullptr);
-      if (!d.ok()) _exit(1);
-      std::atomic<int> created{0};
-      auto write_files = [&] {
-        // A run creates a bounded number of files (partitions, runs, ranges);
-        // this one creates files for half a second, or until the directory is gone.
+    std::string dir = SpillDirectoryOfSignalledChild(parent_, SIGINT, [](SpillDirectory& d) {
+      // A run creates a bounded number of files (partitions, runs, ranges); this
+      // thread creates files for half a second, or until the directory is gone.
+      // It outlives this function (the signal ends the process), so what it
+      // uses is on the heap.
+      auto* created = new std::atomic<int>(0);
+      new std::thread([&d, created] {
         const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
         while (std::chrono::steady_clock::now() < end) {
-          int fd = open((*d)->NewPath("w").c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
+          int fd = open(d.NewPath("w").c_str(), O_CREAT | O_WRONLY | O_TRUNC | O_CLOEXEC, 0600);
           if (fd < 0) return;
           close(fd);
-          created.fetch_add(1);
+          created->fetch_add(1);
         }
-      };
-      std::thread writer(write_files);
-      while (created.load() < 50) std::this_thread::yield();
-      std::string p = (*d)->path();
-      if (write(pipefd[1], p.data(), p.size()) != static_cast<ssize_t>(p.size())) _exit(2);
-      raise(SIGINT);
-      _exit(3);
-    }
-    close(pipefd[1]);
-    char buf[4096];
-    ssize_t n = read(pipefd[0], buf, sizeof(buf));
-    close(pipefd[0]);
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
-    EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGINT) << status;
-    ASSERT_GT(n, 0);
-    EXPECT_FALSE(fs::exists(std::string(buf, static_cast<size_t>(n))));
+      });
+      while (created->load() < 50) std::this_thread::yield();
+    });
+    ASSERT_FALSE(dir.empty());
+    EXPECT_FALSE(fs::exists(dir));
     EXPECT_TRUE(Entries().empty());
   }
 }
+
 
 TEST_F(SpillDirectoryTest, ManyAtOnceAllRemoved) {
   // More than the signal handler's table holds: the rest still work, and are removed normally.

@@ -198,6 +198,28 @@ TEST(PandasFloat, LossyIntegerSpellingsAreFlagged) {
   EXPECT_FALSE(lossy({"7", "00000000000000007", "9007199254740993", "1.5"}));
 }
 
+// The out-of-core partition pass hashes and type-scans a key in one step; plain
+// integers take a fast path that must hash exactly as PartitionHash and count in
+// the scan exactly as KeyScan::Add.
+TEST(PartitionHash, ScanningFastPathHashesAndCountsAsTheGeneralPath) {
+  const PandasRules rules{};
+  KeyScan fast(rules), general(rules);
+  for (std::string_view v : {"0", "-0", "7", "007", "000000000000007", "-123456789012345", "999999999999999",
+                             "1234567890123456", "7.0", "1e3", "abc", "", "NA", "True", " 8", "+9", "-"}) {
+    SCOPED_TRACE(std::string(v));
+    EXPECT_EQ(PartitionHashScanning(v, nullptr, rules, &fast), PartitionHash(v, rules));
+    general.Add(v);
+  }
+  EXPECT_EQ(fast.values(), general.values());
+  EXPECT_EQ(fast.plain_ints(), general.plain_ints());
+  EXPECT_EQ(fast.plain_ints(), 7u) << "the plain integers take the fast path";
+  EXPECT_EQ(fast.Decide(), general.Decide());
+  KeyScan known_scan(rules);
+  const KeyMode known = KeyMode::kFloat;
+  EXPECT_EQ(PartitionHashScanning("000000000000000007", &known, rules, &known_scan),
+            PartitionHashUnder(KeyMode::kFloat, "000000000000000007", rules));
+}
+
 TEST(PandasFloat, PartitionHashUnderTheKnownType) {
   // A float file's lossy spelling meets its partner once partitioned under its type.
   EXPECT_EQ(PartitionHashUnder(KeyMode::kFloat, "000000000000000007", PandasRules{}), PartitionHash("0", PandasRules{}));

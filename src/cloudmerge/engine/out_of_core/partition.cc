@@ -212,8 +212,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
       uint64_t before = row;
       t.ScanChunk(chunks[c], rec, &problems[u], [&](const Record& r) {
         std::string_view key = r.fields[ki].view();
-        scans[u].Add(key);
-        uint32_t p = PartitionAt(known ? PartitionHashUnder(*known, key, ctx.rules) : PartitionHash(key, ctx.rules), 0, fanout);
+        uint32_t p = PartitionAt(PartitionHashScanning(key, known, ctx.rules, &scans[u]), 0, fanout);
         std::string_view body = RecordText(r, key, is_y, ki, ncols, text);
         AppendPartRecord(bufs.raw(p), ((base + u) << 40) | row++, key, body);
         bufs.Added(p);

@@ -16,7 +16,6 @@
 #include <deque>
 #include <memory>
 #include <mutex>
-#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,38 +87,71 @@ class RunCursor {
   const char* end_ = nullptr;
 };
 
+// A tournament ("loser") tree over k sorted inputs, keyed by (x, y) position:
+// the smallest head is at the root, and replacing it costs one comparison per
+// level (log2 k), where a binary heap's pop + push costs about two per level.
+// Leaves are padded to a power of two with exhausted inputs (kDone).
+class LoserTree {
+ public:
+  using Key = unsigned __int128;  // x position << 64 | y position: unique per match
+  static constexpr Key kDone = ~Key{0};
+  static Key KeyOf(uint64_t x, uint64_t y) { return (Key{x} << 64) | y; }
+
+  explicit LoserTree(const std::vector<Key>& heads) {
+    size_t k = 1;
+    while (k < heads.size()) k *= 2;
+    keys_.assign(k, kDone);
+    std::copy(heads.begin(), heads.end(), keys_.begin());
+    losers_.assign(k, 0);
+    winner_ = k == 1 ? 0 : Play(1);
+  }
+  uint32_t winner() const { return winner_; }
+  bool done() const { return keys_[winner_] == kDone; }
+  // The winner's input moved on to `next` (kDone: exhausted): replays its path to the root.
+  void ReplaceWinner(Key next) {
+    keys_[winner_] = next;
+    uint32_t w = winner_;
+    for (size_t node = (w + keys_.size()) / 2; node >= 1; node /= 2)
+      if (keys_[losers_[node]] < keys_[w]) std::swap(w, losers_[node]);
+    winner_ = w;
+  }
+
+ private:
+  // The winner of the subtree at `node` (leaves are nodes k..2k-1); records each node's loser.
+  uint32_t Play(size_t node) {
+    const size_t k = keys_.size();
+    uint32_t a = node * 2 >= k ? static_cast<uint32_t>(node * 2 - k) : Play(node * 2);
+    uint32_t b = node * 2 + 1 >= k ? static_cast<uint32_t>(node * 2 + 1 - k) : Play(node * 2 + 1);
+    bool a_wins = keys_[a] < keys_[b] || (keys_[a] == keys_[b] && a < b);
+    losers_[node] = a_wins ? b : a;
+    return a_wins ? a : b;
+  }
+
+  std::vector<Key> keys_;        // each input's head
+  std::vector<uint32_t> losers_;  // losers_[node] for internal nodes 1..k-1
+  uint32_t winner_ = 0;
+};
+
 // Merges the runs' records in `range` on (x position, y position), calling
 // emit(x, y, line) in order.
 template <class Emit>
 Status MergeRuns(Context& ctx, const std::vector<RunFile>& runs, XRange range, Emit&& emit) {
+  if (runs.empty()) return Status::OK();
   std::vector<RunCursor> cursors(runs.size());
-  struct Head {
-    uint64_t x, y;
-    uint32_t run;
-    bool operator>(const Head& o) const { return x != o.x ? x > o.x : y > o.y; }
-  };
-  std::priority_queue<Head, std::vector<Head>, std::greater<Head>> heap;
+  std::vector<LoserTree::Key> heads(runs.size(), LoserTree::kDone);
   for (size_t i = 0; i < runs.size(); ++i) {
     CM_RETURN_IF_ERROR(cursors[i].Open(ctx.env, runs[i], range));
     auto more = cursors[i].Next();
     if (!more.ok()) return more.status();
-    if (*more) heap.push(Head{cursors[i].x, cursors[i].y, static_cast<uint32_t>(i)});
+    if (*more) heads[i] = LoserTree::KeyOf(cursors[i].x, cursors[i].y);
   }
-  while (!heap.empty()) {
-    uint32_t i = heap.top().run;
-    heap.pop();
-    RunCursor& c = cursors[i];
-    // Runs are sorted: keep taking from this one while it stays ahead of the others.
-    for (;;) {
-      CM_RETURN_IF_ERROR(emit(c.x, c.y, c.line));
-      auto more = c.Next();
-      if (!more.ok()) return more.status();
-      if (!*more) break;
-      if (!heap.empty() && Head{c.x, c.y, i} > heap.top()) {
-        heap.push(Head{c.x, c.y, i});
-        break;
-      }
-    }
+  LoserTree tree(heads);
+  while (!tree.done()) {
+    RunCursor& c = cursors[tree.winner()];
+    CM_RETURN_IF_ERROR(emit(c.x, c.y, c.line));
+    auto more = c.Next();
+    if (!more.ok()) return more.status();
+    tree.ReplaceWinner(*more ? LoserTree::KeyOf(c.x, c.y) : LoserTree::kDone);
   }
   return Status::OK();
 }

@@ -3,6 +3,8 @@
 // whatever the batch boundaries; chain counts follow the chains.
 #include "cloudmerge/engine/probe_batch.h"
 
+#include "cloudmerge/engine/join_hash_table.h"
+
 #include <gtest/gtest.h>
 
 #include <utility>
@@ -44,6 +46,30 @@ TEST(CountChains, LengthsFromEachRowOnAndZeroForMissingRows) {
   CountChains(
       next.size(), [&](size_t i) { return next[i]; }, [&](size_t i) { return present[i]; }, chain.data());
   EXPECT_EQ(chain, (std::vector<uint32_t>{3, 2, 2, 0, 1, 1}));
+}
+
+// The out-of-core join reuses one table per worker across partitions
+// (JoinScratch): an emptied table finds nothing and builds as a new one does;
+// a table much too small or too big is not reused.
+TEST(JoinHashTable, ReuseEmptiesTheTableAndKeepsItsSlots) {
+  NumericHashTable t(1000);
+  auto key = [](uint64_t v) { return NumericKey{v, NumericKey::kSigned}; };
+  for (uint32_t i = 0; i < 1000; ++i) t.Insert(key(i), HashNumericKey(key(i)), i);
+  ASSERT_EQ(t.size(), 1000u);
+  const size_t capacity = t.capacity();
+  ASSERT_TRUE(t.Reuse(900));
+  EXPECT_EQ(t.capacity(), capacity) << "the same slots";
+  EXPECT_EQ(t.size(), 0u);
+  for (uint32_t i = 0; i < 1000; ++i) EXPECT_EQ(t.Find(key(i), HashNumericKey(key(i))), kNoRow) << i;
+  EXPECT_EQ(t.Insert(key(7), HashNumericKey(key(7)), 3), kNoRow);
+  EXPECT_EQ(t.Insert(key(7), HashNumericKey(key(7)), 1), 3u) << "chains build as in a new table";
+  EXPECT_EQ(t.Find(key(7), HashNumericKey(key(7))), 1u);
+  EXPECT_FALSE(t.Reuse(5000)) << "too small";
+  EXPECT_FALSE(t.Reuse(100)) << "more than twice the slots needed";
+  TextHashTable text(10);
+  text.Insert("a", 1, 0);
+  ASSERT_TRUE(text.Reuse(10));
+  EXPECT_EQ(text.Find("a", 1), kNoRow);
 }
 
 }  // namespace

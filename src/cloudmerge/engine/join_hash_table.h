@@ -68,6 +68,17 @@ class SlotArray {
   size_t size() const { return size_; }
   size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }
   void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[detail::SlotOf(hash, slots_.size())]); }
+  // Empties the table for about expected_keys keys, keeping its slots when they
+  // are enough and at most twice what is needed: a join of many small tables in a
+  // row (the out-of-core engine's partitions) then does not map, fault in, zero
+  // and unmap fresh memory for each. false: too small or too big; build a new one.
+  bool Reuse(size_t expected_keys) {
+    const size_t need = detail::CapacityFor(expected_keys);
+    if (slots_.size() < need || slots_.size() > 2 * need) return false;
+    std::memset(static_cast<void*>(slots_.data()), 0, slots_.size() * sizeof(Slot));
+    size_ = 0;
+    return true;
+  }
 
  protected:
   bool NeedsGrow() const { return (size_ + 1) * 20 > slots_.size() * 17; }  // keep load <= 0.85

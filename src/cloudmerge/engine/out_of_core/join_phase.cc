@@ -33,6 +33,7 @@ class JoinPhase {
  private:
   void Work() {
     KeyStats keys;
+    JoinScratch scratch;  // this worker's tables, reused from partition to partition
     for (;;) {
       JoinTask task;
       {
@@ -46,7 +47,7 @@ class JoinPhase {
         queue_.pop_front();
         ++active_;
       }
-      Status st = RunTask(task, &keys);
+      Status st = RunTask(task, &keys, &scratch);
       if (!st.ok()) error_.Set(st);
       {
         std::lock_guard<std::mutex> lock(mu_);
@@ -64,7 +65,7 @@ class JoinPhase {
     cv_.notify_all();
   }
 
-  Status RunTask(const JoinTask& t, KeyStats* keys) {
+  Status RunTask(const JoinTask& t, KeyStats* keys, JoinScratch* scratch) {
     auto remove = [&] {
       if (!t.y.path.empty()) ctx_->env->RemoveFile(t.y.path);
       if (!t.x.path.empty()) ctx_->env->RemoveFile(t.x.path);
@@ -95,7 +96,7 @@ class JoinPhase {
     }
     ctx_->stats_partitions.fetch_add(1, std::memory_order_relaxed);
     std::unique_ptr<MatchSink> sink = NewMatchSink(ctx_, outs_);
-    CM_RETURN_IF_ERROR(JoinInMemory(*ctx_, t.y, t.x, sink.get(), keys));
+    CM_RETURN_IF_ERROR(JoinInMemory(*ctx_, t.y, t.x, sink.get(), keys, scratch));
     CM_RETURN_IF_ERROR(sink->Finish());
     ctx_->AddProgress(t.x.records + t.y.records, t.x.raw_bytes + t.y.raw_bytes);
     remove();

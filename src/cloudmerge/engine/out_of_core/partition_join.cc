@@ -31,6 +31,11 @@ class BuildTable {
   BuildTable(KeyMode mode, PandasRules rules) : mode_(mode), rules_(rules), numeric_(IsNumeric(mode)) {}
 
   void AddBlock(std::string block) { blocks_.push_back(std::move(block)); }
+  // Empties the table for the next partition, keeping its memory (JoinScratch).
+  void Reset() {
+    blocks_.clear();
+    rows_.clear();
+  }
 
   // Parses the blocks' records and builds the table. false: a malformed record.
   bool Build(uint64_t expected_rows) {
@@ -43,8 +48,11 @@ class BuildTable {
       if (bad) return false;
     }
     size_t n = rows_.size();
-    if (numeric_) numeric_table_.emplace(n);
-    else text_table_.emplace(n);
+    if (numeric_) {
+      if (!numeric_table_ || !numeric_table_->Reuse(n)) numeric_table_.emplace(n);
+    } else if (!text_table_ || !text_table_->Reuse(n)) {
+      text_table_.emplace(n);
+    }
     for (size_t i = n; i-- > 0;) {  // last to first: chains end up in file order
       ProbeKey k;
       if (!MakeKey(mode_, rows_[i].key, &k, rules_)) continue;
@@ -181,8 +189,18 @@ Status CountDistinctKeys(Context& ctx, const SpillPart& yp) {
   return LoadWholePartition(ctx, yp, &table);
 }
 
-Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys) {
-  BuildTable table(ctx.y_mode, ctx.rules);
+struct JoinScratch::Tables {
+  BuildTable table;
+};
+JoinScratch::JoinScratch() = default;
+JoinScratch::~JoinScratch() = default;
+JoinScratch::JoinScratch(JoinScratch&&) noexcept = default;
+
+Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys,
+                    JoinScratch* scratch) {
+  if (!scratch->tables) scratch->tables.reset(new JoinScratch::Tables{BuildTable(ctx.y_mode, ctx.rules)});
+  BuildTable& table = scratch->tables->table;
+  table.Reset();
   CM_RETURN_IF_ERROR(LoadWholePartition(ctx, yp, &table));
   CM_RETURN_IF_ERROR(ProbeThrough(ctx, xp, table, sink));
   table.ForEachMatchedKey([&](std::string_view key, uint64_t cx, uint64_t cy) { keys->Add(key, cx, cy); });

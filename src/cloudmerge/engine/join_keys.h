@@ -55,13 +55,6 @@ inline uint64_t PartitionHash(std::string_view v, PandasRules rules) {
   return HashNumericKey(CanonicalFromDouble(d));
 }
 
-// PartitionHash (or, when the file's type is known, PartitionHashUnder) of a
-// key that is also added to its file's type scan. A plain integer (the common
-// ID) is parsed once for both: PartitionHash hashes it as CanonicalFromDouble of
-// its value, which for the at most 15 digits ParsePlainInt accepts is exact: the
-// same signed key.
-inline uint64_t PartitionHashScanning(std::string_view v, const KeyMode* known, PandasRules rules, KeyScan* scan);
-
 // The partition hash once the file's type is known: equal keys under the types
 // hash alike, and a value hashes as PartitionHash does whenever its key is the
 // value PartitionHash assumes (always, except an integer spelling pandas reads
@@ -86,6 +79,11 @@ inline uint32_t PartitionAt(uint64_t hash, unsigned level, uint32_t fanout) {
   return static_cast<uint32_t>((static_cast<unsigned __int128>(h) * fanout) >> 64);
 }
 
+// PartitionHash (or, when the file's type is known, PartitionHashUnder) of a
+// key that is also added to its file's type scan. A plain integer (the common
+// ID) is parsed once for both: PartitionHash hashes it as CanonicalFromDouble of
+// its value, which for the at most 15 digits ParsePlainInt accepts is exact: the
+// same signed key.
 inline uint64_t PartitionHashScanning(std::string_view v, const KeyMode* known, PandasRules rules, KeyScan* scan) {
   int64_t plain;
   if (!known && ParsePlainInt(v, &plain)) {

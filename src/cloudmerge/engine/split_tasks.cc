@@ -195,10 +195,12 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
       ScanProblem problem;
       bool ok = table.ScanChunk(c, rec, &problem, [&](const Record& r) {
         std::string_view key = r.fields[ki].view();
-        out->scan.Add(key);
         ++out->rows;
-        if (o.partitions == 0) return;
-        uint64_t h = o.hash_under_mode ? PartitionHashUnder(o.mode, key, o.rules) : PartitionHash(key, o.rules);
+        if (o.partitions == 0) {  // types only
+          out->scan.Add(key);
+          return;
+        }
+        uint64_t h = PartitionHashScanning(key, o.hash_under_mode ? &o.mode : nullptr, o.rules, &out->scan);
         const uint32_t p = PartitionAt(h, 0, o.partitions);
         std::string& blob = out->partitions[p];
         const std::string_view t = OutputText(r, ki, ncols, o.keep_key_column, text);

@@ -76,8 +76,6 @@ void DisarmFileCleanup(int slot) {
   if (slot >= 0 && slot < kCleanupSlots) g_cleanup[slot].state.store(kFree);
 }
 
-bool ProcessIsEnding() { return g_ending.load(); }
-
 void WaitIfProcessIsEnding() {
   while (g_ending.load()) ::pause();  // the handler's raise ends the process
 }

@@ -29,12 +29,11 @@ void DisarmFileCleanup(int slot);  // -1 is ignored
 using FatalSignalHook = void (*)();
 bool AddFatalSignalHook(FatalSignalHook hook);
 
-// True once the handler has started: the process is ending. The other
-// threads keep running while it cleans up; one about to create a temporary
-// file checks this first and waits for the end instead
-// (WaitIfProcessIsEnding), so the cleanup is not chasing new files.
-bool ProcessIsEnding();
-// Blocks the calling thread for good when ProcessIsEnding(); returns at once otherwise.
+// Once the handler has started, the process is ending, but its other threads
+// keep running while it cleans up. A thread about to create a temporary file
+// calls this first: it then blocks for good (the signal ends the process)
+// instead of creating a file the cleanup would have to chase. Returns at once
+// otherwise.
 void WaitIfProcessIsEnding();
 
 }  // namespace cloudmerge

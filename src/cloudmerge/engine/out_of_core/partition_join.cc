@@ -194,7 +194,6 @@ struct JoinScratch::Tables {
 };
 JoinScratch::JoinScratch() = default;
 JoinScratch::~JoinScratch() = default;
-JoinScratch::JoinScratch(JoinScratch&&) noexcept = default;
 
 Status JoinInMemory(Context& ctx, const SpillPart& yp, const SpillPart& xp, MatchSink* sink, KeyStats* keys,
                     JoinScratch* scratch) {

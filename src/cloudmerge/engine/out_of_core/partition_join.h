@@ -25,7 +25,6 @@ class JoinScratch {
  public:
   JoinScratch();
   ~JoinScratch();
-  JoinScratch(JoinScratch&&) noexcept;
   struct Tables;
   std::unique_ptr<Tables> tables;  // made by the first join
 };

@@ -397,14 +397,17 @@ Status WriteTemp(const std::string& temp, std::string_view data) {
   return st;
 }
 
-// Gives the finished temporary its name without replacing an existing file:
-// two notifications for the same job and kind in the same millisecond get
-// "-1", "-2", ... link() fails on an existing name where rename() would
+// Gives the finished temporary its name, `<stem><tail>`, without replacing an
+// existing file: two notifications for the same job and kind in the same
+// millisecond (or two jobs whose names sanitise alike) get `<stem>-1<tail>`,
+// `<stem>-2<tail>`, ... so the name still ends in `-<kind>.eml`, which is
+// what a reader watching for one kind matches on. link() fails on an existing name where rename() would
 // overwrite; on file systems without hard links, rename() to a name that was
 // free a moment ago is the fallback.
-Result<std::string> PublishNoReplace(const std::string& temp, const fs::path& dir, const std::string& base) {
+Result<std::string> PublishNoReplace(const std::string& temp, const fs::path& dir, const std::string& stem,
+                                     const std::string& tail) {
   for (int i = 0; i < 1000; ++i) {
-    std::string path = (dir / (i == 0 ? base + ".eml" : fmt::format("{}-{}.eml", base, i))).string();
+    std::string path = (dir / (i == 0 ? stem + tail : fmt::format("{}-{}{}", stem, i, tail))).string();
     if (::link(temp.c_str(), path.c_str()) == 0) {
       ::unlink(temp.c_str());
       return path;
@@ -419,8 +422,8 @@ Result<std::string> PublishNoReplace(const std::string& temp, const fs::path& di
     return FileError("move the notification file into place at", path, err);
   }
   ::unlink(temp.c_str());
-  return Status::IOError(fmt::format("cannot name the notification file {}/{}.eml: 1000 files by that name exist "
-                                     "already. Clear out the notification directory.", dir.string(), base));
+  return Status::IOError(fmt::format("cannot name the notification file {}/{}{}: 1000 files by that name exist "
+                                     "already. Clear out the notification directory.", dir.string(), stem, tail));
 }
 
 class DirectoryNotifier final : public Notifier {
@@ -436,11 +439,12 @@ class DirectoryNotifier final : public Notifier {
     std::error_code ec;
     fs::create_directories(dir_, ec);
     if (ec) return FileError("create the notification directory", dir_, ec.value());
-    std::string base = fmt::format("{}-{}-{}", NowMs(), FileNamePart(n.job, "job"), FileNamePart(n.kind, "notice"));
+    std::string stem = fmt::format("{}-{}", NowMs(), FileNamePart(n.job, "job"));
+    std::string kind = "-" + FileNamePart(n.kind, "notice");
     // A dot file while incomplete, so that nothing watching for *.eml reads it half-written.
-    std::string temp = (fs::path(dir_) / fmt::format(".{}.tmp-{}-{}", base, ::getpid(), RandomHex(4))).string();
+    std::string temp = (fs::path(dir_) / fmt::format(".{}{}.tmp-{}-{}", stem, kind, ::getpid(), RandomHex(4))).string();
     CM_RETURN_IF_ERROR(WriteTemp(temp, message));
-    auto path = PublishNoReplace(temp, dir_, base);
+    auto path = PublishNoReplace(temp, dir_, stem, kind + ".eml");
     if (!path.ok()) return path.status();
     return RejectedRecipientsStatus(recipients, Describe());
   }

@@ -263,7 +263,9 @@ def scan_task(binary, keys, allow_numeric_header, partitions, hash_mode, env=Non
         if hash_mode is not None:
             args += ["--hash-mode", hash_mode]
         if split is not None:
-            args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"]]
+            # The binary reads its split alone (pread, or ranged GETs on S3), of the bytes planned with.
+            args += ["--split", split[0], split[1], "--size", plan["size"], "--body", plan["body"],
+                     "--version", plan["version"]]
         summary, piece = b"", 0
         try:
             for tag, buf in BinaryTask(find_binary(binary), args, "scan %s" % path, env).feed().frames(LABEL_SIZE):
@@ -492,6 +494,7 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
                       any_order_out=target, header=header, env=env)).collect()
     finish_output(sc, target, out, single_file, fs_out)
     return {"x_rows": sum(r[0] for r in results["x"]), "y_rows": sum(r[0] for r in results["y"]),
+            "x_splits": len(results["x"]), "y_splits": len(results["y"]),
             "x_mode": modes["x"][1], "y_mode": modes["y"][1], "output_rows": sum(lines)}
 
 

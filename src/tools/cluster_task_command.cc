@@ -194,11 +194,18 @@ int Plan(const Args& a) {
   }
   for (int i : {0, 1}) {
     const auto& tb = *t[i];
-    bool splittable = !tb.streamed();
+    // Splittable when it can be read at any offset: a plain local file or S3 object (ranged GETs,
+    // so each task reads its own split), not a stream or a compressed file. `version` pins the
+    // scans to the bytes planned with.
+    auto input = env->OpenRandomAccess(a.positional[i]);
+    if (!input.ok()) return Fail(input.status());
+    bool splittable = *input != nullptr;
     size_t body = tb.chunks().empty() ? tb.data().size() : tb.chunks().front().begin;
-    json += fmt::format("{}\"{}\": {{\"splittable\": {}, \"size\": {}, \"body\": {}, \"columns\": {}, \"key\": {}}}",
-                        i ? ", " : "", i ? "y" : "x", splittable ? "true" : "false", splittable ? tb.size() : 0,
-                        body, tb.column_names().size(), tb.key_index());
+    json += fmt::format("{}\"{}\": {{\"splittable\": {}, \"size\": {}, \"version\": {}, \"body\": {}, "
+                        "\"columns\": {}, \"key\": {}}}",
+                        i ? ", " : "", i ? "y" : "x", splittable ? "true" : "false", splittable ? (*input)->size() : 0,
+                        JsonString(splittable ? (*input)->version() : ""), body, tb.column_names().size(),
+                        tb.key_index());
   }
   std::string header = cloudmerge::OutputHeader(*t[0], *t[1]);
   header.pop_back();
@@ -231,28 +238,23 @@ class SliceEnv final : public Env {
   std::string bytes_;
 };
 
-Status PRead(int fd, const std::string& path, uint64_t offset, size_t n, std::string* out) {
-  size_t old = out->size();
-  out->resize(old + n);
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = pread(fd, out->data() + old + got, n - got, static_cast<off_t>(offset + got));
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return Status::IOError(fmt::format("{}: reading failed: {}", path, strerror(errno)));
-    if (r == 0) return Status::IOError(fmt::format("{} is shorter than when the merge was planned: it changed "
-                                                   "while being read. Run again once it is no longer written.", path));
-    got += static_cast<size_t>(r);
+// The header bytes and [start(S), start(E)) of an input read at random (a local
+// file, an S3 object by ranged GETs: each task reads only its split), record
+// starts per RecordStartAtOrAfter; the input must still be the one planned with.
+Status ReadSplit(Env* env, const std::string& path, const std::string& version, uint64_t body, uint64_t s,
+                 uint64_t e, uint64_t size, std::string* bytes, int64_t* shift) {
+  auto opened = env->OpenRandomAccess(path, version);
+  if (!opened.ok()) return opened.status();
+  if (*opened == nullptr) {
+    return Status::InvalidArgument(fmt::format("{} cannot be read in splits (a stream or a compressed file): "
+                                               "scan it whole, without --split.", path));
   }
-  return Status::OK();
-}
-
-// The header bytes and [start(S), start(E)) of a local file (record starts per RecordStartAtOrAfter).
-Status ReadSplit(const std::string& path, uint64_t body, uint64_t s, uint64_t e, uint64_t size, std::string* bytes,
-                 int64_t* shift) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::IOError(fmt::format("{} cannot be opened: {}", path, strerror(errno)));
-  struct Closer { int fd; ~Closer() { close(fd); } } closer{fd};
-  CM_RETURN_IF_ERROR(PRead(fd, path, 0, body, bytes));
+  cloudmerge::RandomAccessInput& input = **opened;
+  if (input.size() != size) {
+    return Status::IOError(fmt::format("{} has {} bytes, not the {} the merge was planned with: it changed. Run "
+                                       "again once nothing writes it.", path, input.size(), size));
+  }
+  CM_RETURN_IF_ERROR(input.ReadAt(0, body, bytes));
   auto start_of = [&](uint64_t pos, uint64_t* start) -> Status {
     if (pos <= body) { *start = body; return Status::OK(); }
     if (pos >= size) { *start = size; return Status::OK(); }
@@ -261,7 +263,7 @@ Status ReadSplit(const std::string& path, uint64_t body, uint64_t s, uint64_t e,
     for (size_t want = 4096;; want *= 2) {
       uint64_t n = std::min<uint64_t>(want, size - base);
       window.clear();
-      CM_RETURN_IF_ERROR(PRead(fd, path, base, n, &window));
+      CM_RETURN_IF_ERROR(input.ReadAt(base, n, &window));
       if (cloudmerge::RecordStartAtOrAfter(window, base, size, pos, start)) return Status::OK();
     }
   };
@@ -269,7 +271,7 @@ Status ReadSplit(const std::string& path, uint64_t body, uint64_t s, uint64_t e,
   CM_RETURN_IF_ERROR(start_of(s, &from));
   CM_RETURN_IF_ERROR(start_of(e, &to));
   *shift = static_cast<int64_t>(from) - static_cast<int64_t>(body);
-  if (to > from) CM_RETURN_IF_ERROR(PRead(fd, path, from, to - from, bytes));
+  if (to > from) CM_RETURN_IF_ERROR(input.ReadAt(from, to - from, bytes));
   return Status::OK();
 }
 
@@ -283,19 +285,17 @@ int Scan(const Args& a) {
     o.hash_under_mode = true;
     o.mode = static_cast<KeyMode>(a.Num("--hash-mode"));
   }
-  std::unique_ptr<Env> env;
+  std::unique_ptr<Env> env = MakeEnv();
   std::string path_for_table = path;
   if (a.Has("--split-start")) {
     std::string bytes;
     int64_t shift = 0;
-    Status st = ReadSplit(path, a.Num("--body"), a.Num("--split-start"), a.Num("--split-end"), a.Num("--size"),
-                          &bytes, &shift);
+    Status st = ReadSplit(env.get(), path, a.Get("--version", ""), a.Num("--body"), a.Num("--split-start"),
+                          a.Num("--split-end"), a.Num("--size"), &bytes, &shift);
     if (!st.ok()) return Fail(st);
     o.position_shift = shift;
     o.stop_at_quote = true;
     env = std::make_unique<SliceEnv>(std::move(bytes));
-  } else {
-    env = MakeEnv();
   }
   auto table = cloudmerge::Table::Open(env.get(), path_for_table, a.Get("--key", "1"),
                                        a.Has("--allow-numeric-header"), size_t{1} << 20);

@@ -4,9 +4,11 @@
 // (cloudmerge/engine/split_tasks.h) while Spark schedules, shuffles the blobs
 // and retries. Steps:
 //   plan X Y [--x-key K] [--y-key K] [--allow-numeric-header]
-//        (driver) headers, key columns, output header, sizes: one JSON line
+//        (driver) headers, key columns, output header, sizes, whether each input can be
+//        split (read at any offset) and its version (S3 ETag; local inode, size, mtime)
+//        that every split scan must find again: one JSON line
 //   scan FILE --key K [--allow-numeric-header] [--drop-key] [--partitions P]
-//        [--hash-mode M] [--split START END --size N --body B] [--piece-bytes N]
+//        [--hash-mode M] [--split START END --size N --body B --version V] [--piece-bytes N]
 //        one split (or the whole file): frames out as the records are made, tag p
 //        partition p's records (frames of ~--piece-bytes, 8 MiB; a partition's frames in file
 //        order), and last, tag 0xffffffff the summary (u64 rows, u64 end position,

@@ -168,8 +168,9 @@ def test_s3a_settings_come_from_the_aws_environment():
 
 def test_conformance_cases_through_s3a(spark, s3, oracle, tmp_path):
     """Even cases: .gz inputs as s3:// (rewritten to s3a:// for Hadoop), one file,
-    --ordered. Odd: plain inputs as s3a://, part files, any order. The tasks'
-    binary reads the objects with its own S3 client (one split per object) and
+    --ordered. Odd: plain inputs as s3a://, part files, any order, in splits of
+    a third of the smaller input. The tasks' binary reads the objects with its
+    own S3 client (a .gz whole, a plain object's split by ranged GETs) and
     writes the parts; the single file is assembled through S3A."""
     bucket, out_bucket = s3.new_bucket("in"), s3.new_bucket("out")
 
@@ -184,8 +185,9 @@ def test_conformance_cases_through_s3a(spark, s3, oracle, tmp_path):
                                  ordered=True, single_file=True, binary=BIN)
                 (tmp_path / f"{name}.tsv").write_bytes(get(s3, out_bucket, f"{name}.tsv"))
             else:
+                split = max(8, min(len((c / f"{side}.tsv").read_bytes()) for side in "xy") // 3)
                 stats = mj.merge(spark, f"s3a://{bucket}/{x}", f"s3a://{bucket}/{y}", f"s3a://{out_bucket}/{name}",
-                                 ordered=False, binary=BIN, partitions=3)
+                                 ordered=False, binary=BIN, partitions=3, split_bytes=split)
                 (tmp_path / f"{name}.tsv").write_bytes(parts_text(s3, out_bucket, name))
         except Exception as e:  # noqa: BLE001 - reported per case below
             return f"{name}: {type(e).__name__}: {mj.java_message(e)[:300]}"
@@ -202,6 +204,45 @@ def test_conformance_cases_through_s3a(spark, s3, oracle, tmp_path):
     # One file per single-file case, nothing left of the parts or the temporary it was assembled in.
     singles = [k for k in keys(s3, out_bucket) if "/" not in k]
     assert singles == sorted(f"{n}.tsv" for i, n in enumerate(CASE_NAMES) if i % 2 == 0), singles
+
+
+def test_plain_objects_are_read_in_splits_by_ranged_gets(spark, s3, oracle, tmp_path):
+    """A plain S3 object is cut into splits like a local file, each task reading
+    its own byte range (the object is not read whole by one task); the ordered
+    single file is still exactly the script's answer."""
+    bucket, out_bucket = s3.new_bucket("in"), s3.new_bucket("out")
+    c = case("random_1_000")
+    x, y = upload_case(s3, bucket, c, gz=False)
+    split = min(len((c / f"{side}.tsv").read_bytes()) for side in "xy") // 4
+    stats = mj.merge(spark, f"s3a://{bucket}/{x}", f"s3a://{bucket}/{y}", f"s3a://{out_bucket}/m.tsv",
+                     ordered=True, single_file=True, binary=BIN, partitions=3, split_bytes=split)
+    assert stats["x_splits"] >= 4 and stats["y_splits"] >= 4, stats
+    (tmp_path / "m.tsv").write_bytes(get(s3, out_bucket, "m.tsv"))
+    assert oracle_agrees(oracle, c / "expected.tsv", tmp_path / "m.tsv")
+
+
+def test_an_object_replaced_after_planning_fails_the_split_scan(s3):
+    """The scans read the bytes the driver planned with: an object overwritten in
+    between (same size, other bytes) is an error naming it, never a mix."""
+    import json
+    bucket = s3.new_bucket("in")
+    c = case("basic_int")
+    x, y = upload_case(s3, bucket, c, gz=False)
+    plan = subprocess.run([BIN, "cluster-task", "plan", f"s3://{bucket}/{x}", f"s3://{bucket}/{y}"],
+                          capture_output=True, env=s3.env(), timeout=60)
+    assert plan.returncode == 0, plan.stderr.decode(errors="replace")
+    px = json.loads(plan.stdout)["x"]
+    assert px["splittable"] and px["size"] == len((c / "x.tsv").read_bytes()) and px["version"], px
+    scan = [BIN, "cluster-task", "scan", f"s3://{bucket}/{x}", "--partitions", "2", "--split", str(px["body"]),
+            str(px["size"]), "--size", str(px["size"]), "--body", str(px["body"]), "--version", px["version"]]
+    ok = subprocess.run(scan, capture_output=True, env=s3.env(), timeout=60)
+    assert ok.returncode == 0, ok.stderr.decode(errors="replace")
+    data = (c / "x.tsv").read_bytes()
+    s3.client.put_object(Bucket=bucket, Key=x, Body=data[:-2] + b"9\n")  # same size, other bytes
+    changed = subprocess.run(scan, capture_output=True, env=s3.env(), timeout=60)
+    err = changed.stderr.decode(errors="replace")
+    assert changed.returncode != 0 and changed.stdout == b"", err
+    assert f"s3://{bucket}/{x} changed while the merge was reading it" in err, err
 
 
 def test_missing_input_object_writes_nothing(spark, s3):

@@ -281,6 +281,40 @@ class S3AtomicFile final : public AtomicFile {
   bool committed_ = false;
 };
 
+// An S3 object read at any offset, each read one ranged GET pinned to the ETag
+// the object had when opened (If-Match: a changed object is an error, never a
+// mix of two versions).
+class S3RandomAccessInput final : public RandomAccessInput {
+ public:
+  S3RandomAccessInput(std::shared_ptr<S3Client> client, S3Uri uri, ObjectInfo info)
+      : client_(std::move(client)), uri_(std::move(uri)), info_(std::move(info)) {}
+  uint64_t size() const override { return info_.size; }
+  std::string version() const override { return info_.etag; }
+  Status ReadAt(uint64_t offset, size_t n, std::string* out) override {
+    if (n == 0) return Status::OK();
+    if (offset > info_.size || n > info_.size - offset) {
+      return Status::IOError(fmt::format("{}: bytes {}-{} asked for, but the object has {} bytes. Run again.",
+                                         uri_.ToString(), offset, offset + n, info_.size));
+    }
+    size_t old = out->size();
+    out->reserve(old + n);
+    Status st = client_->GetObjectRange(uri_, offset, n, info_.etag, [&](std::string_view piece) -> Status {
+      if (out->size() - old + piece.size() > n) return Status::IOError("S3 sent more bytes than the range asked for");
+      out->append(piece);
+      return Status::OK();
+    });
+    if (st.ok() && out->size() - old != n)
+      st = Status::IOError(fmt::format("{}: S3 sent {} bytes for a range of {}", uri_.ToString(), out->size() - old, n));
+    if (!st.ok()) out->resize(old);
+    return st;
+  }
+
+ private:
+  std::shared_ptr<S3Client> client_;
+  S3Uri uri_;
+  ObjectInfo info_;
+};
+
 class UriEnv final : public Env {
  public:
   UriEnv(Env* local, UriEnvOptions o) : local_(local), o_(std::move(o)) {}
@@ -327,6 +361,25 @@ class UriEnv final : public Env {
     if (c == Compression::kNone) return raw;
     return std::unique_ptr<InputStream>(
         new DecodingStream(std::move(raw), NewDecoder(c, LocalPath(path), o_.max_decompressed_bytes)));
+  }
+
+  // Plain inputs only: a compressed one is read in order (its stream decodes it).
+  Result<std::unique_ptr<RandomAccessInput>> OpenRandomAccess(const std::string& path,
+                                                              const std::string& version) override {
+    if (path == "-" || (o_.decode_inputs && CompressionForPath(path) != Compression::kNone))
+      return std::unique_ptr<RandomAccessInput>();
+    if (!S3Uri::IsS3(path)) return local_->OpenRandomAccess(LocalPath(path), version);
+    auto uri = S3Uri::Parse(path);
+    if (!uri.ok()) return uri.status();
+    auto client = Client();
+    if (!client.ok()) return client.status();
+    auto info = (*client)->HeadObject(*uri);
+    if (!info.ok()) return info.status();
+    if (!version.empty() && info->etag != version) {
+      return Status::IOError(fmt::format("{} changed while the merge was reading it (its ETag is no longer \"{}\"). "
+                                         "Run again once nothing writes it.", path, version));
+    }
+    return std::unique_ptr<RandomAccessInput>(new S3RandomAccessInput(*client, *uri, std::move(*info)));
   }
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {

@@ -9,6 +9,10 @@
 //             whole: S3 objects (parallel ranged GETs, in order), .gz/.zst
 //             files (decoded as they are read), standard input, FIFOs and
 //             devices. Opened again to read again, except those read once.
+// RandomAccessInput any byte range of an input that stays the same while it
+//             is read: a plain local file, an S3 object pinned to the ETag it
+//             had when opened (ranged GETs with If-Match). What a cluster task
+//             reads its split of a file through (split_tasks.h).
 // WritableFile an append-only output; Append batches are large (MiBs).
 // AtomicFile  a destination that appears only when complete: locally a
 //             temporary next to OUT (next to its target when OUT is a
@@ -72,6 +76,21 @@ class InputStream {
   virtual bool reopenable() const { return true; }
 };
 
+class RandomAccessInput {
+ public:
+  virtual ~RandomAccessInput() = default;
+  virtual uint64_t size() const = 0;
+  // What identifies these bytes in their store: an S3 object's ETag; a local
+  // file's inode, size and modification time (a rewrite of the same size
+  // within one tick of the file system's clock goes unseen). Another process
+  // opens the same bytes by passing it to Env::OpenRandomAccess, or is told
+  // they changed.
+  virtual std::string version() const { return ""; }
+  // Appends bytes [offset, offset + n) to *out. An input that no longer has
+  // them (shorter, or changed) is an IOError that says so and what to do.
+  virtual Status ReadAt(uint64_t offset, size_t n, std::string* out) = 0;
+};
+
 // Passes the rest of `in` to sink, in order, in pieces of at most piece_bytes.
 Status ForEachPiece(InputStream* in, size_t piece_bytes, const std::function<Status(std::string_view)>& sink);
 
@@ -115,6 +134,14 @@ class Env {
   // random access).
   virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
     return std::unique_ptr<InputStream>();
+  }
+  // The input for reads at any offset; nullptr when it cannot be read so
+  // (standard input, FIFOs, devices, compressed files: only in order). A
+  // non-empty `version` must match RandomAccessInput::version() (the input
+  // as another process opened it), else the input changed: an IOError.
+  virtual Result<std::unique_ptr<RandomAccessInput>> OpenRandomAccess(const std::string& path,
+                                                                      const std::string& version = "") {
+    return std::unique_ptr<RandomAccessInput>();
   }
   // "-" means standard output; /dev/fd/N the open descriptor N (written at its offset, never truncated).
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/io/mapped_input_guard.h"
+#include "cloudmerge/io/posix_io.h"
 
 namespace cloudmerge {
 namespace {
@@ -46,6 +47,33 @@ Status IoFailure(const std::string& what, const std::string& path, int err) {
   }
   return Status::IOError(fmt::format("{} {}: {}. {}", what, path, ErrnoText(err), hint));
 }
+
+Status ChangedSinceOpened(const std::string& path) {
+  return Status::IOError(fmt::format("{} changed while the merge was reading it (it is not the file the merge "
+                                     "planned with). Run again once nothing writes it.", path));
+}
+
+class PosixRandomAccessInput final : public RandomAccessInput {
+ public:
+  PosixRandomAccessInput(int fd, std::string path, const struct stat& st)
+      : fd_(fd), path_(std::move(path)), size_(static_cast<uint64_t>(st.st_size)),
+        version_(fmt::format("{}-{}-{}.{:09}", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec)) {}
+  ~PosixRandomAccessInput() override { ::close(fd_); }
+  uint64_t size() const override { return size_; }
+  std::string version() const override { return version_; }
+  Status ReadAt(uint64_t offset, size_t n, std::string* out) override {
+    int err = PreadFully(fd_, offset, n, out);
+    if (err > 0) return IoFailure("cannot read", path_, err);
+    if (err < 0) return ChangedSinceOpened(path_);  // shorter than it was
+    return Status::OK();
+  }
+
+ private:
+  int fd_;
+  std::string path_;
+  uint64_t size_;
+  std::string version_;
+};
 
 class MappedInput final : public InputData {
  public:
@@ -236,6 +264,22 @@ class PosixEnv final : public Env {
     if (p == MAP_FAILED) return IoFailure("cannot map input", path, errno);
     madvise(p, static_cast<size_t>(st.st_size), MADV_SEQUENTIAL);
     return std::unique_ptr<InputData>(new MappedInput(static_cast<const char*>(p), static_cast<size_t>(st.st_size), path));
+  }
+
+  // A regular file only (the others read in order); read with pread(2).
+  Result<std::unique_ptr<RandomAccessInput>> OpenRandomAccess(const std::string& path,
+                                                              const std::string& version) override {
+    if (path == "-") return std::unique_ptr<RandomAccessInput>();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return IoFailure("cannot open input", path, errno);
+    struct stat st {};
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return std::unique_ptr<RandomAccessInput>();  // ReadFile/OpenStream read it (and word any error)
+    }
+    auto input = std::make_unique<PosixRandomAccessInput>(fd, path, st);
+    if (!version.empty() && input->version() != version) return ChangedSinceOpened(path);
+    return std::unique_ptr<RandomAccessInput>(std::move(input));
   }
 
   // Standard input, FIFOs and devices stream; regular files are mapped (ReadFile).

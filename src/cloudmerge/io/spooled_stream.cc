@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/io/posix_io.h"
 #include "cloudmerge/io/spill_directory.h"
 
 namespace cloudmerge {
@@ -43,20 +44,11 @@ void SpooledStream::Keep(std::string_view bytes, uint64_t at) {
 Status SpooledStream::Read(size_t max_bytes, std::string* out) {
   if (pos_ < from_raw_) {  // replaying the copy
     size_t n = static_cast<size_t>(std::min<uint64_t>(max_bytes, from_raw_ - pos_));
-    size_t old = out->size();
-    out->resize(old + n);
-    size_t got = 0;
-    while (got < n) {
-      ssize_t r = ::pread(fd_, out->data() + old + got, n - got, static_cast<off_t>(pos_ + got));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) {
-        out->resize(old);
-        return Status::IOError(fmt::format(
-            "cannot read back the copy of {} kept in the temporary directory ({}). Check that file system, or give "
-            "the input as a file.",
-            name_, r < 0 ? std::strerror(errno) : "it is shorter than written"));
-      }
-      got += static_cast<size_t>(r);
+    if (int err = PreadFully(fd_, pos_, n, out); err != 0) {
+      return Status::IOError(fmt::format(
+          "cannot read back the copy of {} kept in the temporary directory ({}). Check that file system, or give "
+          "the input as a file.",
+          name_, err > 0 ? std::strerror(err) : "it is shorter than written"));
     }
     pos_ += n;
     return Status::OK();

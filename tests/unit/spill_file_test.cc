@@ -175,6 +175,44 @@ TEST_F(SpillFileTest, EncodedBlocksAppendedAtOnceReadBackOneByOne) {
   for (size_t i = 0; i < blocks.size(); ++i) EXPECT_EQ(got[i].raw, blocks[i].raw);
 }
 
+TEST_F(SpillFileTest, RawBlocksWrittenWithoutACopyAreTheFramedBytes) {
+  // AppendBlock with kSpillStoreRaw writes the header and the caller's bytes
+  // separately: the file must be what EncodeSpillBlock frames, byte for byte.
+  std::vector<Block> blocks = {{Compressible(100000, 1), 7}, {"", 0}, {Random(10, 2), 1}, {Compressible(300, 3), 2}};
+  {
+    auto w = SpillWriter::Create(Env::Default(), path_);
+    ASSERT_TRUE(w.ok());
+    for (const Block& b : blocks) ASSERT_TRUE((*w)->AppendBlock(b.raw, b.records, kSpillStoreRaw).ok());
+    ASSERT_TRUE((*w)->Close().ok());
+    EXPECT_EQ((*w)->bytes_written(), fs::file_size(path_));
+    EXPECT_EQ((*w)->records_written(), 10u);
+  }
+  std::string framed;
+  for (const Block& b : blocks) EncodeSpillBlock(b.raw, b.records, kSpillStoreRaw, &framed);
+  EXPECT_EQ(Contents(), framed);
+}
+
+TEST_F(SpillFileTest, ViewsOfRawAndCompressedBlocksLastUntilTheNextOne) {
+  std::vector<Block> blocks = {{Compressible(50000, 1), 3}, {Random(20000, 2), 4}, {"", 0}, {Compressible(7, 3), 1}};
+  Write(blocks);  // compressed where that pays: block 0 is zstd, block 1 raw
+  auto r = SpillReader::Open(Env::Default(), path_);
+  ASSERT_TRUE(r.ok());
+  for (const Block& b : blocks) {
+    std::string_view view;
+    uint32_t n = 0;
+    auto more = (*r)->NextView(&view, &n);
+    ASSERT_TRUE(more.ok()) << more.status().message();
+    ASSERT_TRUE(*more);
+    EXPECT_EQ(view, b.raw);
+    EXPECT_EQ(n, b.records);
+  }
+  std::string_view view;
+  uint32_t n;
+  auto end = (*r)->NextView(&view, &n);
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(*end);
+}
+
 TEST_F(SpillFileTest, EmptyBlocksAndEmptyFiles) {
   Write({{"", 0}, {"", 3}, {"x", 1}, {"", 0}});
   std::vector<Block> got;

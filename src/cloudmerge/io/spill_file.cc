@@ -132,6 +132,17 @@ class BufferedFile final : public WritableFile {
   std::string buffer_;
 };
 
+// The header of a block whose stored bytes are `payload` (raw_size bytes once decoded).
+void WriteHeader(char* h, uint8_t flags, std::string_view payload, size_t raw_size, uint32_t records) {
+  std::memcpy(h, kMagic, 4);
+  h[4] = static_cast<char>(flags);
+  h[5] = h[6] = h[7] = 0;
+  PutU32(h + 8, static_cast<uint32_t>(payload.size()));
+  PutU32(h + 12, static_cast<uint32_t>(raw_size));
+  PutU32(h + 16, records);
+  PutU64(h + kChecksumOffset, FrameChecksum(h, payload));
+}
+
 }  // namespace
 
 void EncodeSpillBlock(std::string_view raw, uint32_t records, int zstd_level, std::string* framed) {
@@ -156,13 +167,7 @@ void EncodeSpillBlock(std::string_view raw, uint32_t records, int zstd_level, st
   framed->resize(start + kHeaderBytes + stored);
   char* h = framed->data() + start;
   if (flags == kFlagRaw && !raw.empty()) std::memcpy(h + kHeaderBytes, raw.data(), raw.size());
-  std::memcpy(h, kMagic, 4);
-  h[4] = static_cast<char>(flags);
-  h[5] = h[6] = h[7] = 0;
-  PutU32(h + 8, static_cast<uint32_t>(stored));
-  PutU32(h + 12, static_cast<uint32_t>(raw.size()));
-  PutU32(h + 16, records);
-  PutU64(h + kChecksumOffset, FrameChecksum(h, std::string_view(h + kHeaderBytes, stored)));
+  WriteHeader(h, flags, std::string_view(h + kHeaderBytes, stored), raw.size(), records);
 }
 
 // --- SpillWriter ----------------------------------------------------------------
@@ -207,6 +212,18 @@ Status SpillWriter::AppendFramed(std::string_view framed) {
 }
 
 Status SpillWriter::AppendBlock(std::string_view raw, uint32_t records, int zstd_level) {
+  if (zstd_level == kSpillStoreRaw && !raw.empty()) {
+    // Stored as it is: the header, then the caller's bytes, without framing a copy.
+    if (!file_) return Status::Internal(fmt::format("spill file {} was appended to after Close()", path_));
+    char h[kHeaderBytes];
+    WriteHeader(h, kFlagRaw, raw, raw.size(), records);
+    Status st = file_->Append(std::string_view(h, kHeaderBytes));
+    if (st.ok()) st = file_->Append(raw);
+    if (!st.ok()) return WriteError(path_, st);
+    bytes_ += kHeaderBytes + raw.size();
+    records_ += records;
+    return Status::OK();
+  }
   std::string framed;
   EncodeSpillBlock(raw, records, zstd_level, &framed);
   return AppendFramed(framed);
@@ -235,6 +252,26 @@ Result<std::unique_ptr<SpillReader>> SpillReader::Open(Env* env, const std::stri
 uint64_t SpillReader::file_bytes() const { return input_->bytes().size(); }
 
 Result<bool> SpillReader::Next(std::string* raw, uint32_t* records) {
+  std::string_view view;
+  auto more = NextView(&view, records);
+  if (more.ok() && *more) {
+    raw->assign(view);
+    ReleaseRead();  // copied out
+  }
+  return more;
+}
+
+// Gives back the pages of the last block read. From the page the block began
+// in, so that a page shared with the previous block is released too.
+void SpillReader::ReleaseRead() {
+  if (read_to_ == 0) return;
+  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  input_->Release(read_from_ / page * page, read_to_);
+  read_from_ = read_to_ = 0;
+}
+
+Result<bool> SpillReader::NextView(std::string_view* raw, uint32_t* records) {
+  ReleaseRead();
   const std::string_view file = input_->bytes();
   if (offset_ == file.size()) return false;
   if (offset_ > file.size())
@@ -279,7 +316,7 @@ Result<bool> SpillReader::Next(std::string* raw, uint32_t* records) {
   if (flags == kFlagRaw) {
     if (raw_length != stored)
       return damaged(fmt::format("an uncompressed block of {} bytes says it holds {}", stored, raw_length));
-    raw->assign(payload);
+    *raw = payload;
   } else {
     ZstdContexts& z = Contexts();
     if (z.d == nullptr) z.d = ZSTD_createDCtx();
@@ -303,19 +340,18 @@ Result<bool> SpillReader::Next(std::string* raw, uint32_t* records) {
       return damaged(fmt::format("it does not decompress (its zstd frame records {} bytes but its blocks hold "
                                  "at most {})",
                                  content, bound == ZSTD_CONTENTSIZE_ERROR ? 0 : bound));
-    raw->resize(raw_length);
-    size_t n = ZSTD_decompressDCtx(z.d, raw->data(), raw->size(), payload.data(), payload.size());
+    decoded_.resize(raw_length);
+    size_t n = ZSTD_decompressDCtx(z.d, decoded_.data(), decoded_.size(), payload.data(), payload.size());
     if (ZSTD_isError(n)) return damaged(fmt::format("it does not decompress ({})", ZSTD_getErrorName(n)));
     if (n != raw_length)
       return damaged(fmt::format("it decompresses to {} bytes, not the {} its header says", n, raw_length));
+    *raw = decoded_;
   }
   *records = count;
   offset_ = at + kHeaderBytes + stored;
   ++block_;
-  // The block is copied out: give its pages back. From the page the block
-  // began in, so that a page shared with the previous block is released too.
-  static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  input_->Release(at / page * page, offset_);
+  read_from_ = at;
+  read_to_ = offset_;
   return true;
 }
 

@@ -65,6 +65,11 @@ class SpillReader {
   // IOError: "spill file F is damaged at block B (byte O): ... The temporary
   // directory's storage is unreliable; rerun, with another temporary directory." (Setting::kTempDir)
   Result<bool> Next(std::string* raw, uint32_t* records);
+  // As Next, without the copy: *raw views the block where it lies (an
+  // uncompressed block in the mapped file) or where it was decompressed to.
+  // The view stays valid until the next call or the reader's end; the block's
+  // pages are given back at the next call.
+  Result<bool> NextView(std::string_view* raw, uint32_t* records);
   // Continues at a block boundary the writer reported (bytes_written() before the
   // block was appended), counting blocks from `block` in error messages. Any
   // other offset reads as a damaged block, never as records.
@@ -77,22 +82,24 @@ class SpillReader {
  private:
   SpillReader() = default;
   std::string path_;
+  void ReleaseRead();
   std::unique_ptr<InputData> input_;
   size_t offset_ = 0;
   uint64_t block_ = 0;
+  size_t read_from_ = 0, read_to_ = 0;  // the last block's bytes, given back at the next call
+  std::string decoded_;                 // the last block, when it was compressed
 };
 
-// Reads the spill file at `path` block by block, in order: on_block(const
-// std::string& raw, uint32_t records) -> Status per block (raw is valid until it
-// returns). Stops at the first error, the reader's or on_block's.
+// Reads the spill file at `path` block by block, in order: on_block(std::string_view
+// raw, uint32_t records) -> Status per block (raw is valid until it returns). Stops at the first error, the reader's or on_block's.
 template <class OnBlock>
 Status ForEachSpillBlock(Env* env, const std::string& path, OnBlock&& on_block) {
   auto reader = SpillReader::Open(env, path);
   if (!reader.ok()) return reader.status();
-  std::string block;
+  std::string_view block;
   uint32_t n;
   for (;;) {
-    auto more = (*reader)->Next(&block, &n);
+    auto more = (*reader)->NextView(&block, &n);
     if (!more.ok()) return more.status();
     if (!*more) return Status::OK();
     CM_RETURN_IF_ERROR(on_block(block, n));

@@ -24,15 +24,17 @@ class PartitionFiles {
   // Appends framed blocks holding `records` records, `raw` raw bytes to partition p.
   Status Append(uint32_t p, std::string_view framed, uint64_t records, uint64_t raw) {
     if (framed.empty()) return Status::OK();
-    if (!writers_[p]) {
-      parts_[p].path = ctx_->dir->NewPath(fmt::format("{}-p{}", stem_, p));
-      auto w = SpillWriter::Create(ctx_->env, parts_[p].path);
-      if (!w.ok()) return w.status();
-      writers_[p] = std::move(w.value());
-    }
+    CM_RETURN_IF_ERROR(Open(p));
     parts_[p].records += records;
     parts_[p].raw_bytes += raw;
     return writers_[p]->AppendFramed(framed);
+  }
+  // Appends one block to be stored raw, from the caller's bytes (no framed copy).
+  Status AppendRaw(uint32_t p, std::string_view raw, uint32_t records) {
+    CM_RETURN_IF_ERROR(Open(p));
+    parts_[p].records += records;
+    parts_[p].raw_bytes += raw.size();
+    return writers_[p]->AppendBlock(raw, records, kSpillStoreRaw);
   }
 
   // Closes every file; the parts (empty ones have no path).
@@ -48,18 +50,28 @@ class PartitionFiles {
   uint32_t fanout() const { return static_cast<uint32_t>(parts_.size()); }
 
  private:
+  Status Open(uint32_t p) {
+    if (writers_[p]) return Status::OK();
+    parts_[p].path = ctx_->dir->NewPath(fmt::format("{}-p{}", stem_, p));
+    auto w = SpillWriter::Create(ctx_->env, parts_[p].path);
+    if (!w.ok()) return w.status();
+    writers_[p] = std::move(w.value());
+    return Status::OK();
+  }
   Context* ctx_;
   std::string stem_;
   std::vector<std::unique_ptr<SpillWriter>> writers_;
   std::vector<SpillPart> parts_;
 };
 
-// Per-partition raw buffers that become framed blocks when full.
+// Per-partition raw buffers that become blocks when full: compressed (framed) by
+// the worker when spill is compressed, else kept as they are and written with
+// their header (the buffer itself is sealed; a spare takes its place).
 class PartitionBuffers {
  public:
   PartitionBuffers(uint32_t fanout, size_t block_bytes, int zstd_level)
       : raw_(fanout), records_(fanout, 0), framed_(fanout), framed_records_(fanout, 0), framed_raw_(fanout, 0),
-        block_bytes_(block_bytes), zstd_level_(zstd_level) {}
+        sealed_(fanout), block_bytes_(block_bytes), zstd_level_(zstd_level) {}
 
   std::string& raw(uint32_t p) { return raw_[p]; }
   // After appending one record to raw(p).
@@ -72,19 +84,57 @@ class PartitionBuffers {
       if (records_[p]) Seal(p);
   }
   size_t framed_bytes() const { return framed_total_; }
+  // Empties every buffer (keeping their memory).
+  void Clear() {
+    for (uint32_t p = 0; p < raw_.size(); ++p) {
+      raw_[p].clear();
+      records_[p] = 0;
+      framed_[p].clear();
+      framed_records_[p] = framed_raw_[p] = 0;
+      for (Sealed& b : sealed_[p]) {
+        b.raw.clear();
+        spares_.push_back(std::move(b.raw));
+      }
+      sealed_[p].clear();
+    }
+    framed_total_ = 0;
+  }
   // Hands the framed blocks to files and forgets them.
   Status FlushTo(PartitionFiles* files) {
     for (uint32_t p = 0; p < framed_.size(); ++p) {
       CM_RETURN_IF_ERROR(files->Append(p, framed_[p], framed_records_[p], framed_raw_[p]));
       framed_[p].clear();
       framed_records_[p] = framed_raw_[p] = 0;
+      for (Sealed& b : sealed_[p]) {
+        CM_RETURN_IF_ERROR(files->AppendRaw(p, b.raw, b.records));
+        b.raw.clear();
+        spares_.push_back(std::move(b.raw));
+      }
+      sealed_[p].clear();
     }
     framed_total_ = 0;
     return Status::OK();
   }
 
  private:
+  struct Sealed {
+    std::string raw;
+    uint32_t records;
+  };
   void Seal(uint32_t p) {
+    if (zstd_level_ == kSpillStoreRaw) {
+      framed_total_ += raw_[p].size();
+      sealed_[p].push_back(Sealed{std::move(raw_[p]), static_cast<uint32_t>(records_[p])});
+      raw_[p] = std::string();
+      if (!spares_.empty()) {
+        raw_[p] = std::move(spares_.back());
+        spares_.pop_back();
+      } else {
+        raw_[p].reserve(block_bytes_ + (block_bytes_ >> 2));  // filled without regrowing (and copying)
+      }
+      records_[p] = 0;
+      return;
+    }
     size_t before = framed_[p].size();
     EncodeSpillBlock(raw_[p], static_cast<uint32_t>(records_[p]), zstd_level_, &framed_[p]);
     framed_total_ += framed_[p].size() - before;
@@ -97,6 +147,8 @@ class PartitionBuffers {
   std::vector<uint64_t> records_;
   std::vector<std::string> framed_;
   std::vector<uint64_t> framed_records_, framed_raw_;
+  std::vector<std::vector<Sealed>> sealed_;  // raw blocks, in order, per partition
+  std::vector<std::string> spares_;          // emptied buffers, their memory kept
   size_t framed_total_ = 0;
   size_t block_bytes_;
   int zstd_level_;
@@ -187,8 +239,14 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
   std::vector<ScanProblem> problems(units.size());
   const size_t flush_bytes = std::max<size_t>(unit_target, 4 << 20);
 
-  ParallelFor(units.size(), ctx.threads, [&](size_t u, unsigned) {
-    PartitionBuffers bufs(fanout, ctx.block_bytes, ctx.zstd_level);
+  // One set of buffers per worker, kept from unit to unit: their memory is
+  // reused rather than mapped, faulted in and zeroed afresh for every unit.
+  std::vector<std::unique_ptr<PartitionBuffers>> worker_buffers(std::max(1u, ctx.threads));
+  ParallelFor(units.size(), ctx.threads, [&](size_t u, unsigned worker) {
+    auto& slot = worker_buffers[worker];
+    if (!slot) slot = std::make_unique<PartitionBuffers>(fanout, ctx.block_bytes, ctx.zstd_level);
+    PartitionBuffers& bufs = *slot;
+    bufs.Clear();  // what a failed unit left
     Record rec;
     std::string text;
     bool have_turn = false;

@@ -54,7 +54,7 @@ class RunCursor {
     for (;;) {
       while (p_ == end_) {
         uint32_t n;
-        auto more = reader_->Next(&block_, &n);
+        auto more = reader_->NextView(&block_, &n);
         if (!more.ok()) return more.status();
         if (!*more) return false;
         p_ = block_.data();
@@ -82,7 +82,7 @@ class RunCursor {
   std::string path_;
   XRange range_;
   std::unique_ptr<SpillReader> reader_;
-  std::string block_;
+  std::string_view block_;  // valid until the reader's next block
   const char* p_ = nullptr;
   const char* end_ = nullptr;
 };
@@ -272,7 +272,7 @@ class RangeOutput {
   }
   Status CopyFile(AtomicOutput* out) {
     CM_RETURN_IF_ERROR(ForEachSpillBlock(ctx_->env, file_path_,
-                                         [&](const std::string& block, uint32_t) { return out->Append(block); }));
+                                         [&](std::string_view block, uint32_t) { return out->Append(block); }));
     ctx_->env->RemoveFile(file_path_);
     file_path_.clear();
     return Status::OK();

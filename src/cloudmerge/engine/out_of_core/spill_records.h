@@ -77,7 +77,7 @@ inline Status BadRecord(const std::string& path) {
 // then end_block() (which may fail) after each block.
 template <class OnRecord, class EndBlock>
 Status ForEachPartRecord(Env* env, const std::string& path, OnRecord&& on_record, EndBlock&& end_block) {
-  return ForEachSpillBlock(env, path, [&](const std::string& block, uint32_t) -> Status {
+  return ForEachSpillBlock(env, path, [&](std::string_view block, uint32_t) -> Status {
     PartRecords recs(block);
     PartRecord r;
     bool bad = false;

@@ -337,15 +337,12 @@ class UriEnv final : public Env {
     Compression c = o_.decode_inputs ? CompressionForPath(path) : Compression::kNone;
     std::unique_ptr<InputStream> raw;
     if (S3Uri::IsS3(path)) {
-      auto uri = S3Uri::Parse(path);
-      if (!uri.ok()) return uri.status();
-      auto client = Client();
-      if (!client.ok()) return client.status();
-      auto info = (*client)->HeadObject(*uri);
-      if (!info.ok()) return info.status();
-      unsigned parallel = (*client)->config().parallel_requests;
-      uint64_t range = (*client)->config().range_size ? (*client)->config().range_size : o_.range_bytes;
-      raw.reset(new S3RangeStream(*client, *uri, *info, path, range, parallel));
+      auto object = HeadS3Object(path);
+      if (!object.ok()) return object.status();
+      S3Client& client = *object->client;
+      unsigned parallel = client.config().parallel_requests;
+      uint64_t range = client.config().range_size ? client.config().range_size : o_.range_bytes;
+      raw.reset(new S3RangeStream(object->client, object->uri, object->info, path, range, parallel));
     } else {
       // Standard input, FIFOs, devices: read in order, in pieces (never whole).
       auto local = local_->OpenStream(LocalPath(path));
@@ -369,17 +366,14 @@ class UriEnv final : public Env {
     if (path == "-" || (o_.decode_inputs && CompressionForPath(path) != Compression::kNone))
       return std::unique_ptr<RandomAccessInput>();
     if (!S3Uri::IsS3(path)) return local_->OpenRandomAccess(LocalPath(path), version);
-    auto uri = S3Uri::Parse(path);
-    if (!uri.ok()) return uri.status();
-    auto client = Client();
-    if (!client.ok()) return client.status();
-    auto info = (*client)->HeadObject(*uri);
-    if (!info.ok()) return info.status();
-    if (!version.empty() && info->etag != version) {
+    auto object = HeadS3Object(path);
+    if (!object.ok()) return object.status();
+    if (!version.empty() && object->info.etag != version) {
       return Status::IOError(fmt::format("{} changed while the merge was reading it (its ETag is no longer \"{}\"). "
                                          "Run again once nothing writes it.", path, version));
     }
-    return std::unique_ptr<RandomAccessInput>(new S3RandomAccessInput(*client, *uri, std::move(*info)));
+    return std::unique_ptr<RandomAccessInput>(
+        new S3RandomAccessInput(object->client, object->uri, std::move(object->info)));
   }
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
@@ -434,6 +428,22 @@ class UriEnv final : public Env {
       client_ = *c;
     }
     return client_;
+  }
+
+  // An object as HeadObject describes it, with the client to read it by.
+  struct S3Object {
+    std::shared_ptr<S3Client> client;
+    S3Uri uri;
+    ObjectInfo info;
+  };
+  Result<S3Object> HeadS3Object(const std::string& path) {
+    auto uri = S3Uri::Parse(path);
+    if (!uri.ok()) return uri.status();
+    auto client = Client();
+    if (!client.ok()) return client.status();
+    auto info = (*client)->HeadObject(*uri);
+    if (!info.ok()) return info.status();
+    return S3Object{std::move(*client), std::move(*uri), std::move(*info)};
   }
 
   Env* local_;

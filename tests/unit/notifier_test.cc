@@ -26,6 +26,7 @@
 
 #include "cloudmerge/aws/credentials.h"
 #include "cloudmerge/pipeline/notify/notifier.h"
+#include "temp_dir.h"
 
 namespace cloudmerge {
 namespace {
@@ -270,19 +271,6 @@ TEST(FormatEmail, DisplayNamesAreQuotedOrEncoded) {
 }
 
 // --- Directory channel ---------------------------------------------------------
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/notifier_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 std::vector<fs::path> Files(const fs::path& dir) {
   std::vector<fs::path> out;

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cloudmerge/io/env.h"
+#include "temp_dir.h"
 
 namespace cloudmerge {
 namespace {
@@ -19,17 +20,12 @@ namespace fs = std::filesystem;
 
 class RandomAccessInputTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) / ("cm_ra_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
   std::string Write(const std::string& name, const std::string& bytes) {
     std::ofstream(dir_ / name, std::ios::binary) << bytes;
     return (dir_ / name).string();
   }
-  fs::path dir_;
+  TempDir tmp_{"cm_ra"};
+  const fs::path& dir_ = tmp_.path();
 };
 
 TEST_F(RandomAccessInputTest, ReadsTheRangesAskedFor) {

@@ -104,6 +104,25 @@ class DecodingStream final : public InputStream {
   bool finished_ = false;
 };
 
+// Appends bytes [offset, offset + len) of the object to *out (pinned to `etag`),
+// exactly that many or an error, *out as it was then; stops early once *stop
+// is set (a reader that went away).
+Status GetRangeInto(S3Client& client, const S3Uri& uri, const std::string& etag, uint64_t offset, uint64_t len,
+                    const std::string& name, std::string* out, const std::atomic<bool>* stop = nullptr) {
+  const size_t old = out->size();
+  out->reserve(old + len);
+  Status st = client.GetObjectRange(uri, offset, len, etag, [&](std::string_view piece) -> Status {
+    if (stop && stop->load()) return Status::IOError("cancelled");
+    if (out->size() - old + piece.size() > len) return Status::IOError("S3 sent more bytes than the range asked for");
+    out->append(piece);
+    return Status::OK();
+  });
+  if (st.ok() && out->size() - old != len)
+    st = Status::IOError(fmt::format("{}: S3 sent {} bytes for a range of {}", name, out->size() - old, len));
+  if (!st.ok()) out->resize(old);
+  return st;
+}
+
 // An S3 object read in order through ranged GETs, `parallel` of them in flight
 // ahead of the reader (at most parallel + 1 ranges held), each pinned to the
 // ETag HeadObject saw. A single-part object's bytes are checked against its
@@ -179,15 +198,7 @@ class S3RangeStream final : public InputStream {
       }
       uint64_t off = r * range_bytes_, len = std::min(range_bytes_, info_.size - off);
       std::string data;
-      data.reserve(len);
-      Status st = client_->GetObjectRange(uri_, off, len, info_.etag, [&](std::string_view piece) -> Status {
-        if (stop_.load()) return Status::IOError("cancelled");
-        if (data.size() + piece.size() > len) return Status::IOError("S3 sent more bytes than the range asked for");
-        data.append(piece);
-        return Status::OK();
-      });
-      if (st.ok() && data.size() != len)
-        st = Status::IOError(fmt::format("{}: S3 sent {} bytes for a range of {}", path_, data.size(), len));
+      Status st = GetRangeInto(*client_, uri_, info_.etag, off, len, path_, &data, &stop_);
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (!st.ok()) {
@@ -296,17 +307,7 @@ class S3RandomAccessInput final : public RandomAccessInput {
       return Status::IOError(fmt::format("{}: bytes {}-{} asked for, but the object has {} bytes. Run again.",
                                          uri_.ToString(), offset, offset + n, info_.size));
     }
-    size_t old = out->size();
-    out->reserve(old + n);
-    Status st = client_->GetObjectRange(uri_, offset, n, info_.etag, [&](std::string_view piece) -> Status {
-      if (out->size() - old + piece.size() > n) return Status::IOError("S3 sent more bytes than the range asked for");
-      out->append(piece);
-      return Status::OK();
-    });
-    if (st.ok() && out->size() - old != n)
-      st = Status::IOError(fmt::format("{}: S3 sent {} bytes for a range of {}", uri_.ToString(), out->size() - old, n));
-    if (!st.ok()) out->resize(old);
-    return st;
+    return GetRangeInto(*client_, uri_, info_.etag, offset, n, uri_.ToString(), out);
   }
 
  private:

@@ -125,13 +125,14 @@ class PartitionBuffers {
     if (zstd_level_ == kSpillStoreRaw) {
       framed_total_ += raw_[p].size();
       sealed_[p].push_back(Sealed{std::move(raw_[p]), static_cast<uint32_t>(records_[p])});
-      raw_[p] = std::string();
-      if (!spares_.empty()) {
-        raw_[p] = std::move(spares_.back());
-        spares_.pop_back();
+      std::string next;
+      if (spares_.empty()) {
+        next.reserve(block_bytes_ + (block_bytes_ >> 2));  // filled without regrowing (and copying)
       } else {
-        raw_[p].reserve(block_bytes_ + (block_bytes_ >> 2));  // filled without regrowing (and copying)
+        next = std::move(spares_.back());
+        spares_.pop_back();
       }
+      raw_[p] = std::move(next);
       records_[p] = 0;
       return;
     }

@@ -262,6 +262,37 @@ def test_peak_rss_stays_near_the_limit(tmp_path, temp_parent):
         f"{RSS_SLACK >> 20} MiB)"
 
 
+def _cache_as_readahead_leaves_it(path):
+    """Drops path's pages from the page cache and reads it back in order, as `cat` or a first
+    run would: readahead then caches it in large folios (ext4 on recent kernels), and a fault on
+    one byte of the mapping maps the whole folio around it."""
+    import os
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        while os.read(fd, 1 << 20):
+            pass
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.rss_bound
+def test_peak_rss_stays_near_the_limit_with_inputs_cached_by_readahead(tmp_path, temp_parent):
+    # Finding chunk boundaries touches one line per chunk; with the input cached in large folios
+    # each touch mapped a folio bigger than the chunk, and the whole input (~80 MB here) became
+    # resident before the pages were given back: a peak above the limit at 3e7 rows / 512 MiB.
+    x = generate("x", 4_000_000, tmp_path / "x.tsv", seed=5)
+    y = generate("y", 4_000_000, tmp_path / "y.tsv", seed=5)
+    for f in (x, y):
+        _cache_as_readahead_leaves_it(f)
+    r = run(x, y, "/dev/null", limit=SMALL, temp_dir=temp_parent, threads=2, report=tmp_path / "r.json")
+    assert r.ooc["used"]
+    assert r.peak_rss <= parse_size(SMALL) + RSS_SLACK, \
+        f"peak RSS {r.peak_rss / 2**20:.0f} MiB with --memory-limit {SMALL} and inputs of " \
+        f"{y.stat().st_size >> 20} MiB (allowed: the limit + {RSS_SLACK >> 20} MiB)"
+
+
 # Two families suffice for the order-free path; quoted rows hold newlines, so they cannot be sorted as lines.
 @pytest.mark.parametrize("dataset", ["int_zeros_na", "text"], indirect=True)
 def test_any_order_tiny_limit_same_lines(dataset, tmp_path, temp_parent):

@@ -295,7 +295,10 @@ void Table::SplitChunks(size_t body) {
     if (n > body) chunks_.push_back({body, n});
     return;
   }
-  size_t b = body;
+  // Finding each line end maps the large folio around it (sequential readahead
+  // builds big ones, often bigger than a chunk), so the file would become
+  // resident as a whole: give the pages back as the search goes, in windows.
+  size_t b = body, released = body;
   while (b < n) {
     size_t e = b + chunk_bytes_;
     if (e >= n) e = n;
@@ -305,9 +308,11 @@ void Table::SplitChunks(size_t body) {
     }
     chunks_.push_back({b, e});
     b = e;
+    if (input_ && b - released >= kWindow) {
+      input_->Release(released, n);  // to the end: the folio mapped around b reaches past it
+      released = b;
+    }
   }
-  // Finding each line end mapped a large folio around it (sequential readahead
-  // builds big ones): give those pages back too.
   if (input_) input_->Release(body, n);
 }
 

@@ -116,8 +116,8 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
       size_t r = i % kAhead;
       valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r], y.rules);
       if (valid[r]) {
-        if (b->numeric) b->numeric_tables[p].Prefetch(ring[r].hash);
-        else b->text_tables[p].Prefetch(ring[r].hash);
+        if (b->numeric) b->numeric_tables[p].PrefetchForInsert(ring[r].hash);
+        else b->text_tables[p].PrefetchForInsert(ring[r].hash);
       }
     };
     for (size_t i = n; i-- > 0 && i + kAhead >= n;) stage(i);

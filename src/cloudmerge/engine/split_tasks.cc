@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/base/varint.h"
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
 #include "cloudmerge/engine/probe_batch.h"
@@ -58,32 +59,10 @@ T Get(const char* p) {
   return v;
 }
 
-// LEB128: 7 bits a byte, low first. Positions are stored as the difference from the
-// previous record's in the same blob (blobs are in file order), lengths as they are: a
-// record's header is ~4 bytes instead of 16, a third of the shuffle on short rows.
-void PutVarint(std::string& out, uint64_t v) {
-  char buf[10];
-  size_t n = 0;
-  while (v >= 0x80) {
-    buf[n++] = static_cast<char>(static_cast<uint8_t>(v) | 0x80);
-    v >>= 7;
-  }
-  buf[n++] = static_cast<char>(v);
-  out.append(buf, n);
-}
-
-bool GetVarint(const char*& p, const char* end, uint64_t* v) {
-  uint64_t r = 0;
-  for (int shift = 0; shift < 64 && p < end; shift += 7) {
-    uint8_t b = static_cast<uint8_t>(*p++);
-    r |= static_cast<uint64_t>(b & 0x7f) << shift;
-    if (b < 0x80) {
-      *v = r;
-      return true;
-    }
-  }
-  return false;
-}
+// Scan blobs store positions as the difference from the previous record's in the
+// same blob (blobs are in file order) and lengths as they are, all as varints
+// (base/varint.h): a record's header is ~4 bytes instead of 16, a third of the
+// shuffle on short rows.
 
 struct RecordView {
   uint64_t pos;

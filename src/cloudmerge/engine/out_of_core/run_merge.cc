@@ -51,25 +51,19 @@ class RunCursor {
   }
   // The next record of the range into x, y, line; false at its end.
   Result<bool> Next() {
+    if (past_range_) return false;
     for (;;) {
-      while (p_ == end_) {
+      while (records_.done()) {
         uint32_t n;
         auto more = reader_->NextView(&block_, &n);
         if (!more.ok()) return more.status();
         if (!*more) return false;
-        p_ = block_.data();
-        end_ = p_ + block_.size();
+        records_ = OutRecords(block_);
       }
-      if (end_ - p_ < static_cast<ptrdiff_t>(kOutHeader)) return BadRecord(path_);
-      x = GetU64(p_);
-      y = GetU64(p_ + 8);
-      uint32_t len = GetU32(p_ + 16);
-      if (static_cast<size_t>(end_ - p_) < kOutHeader + len) return BadRecord(path_);
-      line = {p_ + kOutHeader, len};
-      p_ += kOutHeader + len;
+      if (!records_.Next(&x, &y, &line)) return BadRecord(path_);
       if (x < range_.lo) continue;  // before the range, in the block it starts in
       if (range_.hi != XRange::kNoEnd && x >= range_.hi) {
-        p_ = end_ = nullptr;
+        past_range_ = true;
         return false;
       }
       return true;
@@ -83,8 +77,8 @@ class RunCursor {
   XRange range_;
   std::unique_ptr<SpillReader> reader_;
   std::string_view block_;  // valid until the reader's next block
-  const char* p_ = nullptr;
-  const char* end_ = nullptr;
+  OutRecords records_{std::string_view()};  // the records of block_ not yet read
+  bool past_range_ = false;
 };
 
 // A tournament ("loser") tree over k sorted inputs, keyed by (x, y) position:

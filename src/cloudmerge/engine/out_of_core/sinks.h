@@ -54,10 +54,8 @@ class RunSink final : public MatchSink {
   RunSink(Context* ctx, Outputs* outs) : ctx_(ctx), outs_(outs) {}
   Status Emit(uint64_t x_pos, uint64_t y_pos, std::string_view x_text, std::string_view y_text) override {
     uint32_t len = static_cast<uint32_t>(x_text.size() + 1 + (ctx_->y_has_values ? y_text.size() + 1 : 0));
-    if (raw_.empty()) first_x_ = x_pos;
-    PutU64(raw_, x_pos);
-    PutU64(raw_, y_pos);
-    PutU32(raw_, len);
+    Start(x_pos);
+    records_out_.Append(raw_, x_pos, y_pos, len);
     raw_.append(x_text);
     if (ctx_->y_has_values) {
       raw_.push_back('\t');
@@ -70,10 +68,8 @@ class RunSink final : public MatchSink {
   }
   // A line that already is an output line (intermediate merges).
   Status EmitLine(uint64_t x_pos, uint64_t y_pos, std::string_view line) {
-    if (raw_.empty()) first_x_ = x_pos;
-    PutU64(raw_, x_pos);
-    PutU64(raw_, y_pos);
-    PutU32(raw_, static_cast<uint32_t>(line.size()));
+    Start(x_pos);
+    records_out_.Append(raw_, x_pos, y_pos, line.size());
     raw_.append(line);
     ++records_;
     if (raw_.size() >= ctx_->block_bytes) return Seal();
@@ -91,6 +87,11 @@ class RunSink final : public MatchSink {
   }
 
  private:
+  void Start(uint64_t x_pos) {  // before each record: a new block starts its positions afresh
+    if (!raw_.empty()) return;
+    first_x_ = x_pos;
+    records_out_.Reset();
+  }
   Status Seal() {
     if (!writer_) {
       auto w = SpillWriter::Create(ctx_->env, ctx_->dir->NewPath("run"));
@@ -109,6 +110,7 @@ class RunSink final : public MatchSink {
   Outputs* outs_;
   std::unique_ptr<SpillWriter> writer_;
   std::string raw_;
+  OutRecordWriter records_out_;
   uint64_t records_ = 0, total_ = 0, first_x_ = 0;
   std::vector<RunBlock> blocks_;
 };

@@ -13,29 +13,42 @@
 #include <fmt/format.h>
 
 #include "cloudmerge/base/status.h"
+#include "cloudmerge/base/varint.h"
 #include "cloudmerge/io/env.h"
 #include "cloudmerge/io/spill_file.h"
 
 namespace cloudmerge::ooc {
 
 // ---- Record layouts (docs/spill-format.md, "Records") ------------------------
-// Partition record: u64 position | u32 key length | u32 text length | key | text
-//   position: (unit << 40) | row within the unit — increasing in file order.
+// Numbers are varints (base/varint.h). A position is (unit << 40) | row within
+// the unit, increasing in file order; it is stored as two varints, unit then
+// row (~4 bytes instead of 8: units are few, rows within one under 2^21).
+// Partition record: unit | row | key length | text length | key | text
 //   key: the ID as read (unquoted); text: x's whole row, or y's fields but the
 //   ID, encoded for output.
-// Output record: u64 x position | u64 y position | u32 line length | line ('\n' included)
-constexpr size_t kPartHeader = 16;
-constexpr size_t kOutHeader = 20;
+// Output record: x position as the difference from the previous record's in
+//   the block (0 for the block's first: from 0) | y unit | y row | line length
+//   | line ('\n' included). x positions do not decrease within a run; the
+//   difference is taken modulo 2^64, so a block that broke that would still
+//   decode to its positions.
+constexpr int kRowBits = 40;
+constexpr uint64_t kRowMask = (uint64_t{1} << kRowBits) - 1;
 
-inline void PutU32(std::string& s, uint32_t v) { s.append(reinterpret_cast<const char*>(&v), 4); }
-inline void PutU64(std::string& s, uint64_t v) { s.append(reinterpret_cast<const char*>(&v), 8); }
-inline uint32_t GetU32(const char* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }
-inline uint64_t GetU64(const char* p) { uint64_t v; std::memcpy(&v, p, 8); return v; }
+inline void PutPosition(std::string& s, uint64_t pos) {
+  PutVarint(s, pos >> kRowBits);
+  PutVarint(s, pos & kRowMask);
+}
+inline bool GetPosition(const char*& p, const char* end, uint64_t* pos) {
+  uint64_t unit, row;
+  if (!GetVarint(p, end, &unit) || !GetVarint(p, end, &row) || row > kRowMask) return false;
+  *pos = (unit << kRowBits) | row;
+  return true;
+}
 
 inline void AppendPartRecord(std::string& s, uint64_t pos, std::string_view key, std::string_view text) {
-  PutU64(s, pos);
-  PutU32(s, static_cast<uint32_t>(key.size()));
-  PutU32(s, static_cast<uint32_t>(text.size()));
+  PutPosition(s, pos);
+  PutVarint(s, key.size());
+  PutVarint(s, text.size());
   s.append(key);
   s.append(text);
 }
@@ -53,19 +66,60 @@ class PartRecords {
   // false at the end; *bad set when a record overruns the block.
   bool Next(PartRecord* r, bool* bad) {
     if (p_ == end_) return false;
-    if (end_ - p_ < static_cast<ptrdiff_t>(kPartHeader)) return *bad = true, false;
-    r->pos = GetU64(p_);
-    uint32_t kl = GetU32(p_ + 8), tl = GetU32(p_ + 12);
-    if (static_cast<size_t>(end_ - p_) < kPartHeader + kl + tl) return *bad = true, false;
-    r->key = {p_ + kPartHeader, kl};
-    r->text = {p_ + kPartHeader + kl, tl};
-    p_ += kPartHeader + kl + tl;
+    uint64_t kl, tl;
+    if (!GetPosition(p_, end_, &r->pos) || !GetVarint(p_, end_, &kl) || !GetVarint(p_, end_, &tl) ||
+        static_cast<uint64_t>(end_ - p_) < kl || static_cast<uint64_t>(end_ - p_) - kl < tl)
+      return *bad = true, false;
+    r->key = {p_, kl};
+    r->text = {p_ + kl, tl};
+    p_ += kl + tl;
     return true;
   }
 
  private:
   const char* p_;
   const char* end_;
+};
+
+// Output records of one block, written in order (the writer's side of
+// OutRecords): the x position's difference is from the block's previous record.
+class OutRecordWriter {
+ public:
+  // REQUIRES: block is the block being filled; Reset() when a new one starts.
+  void Append(std::string& block, uint64_t x_pos, uint64_t y_pos, size_t line_len) {
+    PutVarint(block, x_pos - last_x_);
+    last_x_ = x_pos;
+    PutPosition(block, y_pos);
+    PutVarint(block, line_len);
+  }
+  void Reset() { last_x_ = 0; }
+
+ private:
+  uint64_t last_x_ = 0;
+};
+
+// Walks the output records of one decoded block.
+class OutRecords {
+ public:
+  explicit OutRecords(std::string_view block) : p_(block.data()), end_(block.data() + block.size()) {}
+  bool done() const { return p_ == end_; }
+  // REQUIRES: !done(). false when a record overruns the block.
+  bool Next(uint64_t* x, uint64_t* y, std::string_view* line) {
+    uint64_t dx, len;
+    if (!GetVarint(p_, end_, &dx) || !GetPosition(p_, end_, y) || !GetVarint(p_, end_, &len) ||
+        static_cast<uint64_t>(end_ - p_) < len)
+      return false;
+    x_ += dx;
+    *x = x_;
+    *line = {p_, len};
+    p_ += len;
+    return true;
+  }
+
+ private:
+  const char* p_;
+  const char* end_;
+  uint64_t x_ = 0;
 };
 
 inline Status BadRecord(const std::string& path) {

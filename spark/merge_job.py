@@ -55,8 +55,13 @@ import sys
 import uuid
 from urllib.parse import urlsplit
 
-SPLIT_BYTES = 64 << 20  # a split of a splittable input (tests lower it)
-PARTITION_BYTES = 64 << 20  # input bytes per join partition
+# Spark's own split size (spark.sql.files.maxPartitionBytes). Against 64 MiB, half the tasks,
+# each with its fixed cost (a task launch, a binary started, its blobs framed through Python):
+# at 10^7 rows per side, net wall on the 2-worker standalone cluster 7.2 -> 5.6 s and CPU 8.9 ->
+# 4.9 s (docs/benchmarks.md). A join partition's records are held in the task's memory, ~2x its
+# input bytes: executors of 1 GiB and more hold 128 MiB partitions.
+SPLIT_BYTES = 128 << 20  # a split of a splittable input (tests lower it)
+PARTITION_BYTES = 128 << 20  # input bytes per join partition
 SUMMARY_TAG = 0xFFFFFFFF
 FLOAT64 = 2  # KeyMode::kFloat
 
@@ -741,7 +746,7 @@ def parse_args(argv):
     p.add_argument("--cloudmerge-bin", help="the cloudmerge binary, at a path every executor can run (default: "
                    "the file `cloudmerge` shipped with --files, else beside this script or on PATH)")
     p.add_argument("--split-mib", type=float, default=SPLIT_BYTES / float(1 << 20),
-                   help="bytes per split of an input, in MiB (default 64)")
+                   help="bytes per split of an input, in MiB (default 128)")
     p.add_argument("--partitions", type=int, help="join partitions (default: from the input sizes)")
     return p.parse_args(argv)
 

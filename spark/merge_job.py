@@ -63,6 +63,7 @@ from urllib.parse import urlsplit
 SPLIT_BYTES = 128 << 20  # a split of a splittable input (tests lower it)
 PARTITION_BYTES = 128 << 20  # input bytes per join partition
 SUMMARY_TAG = 0xFFFFFFFF
+LABELLED_BLOB = 0xFFFFFFFE  # a join input frame that starts with its LABEL (cluster_task_command.h)
 FLOAT64 = 2  # KeyMode::kFloat
 
 
@@ -310,24 +311,26 @@ def join_task(binary, x_mode, y_mode, y_values, ranges, x_end, summary_partition
         keep_zip_directories()
         if pidx == summary_partition:
             return
-        blobs = sorted(items, key=lambda b: struct.unpack_from(LABEL, b))  # x before y, in file order
-        chunks = []
-        for b in blobs:  # frames of the records after the label, without copying them
-            side = struct.unpack_from(LABEL, b)[0]
-            chunks += [struct.pack("<IQ", side, len(b) - LABEL_SIZE), memoryview(b)[LABEL_SIZE:]]
-        del blobs
+        def chunks():
+            # Each blob as it comes from the shuffle, label included: the binary puts them in
+            # file order (x before y, by split and piece), so this worker never holds the
+            # partition (it used to sort it here first: a second copy of every partition in
+            # Python, and the binary idle until the last blob had arrived).
+            for b in items:
+                yield struct.pack("<IQ", LABELLED_BLOB, len(b))
+                yield b
         args = ["join", "--x-mode", x_mode, "--y-mode", y_mode, "--ranges", ranges, "--x-end", x_end]
         if not y_values:
             args.append("--no-y-values")
         binary_file = find_binary(binary)
         what = "join partition %d" % pidx
         if any_order_out is None:
-            for tag, blob in BinaryTask(binary_file, args, what, env).feed(chunks).frames():
+            for tag, blob in BinaryTask(binary_file, args, what, env).feed(chunks()).frames():
                 yield tag, blob
             return
         writer = part_writer(binary_file, any_order_out, pidx, header if pidx == 0 else None, env)
         try:
-            BinaryTask(binary_file, args, what, env, stdout=writer.proc.stdin).feed(chunks).finish()
+            BinaryTask(binary_file, args, what, env, stdout=writer.proc.stdin).feed(chunks()).finish()
         except BaseException:
             writer.kill()  # no part from a failed join (its temporary is removed at the end)
             raise

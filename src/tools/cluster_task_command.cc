@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -32,6 +34,7 @@ using cloudmerge::Result;
 using cloudmerge::Status;
 
 constexpr uint32_t kSummaryTag = 0xffffffffu;
+constexpr uint32_t kLabelledBlob = 0xfffffffeu;  // join input: a blob with the job's label (Join)
 
 int Fail(const Status& st) {
   fmt::print(stderr, "Error [cloudmerge cluster-task]: {}\n", st.message());
@@ -344,12 +347,36 @@ int Join(const Args& a) {
   InputFrames in;
   if (Status st = ReadFrames(0, "join", &in); !st.ok()) return Fail(st);
   MaybeKillForTest("join");
-  // Sides arrive as several blobs (one per split, in file order), joined as they are.
+  // A side arrives as several blobs, each either tagged with its side (0 x, 1 y: in file
+  // order, as given) or labelled (kLabelledBlob: the job's 12-byte label, side, split and
+  // piece, before the records), in the order the shuffle delivers them. Labelled blobs are
+  // put in file order here, so that the job streams them through instead of holding a
+  // whole partition in Python to sort it first.
+  struct Labelled {
+    uint32_t side, split, piece;
+    std::string_view records;
+  };
+  std::vector<Labelled> labelled;
   std::vector<std::string_view> side[2];
   for (const auto& f : in.frames) {
+    if (f.tag == kLabelledBlob) {
+      Labelled l;
+      if (f.bytes.size() < 12) return Fail(Status::Internal("cluster task: damaged join frames (a label cut short)"));
+      std::memcpy(&l.side, f.bytes.data(), 4);
+      std::memcpy(&l.split, f.bytes.data() + 4, 4);
+      std::memcpy(&l.piece, f.bytes.data() + 8, 4);
+      if (l.side > 1) return Fail(Status::Internal("cluster task: damaged join frames (a label of no side)"));
+      l.records = f.bytes.substr(12);
+      labelled.push_back(l);
+      continue;
+    }
     if (f.tag > 1) return Fail(Status::Internal("cluster task: damaged join frames (a tag other than x or y)"));
     side[f.tag].push_back(f.bytes);
   }
+  std::stable_sort(labelled.begin(), labelled.end(), [](const Labelled& a, const Labelled& b) {
+    return std::tie(a.side, a.split, a.piece) < std::tie(b.side, b.split, b.piece);
+  });
+  for (const Labelled& l : labelled) side[l.side].push_back(l.records);
   cloudmerge::JoinOptions o;
   o.x_mode = static_cast<KeyMode>(a.Num("--x-mode"));
   o.y_mode = static_cast<KeyMode>(a.Num("--y-mode"));

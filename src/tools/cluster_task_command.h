@@ -15,7 +15,9 @@
 //        u8 quote seen, KeyScan)
 //   combine   frames of KeyScans in file order in; "MODE LOSSY VALUES" out
 //   join --x-mode M --y-mode M [--no-y-values] [--ranges R --x-end N]
-//        frames in (tag 0 x records, tag 1 y records, each in order);
+//        frames in (tag 0 x records, tag 1 y records, each in order; or tag 0xfffffffe, a
+//        blob labelled by the job: u32 side, u32 split, u32 piece, then the records, in
+//        any order: put in (side, split, piece) order);
 //        frames out (tag r: range r's matches)
 //   write OUT [--header TEXT]   match frames in; OUT written atomically; lines out
 // Bad input exits 3 with file, line and column, bad options 2, I/O 4. The

@@ -163,6 +163,37 @@ def test_scan_streams_records_in_pieces_in_file_order(tmp_path):
         assert task(args, side_frames(0, split[4][part]) + side_frames(1, y[part])) == one
 
 
+def test_join_puts_labelled_blobs_in_file_order(tmp_path):
+    """The job hands a join its blobs as the shuffle delivers them, each with its label (side,
+    split, piece) instead of sorting them first: the binary orders them, so any arrival order
+    gives the same matches as the sides given in order."""
+    import random
+    rows = "".join("%d\tv%d\n" % (i % 37, i) for i in range(3000))
+    (tmp_path / "x.tsv").write_text("ID\tv\n" + rows)
+    (tmp_path / "y.tsv").write_text("ID\tw\n" + rows[:2000])
+    pl = plan(tmp_path / "x.tsv", tmp_path / "y.tsv")
+    size = (tmp_path / "x.tsv").stat().st_size
+    x_splits = [scan(tmp_path / "x.tsv", pl["x"], split=(a, min(size, a + size // 3 + 1)), partitions=3,
+                     extra=["--piece-bytes", 500]) for a in range(pl["x"]["body"], size, size // 3 + 1)]
+    y = scan(tmp_path / "y.tsv", pl["y"], partitions=3, extra=["--drop-key", "--piece-bytes", 500])[4]
+    args = ["join", "--x-mode", 0, "--y-mode", 0, "--ranges", 2, "--x-end", size]
+    rng = random.Random(7)
+    for part in range(3):
+        x_pieces = [b for sp in x_splits for b in sp[4].get(part, [])]
+        in_order = task(args, side_frames(0, x_pieces) + side_frames(1, y.get(part, [])))
+        labelled = [struct.pack(mj.LABEL, 0, i, j) + b for i, sp in enumerate(x_splits)
+                    for j, b in enumerate(sp[4].get(part, []))]
+        labelled += [struct.pack(mj.LABEL, 1, 0, j) + b for j, b in enumerate(y.get(part, []))]
+        assert len(labelled) > 4
+        rng.shuffle(labelled)
+        got = task(args, b"".join(mj.frame(mj.LABELLED_BLOB, b) for b in labelled))
+        assert got == in_order and got
+    # A label cut short is a damaged frame, not a crash.
+    p = subprocess.run([BIN, "cluster-task"] + [str(a) for a in args], input=mj.frame(mj.LABELLED_BLOB, b"\0" * 5),
+                       capture_output=True)
+    assert p.returncode not in (0, 2, 3) and p.returncode > 0 and b"label cut short" in p.stderr
+
+
 def test_join_and_write_give_the_scripts_order(tmp_path):
     (tmp_path / "x.tsv").write_text("ID\tv\n7\ta\n007\tb\n8\tc\n7.0\td\n")
     (tmp_path / "y.tsv").write_text("ID\tw\n7\tp\n8\tq\n7\tr\n")

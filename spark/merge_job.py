@@ -411,6 +411,15 @@ def split_ranges(plan, split_bytes):
     return [(body + i * step, min(size, body + (i + 1) * step)) for i in range(n)]
 
 
+def default_partitions(input_bytes, parallelism):
+    """Join partitions of at most PARTITION_BYTES of input each, rounded up to a multiple of the
+    parallelism: the join and write stages then run in full waves (3 partitions on 2 cores ran
+    as a wave of 2 then a wave of 1 with a core idle: a third of the stage's time at 10^7 rows)."""
+    parallelism = max(1, parallelism)
+    waves = int(math.ceil(input_bytes / float(PARTITION_BYTES * parallelism)))
+    return max(1, waves) * parallelism
+
+
 def combine(binary, scans):
     """The file's KeyMode from its splits' KeyScans in file order: (mode, lossy int spelling, name)."""
     rc, out, err = run_binary(binary, ["combine"], b"".join(frame(0, s) for s in scans))
@@ -445,7 +454,7 @@ def merge(spark, x_path, y_path, out, ordered=True, single_file=False, x_key="1"
     keys = {"x": x_key, "y": y_key}
     total = sum(max(plan[s]["size"], 1 << 20) for s in "xy")
     if partitions is None:
-        partitions = max(sc.defaultParallelism, int(math.ceil(total / float(PARTITION_BYTES))))
+        partitions = default_partitions(total, sc.defaultParallelism)
     fs_out = check_output_absent(sc, out, single_file)
     summary_partition = partitions  # one more partition: the scans' summaries
 
@@ -608,6 +617,18 @@ def _is_loopback(host):
         return False
 
 
+def single_host_master(master):
+    """True when every executor of `master` runs on this machine: a local master, or a standalone
+    master reached at a loopback address (a worker registers with the master at that address, so
+    it runs here too). YARN, Kubernetes and other hosts: False."""
+    if master.startswith("local"):
+        return True
+    if not master.startswith("spark://"):
+        return False
+    hosts = [urlsplit("spark://" + m).hostname or "" for m in master[len("spark://"):].split(",")]
+    return all(_is_loopback(h) for h in hosts)
+
+
 def s3a_settings(environ, endpoint=None):
     """Hadoop S3A settings for an S3-compatible endpoint, from the standard AWS
     environment as the AWS CLI reads it: endpoint (the argument, else
@@ -711,10 +732,11 @@ def make_session(master=None, app_name="cloudmerge-merge", conf=None, s3a=None):
     if "PYSPARK_GATEWAY_PORT" in os.environ:  # under spark-submit: its JVM holds --master and --conf
         SparkContext._ensure_initialized()  # (otherwise the JVM starts with the builder's settings below)
     given = SparkConf()
-    if (master or given.get("spark.master", "")).startswith("local") and not given.contains("spark.shuffle.compress") \
+    if single_host_master(master or given.get("spark.master", "")) and not given.contains("spark.shuffle.compress") \
             and "spark.shuffle.compress" not in (conf or {}):
         # One machine: the shuffle goes through the local disk's page cache, not a network, and
-        # compressing it (lz4) only costs CPU: ~15% of the job's CPU on 10^7 rows.
+        # compressing it (lz4) only costs CPU: ~15% of the job's CPU on 10^7 rows in local[2], and
+        # 2-3 of its ~5.5 net CPU-s on a 2-worker standalone cluster (benchmarks.md).
         b = b.config("spark.shuffle.compress", "false")
     for k, v in (conf or {}).items():
         b = b.config(k, v)

@@ -83,6 +83,12 @@ def test_two_workers_run_the_tasks(spark):
     assert len(hosts) >= 2, "tasks ran in one executor process only"
 
 
+def test_a_cluster_on_this_machine_shuffles_uncompressed(spark):
+    # Its workers registered with a master at 127.0.0.1: no shuffle crosses a network, and lz4
+    # would only cost CPU.
+    assert spark.sparkContext.getConf().get("spark.shuffle.compress") == "false"
+
+
 def test_conformance_corpus_ordered_and_any_order(spark, oracle, tmp_path):
     def one(c):
         x, y = c / "x.tsv", c / "y.tsv"

@@ -229,3 +229,24 @@ def test_a_damaged_frame_length_is_an_error_not_a_crash(length):
     p = subprocess.run([BIN, "cluster-task", "combine"], input=frame, capture_output=True)
     assert p.returncode == 5, (p.returncode, p.stderr)
     assert b"frame" in p.stderr
+
+
+@pytest.mark.parametrize("input_mib, parallelism, expected", [
+    (373, 2, 4),  # 10^7 rows per side: 3 partitions of 128 MiB would run as a wave of 2 and one of 1
+    (100, 2, 2), (0, 2, 2), (256, 2, 2), (257, 2, 4), (1000, 8, 8), (1100, 8, 16), (5, 1, 1), (300, 1, 3),
+])
+def test_default_partitions_fill_whole_waves_of_at_most_128_mib(input_mib, parallelism, expected):
+    got = mj.default_partitions(input_mib << 20, parallelism)
+    assert got == expected
+    assert got % parallelism == 0 and (input_mib << 20) <= got * mj.PARTITION_BYTES
+
+
+@pytest.mark.parametrize("master, one_host", [
+    ("local[2]", True), ("local", True), ("local-cluster[2,1,1024]", True),
+    ("spark://127.0.0.1:7077", True), ("spark://localhost:7077", True), ("spark://[::1]:7077", True),
+    ("spark://127.0.0.1:7077,127.0.0.2:7078", True), ("spark://127.0.0.1:7077,10.0.0.5:7077", False),
+    ("spark://10.0.0.5:7077", False), ("spark://master.example.com:7077", False), ("yarn", False),
+    ("k8s://https://10.0.0.1:443", False), ("", False),
+])
+def test_shuffles_are_compressed_unless_every_executor_is_on_this_machine(master, one_host):
+    assert mj.single_host_master(master) is one_host

@@ -204,6 +204,9 @@ TEST(MergeSummaryText, InMemoryRunToStandardOutput) {
   EXPECT_NE(text.find("5 rows  to standard output"), std::string::npos) << text;
   EXPECT_NE(text.find("no (the join fit in memory)"), std::string::npos) << text;
   EXPECT_NE(text.find("peak memory    10.0 MiB\n"), std::string::npos) << "no limit known, none shown:\n" << text;
+  s.sparse_hash_tables = true;
+  EXPECT_NE(MergeSummaryText(s, o).find("no (the join fit in memory, with room for sparse hash tables)"),
+            std::string::npos);
   EXPECT_EQ(text.find("hottest"), std::string::npos) << text;
   EXPECT_EQ(text.find("reclaimed"), std::string::npos) << text;
 }

@@ -4,6 +4,7 @@
 #include "cloudmerge/engine/probe_batch.h"
 
 #include "cloudmerge/engine/join_hash_table.h"
+#include "cloudmerge/engine/join_limits.h"
 
 #include <gtest/gtest.h>
 
@@ -70,6 +71,36 @@ TEST(JoinHashTable, ReuseEmptiesTheTableAndKeepsItsSlots) {
   text.Insert("a", 1, 0);
   ASSERT_TRUE(text.Reuse(10));
   EXPECT_EQ(text.Find("a", 1), kNoRow);
+}
+
+// A sparse table has twice its keys in slots (load <= 0.5), a compact one 4/3
+// (<= 0.75); both find every key and chain its rows alike.
+TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
+  auto key = [](uint64_t v) { return NumericKey{v * 7919, NumericKey::kSigned}; };
+  NumericHashTable compact(30000), sparse(30000, TableLoad::kSparse);
+  EXPECT_EQ(compact.capacity(), 30000u + 10000u + 16u);
+  EXPECT_EQ(sparse.capacity(), 60016u);
+  for (uint32_t i = 0; i < 30000; ++i) {
+    const NumericKey k = key(i % 20000);  // a third of the rows repeat a key
+    EXPECT_EQ(compact.Insert(k, HashNumericKey(k), i), sparse.Insert(k, HashNumericKey(k), i)) << i;
+  }
+  EXPECT_EQ(sparse.size(), 20000u);
+  for (uint32_t v = 0; v < 40000; ++v)
+    EXPECT_EQ(compact.Find(key(v), HashNumericKey(key(v))), sparse.Find(key(v), HashNumericKey(key(v)))) << v;
+  TextHashTable text(100, TableLoad::kSparse);
+  EXPECT_EQ(text.capacity(), 216u);
+}
+
+// The in-memory join builds sparse tables when the memory limit has room for
+// them and compact ones when only those fit.
+TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
+  const uint64_t y_bytes = 200 << 20, rows = 10'000'000, chunk = 4 << 20;
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, uint64_t{14} << 30), TableLoad::kSparse);
+  // y's bytes + 10^7 x (20-byte row + 2 x 12-byte slots) + 6 chunks x 3 = 709.8 MiB
+  const uint64_t sparse = y_bytes + rows * (20 + 24) + 6 * chunk * 3;
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse), TableLoad::kSparse);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1), TableLoad::kCompact);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse), TableLoad::kCompact) << "text slots are 24 bytes";
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* prog
   return Status::OK();
 }
 
-Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
+Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
   b->y = &y;
   b->numeric = IsNumeric(y.mode);
   const size_t n = y.rows.size();
@@ -105,8 +105,8 @@ Status Build(ScannedY& y, unsigned threads, BuildSide* b) {
     }
   });
   size_t expected = y.record_count / partitions + y.record_count / partitions / 16 + 16;
-  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected);
-  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected);
+  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected, load);
+  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected, load);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
     // Keys of the rows this far ahead are computed early so their slots can be prefetched.
     constexpr size_t kAhead = 8;

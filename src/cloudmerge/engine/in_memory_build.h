@@ -87,9 +87,9 @@ struct BuildSide {
   }
 };
 
-// Hashes y's rows into b's tables (marking rows whose key never matches missing),
-// linking each row to the next of its key.
-Status Build(ScannedY& y, unsigned threads, BuildSide* b);
+// Hashes y's rows into b's tables, built at `load` (marking rows whose key never
+// matches missing), linking each row to the next of its key.
+Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b);
 
 // Per-key counts for key statistics and --max-output-rows: chain[i] is the y rows of
 // row i's key from i on (see CountChains), x_counts[head] the x rows that found it.

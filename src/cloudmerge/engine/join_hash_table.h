@@ -5,8 +5,9 @@
 //
 // Open addressing with linear probing. The slot index is the hash scaled to
 // the capacity (multiply-shift, any capacity, not only powers of two), so the
-// table can be sized to the key count at ~0.75 load; memory is what bounds
-// in-memory joins and, on virtual machines, fresh memory is slow to fault in.
+// table can be sized to the key count at ~0.75 load (TableLoad::kCompact) or
+// ~0.5 (kSparse, fewer cache misses per lookup); memory is what bounds in-memory
+// joins and, on virtual machines, fresh memory is slow to fault in.
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
 // text slot 24 (hash, pointer to the key bytes, length, chain head + 1). An
 // all-zero slot is empty, so the tables need no initialisation pass.
@@ -53,8 +54,18 @@ struct TextSlot {
   uint32_t head() const { return head_plus_one - 1; }
 };
 
+// How full a table is built: a trade between its memory and a lookup's cache
+// misses. Linear probing at 0.75 walks ~8.5 slots (~100 bytes: two or three
+// cache lines) to learn that a key is absent and ~2.5 to find one; at 0.5, ~2.5
+// and ~1.5 (mostly one line). Sparse costs twice the keys in slots instead of
+// 4/3: 8 bytes more per numeric key, 16 per text key. Measured at 10^7 int rows
+// per side: the in-memory probe 1.0 -> 0.68 s, a cluster join task -17%.
+enum class TableLoad : uint8_t { kCompact, kSparse };
+
 namespace detail {
-inline size_t CapacityFor(size_t keys) { return keys + keys / 3 + 16; }  // load <= 0.75
+inline size_t CapacityFor(size_t keys, TableLoad load = TableLoad::kCompact) {
+  return load == TableLoad::kSparse ? 2 * keys + 16 : keys + keys / 3 + 16;  // load <= 0.5 / 0.75
+}
 inline size_t SlotOf(uint64_t hash, size_t capacity) {
   return static_cast<size_t>((static_cast<unsigned __int128>(hash) * capacity) >> 64);
 }
@@ -67,7 +78,8 @@ inline size_t SlotOf(uint64_t hash, size_t capacity) {
 template <class Slot>
 class alignas(64) SlotArray {
  public:
-  explicit SlotArray(size_t expected_keys) : slots_(detail::CapacityFor(expected_keys)) {}
+  explicit SlotArray(size_t expected_keys, TableLoad load = TableLoad::kCompact)
+      : slots_(detail::CapacityFor(expected_keys, load)) {}
   size_t capacity() const { return slots_.size(); }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/engine/in_memory_build.h"
+
 namespace cloudmerge {
 
 uint64_t SampleRows(const Table& t, uint64_t bytes) {
@@ -21,6 +23,13 @@ uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chun
   // y's bytes stay mapped; per row a 20-byte record and a hash slot (~16 bytes at 0.75 load);
   // the probe holds up to 2 * threads + 2 chunks of output in flight.
   return bytes + 40 * SampleRows(y, bytes) + (2 * threads + 2) * chunk_bytes * 3;
+}
+
+TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
+                            uint64_t memory_limit) {
+  const uint64_t slot = numeric ? sizeof(NumericSlot) : sizeof(TextSlot);
+  const uint64_t sparse = y_bytes + rows * (sizeof(in_memory::YRow) + 2 * slot) + (2 * threads + 2) * chunk_bytes * 3;
+  return sparse <= memory_limit ? TableLoad::kSparse : TableLoad::kCompact;
 }
 
 Status OutputRowLimitError(const MergeStats& s, uint64_t limit) {

@@ -69,6 +69,7 @@ struct MergeStats {
   unsigned threads = 1;
   bool speculation_failed = false;  // x's type was not the one assumed: x was probed twice
   bool damaged_transfer_retried = false;  // a streamed input arrived damaged: the merge ran again
+  bool sparse_hash_tables = false;  // in memory: the tables built at 0.5 load (join_hash_table.h TableLoad)
   double seconds_scan_y = 0, seconds_scan_x = 0, seconds_build = 0, seconds_probe = 0, seconds_total = 0;
   uint64_t x_bytes = 0, y_bytes = 0;  // input sizes (decoded)
   // ID values typed by the plain-integer fast path (ParsePlainInt) while inferring types, x and y (in memory).

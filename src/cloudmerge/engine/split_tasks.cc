@@ -217,31 +217,58 @@ Status ScanTable(Table& table, const ScanOptions& o, SplitScan* out) {
 
 namespace {
 
-// Hashes y's records into num (numeric) or txt, chaining rows of a key through
-// next. From the last row back (each chain then runs in file order), kProbeBatch
-// rows at a time: their keys made and slots prefetched first, then inserted in
-// the same order (a table this size misses the cache on nearly every slot).
-void BuildChains(const std::vector<RecordView>& ys, const JoinOptions& o, bool numeric, NumericHashTable& num,
-                 TextHashTable& txt, std::vector<uint32_t>& next) {
+// A y row as the probe needs it: its text and the next row of its key, in one
+// 16-byte entry (four to a cache line): a match costs one miss for both, where a
+// record view (40 bytes) and a separate chain array cost two.
+struct JoinYRow {
+  const char* text;
+  uint32_t len;
+  uint32_t next;  // the next row of y with the same key, in file order; kNoRow ends the chain
+};
+
+// Hashes y's keys into num (numeric) or txt, chaining rows of a key through
+// rows[].next. From the last row back (each chain then runs in file order),
+// kProbeBatch rows at a time: their keys made and slots prefetched first, then
+// inserted in the same order (a table this size misses the cache on nearly every slot).
+void BuildChains(const std::vector<std::string_view>& keys, const JoinOptions& o, bool numeric,
+                 NumericHashTable& num, TextHashTable& txt, std::vector<JoinYRow>& rows) {
   struct Pending {
     uint32_t row;
     ProbeKey key;
   };
   Pending pending[kProbeBatch];
-  for (size_t end = ys.size(); end > 0;) {
+  for (size_t end = keys.size(); end > 0;) {
     size_t n = 0;
     for (; end > 0 && n < kProbeBatch; --end) {
       Pending& p = pending[n];
       p.row = static_cast<uint32_t>(end - 1);
-      if (!MakeKey(o.y_mode, ys[end - 1].key, &p.key, o.rules)) continue;
+      if (!MakeKey(o.y_mode, keys[end - 1], &p.key, o.rules)) continue;
       numeric ? num.Prefetch(p.key.hash) : txt.Prefetch(p.key.hash);
       ++n;
     }
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = pending[i];
-      next[p.row] = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
+      rows[p.row].next = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
     }
   }
+}
+
+// y's records as rows (their keys apart, for the build).
+Status DecodeY(const std::vector<std::string_view>& y_records, size_t y_bytes, std::vector<JoinYRow>* ys,
+               std::vector<std::string_view>* keys) {
+  ys->reserve(y_bytes / 16);  // records are >= 3 bytes of header; about 20-40 on typical short rows
+  keys->reserve(y_bytes / 16);
+  bool too_long = false;
+  for (std::string_view b : y_records) {
+    bool ok = ForEachRecord(b, [&](const RecordView& r) {
+      too_long |= r.text.size() > UINT32_MAX;
+      ys->push_back(JoinYRow{r.text.data(), static_cast<uint32_t>(r.text.size()), kNoRow});
+      keys->push_back(r.key);
+    });
+    if (!ok) return Damaged("y");
+  }
+  if (too_long) return Status::Internal("cluster task: a y row of 4 GiB or more");
+  return Status::OK();
 }
 
 }  // namespace
@@ -259,9 +286,10 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   size_t x_bytes = 0, y_bytes = 0;
   for (std::string_view b : x_records) x_bytes += b.size();
   for (std::string_view b : y_records) y_bytes += b.size();
-  std::vector<RecordView> ys;
-  ys.reserve(y_bytes / 24);  // records are >= 16 bytes; about 20-40 on typical short rows
-  if (!for_each(y_records, [&](const RecordView& r) { ys.push_back(r); })) return Damaged("y");
+  // y's rows for the probe, and their keys for the build only (freed before the probe).
+  std::vector<JoinYRow> ys;
+  std::vector<std::string_view> y_keys;
+  CM_RETURN_IF_ERROR(DecodeY(y_records, y_bytes, &ys, &y_keys));
   if (IsNumeric(o.x_mode) != IsNumeric(o.y_mode) || ys.empty()) {  // a number never equals a text
     if (!for_each(x_records, [](const RecordView&) {})) return Damaged("x");
     return uint64_t{0};
@@ -272,11 +300,13 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   if (ys.size() > kMaxBuildRows)
     return Status::Internal("cluster task: a join partition has more than 2^30 y rows; use more partitions");
   const bool numeric = IsNumeric(o.y_mode);
-  std::vector<uint32_t> next(ys.size(), kNoRow);
-  NumericHashTable num(numeric ? ys.size() : 0);
-  TextHashTable txt(numeric ? 0 : ys.size());
+  // Sparse: a partition is sized for its executor's memory (--partitions), and the slots'
+  // share of it is small beside the records'.
+  NumericHashTable num(numeric ? ys.size() : 0, TableLoad::kSparse);
+  TextHashTable txt(numeric ? 0 : ys.size(), TableLoad::kSparse);
   auto prefetch_slot = [&](const ProbeKey& k) { numeric ? num.Prefetch(k.hash) : txt.Prefetch(k.hash); };
-  BuildChains(ys, o, numeric, num, txt, next);
+  BuildChains(y_keys, o, numeric, num, txt, ys);
+  std::vector<std::string_view>().swap(y_keys);
   uint64_t matches = 0;
   const uint64_t x_end = std::max<uint64_t>(o.x_end, 1);
   std::vector<uint64_t> last_x(ranges, 0);
@@ -288,22 +318,22 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   ProbeBatch<Probe> batch;
   auto find = [&](const Probe& p) { return numeric ? num.Find(p.key.num, p.key.hash) : txt.Find(p.key.text, p.key.hash); };
   auto prefetch_row = [&](uint32_t j) { __builtin_prefetch(&ys[j]); };
-  auto prefetch_text = [&](uint32_t j) { __builtin_prefetch(ys[j].text.data()); };
+  auto prefetch_text = [&](uint32_t j) { __builtin_prefetch(ys[j].text); };
   auto emit = [&](const Probe& p, uint32_t j) {
     const RecordView& x = p.x;
     uint32_t r = static_cast<uint32_t>(
         std::min<unsigned __int128>(ranges - 1, static_cast<unsigned __int128>(x.pos) * ranges / x_end));
     std::string& blob = (*out)[r];
-    for (; j != kNoRow; j = next[j]) {
-      const RecordView& y = ys[j];
-      uint64_t len = x.text.size() + (o.y_has_values ? 1 + y.text.size() : 0);
+    for (; j != kNoRow; j = ys[j].next) {
+      const JoinYRow& y = ys[j];
+      uint64_t len = x.text.size() + (o.y_has_values ? 1 + y.len : 0);
       PutVarint(blob, x.pos - last_x[r]);  // x positions never decrease within a range's blob
       last_x[r] = x.pos;
       PutVarint(blob, len);
       blob.append(x.text);
       if (o.y_has_values) {
         blob.push_back('\t');
-        blob.append(y.text);
+        blob.append(y.text, y.len);
       }
       ++matches;
     }

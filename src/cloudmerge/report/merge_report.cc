@@ -76,7 +76,8 @@ std::string MergeSummaryText(const MergeStats& s, const MergeOptions& o) {
     if (s.merge_ranges) ooc += fmt::format(", merged in {} range{}", s.merge_ranges, s.merge_ranges == 1 ? "" : "s");
     line("out of core", ooc);
   } else {
-    line("out of core", "no (the join fit in memory)");
+    line("out of core", s.sparse_hash_tables ? "no (the join fit in memory, with room for sparse hash tables)"
+                                             : "no (the join fit in memory)");
   }
   if (s.reclaimed_temp_bytes)
     line("reclaimed", fmt::format("{} of temporary files left by runs that died", FormatBytes(s.reclaimed_temp_bytes)));

@@ -97,8 +97,8 @@ class alignas(64) SlotArray {
   // are enough and at most twice what is needed: a join of many small tables in a
   // row (the out-of-core engine's partitions) then does not map, fault in, zero
   // and unmap fresh memory for each. false: too small or too big; build a new one.
-  bool Reuse(size_t expected_keys) {
-    const size_t need = detail::CapacityFor(expected_keys);
+  bool Reuse(size_t expected_keys, TableLoad load = TableLoad::kCompact) {
+    const size_t need = detail::CapacityFor(expected_keys, load);
     if (slots_.size() < need || slots_.size() > 2 * need) return false;
     std::memset(static_cast<void*>(slots_.data()), 0, slots_.size() * sizeof(Slot));
     size_ = 0;

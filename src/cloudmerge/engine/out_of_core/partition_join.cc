@@ -48,10 +48,12 @@ class BuildTable {
       if (bad) return false;
     }
     size_t n = rows_.size();
+    // Sparse: a lookup touches one cache line, mostly (join_hash_table.h TableLoad); the
+    // partition's budget counts its slots (kBytesPerBuildRow).
     if (numeric_) {
-      if (!numeric_table_ || !numeric_table_->Reuse(n)) numeric_table_.emplace(n);
-    } else if (!text_table_ || !text_table_->Reuse(n)) {
-      text_table_.emplace(n);
+      if (!numeric_table_ || !numeric_table_->Reuse(n, TableLoad::kSparse)) numeric_table_.emplace(n, TableLoad::kSparse);
+    } else if (!text_table_ || !text_table_->Reuse(n, TableLoad::kSparse)) {
+      text_table_.emplace(n, TableLoad::kSparse);
     }
     for (size_t i = n; i-- > 0;) {  // last to first: chains end up in file order
       ProbeKey k;

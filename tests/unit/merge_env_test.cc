@@ -7,9 +7,12 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include "cloudmerge/io/env.h"
+#include "cloudmerge/engine/in_memory_build.h"
+#include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/merge.h"
 #include "faulty_env.h"
 
@@ -155,6 +158,32 @@ TEST_F(MergeEnvTest, PlainIntegerIdsTakeTheFastPath) {
   ASSERT_TRUE(RunMerge(&env, Options(), &text).ok());
   EXPECT_EQ(text.plain_int_keys, 0u);
   EXPECT_EQ(text.output_rows, 1u);
+}
+
+// With room under the memory limit the in-memory join builds sparse hash tables
+// (join_hash_table.h TableLoad); a limit with room for compact ones only still
+// joins in memory, to the same bytes.
+TEST_F(MergeEnvTest, SparseHashTablesWhenTheLimitHasRoomForThem) {
+  FaultyEnv env;
+  MergeStats roomy;
+  ASSERT_TRUE(RunMerge(&env, Options(), &roomy).ok());
+  EXPECT_TRUE(roomy.sparse_hash_tables);
+  EXPECT_FALSE(roomy.out_of_core);
+  auto read = [&] {
+    std::ifstream f(dir_ / "out.tsv");
+    return std::string(std::istreambuf_iterator<char>(f), {});
+  };
+  const std::string first = read();
+  fs::remove(dir_ / "out.tsv");
+  MergeOptions o = Options();
+  const uint64_t sparse = fs::file_size(dir_ / "y.tsv") + 50000 * (sizeof(in_memory::YRow) + 2 * sizeof(NumericSlot)) +
+                          (2 * o.threads + 2) * o.chunk_bytes * 3;
+  o.memory_limit = sparse - 1000;  // the compact estimate (40 bytes a row) is ~200 kB below
+  MergeStats tight;
+  ASSERT_TRUE(RunMerge(&env, o, &tight).ok());
+  EXPECT_FALSE(tight.sparse_hash_tables);
+  EXPECT_FALSE(tight.out_of_core);
+  EXPECT_EQ(read(), first);
 }
 
 }  // namespace

@@ -244,9 +244,12 @@ def test_every_limit_gives_the_same_bytes(dataset, config, threads, tmp_path, te
         assert r.ooc["spill_levels"] >= 2, f"{TINY} with fanout 4 should re-partition: {r.ooc}"
         assert r.ooc["partitions"] >= 16, r.ooc
         assert r.ooc["spilled_bytes"] > 0, r.ooc
-    # The process's own account of its peak matches what the kernel measured.
+    # The process's own account of its peak matches what the kernel measured. It reads its peak
+    # before it writes the report: pages first touched after that count only in the outside
+    # reading (1.2 MiB once, under AddressSanitizer in CI), hence a few MiB of slack below,
+    # against peaks of hundreds.
     reported = rep["memory"]["peak_rss_bytes"]
-    assert r.peak_rss - (1 << 20) <= reported <= r.ru_maxrss + (1 << 20), (reported, r.peak_rss, r.ru_maxrss)
+    assert r.peak_rss - (4 << 20) <= reported <= r.ru_maxrss + (1 << 20), (reported, r.peak_rss, r.ru_maxrss)
 
 
 @pytest.mark.rss_bound

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,9 +69,26 @@ TEST(JoinHashTable, ReuseEmptiesTheTableAndKeepsItsSlots) {
   EXPECT_FALSE(t.Reuse(5000)) << "too small";
   EXPECT_FALSE(t.Reuse(100)) << "more than twice the slots needed";
   TextHashTable text(10);
-  text.Insert("a", 1, 0);
+  auto key_a = [](uint32_t) { return std::string_view("a"); };
+  text.Insert("a", 1, 0, key_a);
   ASSERT_TRUE(text.Reuse(10));
-  EXPECT_EQ(text.Find("a", 1), kNoRow);
+  EXPECT_EQ(text.Find("a", 1, key_a), kNoRow);
+}
+
+// A text slot holds no key: it compares the hash and length, then the key of
+// its head row. Keys with one hash (and length) stay apart.
+TEST(JoinHashTable, TextKeysWithOneHashAreToldApartByTheirRows) {
+  const std::vector<std::string_view> rows = {"ab", "cd", "ab", "ef", "abc"};
+  auto key_of_row = [&](uint32_t j) { return rows[j]; };
+  TextHashTable t(8);
+  for (uint32_t i = static_cast<uint32_t>(rows.size()); i-- > 0;) t.Insert(rows[i], 42, i, key_of_row);
+  EXPECT_EQ(t.size(), 4u);
+  EXPECT_EQ(t.Find("ab", 42, key_of_row), 0u) << "the chain's head: the first row of the key";
+  EXPECT_EQ(t.Find("cd", 42, key_of_row), 1u);
+  EXPECT_EQ(t.Find("ef", 42, key_of_row), 3u);
+  EXPECT_EQ(t.Find("abc", 42, key_of_row), 4u);
+  EXPECT_EQ(t.Find("gh", 42, key_of_row), kNoRow);
+  EXPECT_EQ(t.Find("ab", 43, key_of_row), kNoRow);
 }
 
 // A sparse table has twice its keys in slots (load <= 0.5), a compact one 4/3
@@ -100,7 +118,8 @@ TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   const uint64_t sparse = y_bytes + rows * (20 + 24) + 6 * chunk * 3;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse), TableLoad::kSparse);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1), TableLoad::kCompact);
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse), TableLoad::kCompact) << "text slots are 24 bytes";
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse), TableLoad::kCompact)
+      << "text slots are bigger (16 bytes)";
 }
 
 }  // namespace

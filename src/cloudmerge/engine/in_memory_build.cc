@@ -125,7 +125,8 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
       size_t r = i % kAhead;  // row i was staged kAhead iterations ago
       if (valid[r]) {
         y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i))
-                                    : b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i));
+                                    : b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i),
+                                                               [&](uint32_t j) { return y.rows[j].key(); });
       }
       if (i >= kAhead) stage(i - kAhead);  // reuses ring slot r, just consumed
     }

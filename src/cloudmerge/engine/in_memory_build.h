@@ -83,7 +83,19 @@ struct BuildSide {
 
   uint32_t Head(const ProbeKey& k) const {
     size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
-    return numeric ? numeric_tables[p].Find(k.num, k.hash) : text_tables[p].Find(k.text, k.hash);
+    return numeric ? numeric_tables[p].Find(k.num, k.hash)
+                   : text_tables[p].Find(k.text, k.hash, [&](uint32_t j) { return y->rows[j].key(); });
+  }
+  // Head in two steps for the batched probe (TextHashTable::FindCandidate): the
+  // candidate from the slots alone, then, once its row is in cache, the head.
+  uint32_t HeadCandidate(const ProbeKey& k) const {
+    if (numeric) return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Find(k.num, k.hash);
+    return text_tables[PartitionOf(k.hash, text_tables.size())].FindCandidate(k.text, k.hash);
+  }
+  uint32_t ConfirmHead(const ProbeKey& k, uint32_t candidate) const {
+    if (numeric) return candidate;
+    return text_tables[PartitionOf(k.hash, text_tables.size())].Confirm(
+        k.text, k.hash, candidate, [&](uint32_t j) { return y->rows[j].key(); });
   }
 };
 

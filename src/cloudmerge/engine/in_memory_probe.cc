@@ -210,10 +210,13 @@ class ChunkProber {
 
   void Flush() {
     const BigArray<YRow>& yrows = ctx_.b.y->rows;
-    batch_.Flush([&](const Pending& p) { return ctx_.b.Head(p.key); },
+    batch_.Flush([&](const Pending& p) { return ctx_.b.HeadCandidate(p.key); },
                  [&](uint32_t head) { __builtin_prefetch(&yrows[head]); },
                  [&](uint32_t head) { __builtin_prefetch(yrows[head].out); },
-                 [&](const Pending& p, uint32_t head) { Emit({p.row, p.len}, head); });
+                 [&](const Pending& p, uint32_t candidate) {
+                   uint32_t head = ctx_.b.ConfirmHead(p.key, candidate);
+                   if (head != kNoRow) Emit({p.row, p.len}, head);
+                 });
   }
 
   // Writes x's row once per y row of the key (or, count_only, only counts them).

@@ -9,8 +9,8 @@
 // ~0.5 (kSparse, fewer cache misses per lookup); memory is what bounds in-memory
 // joins and, on virtual machines, fresh memory is slow to fault in.
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
-// text slot 24 (hash, pointer to the key bytes, length, chain head + 1). An
-// all-zero slot is empty, so the tables need no initialisation pass.
+// text slot 16 (hash, length, chain head + 1: the key is read from the head
+// row). An all-zero slot is empty, so the tables need no initialisation pass.
 //
 // Built by inserting rows from last to first and prepending to each chain,
 // which yields chains in file order without a tail pointer. The join splits
@@ -45,20 +45,23 @@ struct NumericSlot {
 #pragma pack(pop)
 static_assert(sizeof(NumericSlot) == 12);
 
+// A text slot keeps no pointer to its key: the key is its head row's, which the
+// caller reads (key_of_row) only when the hash and length match, i.e. nearly
+// always for the key itself; a hit needs that row anyway to emit its match.
 struct TextSlot {
   uint64_t hash;
-  const char* key;
   uint32_t key_len;
   uint32_t head_plus_one;  // 0 = empty
   bool empty() const { return head_plus_one == 0; }
   uint32_t head() const { return head_plus_one - 1; }
 };
+static_assert(sizeof(TextSlot) == 16);
 
 // How full a table is built: a trade between its memory and a lookup's cache
 // misses. Linear probing at 0.75 walks ~8.5 slots (~100 bytes: two or three
 // cache lines) to learn that a key is absent and ~2.5 to find one; at 0.5, ~2.5
 // and ~1.5 (mostly one line). Sparse costs twice the keys in slots instead of
-// 4/3: 8 bytes more per numeric key, 16 per text key. Measured at 10^7 int rows
+// 4/3: 8 bytes more per numeric key, 11 per text key. Measured at 10^7 int rows
 // per side: the in-memory probe 1.0 -> 0.68 s, a cluster join task -17%.
 enum class TableLoad : uint8_t { kCompact, kSparse };
 
@@ -179,13 +182,14 @@ class TextHashTable : public SlotArray<TextSlot> {
  public:
   using SlotArray::SlotArray;
 
-  uint32_t Insert(std::string_view key, uint64_t hash, uint32_t row) {
+  // As NumericHashTable::Insert; key_of_row(r) is the key of a row already inserted.
+  template <class KeyOfRow>
+  uint32_t Insert(std::string_view key, uint64_t hash, uint32_t row, KeyOfRow&& key_of_row) {
     if (NeedsGrow()) Grow([](const TextSlot& s) { return s.hash; });
-    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash, key_of_row); });
     uint32_t successor = kNoRow;
     if (s->empty()) {
       s->hash = hash;
-      s->key = key.data();
       s->key_len = static_cast<uint32_t>(key.size());
       ++size_;
     } else {
@@ -195,14 +199,31 @@ class TextHashTable : public SlotArray<TextSlot> {
     return successor;
   }
 
-  uint32_t Find(std::string_view key, uint64_t hash) const {
-    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, hash); });
+  template <class KeyOfRow>
+  uint32_t Find(std::string_view key, uint64_t hash, KeyOfRow&& key_of_row) const {
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, hash, key_of_row); });
     return s->empty() ? kNoRow : s->head();
   }
 
+  // Find in two steps, for a batched probe that prefetches the head rows between
+  // them (reading a row's key inside Find would wait on it there, row after row):
+  // FindCandidate looks at slots only, and gives the head of the first slot with
+  // key's hash and length, or kNoRow when there is none (key is absent); Confirm
+  // then compares the candidate row's key and, in the rare case it is another
+  // key of that hash and length, looks further with Find.
+  uint32_t FindCandidate(std::string_view key, uint64_t hash) const {
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return c.hash == hash && c.key_len == key.size(); });
+    return s->empty() ? kNoRow : s->head();
+  }
+  template <class KeyOfRow>
+  uint32_t Confirm(std::string_view key, uint64_t hash, uint32_t candidate, KeyOfRow&& key_of_row) const {
+    return key_of_row(candidate) == key ? candidate : Find(key, hash, key_of_row);
+  }
+
  private:
-  static bool Same(const TextSlot& c, std::string_view key, uint64_t hash) {
-    return c.hash == hash && c.key_len == key.size() && std::memcmp(c.key, key.data(), key.size()) == 0;
+  template <class KeyOfRow>
+  static bool Same(const TextSlot& c, std::string_view key, uint64_t hash, KeyOfRow& key_of_row) {
+    return c.hash == hash && c.key_len == key.size() && key_of_row(c.head()) == key;
   }
 };
 

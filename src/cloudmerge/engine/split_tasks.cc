@@ -248,7 +248,8 @@ void BuildChains(const std::vector<std::string_view>& keys, const JoinOptions& o
     }
     for (size_t i = 0; i < n; ++i) {
       const Pending& p = pending[i];
-      rows[p.row].next = numeric ? num.Insert(p.key.num, p.key.hash, p.row) : txt.Insert(p.key.text, p.key.hash, p.row);
+      rows[p.row].next = numeric ? num.Insert(p.key.num, p.key.hash, p.row)
+                                 : txt.Insert(p.key.text, p.key.hash, p.row, [&](uint32_t j) { return keys[j]; });
     }
   }
 }
@@ -271,6 +272,20 @@ Status DecodeY(const std::vector<std::string_view>& y_records, size_t y_bytes, s
   return Status::OK();
 }
 
+// One match in a range's blob: x's position as the difference from the blob's
+// previous match (x positions never decrease within a range's blob), the line's
+// length, then x's text and y's.
+void AppendMatch(std::string& blob, const RecordView& x, const JoinYRow& y, bool y_has_values, uint64_t* last_x) {
+  PutVarint(blob, x.pos - *last_x);
+  *last_x = x.pos;
+  PutVarint(blob, x.text.size() + (y_has_values ? 1 + y.len : 0));
+  blob.append(x.text);
+  if (y_has_values) {
+    blob.push_back('\t');
+    blob.append(y.text, y.len);
+  }
+}
+
 }  // namespace
 
 Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
@@ -286,7 +301,7 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   size_t x_bytes = 0, y_bytes = 0;
   for (std::string_view b : x_records) x_bytes += b.size();
   for (std::string_view b : y_records) y_bytes += b.size();
-  // y's rows for the probe, and their keys for the build only (freed before the probe).
+  // y's rows for the probe, and their keys (for the build; kept for a text table's lookups).
   std::vector<JoinYRow> ys;
   std::vector<std::string_view> y_keys;
   CM_RETURN_IF_ERROR(DecodeY(y_records, y_bytes, &ys, &y_keys));
@@ -306,7 +321,7 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
   TextHashTable txt(numeric ? 0 : ys.size(), TableLoad::kSparse);
   auto prefetch_slot = [&](const ProbeKey& k) { numeric ? num.Prefetch(k.hash) : txt.Prefetch(k.hash); };
   BuildChains(y_keys, o, numeric, num, txt, ys);
-  std::vector<std::string_view>().swap(y_keys);
+  if (numeric) std::vector<std::string_view>().swap(y_keys);  // a text table reads its keys from them
   uint64_t matches = 0;
   const uint64_t x_end = std::max<uint64_t>(o.x_end, 1);
   std::vector<uint64_t> last_x(ranges, 0);
@@ -316,27 +331,21 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
     ProbeKey key;
   };
   ProbeBatch<Probe> batch;
-  auto find = [&](const Probe& p) { return numeric ? num.Find(p.key.num, p.key.hash) : txt.Find(p.key.text, p.key.hash); };
-  auto prefetch_row = [&](uint32_t j) { __builtin_prefetch(&ys[j]); };
+  // Text: a candidate from the slots, confirmed in emit once its row is in cache (FindCandidate).
+  auto find = [&](const Probe& p) {
+    return numeric ? num.Find(p.key.num, p.key.hash) : txt.FindCandidate(p.key.text, p.key.hash);
+  };
+  auto prefetch_row = [&](uint32_t j) {
+    __builtin_prefetch(&ys[j]);
+    if (!numeric) __builtin_prefetch(&y_keys[j]);  // Confirm reads it
+  };
   auto prefetch_text = [&](uint32_t j) { __builtin_prefetch(ys[j].text); };
   auto emit = [&](const Probe& p, uint32_t j) {
+    if (!numeric) j = txt.Confirm(p.key.text, p.key.hash, j, [&](uint32_t r) { return y_keys[r]; });
     const RecordView& x = p.x;
     uint32_t r = static_cast<uint32_t>(
         std::min<unsigned __int128>(ranges - 1, static_cast<unsigned __int128>(x.pos) * ranges / x_end));
-    std::string& blob = (*out)[r];
-    for (; j != kNoRow; j = ys[j].next) {
-      const JoinYRow& y = ys[j];
-      uint64_t len = x.text.size() + (o.y_has_values ? 1 + y.len : 0);
-      PutVarint(blob, x.pos - last_x[r]);  // x positions never decrease within a range's blob
-      last_x[r] = x.pos;
-      PutVarint(blob, len);
-      blob.append(x.text);
-      if (o.y_has_values) {
-        blob.push_back('\t');
-        blob.append(y.text, y.len);
-      }
-      ++matches;
-    }
+    for (; j != kNoRow; j = ys[j].next, ++matches) AppendMatch((*out)[r], x, ys[j], o.y_has_values, &last_x[r]);
   };
   bool ok = for_each(x_records, [&](const RecordView& x) {
     Probe p{x, {}};

@@ -59,7 +59,7 @@ class BuildTable {
       ProbeKey k;
       if (!MakeKey(mode_, rows_[i].key, &k, rules_)) continue;
       rows_[i].next = numeric_ ? numeric_table_->Insert(k.num, k.hash, static_cast<uint32_t>(i))
-                               : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i));
+                               : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i), key_of_row());
     }
     // Chain lengths from each row on (so a head's is its key's y count), and x counts per head.
     // (A row without a key is never reached from a head, so its count does not matter.)
@@ -74,7 +74,14 @@ class BuildTable {
     else text_table_->Prefetch(hash);
   }
   uint32_t Find(const ProbeKey& k) const {
-    return numeric_ ? numeric_table_->Find(k.num, k.hash) : text_table_->Find(k.text, k.hash);
+    return numeric_ ? numeric_table_->Find(k.num, k.hash) : text_table_->Find(k.text, k.hash, key_of_row());
+  }
+  // Find in two steps for the batched probe (TextHashTable::FindCandidate).
+  uint32_t FindCandidate(const ProbeKey& k) const {
+    return numeric_ ? numeric_table_->Find(k.num, k.hash) : text_table_->FindCandidate(k.text, k.hash);
+  }
+  uint32_t Confirm(const ProbeKey& k, uint32_t candidate) const {
+    return numeric_ ? candidate : text_table_->Confirm(k.text, k.hash, candidate, key_of_row());
   }
   const Row& row(uint32_t i) const { return rows_[i]; }
   uint32_t chain_length(uint32_t head) const { return chain_[head]; }
@@ -99,6 +106,13 @@ class BuildTable {
   }
 
  private:
+  // The text table reads a slot's key from its head row.
+  struct RowKey {
+    const std::vector<Row>* rows;
+    std::string_view operator()(uint32_t j) const { return (*rows)[j].key; }
+  };
+  RowKey key_of_row() const { return RowKey{&rows_}; }
+
   KeyMode mode_;
   PandasRules rules_;
   bool numeric_;
@@ -122,11 +136,12 @@ Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchS
   uint64_t block_rows = 0;
   Status emit_status;
   auto flush = [&] {
-    batch.Flush([&](const Pending& p) { return table.Find(p.k); },
+    batch.Flush([&](const Pending& p) { return table.FindCandidate(p.k); },
                 [&](uint32_t head) { __builtin_prefetch(&table.row(head)); },
                 [&](uint32_t head) { __builtin_prefetch(table.row(head).text.data()); },
-                [&](const Pending& p, uint32_t head) {
-                  if (!emit_status.ok()) return;
+                [&](const Pending& p, uint32_t candidate) {
+                  const uint32_t head = table.Confirm(p.k, candidate);
+                  if (!emit_status.ok() || head == kNoRow) return;
                   table.CountX(head);
                   block_rows += table.chain_length(head);
                   if (!ctx.emitting()) return;

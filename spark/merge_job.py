@@ -625,7 +625,10 @@ def single_host_master(master):
         return True
     if not master.startswith("spark://"):
         return False
-    hosts = [urlsplit("spark://" + m).hostname or "" for m in master[len("spark://"):].split(",")]
+    try:
+        hosts = [urlsplit("spark://" + m).hostname or "" for m in master[len("spark://"):].split(",")]
+    except ValueError:  # not a URL ("[::1" without its bracket): Spark refuses it; compress meanwhile
+        return False
     return all(_is_loopback(h) for h in hosts)
 
 

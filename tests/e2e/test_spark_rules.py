@@ -246,7 +246,7 @@ def test_default_partitions_fill_whole_waves_of_at_most_128_mib(input_mib, paral
     ("spark://127.0.0.1:7077", True), ("spark://localhost:7077", True), ("spark://[::1]:7077", True),
     ("spark://127.0.0.1:7077,127.0.0.2:7078", True), ("spark://127.0.0.1:7077,10.0.0.5:7077", False),
     ("spark://10.0.0.5:7077", False), ("spark://master.example.com:7077", False), ("yarn", False),
-    ("k8s://https://10.0.0.1:443", False), ("", False),
+    ("k8s://https://10.0.0.1:443", False), ("", False), ("spark://[::1:7077", False), ("spark://", False),
 ])
 def test_shuffles_are_compressed_unless_every_executor_is_on_this_machine(master, one_host):
     assert mj.single_host_master(master) is one_host

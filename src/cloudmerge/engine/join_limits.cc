@@ -18,17 +18,26 @@ uint64_t SampleRows(const Table& t, uint64_t bytes) {
   return static_cast<uint64_t>(static_cast<double>(bytes) * (lines + 1) / static_cast<double>(sample)) + 1;
 }
 
+namespace {
+
+// y's bytes stay mapped, plus bytes_per_row for each row (its record and hash slot); the
+// probe holds up to 2 * threads + 2 chunks of output in flight.
+uint64_t InMemoryJoinBytes(uint64_t y_bytes, uint64_t rows, uint64_t bytes_per_row, unsigned threads,
+                           size_t chunk_bytes) {
+  return y_bytes + bytes_per_row * rows + (2 * threads + 2) * chunk_bytes * 3;
+}
+
+}  // namespace
+
 uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes) {
-  uint64_t bytes = y.size();
-  // y's bytes stay mapped; per row a 20-byte record and a hash slot (~16 bytes at 0.75 load);
-  // the probe holds up to 2 * threads + 2 chunks of output in flight.
-  return bytes + 40 * SampleRows(y, bytes) + (2 * threads + 2) * chunk_bytes * 3;
+  // A 20-byte record and a hash slot (~16 bytes at 0.75 load) per row, rounded up.
+  return InMemoryJoinBytes(y.size(), SampleRows(y, y.size()), 40, threads, chunk_bytes);
 }
 
 TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
                             uint64_t memory_limit) {
   const uint64_t slot = numeric ? sizeof(NumericSlot) : sizeof(TextSlot);
-  const uint64_t sparse = y_bytes + rows * (sizeof(in_memory::YRow) + 2 * slot) + (2 * threads + 2) * chunk_bytes * 3;
+  const uint64_t sparse = InMemoryJoinBytes(y_bytes, rows, sizeof(in_memory::YRow) + 2 * slot, threads, chunk_bytes);
   return sparse <= memory_limit ? TableLoad::kSparse : TableLoad::kCompact;
 }
 

@@ -68,19 +68,29 @@ def varint(b, p):
             return v, p
 
 
-def records(pieces):
+def records(pieces, stored_ids=None):
     """[(file position, ID, text)] of record blobs (split_tasks.h: varint position delta from
-    the blob's previous record, varint lengths, ID, text)."""
+    the blob's previous record, varint ID length << 1 | ID in text, the ID's offset in the text
+    when it is there, varint text length, the ID when it is not, text). stored_ids, a list,
+    gets whether each record stored its ID apart from its text."""
     out = []
     for b in pieces:
         p = pos = 0
         while p < len(b):
             delta, p = varint(b, p)
-            klen, p = varint(b, p)
+            key_word, p = varint(b, p)
+            klen, in_text = key_word >> 1, key_word & 1
+            at = 0
+            if in_text:
+                at, p = varint(b, p)
             tlen, p = varint(b, p)
             pos += delta
-            out.append((pos, b[p:p + klen], b[p + klen:p + klen + tlen]))
-            p += klen + tlen
+            stored = 0 if in_text else klen
+            text = b[p + stored:p + stored + tlen]
+            out.append((pos, text[at:at + klen] if in_text else b[p:p + klen], text))
+            if stored_ids is not None:
+                stored_ids.append(not in_text)
+            p += stored + tlen
     return out
 
 
@@ -161,6 +171,24 @@ def test_scan_streams_records_in_pieces_in_file_order(tmp_path):
     for part in range(3):
         one = task(args, side_frames(0, whole[4][part]) + side_frames(1, y[part]))
         assert task(args, side_frames(0, split[4][part]) + side_frames(1, y[part])) == one
+
+
+def test_x_records_carry_their_id_once(tmp_path):
+    """An x record's text is its whole row, which holds the ID: the record points at it instead
+    of a second copy (a quarter of x's shuffle bytes with short rows), whichever column the ID
+    is in; a quoted row (its text re-encoded) and y's records (text without the ID) store it."""
+    (tmp_path / "x.tsv").write_text('v\tID\tw\na\t10\tb\nc\t2\td\ne\t"3"\tf\n')
+    (tmp_path / "y.tsv").write_text("ID\tw\n10\tp\n2\tq\n")
+    pl = plan(tmp_path / "x.tsv", tmp_path / "y.tsv")
+    stored = []
+    got = sorted(records(scan(tmp_path / "x.tsv", pl["x"], partitions=1, extra=["--key", "ID"])[4][0], stored))
+    assert [(i, t) for _, i, t in got] == [(b"10", b"a\t10\tb"), (b"2", b"c\t2\td"), (b"3", b"e\t3\tf")]
+    assert stored == [False, False, True]
+    blob = b"".join(scan(tmp_path / "x.tsv", pl["x"], partitions=1, extra=["--key", "ID"])[4][0])
+    assert len(blob) == sum(len(t) for _, _, t in got) + 4 * 2 + 3 + len(b"3"), "headers + texts + one stored ID"
+    stored = []
+    ys = records(scan(tmp_path / "y.tsv", pl["y"], partitions=1, extra=["--drop-key"])[4][0], stored)
+    assert [(i, t) for _, i, t in ys] == [(b"10", b"p"), (b"2", b"q")] and stored == [True, True]
 
 
 def test_join_puts_labelled_blobs_in_file_order(tmp_path):

@@ -76,12 +76,19 @@ bool ForEachRecord(std::string_view blob, Fn&& fn) {
   const char* end = p + blob.size();
   uint64_t pos = 0;
   while (p < end) {
-    uint64_t delta, klen, tlen;
-    if (!GetVarint(p, end, &delta) || !GetVarint(p, end, &klen) || !GetVarint(p, end, &tlen)) return false;
-    if (static_cast<uint64_t>(end - p) < klen + tlen) return false;
+    uint64_t delta, key_word, key_at = 0, tlen;
+    if (!GetVarint(p, end, &delta) || !GetVarint(p, end, &key_word)) return false;
+    const uint64_t klen = key_word >> 1;
+    const bool key_in_text = key_word & 1;
+    if (key_in_text && !GetVarint(p, end, &key_at)) return false;
+    if (!GetVarint(p, end, &tlen)) return false;
+    const uint64_t stored_key = key_in_text ? 0 : klen;
+    if (static_cast<uint64_t>(end - p) < stored_key + tlen) return false;
+    if (key_in_text && (key_at > tlen || klen > tlen - key_at)) return false;
     pos += delta;
-    fn(RecordView{pos, {p, klen}, {p + klen, tlen}});
-    p += klen + tlen;
+    const std::string_view text(p + stored_key, tlen);
+    fn(RecordView{pos, key_in_text ? text.substr(key_at, klen) : std::string_view(p, klen), text});
+    p += stored_key + tlen;
   }
   return true;
 }
@@ -131,12 +138,16 @@ std::string_view OutputText(const Record& r, size_t ki, size_t ncols, bool keep_
   return text;
 }
 
-// One record of a scan blob: varint position delta, key length, text length, then the bytes.
+// One record of a scan blob (format in split_tasks.h). An ID that lies within
+// the text (x's: its text is the whole row) is stored as its offset there, not
+// again: a quarter of x's shuffle bytes with short rows.
 void AppendRecord(std::string& blob, uint64_t pos_delta, std::string_view key, std::string_view text) {
   PutVarint(blob, pos_delta);
-  PutVarint(blob, key.size());
+  const bool key_in_text = !key.empty() && key.data() >= text.data() && key.data() + key.size() <= text.data() + text.size();
+  PutVarint(blob, (uint64_t{key.size()} << 1) | key_in_text);
+  if (key_in_text) PutVarint(blob, static_cast<uint64_t>(key.data() - text.data()));
   PutVarint(blob, text.size());
-  blob.append(key);
+  if (!key_in_text) blob.append(key);
   blob.append(text);
 }
 

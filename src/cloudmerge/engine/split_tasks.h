@@ -24,7 +24,9 @@
 // file in one chunk).
 //
 // Blob formats (native byte order; producer and consumer are the same binary):
-//   record: varint position delta | varint ID bytes | varint text bytes | ID | text
+//   record: varint position delta | varint (ID bytes << 1 | 1) | varint ID offset in text | varint text bytes | text
+//           when the ID lies within the text (x's records: the text is the whole row), else
+//           varint position delta | varint (ID bytes << 1) | varint text bytes | ID | text
 //   match:  varint x position delta | varint line bytes | line (without '\n')
 // (varints: LEB128; a position is stored as the difference from the previous
 // record's or match's in the same blob, the first one's from 0.)

@@ -135,7 +135,7 @@ def run_once(cmd, temp_dir, env=None):
 def generate(gen, workdir, rows, key_type, compress):
     """x and y from cloudmerge-gen, generated side by side (one core each); compressed with zstd -1 as
     they are written when compress == "zst" (10^9 rows are ~20 GB per side raw, ~9 GB compressed)."""
-    suffix = ".tsv.zst" if compress == "zst" else ".tsv"
+    suffix = ".tsv.zst" if compress == "zst" else ".tsv"  # "output": plain inputs
     paths, running = [], []
     t0 = time.perf_counter()
     for side in ("x", "y"):
@@ -268,12 +268,15 @@ def main():
                     help="inputs, output and the temp dir go here (needs ~3x the inputs' size free)")
     ap.add_argument("--skip-peer", action="append", default=[], choices=["duckdb", "duckdb-ordered", "polars"],
                     help="leave out a peer (repeatable; duckdb-ordered: only DuckDB's script-order run)")
-    ap.add_argument("--compress", choices=["none", "zst"], default="none",
-                    help="inputs and outputs as .zst (streamed by cloudmerge and DuckDB; Polars then skipped)")
+    ap.add_argument("--compress", choices=["none", "zst", "output"], default="none",
+                    help="zst: inputs and outputs as .zst (streamed by cloudmerge and DuckDB); output: plain inputs, "
+                         "the output as .zst (a disk too small for a plain output); Polars is skipped unless none")
     ap.add_argument("--cloudmerge-arg", action="append", default=[],
                     help="extra argument for every cloudmerge run, e.g. --cloudmerge-arg=--spill-compression=zstd")
     ap.add_argument("--skip-in-memory", action="store_true",
                     help="leave out cloudmerge's in-memory run (for inputs that do not fit in this machine)")
+    ap.add_argument("--skip-any-order", action="store_true",
+                    help="leave out cloudmerge's --any-order run (halves a 10^9 run)")
     ap.add_argument("--bin", default=str(ROOT / "build" / "cloudmerge"))
     ap.add_argument("--gen", default=None, help="cloudmerge-gen (default: next to --bin)")
     ap.add_argument("--keep", action="store_true", help="keep the generated inputs")
@@ -285,7 +288,7 @@ def main():
     workdir.mkdir(parents=True, exist_ok=True)
     temp_dir = workdir / "tmp"
     temp_dir.mkdir(exist_ok=True)
-    out = workdir / ("out.tsv.zst" if a.compress == "zst" else "out.tsv")
+    out = workdir / ("out.tsv" if a.compress == "none" else "out.tsv.zst")
     report = workdir / "report.json"
     x, y = generate(gen, workdir, a.rows, a.key_type, a.compress)
     input_rows = 2 * a.rows
@@ -295,6 +298,8 @@ def main():
     try:
         for tool in tools(a, x, y, out, temp_dir, report):
             if a.skip_in_memory and tool.name == "cloudmerge in memory":
+                continue
+            if a.skip_any_order and tool.name.endswith("--any-order"):
                 continue
             samples, spilled, used, error = [], None, None, None
             for _ in range(a.runs):

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -91,13 +93,67 @@ TEST(JoinHashTable, TextKeysWithOneHashAreToldApartByTheirRows) {
   EXPECT_EQ(t.Find("ab", 43, key_of_row), kNoRow);
 }
 
+// Ordered linear probing (SlotArray): runs stay in hash order whatever the order
+// keys arrive in, and keys whose homes are the last slots spill into the
+// overflow area, which grows when a run outgrows it. The caller picks the text
+// hashes, so the test places keys where it wants them.
+TEST(JoinHashTable, KeysAtTheEndSpillPastTheHomeSlotsAndStayFindable) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 3000; ++i) keys.push_back("k" + std::to_string(i));
+  auto key_of_row = [&](uint32_t j) { return std::string_view(keys[j]); };
+  // Hashes descending from the top: every key's home is the last home slot, and
+  // each arrives before the keys of lower hash it must come after (a shift each).
+  auto hash_of = [](size_t i) { return ~uint64_t{0} - (i / 3); };  // three keys per hash
+  TextHashTable t(4000);
+  const size_t memory_before = t.memory_bytes();
+  for (uint32_t i = 0; i < keys.size(); ++i) EXPECT_EQ(t.Insert(keys[i], hash_of(i), i, key_of_row), kNoRow) << i;
+  EXPECT_GT(t.memory_bytes(), memory_before) << "a 3000-slot run outgrows the overflow area";
+  EXPECT_LT(t.memory_bytes(), 2 * memory_before) << "the overflow area grew, not the home slots";
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    EXPECT_EQ(t.Find(keys[i], hash_of(i), key_of_row), i) << i;
+    EXPECT_EQ(t.Find(keys[i], hash_of(i) - 1000, key_of_row), kNoRow) << i;  // another hash: absent
+  }
+  EXPECT_EQ(t.Find("k-1", hash_of(0), key_of_row), kNoRow);
+  EXPECT_EQ(t.Find("k-1", 0, key_of_row), kNoRow);
+}
+
+// Random keys into small tables that grow many times (the expected key count is
+// far too low), with repeats: every key's chain matches a map's, and absent keys
+// are absent, at both loads.
+TEST(JoinHashTable, GrowingTablesFindWhatAMapFinds) {
+  for (TableLoad load : {TableLoad::kCompact, TableLoad::kSparse}) {
+    NumericHashTable t(10, load);
+    std::unordered_map<int64_t, uint32_t> head;
+    uint64_t state = 12345;
+    auto next = [&] { state = state * 6364136223846793005ull + 1442695040888963407ull; return state >> 40; };
+    std::vector<int64_t> values;
+    for (uint32_t i = 0; i < 50000; ++i) values.push_back(static_cast<int64_t>(next() % 30000) - 15000);
+    for (uint32_t i = static_cast<uint32_t>(values.size()); i-- > 0;) {  // last to first, as the join builds
+      const NumericKey k{static_cast<uint64_t>(values[i]), NumericKey::kSigned};
+      auto it = head.find(values[i]);
+      EXPECT_EQ(t.Insert(k, HashNumericKey(k), i), it == head.end() ? kNoRow : it->second) << i;
+      head[values[i]] = i;
+    }
+    EXPECT_EQ(t.size(), head.size());
+    for (int64_t v = -16000; v < 16000; ++v) {
+      const NumericKey k{static_cast<uint64_t>(v), NumericKey::kSigned};
+      auto it = head.find(v);
+      EXPECT_EQ(t.Find(k, HashNumericKey(k)), it == head.end() ? kNoRow : it->second) << v;
+      const NumericKey as_double{static_cast<uint64_t>(v), NumericKey::kDouble};  // same bits, another tag
+      EXPECT_EQ(t.Find(as_double, HashNumericKey(as_double)), kNoRow) << v;
+    }
+  }
+}
+
 // A sparse table has twice its keys in slots (load <= 0.5), a compact one 4/3
-// (<= 0.75); both find every key and chain its rows alike.
+// (<= 0.75), rounded up to whole buckets (5 numeric or 4 text slots in 64
+// bytes); both find every key and chain its rows alike.
 TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
   auto key = [](uint64_t v) { return NumericKey{v * 7919, NumericKey::kSigned}; };
   NumericHashTable compact(30000), sparse(30000, TableLoad::kSparse);
-  EXPECT_EQ(compact.capacity(), 30000u + 10000u + 16u);
-  EXPECT_EQ(sparse.capacity(), 60016u);
+  EXPECT_EQ(compact.capacity(), 40020u);  // 30000 + 10000 + 16, in buckets of 5
+  EXPECT_EQ(sparse.capacity(), 60020u);
+  EXPECT_EQ(sparse.memory_bytes(), (60020u / 5 + 4 + 60020u / 5 / 1024) * 64) << "home and overflow buckets";
   for (uint32_t i = 0; i < 30000; ++i) {
     const NumericKey k = key(i % 20000);  // a third of the rows repeat a key
     EXPECT_EQ(compact.Insert(k, HashNumericKey(k), i), sparse.Insert(k, HashNumericKey(k), i)) << i;
@@ -106,7 +162,7 @@ TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
   for (uint32_t v = 0; v < 40000; ++v)
     EXPECT_EQ(compact.Find(key(v), HashNumericKey(key(v))), sparse.Find(key(v), HashNumericKey(key(v)))) << v;
   TextHashTable text(100, TableLoad::kSparse);
-  EXPECT_EQ(text.capacity(), 216u);
+  EXPECT_EQ(text.capacity(), 216u);  // 216 slots: 54 buckets of 4
 }
 
 // The in-memory join builds sparse tables when the memory limit has room for
@@ -114,12 +170,12 @@ TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
 TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   const uint64_t y_bytes = 200 << 20, rows = 10'000'000, chunk = 4 << 20;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, uint64_t{14} << 30), TableLoad::kSparse);
-  // y's bytes + 10^7 x (20-byte row + 2 x 12-byte slots) + 6 chunks x 3 = 709.8 MiB
-  const uint64_t sparse = y_bytes + rows * (20 + 24) + 6 * chunk * 3;
+  // y's bytes + 10^7 20-byte rows + 6 chunks x 3 + 2 x 10^7 + 16 numeric slots in 64-byte buckets of 5
+  const uint64_t sparse = y_bytes + rows * 20 + 6 * chunk * 3 + (2 * rows + 16 + 4) / 5 * 64;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse), TableLoad::kSparse);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1), TableLoad::kCompact);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse), TableLoad::kCompact)
-      << "text slots are bigger (16 bytes)";
+      << "text slots are bigger (16 bytes, 4 to a bucket)";
 }
 
 }  // namespace

@@ -3,10 +3,10 @@
 // their index; the chains live in a `next` array owned by the caller, so a
 // probe walks head -> next[head] -> ... and emits matches in y order.
 //
-// Open addressing with linear probing. The slot index is the hash scaled to
-// the capacity (multiply-shift, any capacity, not only powers of two), so the
-// table can be sized to the key count at ~0.75 load (TableLoad::kCompact) or
-// ~0.5 (kSparse, fewer cache misses per lookup); memory is what bounds in-memory
+// Open addressing over buckets of one cache line (SlotArray). The home bucket is
+// the hash scaled to the bucket count (multiply-shift, any count, not only
+// powers of two), so the table can be sized to the key count at ~0.75 load
+// (TableLoad::kCompact) or ~0.5 (kSparse); memory is what bounds in-memory
 // joins and, on virtual machines, fresh memory is slow to fault in.
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
 // text slot 16 (hash, length, chain head + 1: the key is read from the head
@@ -20,9 +20,11 @@
 // threads once building is over.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "cloudmerge/base/big_array.h"
 #include "cloudmerge/engine/key_types.h"
@@ -48,12 +50,17 @@ static_assert(sizeof(NumericSlot) == 12);
 // A text slot keeps no pointer to its key: the key is its head row's, which the
 // caller reads (key_of_row) only when the hash and length match, i.e. nearly
 // always for the key itself; a hit needs that row anyway to emit its match.
+// The length is a filter (keys of 2^31 bytes or more share one value); the top
+// bit of the first slot of a bucket is the bucket's overflow flag (Bucket).
 struct TextSlot {
+  static constexpr uint32_t kFlag = 0x80000000u;
   uint64_t hash;
-  uint32_t key_len;
+  uint32_t len_flag;
   uint32_t head_plus_one;  // 0 = empty
   bool empty() const { return head_plus_one == 0; }
   uint32_t head() const { return head_plus_one - 1; }
+  uint32_t key_len() const { return len_flag & ~kFlag; }
+  static uint32_t LenOf(std::string_view key) { return static_cast<uint32_t>(std::min<size_t>(key.size(), ~kFlag)); }
 };
 static_assert(sizeof(TextSlot) == 16);
 
@@ -74,74 +81,173 @@ inline size_t SlotOf(uint64_t hash, size_t capacity) {
 }
 }  // namespace detail
 
+// Slots are grouped in buckets of one cache line: 5 numeric slots or 4 text
+// slots, and a flag that says whether a key whose home is this bucket had to go
+// to a later one (the bucket was full). A key goes to the first slot free from
+// its home bucket on, so a lookup reads one line unless its home bucket
+// overflowed (~18% of buckets at 0.75 load, ~4% at 0.5), and an empty slot ends
+// it. Plain linear probing at 0.75 read two or three lines for an absent key.
+// The buckets do not wrap around: the home buckets are followed by a few
+// overflow buckets, and the last one never overflows (the table grows first),
+// so a lookup needs no bounds check.
+template <class Slot>
+struct Bucket;
+template <>
+struct alignas(64) Bucket<NumericSlot> {
+  static constexpr size_t kSlots = 5;
+  NumericSlot slots[kSlots];
+  uint32_t flag;  // 1: a key with this home bucket lives in a later one
+  bool overflowed() const { return flag != 0; }
+  void set_overflowed() { flag = 1; }
+  static NumericSlot Moved(NumericSlot s) { return s; }  // a slot as it goes to another table
+};
+// Four text slots fill the line; the flag is the top bit of the first slot's
+// length, which is full whenever the flag is set (only a full bucket overflows).
+template <>
+struct alignas(64) Bucket<TextSlot> {
+  static constexpr size_t kSlots = 4;
+  TextSlot slots[kSlots];
+  bool overflowed() const { return slots[0].len_flag & TextSlot::kFlag; }
+  void set_overflowed() { slots[0].len_flag |= TextSlot::kFlag; }
+  static TextSlot Moved(TextSlot s) {
+    s.len_flag &= ~TextSlot::kFlag;
+    return s;
+  }
+};
+static_assert(sizeof(Bucket<NumericSlot>) == 64 && sizeof(Bucket<TextSlot>) == 64);
+
+inline uint64_t SlotHash(const NumericSlot& s) {
+  return HashNumericKey(NumericKey{s.bits, static_cast<uint8_t>(s.tag_bits() >> 30)});
+}
+inline uint64_t SlotHash(const TextSlot& s) { return s.hash; }
+
 // Cache-line aligned: the join keeps one table per partition side by side in a
 // vector and each thread inserts into its own; unaligned, two tables' counters
 // shared a line and every insert bounced it between the cores (a third of the
 // build's time).
 template <class Slot>
 class alignas(64) SlotArray {
+  using B = Bucket<Slot>;
+
  public:
   explicit SlotArray(size_t expected_keys, TableLoad load = TableLoad::kCompact)
-      : slots_(detail::CapacityFor(expected_keys, load)) {}
-  size_t capacity() const { return slots_.size(); }
+      : home_(BucketsFor(expected_keys, load)), buckets_(home_ + OverflowFor(home_)) {}
+  // Slots in home buckets.
+  size_t capacity() const { return home_ * B::kSlots; }
   size_t size() const { return size_; }
-  size_t memory_bytes() const { return slots_.size() * sizeof(Slot); }
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&slots_[detail::SlotOf(hash, slots_.size())]); }
-  // For an insert: the slot's line and the next. A new key (most of y's) lands on
-  // the first empty slot, a few slots on at the load the table fills up to, which
-  // is often past the line (at 0.75 load, ~8 slots of 12 bytes). Not for a probe:
-  // there the second line cost more than it saved (measured at 10^7 rows).
-  void PrefetchForInsert(uint64_t hash) const {
-    const char* s = reinterpret_cast<const char*>(&slots_[detail::SlotOf(hash, slots_.size())]);
-    __builtin_prefetch(s, 1);
-    __builtin_prefetch(s + 64, 1);
-  }
+  size_t memory_bytes() const { return buckets_.size() * sizeof(B); }
+  void Prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[detail::SlotOf(hash, home_)]); }
+  void PrefetchForInsert(uint64_t hash) const { __builtin_prefetch(&buckets_[detail::SlotOf(hash, home_)], 1); }
   // Empties the table for about expected_keys keys, keeping its slots when they
   // are enough and at most twice what is needed: a join of many small tables in a
   // row (the out-of-core engine's partitions) then does not map, fault in, zero
   // and unmap fresh memory for each. false: too small or too big; build a new one.
   bool Reuse(size_t expected_keys, TableLoad load = TableLoad::kCompact) {
-    const size_t need = detail::CapacityFor(expected_keys, load);
-    if (slots_.size() < need || slots_.size() > 2 * need) return false;
-    std::memset(static_cast<void*>(slots_.data()), 0, slots_.size() * sizeof(Slot));
+    const size_t need = BucketsFor(expected_keys, load);
+    if (home_ < need || home_ > 2 * need) return false;
+    std::memset(static_cast<void*>(buckets_.data()), 0, buckets_.size() * sizeof(B));
     size_ = 0;
     return true;
   }
 
  protected:
-  bool NeedsGrow() const { return (size_ + 1) * 20 > slots_.size() * 17; }  // keep load <= 0.85
-  // Finds the slot of the key that `same(slot)` recognises, or the empty slot where it belongs.
-  template <class Same>
-  Slot* Locate(uint64_t hash, Same&& same) {
-    size_t cap = slots_.size();
-    size_t i = detail::SlotOf(hash, cap);
-    for (;;) {
-      Slot& s = slots_[i];
-      if (s.empty() || same(s)) return &s;
-      if (++i == cap) i = 0;
-    }
+  static size_t BucketsFor(size_t keys, TableLoad load) {
+    return (detail::CapacityFor(keys, load) + B::kSlots - 1) / B::kSlots;
   }
+  // Buckets after the home ones: a full bucket at the end spills a few on at any
+  // sane load; Locate grows the area when a run of full buckets reaches its end.
+  static size_t OverflowFor(size_t home) { return 4 + home / 1024; }
+  bool NeedsGrow() const { return (size_ + 1) * 10 > capacity() * 9; }  // keep load <= 0.9
+
+  // Whether slot s holds the key of `hash` that `same` recognises. A numeric
+  // slot compares its key (cheap, and the same key has the same hash); a text
+  // slot compares the hash first (its `same` reads a row).
+  template <class Same>
+  static bool Holds(const Slot& s, uint64_t hash, Same& same) {
+    if constexpr (std::is_same_v<Slot, NumericSlot>) return same(s);
+    else return s.hash == hash && same(s);
+  }
+
+  // The slot of the key, or nullptr.
   template <class Same>
   const Slot* Lookup(uint64_t hash, Same&& same) const {
-    return const_cast<SlotArray*>(this)->Locate(hash, same);
+    for (const B* b = &buckets_[detail::SlotOf(hash, home_)];; ++b) {
+      for (const Slot& s : b->slots) {
+        if (s.empty()) return nullptr;  // a bucket with a free slot never overflowed
+        if (Holds(s, hash, same)) return &s;
+      }
+      if (!b->overflowed()) return nullptr;
+    }
   }
-  template <class HashOf>
-  void Grow(HashOf&& hash_of) {
-    BigArray<Slot> old(std::move(slots_));
-    slots_ = BigArray<Slot>(old.size() * 2);
-    for (size_t o = 0; o < old.size(); ++o) {
-      if (old[o].empty()) continue;
-      size_t cap = slots_.size();
-      size_t i = detail::SlotOf(hash_of(old[o]), cap);
-      while (!slots_[i].empty())
-        if (++i == cap) i = 0;
-      slots_[i] = old[o];
+  // The slot of the key, or the free slot it goes to (*fresh = true; counted in
+  // size()). May grow the table.
+  template <class Same>
+  Slot* Locate(uint64_t hash, Same&& same, bool* fresh) {
+    if (NeedsGrow()) Grow(home_ * 2, buckets_.size() - home_);
+    for (;;) {
+      B* last = &buckets_[buckets_.size() - 1];
+      for (B* b = &buckets_[detail::SlotOf(hash, home_)];; ++b) {
+        for (Slot& s : b->slots) {
+          if (s.empty()) {
+            ++size_;
+            *fresh = true;
+            return &s;
+          }
+          if (Holds(s, hash, same)) {
+            *fresh = false;
+            return &s;
+          }
+        }
+        if (b == last) break;  // it never overflows: more overflow buckets first
+        b->set_overflowed();
+      }
+      Grow(home_, 2 * (buckets_.size() - home_));
+    }
+  }
+  // Rebuilds the table with `home` home buckets and at least `overflow` after
+  // them (more if the keys need them).
+  void Grow(size_t home, size_t overflow) {
+    BigArray<B> old(std::move(buckets_));
+    home_ = home;
+    for (overflow = std::max(overflow, OverflowFor(home));; overflow *= 2) {
+      buckets_ = BigArray<B>(home + overflow);
+      if (Reinsert(old)) return;
     }
   }
 
-  BigArray<Slot> slots_;
+ private:
+  bool Reinsert(const BigArray<B>& old) {
+    B* last = &buckets_[buckets_.size() - 1];
+    for (size_t o = 0; o < old.size(); ++o)
+      for (const Slot& s : old[o].slots) {
+        if (s.empty()) break;
+        B* b = &buckets_[detail::SlotOf(SlotHash(s), home_)];
+        for (;; ++b) {
+          Slot* free = std::find_if(std::begin(b->slots), std::end(b->slots), [](const Slot& t) { return t.empty(); });
+          if (free != std::end(b->slots)) {
+            *free = B::Moved(s);
+            break;
+          }
+          if (b == last) return false;
+          b->set_overflowed();
+        }
+      }
+    return true;
+  }
+
+  size_t home_;  // home buckets
+  BigArray<B> buckets_;
+
+ protected:
   size_t size_ = 0;
 };
+
+// The memory of a table built for `keys` keys, without its overflow buckets.
+template <class Slot>
+size_t HashTableBytes(size_t keys, TableLoad load) {
+  const size_t per_bucket = Bucket<Slot>::kSlots;
+  return (detail::CapacityFor(keys, load) + per_bucket - 1) / per_bucket * sizeof(Bucket<Slot>);
+}
 
 class NumericHashTable : public SlotArray<NumericSlot> {
  public:
@@ -150,16 +256,12 @@ class NumericHashTable : public SlotArray<NumericSlot> {
   // Prepends row (< kMaxBuildRows) to the chain of key; returns the row that
   // follows it in the chain (kNoRow for a new key).
   uint32_t Insert(const NumericKey& key, uint64_t hash, uint32_t row) {
-    if (NeedsGrow()) Grow([](const NumericSlot& s) { return HashNumericKey(KeyOf(s)); });
     uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
-    NumericSlot* s = Locate(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
-    uint32_t successor = kNoRow;
-    if (s->empty()) {
-      s->bits = key.bits;
-      ++size_;
-    } else {
-      successor = s->head();
-    }
+    bool fresh;
+    NumericSlot* s = Locate(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; },
+                            &fresh);
+    uint32_t successor = fresh ? kNoRow : s->head();
+    s->bits = key.bits;
     s->head_tag = tag_bits | (row + 1);
     return successor;
   }
@@ -169,12 +271,7 @@ class NumericHashTable : public SlotArray<NumericSlot> {
     uint32_t tag_bits = static_cast<uint32_t>(key.tag) << 30;
     const NumericSlot* s =
         Lookup(hash, [&](const NumericSlot& c) { return c.bits == key.bits && c.tag_bits() == tag_bits; });
-    return s->empty() ? kNoRow : s->head();
-  }
-
- private:
-  static NumericKey KeyOf(const NumericSlot& s) {
-    return NumericKey{s.bits, static_cast<uint8_t>(s.tag_bits() >> 30)};
+    return s ? s->head() : kNoRow;
   }
 };
 
@@ -185,24 +282,21 @@ class TextHashTable : public SlotArray<TextSlot> {
   // As NumericHashTable::Insert; key_of_row(r) is the key of a row already inserted.
   template <class KeyOfRow>
   uint32_t Insert(std::string_view key, uint64_t hash, uint32_t row, KeyOfRow&& key_of_row) {
-    if (NeedsGrow()) Grow([](const TextSlot& s) { return s.hash; });
-    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, hash, key_of_row); });
-    uint32_t successor = kNoRow;
-    if (s->empty()) {
-      s->hash = hash;
-      s->key_len = static_cast<uint32_t>(key.size());
-      ++size_;
-    } else {
-      successor = s->head();
+    bool fresh;
+    TextSlot* s = Locate(hash, [&](const TextSlot& c) { return Same(c, key, key_of_row); }, &fresh);
+    if (!fresh) {
+      uint32_t successor = s->head();
+      s->head_plus_one = row + 1;
+      return successor;
     }
-    s->head_plus_one = row + 1;
-    return successor;
+    *s = TextSlot{hash, TextSlot::LenOf(key), row + 1};  // a free slot: no flag to keep
+    return kNoRow;
   }
 
   template <class KeyOfRow>
   uint32_t Find(std::string_view key, uint64_t hash, KeyOfRow&& key_of_row) const {
-    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, hash, key_of_row); });
-    return s->empty() ? kNoRow : s->head();
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return Same(c, key, key_of_row); });
+    return s ? s->head() : kNoRow;
   }
 
   // Find in two steps, for a batched probe that prefetches the head rows between
@@ -212,8 +306,9 @@ class TextHashTable : public SlotArray<TextSlot> {
   // then compares the candidate row's key and, in the rare case it is another
   // key of that hash and length, looks further with Find.
   uint32_t FindCandidate(std::string_view key, uint64_t hash) const {
-    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return c.hash == hash && c.key_len == key.size(); });
-    return s->empty() ? kNoRow : s->head();
+    const uint32_t len = TextSlot::LenOf(key);
+    const TextSlot* s = Lookup(hash, [&](const TextSlot& c) { return c.key_len() == len; });
+    return s ? s->head() : kNoRow;
   }
   template <class KeyOfRow>
   uint32_t Confirm(std::string_view key, uint64_t hash, uint32_t candidate, KeyOfRow&& key_of_row) const {
@@ -221,9 +316,10 @@ class TextHashTable : public SlotArray<TextSlot> {
   }
 
  private:
+  // Called on slots of key's hash only.
   template <class KeyOfRow>
-  static bool Same(const TextSlot& c, std::string_view key, uint64_t hash, KeyOfRow& key_of_row) {
-    return c.hash == hash && c.key_len == key.size() && key_of_row(c.head()) == key;
+  static bool Same(const TextSlot& c, std::string_view key, KeyOfRow& key_of_row) {
+    return c.key_len() == TextSlot::LenOf(key) && key_of_row(c.head()) == key;
   }
 };
 

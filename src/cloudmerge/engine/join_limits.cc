@@ -36,8 +36,9 @@ uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chun
 
 TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
                             uint64_t memory_limit) {
-  const uint64_t slot = numeric ? sizeof(NumericSlot) : sizeof(TextSlot);
-  const uint64_t sparse = InMemoryJoinBytes(y_bytes, rows, sizeof(in_memory::YRow) + 2 * slot, threads, chunk_bytes);
+  const uint64_t tables = numeric ? HashTableBytes<NumericSlot>(rows, TableLoad::kSparse)
+                                  : HashTableBytes<TextSlot>(rows, TableLoad::kSparse);
+  const uint64_t sparse = InMemoryJoinBytes(y_bytes, rows, sizeof(in_memory::YRow), threads, chunk_bytes) + tables;
   return sparse <= memory_limit ? TableLoad::kSparse : TableLoad::kCompact;
 }
 

@@ -259,6 +259,20 @@ def test_a_damaged_frame_length_is_an_error_not_a_crash(length):
     assert b"frame" in p.stderr
 
 
+@pytest.mark.parametrize("record", [
+    bytes([0, (5 << 1) | 1, 3, 2]) + b"ab",  # an ID said to be in its text, past the text's end
+    bytes([0, (1 << 1) | 1, 9, 2]) + b"ab",  # its offset beyond the text
+    bytes([0, (1 << 1) | 1]),                # cut short before the offset
+])
+def test_a_record_whose_id_points_outside_its_text_is_damaged(record):
+    """A join given an x record whose ID offset or length leaves its text says the blob is
+    damaged (exit 5), never reads past it."""
+    args = ["join", "--x-mode", 0, "--y-mode", 0, "--ranges", 1, "--x-end", 100]
+    p = subprocess.run([BIN, "cluster-task"] + [str(a) for a in args],
+                       input=mj.frame(0, record) + mj.frame(1, b""), capture_output=True)
+    assert p.returncode == 5 and b"the x blob is damaged" in p.stderr, (p.returncode, p.stderr)
+
+
 @pytest.mark.parametrize("input_mib, parallelism, expected", [
     (373, 2, 4),  # 10^7 rows per side: 3 partitions of 128 MiB would run as a wave of 2 and one of 1
     (100, 2, 2), (0, 2, 2), (256, 2, 2), (257, 2, 4), (1000, 8, 8), (1100, 8, 16), (5, 1, 1), (300, 1, 3),

@@ -108,28 +108,19 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
   if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected, load);
   else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected, load);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
-    // Keys of the rows this far ahead are computed early so their slots can be prefetched.
-    constexpr size_t kAhead = 8;
-    ProbeKey ring[kAhead];
-    bool valid[kAhead] = {};
-    auto stage = [&](size_t i) {  // compute and prefetch row i's key
-      size_t r = i % kAhead;
-      valid[r] = part[i] == p && MakeKey(y.mode, y.rows[i].key(), &ring[r], y.rules);
-      if (valid[r]) {
-        if (b->numeric) b->numeric_tables[p].PrefetchForInsert(ring[r].hash);
-        else b->text_tables[p].PrefetchForInsert(ring[r].hash);
-      }
-    };
-    for (size_t i = n; i-- > 0 && i + kAhead >= n;) stage(i);
-    for (size_t i = n; i-- > 0;) {  // last to first: prepending leaves chains in file order
-      size_t r = i % kAhead;  // row i was staged kAhead iterations ago
-      if (valid[r]) {
-        y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(ring[r].num, ring[r].hash, static_cast<uint32_t>(i))
-                                    : b->text_tables[p].Insert(ring[r].text, ring[r].hash, static_cast<uint32_t>(i),
-                                                               [&](uint32_t j) { return y.rows[j].key(); });
-      }
-      if (i >= kAhead) stage(i - kAhead);  // reuses ring slot r, just consumed
-    }
+    InsertLastToFirst<ProbeKey>(
+        n,
+        [&](size_t i, ProbeKey* k) { return part[i] == p && MakeKey(y.mode, y.rows[i].key(), k, y.rules); },
+        [&](const ProbeKey& k) {
+          if (b->numeric) b->numeric_tables[p].PrefetchForInsert(k.hash);
+          else b->text_tables[p].PrefetchForInsert(k.hash);
+        },
+        [&](size_t i, const ProbeKey& k) {
+          const uint32_t row = static_cast<uint32_t>(i);
+          y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(k.num, k.hash, row)
+                                      : b->text_tables[p].Insert(k.text, k.hash, row,
+                                                                 [&](uint32_t j) { return y.rows[j].key(); });
+        });
   });
   return Status::OK();
 }

@@ -77,6 +77,10 @@ namespace detail {
 inline size_t CapacityFor(size_t keys, TableLoad load = TableLoad::kCompact) {
   return load == TableLoad::kSparse ? 2 * keys + 16 : keys + keys / 3 + 16;  // load <= 0.5 / 0.75
 }
+// Home buckets of `slots_per_bucket` slots for CapacityFor's slots.
+inline size_t BucketsFor(size_t keys, TableLoad load, size_t slots_per_bucket) {
+  return (CapacityFor(keys, load) + slots_per_bucket - 1) / slots_per_bucket;
+}
 inline size_t SlotOf(uint64_t hash, size_t capacity) {
   return static_cast<size_t>((static_cast<unsigned __int128>(hash) * capacity) >> 64);
 }
@@ -152,9 +156,7 @@ class alignas(64) SlotArray {
   }
 
  protected:
-  static size_t BucketsFor(size_t keys, TableLoad load) {
-    return (detail::CapacityFor(keys, load) + B::kSlots - 1) / B::kSlots;
-  }
+  static size_t BucketsFor(size_t keys, TableLoad load) { return detail::BucketsFor(keys, load, B::kSlots); }
   // Buckets after the home ones: a full bucket at the end spills a few on at any
   // sane load; Locate grows the area when a run of full buckets reaches its end.
   static size_t OverflowFor(size_t home) { return 4 + home / 1024; }
@@ -238,16 +240,13 @@ class alignas(64) SlotArray {
 
   size_t home_;  // home buckets
   BigArray<B> buckets_;
-
- protected:
   size_t size_ = 0;
 };
 
 // The memory of a table built for `keys` keys, without its overflow buckets.
 template <class Slot>
 size_t HashTableBytes(size_t keys, TableLoad load) {
-  const size_t per_bucket = Bucket<Slot>::kSlots;
-  return (detail::CapacityFor(keys, load) + per_bucket - 1) / per_bucket * sizeof(Bucket<Slot>);
+  return detail::BucketsFor(keys, load, Bucket<Slot>::kSlots) * sizeof(Bucket<Slot>);
 }
 
 class NumericHashTable : public SlotArray<NumericSlot> {

@@ -7,6 +7,8 @@
 //     of kProbeBatch (their slots prefetched as they are added), then the batch
 //     runs stage by stage: find every head and prefetch its row, prefetch every
 //     row's text, emit every match. Emission keeps the order rows were added in.
+//   - InsertLastToFirst: the build loop, keys made a few rows early so their
+//     buckets are prefetched before the insert that needs them.
 //   - CountChains: each row's chain length from it on (so a head's is its key's
 //     y row count), for key statistics and --max-output-rows.
 //
@@ -53,6 +55,28 @@ class ProbeBatch {
   uint32_t heads_[kProbeBatch];
   size_t n_ = 0;
 };
+
+// Inserts rows n-1 down to 0 (prepending to chains leaves them in file order).
+// Row i's key is made kBuildAhead rows before its insert and its bucket
+// prefetched then: make_key(i, Key*) is false for a row without a key (skipped),
+// prefetch(const Key&), insert(i, const Key&).
+inline constexpr size_t kBuildAhead = 8;
+template <class Key, class MakeKeyOf, class Prefetch, class Insert>
+void InsertLastToFirst(size_t n, MakeKeyOf&& make_key, Prefetch&& prefetch, Insert&& insert) {
+  Key ring[kBuildAhead];
+  bool valid[kBuildAhead] = {};
+  auto stage = [&](size_t i) {
+    const size_t r = i % kBuildAhead;
+    valid[r] = make_key(i, &ring[r]);
+    if (valid[r]) prefetch(ring[r]);
+  };
+  for (size_t i = n; i-- > 0 && i + kBuildAhead >= n;) stage(i);
+  for (size_t i = n; i-- > 0;) {
+    const size_t r = i % kBuildAhead;  // row i, staged kBuildAhead rows ago
+    if (valid[r]) insert(i, ring[r]);
+    if (i >= kBuildAhead) stage(i - kBuildAhead);  // reuses ring slot r, just consumed
+  }
+}
 
 // chain[i] = rows from i to the end of its chain (next_of(i) gives the following
 // row or kNoRow); rows that are !present(i) (no key) get 0. Chains run forward

@@ -143,9 +143,10 @@ std::string_view OutputText(const Record& r, size_t ki, size_t ncols, bool keep_
 // again: a quarter of x's shuffle bytes with short rows.
 void AppendRecord(std::string& blob, uint64_t pos_delta, std::string_view key, std::string_view text) {
   PutVarint(blob, pos_delta);
-  const bool key_in_text = !key.empty() && key.data() >= text.data() && key.data() + key.size() <= text.data() + text.size();
+  const uintptr_t k = reinterpret_cast<uintptr_t>(key.data()), t = reinterpret_cast<uintptr_t>(text.data());
+  const bool key_in_text = !key.empty() && k >= t && k + key.size() <= t + text.size();
   PutVarint(blob, (uint64_t{key.size()} << 1) | key_in_text);
-  if (key_in_text) PutVarint(blob, static_cast<uint64_t>(key.data() - text.data()));
+  if (key_in_text) PutVarint(blob, k - t);
   PutVarint(blob, text.size());
   if (!key_in_text) blob.append(key);
   blob.append(text);

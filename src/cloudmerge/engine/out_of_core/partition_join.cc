@@ -55,29 +55,18 @@ class BuildTable {
     } else if (!text_table_ || !text_table_->Reuse(n, TableLoad::kSparse)) {
       text_table_.emplace(n, TableLoad::kSparse);
     }
-    // Last to first: chains end up in file order. Keys are made kAhead rows early
-    // and their buckets prefetched (the table is bigger than L2), as the in-memory build does.
-    constexpr size_t kAhead = 8;
-    ProbeKey ring[kAhead];
-    bool valid[kAhead] = {};
-    auto stage = [&](size_t i) {
-      const size_t r = i % kAhead;
-      valid[r] = MakeKey(mode_, rows_[i].key, &ring[r], rules_);
-      if (valid[r]) {
-        if (numeric_) numeric_table_->PrefetchForInsert(ring[r].hash);
-        else text_table_->PrefetchForInsert(ring[r].hash);
-      }
-    };
-    for (size_t i = n; i-- > 0 && i + kAhead >= n;) stage(i);
-    for (size_t i = n; i-- > 0;) {
-      const size_t r = i % kAhead;  // row i, staged kAhead rows ago
-      if (valid[r]) {
-        const ProbeKey& k = ring[r];
-        rows_[i].next = numeric_ ? numeric_table_->Insert(k.num, k.hash, static_cast<uint32_t>(i))
-                                 : text_table_->Insert(k.text, k.hash, static_cast<uint32_t>(i), key_of_row());
-      }
-      if (i >= kAhead) stage(i - kAhead);
-    }
+    // Buckets prefetched as the in-memory build does: the table is bigger than L2.
+    InsertLastToFirst<ProbeKey>(
+        n, [&](size_t i, ProbeKey* k) { return MakeKey(mode_, rows_[i].key, k, rules_); },
+        [&](const ProbeKey& k) {
+          if (numeric_) numeric_table_->PrefetchForInsert(k.hash);
+          else text_table_->PrefetchForInsert(k.hash);
+        },
+        [&](size_t i, const ProbeKey& k) {
+          const uint32_t row = static_cast<uint32_t>(i);
+          rows_[i].next = numeric_ ? numeric_table_->Insert(k.num, k.hash, row)
+                                   : text_table_->Insert(k.text, k.hash, row, key_of_row());
+        });
     // Chain lengths from each row on (so a head's is its key's y count), and x counts per head.
     // (A row without a key is never reached from a head, so its count does not matter.)
     chain_.assign(n, 0);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cloudmerge/base/parallel.h"
+#include "cloudmerge/base/prefetch.h"
 #include "cloudmerge/engine/join_keys.h"
 #include "cloudmerge/engine/probe_batch.h"
 
@@ -211,8 +212,8 @@ class ChunkProber {
   void Flush() {
     const BigArray<YRow>& yrows = ctx_.b.y->rows;
     batch_.Flush([&](const Pending& p) { return ctx_.b.HeadCandidate(p.key); },
-                 [&](uint32_t head) { __builtin_prefetch(&yrows[head]); },
-                 [&](uint32_t head) { __builtin_prefetch(yrows[head].out); },
+                 [&](uint32_t head) { PrefetchForRead(&yrows[head]); },
+                 [&](uint32_t head) { PrefetchForRead(yrows[head].out); },
                  [&](const Pending& p, uint32_t candidate) {
                    uint32_t head = ctx_.b.ConfirmHead(p.key, candidate);
                    if (head != kNoRow) Emit({p.row, p.len}, head);

@@ -27,6 +27,7 @@
 #include <type_traits>
 
 #include "cloudmerge/base/big_array.h"
+#include "cloudmerge/base/prefetch.h"
 #include "cloudmerge/engine/key_types.h"
 
 namespace cloudmerge {
@@ -141,8 +142,8 @@ class alignas(64) SlotArray {
   size_t capacity() const { return home_ * B::kSlots; }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return buckets_.size() * sizeof(B); }
-  void Prefetch(uint64_t hash) const { __builtin_prefetch(&buckets_[detail::SlotOf(hash, home_)]); }
-  void PrefetchForInsert(uint64_t hash) const { __builtin_prefetch(&buckets_[detail::SlotOf(hash, home_)], 1); }
+  void Prefetch(uint64_t hash) const { PrefetchForRead(&buckets_[detail::SlotOf(hash, home_)]); }
+  void PrefetchForInsert(uint64_t hash) const { PrefetchForWrite(&buckets_[detail::SlotOf(hash, home_)]); }
   // Empties the table for about expected_keys keys, keeping its slots when they
   // are enough and at most twice what is needed: a join of many small tables in a
   // row (the out-of-core engine's partitions) then does not map, fault in, zero

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmerge/base/prefetch.h"
 #include "cloudmerge/base/varint.h"
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
@@ -348,10 +349,10 @@ Result<uint64_t> JoinPartition(const std::vector<std::string_view>& x_records,
     return numeric ? num.Find(p.key.num, p.key.hash) : txt.FindCandidate(p.key.text, p.key.hash);
   };
   auto prefetch_row = [&](uint32_t j) {
-    __builtin_prefetch(&ys[j]);
-    if (!numeric) __builtin_prefetch(&y_keys[j]);  // Confirm reads it
+    PrefetchForRead(&ys[j]);
+    if (!numeric) PrefetchForRead(&y_keys[j]);  // Confirm reads it
   };
-  auto prefetch_text = [&](uint32_t j) { __builtin_prefetch(ys[j].text); };
+  auto prefetch_text = [&](uint32_t j) { PrefetchForRead(ys[j].text); };
   auto emit = [&](const Probe& p, uint32_t j) {
     if (!numeric) j = txt.Confirm(p.key.text, p.key.hash, j, [&](uint32_t r) { return y_keys[r]; });
     const RecordView& x = p.x;

@@ -10,6 +10,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "cloudmerge/base/prefetch.h"
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_keys.h"
 #include "cloudmerge/engine/probe_batch.h"
@@ -143,8 +144,8 @@ Status ProbeThrough(Context& ctx, const SpillPart& xp, BuildTable& table, MatchS
   Status emit_status;
   auto flush = [&] {
     batch.Flush([&](const Pending& p) { return table.FindCandidate(p.k); },
-                [&](uint32_t head) { __builtin_prefetch(&table.row(head)); },
-                [&](uint32_t head) { __builtin_prefetch(table.row(head).text.data()); },
+                [&](uint32_t head) { PrefetchForRead(&table.row(head)); },
+                [&](uint32_t head) { PrefetchForRead(table.row(head).text.data()); },
                 [&](const Pending& p, uint32_t candidate) {
                   const uint32_t head = table.Confirm(p.k, candidate);
                   if (!emit_status.ok() || head == kNoRow) return;

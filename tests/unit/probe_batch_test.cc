@@ -5,6 +5,7 @@
 
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/join_limits.h"
+#include "cloudmerge/engine/out_of_core/context.h"
 
 #include <gtest/gtest.h>
 
@@ -176,6 +177,22 @@ TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1), TableLoad::kCompact);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse), TableLoad::kCompact)
       << "text slots are bigger (16 bytes, 4 to a bucket)";
+}
+
+// The out-of-core partition budget counts each y record's hash slots as the
+// sparse tables hold them (context.h BuildRowBytes): text slots are 16 bytes,
+// 4 to a bucket, so a text partition needs more per record than a numeric one.
+// (The budget once counted 80 bytes for both: 8 fewer than a text record uses.)
+TEST(BuildRowBytes, CountTheSparseSlotsOfEachKeyType) {
+  for (size_t keys : {size_t{1000}, size_t{1} << 20}) {
+    const double numeric = static_cast<double>(HashTableBytes<NumericSlot>(keys, TableLoad::kSparse)) / keys;
+    const double text = static_cast<double>(HashTableBytes<TextSlot>(keys, TableLoad::kSparse)) / keys;
+    EXPECT_GE(ooc::BuildRowBytes(KeyMode::kInt64) - ooc::kBuildRowEntryBytes + 0.5, numeric) << keys;
+    EXPECT_GE(ooc::BuildRowBytes(KeyMode::kText) - ooc::kBuildRowEntryBytes + 0.5, text) << keys;
+    EXPECT_LE(ooc::BuildRowBytes(KeyMode::kText) - ooc::kBuildRowEntryBytes, text + 1) << "not far over";
+  }
+  EXPECT_GT(ooc::BuildRowBytes(KeyMode::kText), ooc::BuildRowBytes(KeyMode::kFloat));
+  EXPECT_EQ(ooc::kMaxBuildRowBytes, ooc::BuildRowBytes(KeyMode::kText));
 }
 
 }  // namespace

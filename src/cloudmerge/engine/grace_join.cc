@@ -60,7 +60,7 @@ void Configure(Context& ctx, const MergeOptions& o, unsigned threads, uint64_t l
 uint32_t FirstFanout(const Context& ctx, const Table& y) {
   const uint64_t y_bytes = y.size();
   const uint64_t y_rows_guess = SampleRows(y, y_bytes);
-  const uint64_t y_build_bytes = y_bytes + 16 * y_rows_guess + ooc::kBytesPerBuildRow * y_rows_guess;
+  const uint64_t y_build_bytes = y_bytes + 16 * y_rows_guess + ooc::kMaxBuildRowBytes * y_rows_guess;
   return std::max<uint32_t>(
       ooc::FanoutFor(ctx, y_build_bytes),
       static_cast<uint32_t>(std::min<uint64_t>(ctx.max_fanout, y_build_bytes / ooc::kCacheFriendlyPartition)));

@@ -53,7 +53,7 @@ struct PandasRules {
   bool python_big_ints() const { return version >= PandasVersion::k3_0; }
 };
 
-inline bool IsNumeric(KeyMode m) { return m != KeyMode::kText && m != KeyMode::kTextRaw; }
+constexpr bool IsNumeric(KeyMode m) { return m != KeyMode::kText && m != KeyMode::kTextRaw; }
 const char* KeyModeName(KeyMode m);
 
 // pandas' default missing-value markers, matched against the whole field.

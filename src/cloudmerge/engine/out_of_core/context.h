@@ -80,12 +80,20 @@ struct Context {
 };
 
 
-// Bytes a partition's join holds per y record besides its raw bytes: the parsed
-// records, a 48-byte row entry, a hash slot (12 bytes at 0.5 load: 24) and counters.
-constexpr uint64_t kBytesPerBuildRow = 80;
+// Bytes a partition's join holds per y record besides its raw bytes: its row
+// entry (kBuildRowEntryBytes: the parsed record and its two counters) and its
+// hash slots at 0.5 load, in buckets of one cache line (join_hash_table.h): 5
+// numeric slots or 4 text slots per 64 bytes, so 26 or 32 bytes per record.
+// The type of x and y is not known when level 0's fan-out is chosen: that uses
+// the larger, text's.
+constexpr uint64_t kBuildRowEntryBytes = 56;
+constexpr uint64_t BuildRowBytes(KeyMode y_mode) {
+  return kBuildRowEntryBytes + (IsNumeric(y_mode) ? 26 : 32);
+}
+constexpr uint64_t kMaxBuildRowBytes = BuildRowBytes(KeyMode::kText);
 constexpr uint64_t kCacheFriendlyPartition = 8u << 20;
 constexpr uint64_t kSpillWriteBuffer = 64u << 10;  // SpillWriter's buffer (spill_file.cc)
-inline uint64_t BuildBytes(const SpillPart& y) { return y.raw_bytes + kBytesPerBuildRow * y.records; }
+inline uint64_t BuildBytes(const SpillPart& y, KeyMode y_mode) { return y.raw_bytes + BuildRowBytes(y_mode) * y.records; }
 
 // Fan-out to split `bytes` of build side into pieces of a task's budget, with slack.
 inline uint32_t FanoutFor(const Context& ctx, uint64_t bytes) {

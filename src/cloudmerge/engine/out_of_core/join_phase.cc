@@ -71,15 +71,15 @@ class JoinPhase {
       if (!t.x.path.empty()) ctx_->env->RemoveFile(t.x.path);
     };
     if (t.y.records == 0 || t.x.records == 0) {  // nothing can match
-      Status st = t.y.records && BuildBytes(t.y) <= ctx_->task_budget ? CountDistinctKeys(*ctx_, t.y) : Status::OK();
+      Status st = t.y.records && BuildBytes(t.y, ctx_->y_mode) <= ctx_->task_budget ? CountDistinctKeys(*ctx_, t.y) : Status::OK();
       remove();
       return st;
     }
     NoteLevel(t.level);
-    if (BuildBytes(t.y) > ctx_->task_budget) {
+    if (BuildBytes(t.y, ctx_->y_mode) > ctx_->task_budget) {
       // Too big for memory: split by the next level's hash, unless splitting cannot help.
       if (t.hot || t.level + 1 >= kMaxLevels || t.y.records == 1) return RunHot(t, keys);
-      uint32_t fanout = FanoutFor(*ctx_, BuildBytes(t.y));
+      uint32_t fanout = FanoutFor(*ctx_, BuildBytes(t.y, ctx_->y_mode));
       unsigned level = t.level + 1;
       std::string stem = fmt::format("l{}", level);
       auto ys = Repartition(*ctx_, t.y, ctx_->y_mode, "y" + stem, level, fanout);

@@ -50,7 +50,7 @@ class BuildTable {
     }
     size_t n = rows_.size();
     // Sparse: a lookup touches one cache line, mostly (join_hash_table.h TableLoad); the
-    // partition's budget counts its slots (kBytesPerBuildRow).
+    // partition's budget counts its slots (BuildRowBytes).
     if (numeric_) {
       if (!numeric_table_ || !numeric_table_->Reuse(n, TableLoad::kSparse)) numeric_table_.emplace(n, TableLoad::kSparse);
     } else if (!text_table_ || !text_table_->Reuse(n, TableLoad::kSparse)) {
@@ -104,6 +104,7 @@ class BuildTable {
   }
   void CountX(uint32_t head) { ++x_count_[head]; }
   size_t size() const { return rows_.size(); }
+  KeyMode mode() const { return mode_; }
 
   // Calls f(y key text, x count, y count) for every head an x row found.
   template <class F>
@@ -129,6 +130,8 @@ class BuildTable {
   std::optional<TextHashTable> text_table_;
   std::vector<uint32_t> chain_, x_count_;
 };
+// The partition budget's per-record entry (context.h BuildRowBytes): a row and its two counters.
+static_assert(sizeof(BuildTable::Row) + 2 * sizeof(uint32_t) == kBuildRowEntryBytes);
 
 // Streams x's partition through a built table: counts, and emits while the
 // output-row limit allows.
@@ -181,7 +184,7 @@ Status LoadBlocks(SpillReader* reader, BuildTable* table, uint64_t budget, uint6
   uint64_t bytes = 0;
   *records = 0;
   *more_left = false;
-  while (bytes + kBytesPerBuildRow * *records < budget || *records == 0) {
+  while (bytes + BuildRowBytes(table->mode()) * *records < budget || *records == 0) {
     auto more = reader->Next(&block, &n);
     if (!more.ok()) return more.status();
     if (!*more) return Status::OK();

@@ -94,10 +94,9 @@ TEST(JoinHashTable, TextKeysWithOneHashAreToldApartByTheirRows) {
   EXPECT_EQ(t.Find("ab", 43, key_of_row), kNoRow);
 }
 
-// Ordered linear probing (SlotArray): runs stay in hash order whatever the order
-// keys arrive in, and keys whose homes are the last slots spill into the
-// overflow area, which grows when a run outgrows it. The caller picks the text
-// hashes, so the test places keys where it wants them.
+// Keys whose homes are the last bucket spill into the overflow area, which
+// grows when a run outgrows it. The caller picks the text hashes and the table
+// does not scatter them (kUnscattered), so the test places keys where it wants.
 TEST(JoinHashTable, KeysAtTheEndSpillPastTheHomeSlotsAndStayFindable) {
   std::vector<std::string> keys;
   for (int i = 0; i < 3000; ++i) keys.push_back("k" + std::to_string(i));
@@ -105,7 +104,7 @@ TEST(JoinHashTable, KeysAtTheEndSpillPastTheHomeSlotsAndStayFindable) {
   // Hashes descending from the top: every key's home is the last home slot, and
   // each arrives before the keys of lower hash it must come after (a shift each).
   auto hash_of = [](size_t i) { return ~uint64_t{0} - (i / 3); };  // three keys per hash
-  TextHashTable t(4000);
+  TextHashTable t(4000, TableLoad::kCompact, TextHashTable::kUnscattered);
   const size_t memory_before = t.memory_bytes();
   for (uint32_t i = 0; i < keys.size(); ++i) EXPECT_EQ(t.Insert(keys[i], hash_of(i), i, key_of_row), kNoRow) << i;
   EXPECT_GT(t.memory_bytes(), memory_before) << "a 3000-slot run outgrows the overflow area";
@@ -116,6 +115,36 @@ TEST(JoinHashTable, KeysAtTheEndSpillPastTheHomeSlotsAndStayFindable) {
   }
   EXPECT_EQ(t.Find("k-1", hash_of(0), key_of_row), kNoRow);
   EXPECT_EQ(t.Find("k-1", 0, key_of_row), kNoRow);
+}
+
+// IDs picked so that their hashes share one bucket (the hashes are public, the
+// numeric one invertible) pile up in a table that places keys by their hash
+// alone: each insert walks every key before it, and, the bucket being the last
+// home one, the overflow area grows for them. A table with its own random multiplier (the default) spreads the
+// same keys: no run reaches the end, and the table keeps its size.
+TEST(JoinHashTable, KeysPickedToShareABucketAreSpreadByTheTablesMultiplier) {
+  const size_t n = 2000;
+  const size_t home_buckets = detail::BucketsFor(n, TableLoad::kCompact, 5);
+  std::vector<NumericKey> picked;
+  for (uint64_t v = 0; picked.size() < n; ++v) {
+    const NumericKey k{v, NumericKey::kSigned};
+    if (detail::SlotOf(HashNumericKey(k), home_buckets) == home_buckets - 1) picked.push_back(k);  // the last
+  }
+  auto insert_all = [&](NumericHashTable& t) {
+    for (uint32_t i = 0; i < n; ++i) EXPECT_EQ(t.Insert(picked[i], HashNumericKey(picked[i]), i), kNoRow) << i;
+    for (uint32_t i = 0; i < n; ++i) EXPECT_EQ(t.Find(picked[i], HashNumericKey(picked[i])), i) << i;
+  };
+  NumericHashTable by_hash(n, TableLoad::kCompact, NumericHashTable::kUnscattered);
+  const size_t size_before = by_hash.memory_bytes();
+  insert_all(by_hash);
+  EXPECT_GT(by_hash.memory_bytes(), size_before) << "the attack works on a table without a multiplier";
+  for (int trial = 0; trial < 5; ++trial) {
+    NumericHashTable spread(n);
+    const size_t spread_before = spread.memory_bytes();
+    EXPECT_EQ(spread_before, size_before);
+    insert_all(spread);
+    EXPECT_EQ(spread.memory_bytes(), spread_before) << "trial " << trial << ": the picked keys still piled up";
+  }
 }
 
 // Random keys into small tables that grow many times (the expected key count is

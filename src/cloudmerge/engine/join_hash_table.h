@@ -4,10 +4,14 @@
 // probe walks head -> next[head] -> ... and emits matches in y order.
 //
 // Open addressing over buckets of one cache line (SlotArray). The home bucket is
-// the hash scaled to the bucket count (multiply-shift, any count, not only
-// powers of two), so the table can be sized to the key count at ~0.75 load
-// (TableLoad::kCompact) or ~0.5 (kSparse); memory is what bounds in-memory
-// joins and, on virtual machines, fresh memory is slow to fault in.
+// the hash, times the table's random odd multiplier, scaled to the bucket count
+// (multiply-shift, any count, not only powers of two), so the table can be sized
+// to the key count at ~0.75 load (TableLoad::kCompact) or ~0.5 (kSparse); memory
+// is what bounds in-memory joins and, on virtual machines, fresh memory is slow
+// to fault in. The multiplier is why an input cannot choose where its keys go:
+// the key hashes are public functions (the numeric one is even invertible), so
+// without it a y file of IDs picked to share one bucket made every insert walk
+// all the keys before it, a quadratic build from a few megabytes of input.
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
 // text slot 16 (hash, length, chain head + 1: the key is read from the head
 // row). An all-zero slot is empty, so the tables need no initialisation pass.
@@ -28,6 +32,7 @@
 
 #include "cloudmerge/base/big_array.h"
 #include "cloudmerge/base/prefetch.h"
+#include "cloudmerge/base/random_seed.h"
 #include "cloudmerge/engine/key_types.h"
 
 namespace cloudmerge {
@@ -136,14 +141,18 @@ class alignas(64) SlotArray {
   using B = Bucket<Slot>;
 
  public:
-  explicit SlotArray(size_t expected_keys, TableLoad load = TableLoad::kCompact)
-      : home_(BucketsFor(expected_keys, load)), buckets_(home_ + OverflowFor(home_)) {}
+  // multiplier: odd, random by default (see the file comment); tests that place
+  // keys in chosen buckets pass kUnscattered, under which the home is the hash's.
+  static constexpr uint64_t kUnscattered = 1;
+  explicit SlotArray(size_t expected_keys, TableLoad load = TableLoad::kCompact,
+                     uint64_t multiplier = RandomSeed() | 1)
+      : multiplier_(multiplier | 1), home_(BucketsFor(expected_keys, load)), buckets_(home_ + OverflowFor(home_)) {}
   // Slots in home buckets.
   size_t capacity() const { return home_ * B::kSlots; }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return buckets_.size() * sizeof(B); }
-  void Prefetch(uint64_t hash) const { PrefetchForRead(&buckets_[detail::SlotOf(hash, home_)]); }
-  void PrefetchForInsert(uint64_t hash) const { PrefetchForWrite(&buckets_[detail::SlotOf(hash, home_)]); }
+  void Prefetch(uint64_t hash) const { PrefetchForRead(&buckets_[HomeOf(hash)]); }
+  void PrefetchForInsert(uint64_t hash) const { PrefetchForWrite(&buckets_[HomeOf(hash)]); }
   // Empties the table for about expected_keys keys, keeping its slots when they
   // are enough and at most twice what is needed: a join of many small tables in a
   // row (the out-of-core engine's partitions) then does not map, fault in, zero
@@ -161,6 +170,7 @@ class alignas(64) SlotArray {
   // Buckets after the home ones: a full bucket at the end spills a few on at any
   // sane load; Locate grows the area when a run of full buckets reaches its end.
   static size_t OverflowFor(size_t home) { return 4 + home / 1024; }
+  size_t HomeOf(uint64_t hash) const { return detail::SlotOf(hash * multiplier_, home_); }
   bool NeedsGrow() const { return (size_ + 1) * 10 > capacity() * 9; }  // keep load <= 0.9
 
   // Whether slot s holds the key of `hash` that `same` recognises. A numeric
@@ -175,7 +185,7 @@ class alignas(64) SlotArray {
   // The slot of the key, or nullptr.
   template <class Same>
   const Slot* Lookup(uint64_t hash, Same&& same) const {
-    for (const B* b = &buckets_[detail::SlotOf(hash, home_)];; ++b) {
+    for (const B* b = &buckets_[HomeOf(hash)];; ++b) {
       for (const Slot& s : b->slots) {
         if (s.empty()) return nullptr;  // a bucket with a free slot never overflowed
         if (Holds(s, hash, same)) return &s;
@@ -190,7 +200,7 @@ class alignas(64) SlotArray {
     if (NeedsGrow()) Grow(home_ * 2, buckets_.size() - home_);
     for (;;) {
       B* last = &buckets_[buckets_.size() - 1];
-      for (B* b = &buckets_[detail::SlotOf(hash, home_)];; ++b) {
+      for (B* b = &buckets_[HomeOf(hash)];; ++b) {
         for (Slot& s : b->slots) {
           if (s.empty()) {
             ++size_;
@@ -225,7 +235,7 @@ class alignas(64) SlotArray {
     for (size_t o = 0; o < old.size(); ++o)
       for (const Slot& s : old[o].slots) {
         if (s.empty()) break;
-        B* b = &buckets_[detail::SlotOf(SlotHash(s), home_)];
+        B* b = &buckets_[HomeOf(SlotHash(s))];
         for (;; ++b) {
           Slot* free = std::find_if(std::begin(b->slots), std::end(b->slots), [](const Slot& t) { return t.empty(); });
           if (free != std::end(b->slots)) {
@@ -239,7 +249,8 @@ class alignas(64) SlotArray {
     return true;
   }
 
-  size_t home_;  // home buckets
+  uint64_t multiplier_;  // odd: spreads hashes over the buckets (HomeOf)
+  size_t home_;         // home buckets
   BigArray<B> buckets_;
   size_t size_ = 0;
 };

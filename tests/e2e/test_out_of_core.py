@@ -265,6 +265,28 @@ def test_peak_rss_stays_near_the_limit(tmp_path, temp_parent):
         f"{RSS_SLACK >> 20} MiB)"
 
 
+@pytest.mark.rss_bound
+def test_a_join_run_in_memory_keeps_its_whole_peak_within_the_limit(tmp_path, temp_parent):
+    # The in-memory engine runs only when its estimate fits --memory-limit; the estimate must
+    # count the whole process: y's mapped bytes, its rows, the tables as built (a 1/16 slack per
+    # table), the partition bytes, the key counters that --report keeps, the binary itself. It
+    # used to count 40 bytes a row and y: 10^7 rows under 650 MiB ran in memory and peaked at
+    # 739 MiB with --stats. Limits swept across the boundary: in memory means within the limit.
+    x = generate("x", 1_000_000, tmp_path / "x.tsv", seed=11)
+    y = generate("y", 1_000_000, tmp_path / "y.tsv", seed=11)
+    free = run(x, y, "/dev/null", threads=2, report=tmp_path / "r.json")
+    assert not free.ooc["used"]
+    start = int(free.peak_rss * 0.6) >> 20
+    in_memory, spilled = [], []
+    for mib in range(start, (free.peak_rss >> 20) + 64, 6):
+        r = run(x, y, "/dev/null", threads=2, limit=f"{mib}MiB", temp_dir=temp_parent, report=tmp_path / "r.json")
+        (spilled if r.ooc["used"] else in_memory).append((mib, r.peak_rss >> 20))
+        if not r.ooc["used"]:
+            assert r.peak_rss <= mib << 20, \
+                f"ran in memory under --memory-limit {mib}MiB and peaked at {r.peak_rss / 2**20:.1f} MiB"
+    assert in_memory and spilled, f"the sweep missed the boundary: in memory {in_memory}, spilled {spilled}"
+
+
 def _cache_as_readahead_leaves_it(path):
     """Drops path's pages from the page cache and reads it back in order, as `cat` or a first
     run would: readahead then caches it in large folios (ext4 on recent kernels), and a fault on

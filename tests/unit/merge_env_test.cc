@@ -12,6 +12,7 @@
 
 #include "cloudmerge/io/env.h"
 #include "cloudmerge/engine/in_memory_build.h"
+#include "cloudmerge/engine/join_limits.h"
 #include "cloudmerge/engine/join_hash_table.h"
 #include "cloudmerge/engine/merge.h"
 #include "faulty_env.h"
@@ -176,9 +177,13 @@ TEST_F(MergeEnvTest, SparseHashTablesWhenTheLimitHasRoomForThem) {
   const std::string first = read();
   fs::remove(dir_ / "out.tsv");
   MergeOptions o = Options();
-  const uint64_t sparse = fs::file_size(dir_ / "y.tsv") + 50000 * (sizeof(in_memory::YRow) + 2 * sizeof(NumericSlot)) +
-                          (2 * o.threads + 2) * o.chunk_bytes * 3;
-  o.memory_limit = sparse - 1000;  // the compact estimate (40 bytes a row) is ~200 kB below
+  const uint64_t y_bytes = fs::file_size(dir_ / "y.tsv");
+  const uint64_t sparse =
+      InMemoryJoinPeakBytes(y_bytes, 50000, true, TableLoad::kSparse, o.threads, o.chunk_bytes, o.key_stats);
+  // Below the sparse tables, above the estimate that chooses the in-memory engine (text, compact).
+  ASSERT_LT(InMemoryJoinPeakBytes(y_bytes, 50000, false, TableLoad::kCompact, o.threads, o.chunk_bytes, o.key_stats),
+            sparse - 100000);
+  o.memory_limit = sparse - 1;
   MergeStats tight;
   ASSERT_TRUE(RunMerge(&env, o, &tight).ok());
   EXPECT_FALSE(tight.sparse_hash_tables);

@@ -89,7 +89,7 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
   b->y = &y;
   b->numeric = IsNumeric(y.mode);
   const size_t n = y.rows.size();
-  const size_t partitions = std::max(1u, std::min(threads, 255u));
+  const size_t partitions = BuildPartitions(threads);
   // Each row's partition (one byte), in parallel by row range; rows whose key
   // never matches are marked missing.
   constexpr uint8_t kNoPartition = 0xff;
@@ -104,7 +104,7 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
       else { r.key_info = kMissingKey; part[i] = kNoPartition; }
     }
   });
-  size_t expected = y.record_count / partitions + y.record_count / partitions / 16 + 16;
+  const size_t expected = ExpectedKeysPerTable(y.record_count, partitions);
   if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected, load);
   else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected, load);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {

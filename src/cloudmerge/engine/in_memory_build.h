@@ -6,6 +6,7 @@
 // read-only and may be probed from many threads.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -68,6 +69,13 @@ Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* prog
 
 // Low bits pick the partition; the slot index within a table comes from the high bits.
 inline size_t PartitionOf(uint64_t hash, size_t partitions) { return (hash & 0xffff) % partitions; }
+
+// Build's tables: one per thread (at most 255, a partition being a byte), each
+// sized for its share of y's rows with 1/16 slack (hashes do not split evenly).
+inline size_t BuildPartitions(unsigned threads) { return std::max(1u, std::min(threads, 255u)); }
+inline size_t ExpectedKeysPerTable(uint64_t rows, size_t partitions) {
+  return rows / partitions + rows / partitions / 16 + 16;
+}
 
 // The build side: y's rows, the chains through them, and one table per partition.
 struct BuildSide {

@@ -20,25 +20,36 @@ uint64_t SampleRows(const Table& t, uint64_t bytes) {
 
 namespace {
 
-// y's bytes stay mapped, plus bytes_per_row for each row (its record and hash slot); the
-// probe holds up to 2 * threads + 2 chunks of output in flight.
-uint64_t InMemoryJoinBytes(uint64_t y_bytes, uint64_t rows, uint64_t bytes_per_row, unsigned threads,
-                           size_t chunk_bytes) {
-  return y_bytes + bytes_per_row * rows + (2 * threads + 2) * chunk_bytes * 3;
+// The process before any join: code, libraries, thread stacks (12 MiB measured for a
+// tiny merge), rounded up.
+constexpr uint64_t kProcessBytes = uint64_t{16} << 20;
+
+// The tables Build makes for y's rows (in_memory_build.h): one per partition.
+uint64_t TableBytes(uint64_t rows, bool numeric, TableLoad load, unsigned threads) {
+  const size_t partitions = in_memory::BuildPartitions(threads);
+  const size_t keys = in_memory::ExpectedKeysPerTable(rows, partitions);
+  return partitions * (numeric ? HashTableBytes<NumericSlot>(keys, load) : HashTableBytes<TextSlot>(keys, load));
 }
 
 }  // namespace
 
-uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes) {
-  // A 20-byte record and a hash slot (~16 bytes at 0.75 load) per row, rounded up.
-  return InMemoryJoinBytes(y.size(), SampleRows(y, y.size()), 40, threads, chunk_bytes);
+uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, bool numeric, TableLoad load, unsigned threads,
+                               size_t chunk_bytes, bool key_counters) {
+  const uint64_t per_row = sizeof(in_memory::YRow) + 1 + (key_counters ? 2 * sizeof(uint32_t) : 0);
+  return kProcessBytes + y_bytes + per_row * rows + TableBytes(rows, numeric, load, threads) +
+         (2 * threads + 2) * chunk_bytes * 3;
+}
+
+uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes, bool key_counters) {
+  // y's key type is not known yet: text's tables, the bigger, at the compact load.
+  return InMemoryJoinPeakBytes(y.size(), SampleRows(y, y.size()), false, TableLoad::kCompact, threads, chunk_bytes,
+                               key_counters);
 }
 
 TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
-                            uint64_t memory_limit) {
-  const uint64_t tables = numeric ? HashTableBytes<NumericSlot>(rows, TableLoad::kSparse)
-                                  : HashTableBytes<TextSlot>(rows, TableLoad::kSparse);
-  const uint64_t sparse = InMemoryJoinBytes(y_bytes, rows, sizeof(in_memory::YRow), threads, chunk_bytes) + tables;
+                            uint64_t memory_limit, bool key_counters) {
+  const uint64_t sparse =
+      InMemoryJoinPeakBytes(y_bytes, rows, numeric, TableLoad::kSparse, threads, chunk_bytes, key_counters);
   return sparse <= memory_limit ? TableLoad::kSparse : TableLoad::kCompact;
 }
 

@@ -17,15 +17,24 @@ namespace cloudmerge {
 // Rows of a table of `bytes` bytes, estimated from its first 4 MiB.
 uint64_t SampleRows(const Table& t, uint64_t bytes);
 
-// Bytes the in-memory engine needs to join with y as its build side (y's bytes
-// stay mapped, plus per row its record and hash slot), estimated from a sample.
-uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes);
+// Bytes the in-memory engine's process peaks at with y's `rows` as its build
+// side: the process itself, y's bytes (they stay mapped), per row its record,
+// partition byte and, with key_counters (key statistics or an output-row limit),
+// its two counts, the hash tables as Build sizes them at `load`, and the output
+// in flight. The join runs in memory only when this fits --memory-limit, so the
+// limit holds for the whole process.
+uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, bool numeric, TableLoad load, unsigned threads,
+                               size_t chunk_bytes, bool key_counters);
+
+// InMemoryJoinPeakBytes before y is scanned: rows estimated from a sample, and
+// text's tables (the bigger) at the compact load.
+uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes, bool key_counters);
 
 // The load of the in-memory join's hash tables for y's `rows` (numeric keys or
-// text): sparse (fewer cache misses per lookup) when the join's estimated bytes
-// with it stay within memory_limit, else compact.
+// text): sparse (fewer cache misses per lookup) when the join's bytes with it
+// (as EstimateInMemoryJoinBytes counts them) stay within memory_limit, else compact.
 TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
-                            uint64_t memory_limit);
+                            uint64_t memory_limit, bool key_counters);
 
 // The refusal of a result bigger than the output-row limit: the count and the hottest keys.
 Status OutputRowLimitError(const MergeStats& stats, uint64_t limit);

@@ -45,6 +45,9 @@ std::string OutputHeader(const Table& x, const Table& y) {
 
 namespace {
 
+// Per-key counts (in_memory::KeyCounters) are kept for key statistics and for an output-row limit.
+bool WantsKeyCounters(const MergeOptions& o) { return o.key_stats || o.max_output_rows > 0; }
+
 // The in-memory join of one attempt (y whole in memory): scan y, then one of
 // three ways through x, chosen by what the output and options allow:
 //   - CountThenWrite (--max-output-rows): count first, refuse or write second;
@@ -55,7 +58,7 @@ class InMemoryJoin {
  public:
   InMemoryJoin(const MergeOptions& o, unsigned threads, Table& x, Table& y, AtomicOutput* out, MergeStats* stats)
       : o_(o), threads_(threads), x_(x), y_(y), out_(out), stats_(stats), header_(OutputHeader(x, y)),
-        y_has_values_(y.column_names().size() > 1), want_keys_(o.key_stats || o.max_output_rows > 0) {}
+        y_has_values_(y.column_names().size() > 1), want_keys_(WantsKeyCounters(o)) {}
 
   Status Run() {
     CM_RETURN_IF_ERROR(ScanYPhase());
@@ -103,7 +106,7 @@ class InMemoryJoin {
     PhaseTimer phase(o_.progress, &stats_->phases, "build", 0, ys_.record_count);
     // Sparse tables when the memory limit has room for them (join_hash_table.h TableLoad).
     const TableLoad load = InMemoryTableLoad(stats_->y_bytes, ys_.record_count, y_numeric(), threads_,
-                                             o_.chunk_bytes, stats_->memory_limit);
+                                             o_.chunk_bytes, stats_->memory_limit, want_keys_);
     stats_->sparse_hash_tables = load == TableLoad::kSparse;
     CM_RETURN_IF_ERROR(in_memory::Build(ys_, threads_, load, &build_));
     stats_->seconds_build = phase.End(ys_.record_count, 0);
@@ -247,7 +250,8 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
   stats->x_bytes = (*x)->size();
   stats->y_bytes = (*y)->size();
   const bool out_of_core =
-      !(*y)->whole() || EstimateInMemoryJoinBytes(**y, threads, o.chunk_bytes) > stats->memory_limit;
+      !(*y)->whole() || EstimateInMemoryJoinBytes(**y, threads, o.chunk_bytes, WantsKeyCounters(o)) >
+                            stats->memory_limit;
   // The join proper. Its outcome counts only while both inputs are intact: a
   // file truncated under us reads as zeros (see InputData::Intact), and the
   // truncation, not the NULs, is what to report.

@@ -8,7 +8,8 @@
 // made through SlotArray::Prefetch was missing from the binary, so the
 // in-memory probe and build waited on each bucket in turn. The empty volatile
 // asm that names the address is a side effect the optimiser must keep; it costs
-// no instruction. tests/unit/prefetch_kept_test.sh checks the built binary.
+// no instruction. The prefetch_kept test (tests/tools/check_prefetch_kept.py) checks the built
+// binary.
 // Thread safety: stateless.
 #pragma once
 

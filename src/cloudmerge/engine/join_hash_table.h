@@ -145,7 +145,7 @@ class alignas(64) SlotArray {
   // keys in chosen buckets pass kUnscattered, under which the home is the hash's.
   static constexpr uint64_t kUnscattered = 1;
   explicit SlotArray(size_t expected_keys, TableLoad load = TableLoad::kCompact,
-                     uint64_t multiplier = RandomSeed() | 1)
+                     uint64_t multiplier = RandomSeed())
       : multiplier_(multiplier | 1), home_(BucketsFor(expected_keys, load)), buckets_(home_ + OverflowFor(home_)) {}
   // Slots in home buckets.
   size_t capacity() const { return home_ * B::kSlots; }

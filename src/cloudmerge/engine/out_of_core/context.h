@@ -93,7 +93,9 @@ constexpr uint64_t BuildRowBytes(KeyMode y_mode) {
 constexpr uint64_t kMaxBuildRowBytes = BuildRowBytes(KeyMode::kText);
 constexpr uint64_t kCacheFriendlyPartition = 8u << 20;
 constexpr uint64_t kSpillWriteBuffer = 64u << 10;  // SpillWriter's buffer (spill_file.cc)
-inline uint64_t BuildBytes(const SpillPart& y, KeyMode y_mode) { return y.raw_bytes + BuildRowBytes(y_mode) * y.records; }
+inline uint64_t BuildBytes(const SpillPart& y, KeyMode y_mode) {
+  return y.raw_bytes + BuildRowBytes(y_mode) * y.records;
+}
 
 // Fan-out to split `bytes` of build side into pieces of a task's budget, with slack.
 inline uint32_t FanoutFor(const Context& ctx, uint64_t bytes) {

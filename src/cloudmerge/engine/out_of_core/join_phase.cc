@@ -71,7 +71,8 @@ class JoinPhase {
       if (!t.x.path.empty()) ctx_->env->RemoveFile(t.x.path);
     };
     if (t.y.records == 0 || t.x.records == 0) {  // nothing can match
-      Status st = t.y.records && BuildBytes(t.y, ctx_->y_mode) <= ctx_->task_budget ? CountDistinctKeys(*ctx_, t.y) : Status::OK();
+      const bool fits = t.y.records && BuildBytes(t.y, ctx_->y_mode) <= ctx_->task_budget;
+      Status st = fits ? CountDistinctKeys(*ctx_, t.y) : Status::OK();
       remove();
       return st;
     }

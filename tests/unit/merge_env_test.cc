@@ -7,8 +7,11 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cloudmerge/io/env.h"
 #include "cloudmerge/engine/in_memory_build.h"
@@ -189,6 +192,63 @@ TEST_F(MergeEnvTest, SparseHashTablesWhenTheLimitHasRoomForThem) {
   EXPECT_FALSE(tight.sparse_hash_tables);
   EXPECT_FALSE(tight.out_of_core);
   EXPECT_EQ(read(), first);
+}
+
+// IDs of 2^15 bytes and more (YRow keeps a shorter key's length beside the text's
+// address, and a longer one's before its separator, in_memory_build.h): joined
+// in memory like short ones in each layout of y (ID first, ID last, ID in the
+// middle: re-encoded), with a duplicate so that chains are walked. Lengths
+// straddle the boundary.
+TEST_F(MergeEnvTest, IdsOfAnyLengthJoinInMemoryInEveryLayoutOfY) {
+  const size_t lengths[] = {3, 32766, 32767, 32768, 70000};
+  std::vector<std::string> ids;
+  for (size_t i = 0; i < std::size(lengths); ++i) ids.push_back(std::string(lengths[i] - 1, 'a' + i) + "z");
+  {
+    std::ofstream x(dir_ / "x.tsv");
+    x << "ID\tv\n";
+    for (size_t i = 0; i < ids.size(); ++i) x << ids[i] << "\tx" << i << "\n" << "miss" << i << "\tm\n";
+  }
+  struct Layout {
+    const char* header;
+    std::function<std::string(const std::string&, size_t)> row;
+  };
+  const Layout layouts[] = {
+      {"ID\tb", [](const std::string& id, size_t j) { return id + "\tb" + std::to_string(j); }},
+      {"b\tID", [](const std::string& id, size_t j) { return "b" + std::to_string(j) + "\t" + id; }},
+      {"a\tID\tb",
+       [](const std::string& id, size_t j) { return "a" + std::to_string(j) + "\t" + id + "\tb" + std::to_string(j); }},
+  };
+  for (const Layout& layout : layouts) {
+    // y: every ID in reverse order, then the long ones once more (each key a chain of two).
+    std::vector<std::pair<std::string, size_t>> y_rows;
+    for (size_t i = ids.size(); i-- > 0;) y_rows.emplace_back(ids[i], y_rows.size());
+    for (size_t i = 1; i < ids.size(); ++i) y_rows.emplace_back(ids[i], y_rows.size());
+    {
+      std::ofstream y(dir_ / "y.tsv");
+      y << layout.header << "\n";
+      for (const auto& [id, j] : y_rows) y << layout.row(id, j) << "\n";
+    }
+    std::string expected;
+    for (size_t i = 0; i < ids.size(); ++i)
+      for (const auto& [id, j] : y_rows) {
+        if (id != ids[i]) continue;
+        std::string text = layout.row("", j);  // the y row without its ID: drop the empty field's separator
+        size_t gap = text.find("\t\t");
+        text = gap != std::string::npos ? text.erase(gap, 1) : text.front() == '\t' ? text.substr(1) : text.substr(0, text.size() - 1);
+        expected += ids[i] + "\tx" + std::to_string(i) + "\t" + text + "\n";
+      }
+    MergeOptions o = Options();
+    o.y_key = "ID";
+    MergeStats stats;
+    Status st = RunMerge(Env::Default(), o, &stats);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_FALSE(stats.out_of_core);
+    std::ifstream f(dir_ / "out.tsv");
+    std::string out(std::istreambuf_iterator<char>(f), {});
+    const size_t body = out.find('\n') + 1;
+    EXPECT_EQ(out.substr(body), expected) << layout.header;
+    fs::remove(dir_ / "out.tsv");
+  }
 }
 
 }  // namespace

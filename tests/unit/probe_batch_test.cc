@@ -200,11 +200,11 @@ TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
 TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   const uint64_t y_bytes = 200 << 20, rows = 10'000'000, chunk = 4 << 20;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, uint64_t{14} << 30, false), TableLoad::kSparse);
-  // 16 MiB of process + y's bytes + 10^7 rows of 20 bytes and a partition byte + 6
+  // 16 MiB of process + y's bytes + 10^7 rows of 16 bytes and a partition byte + 6
   // chunks x 3 + two tables (one per thread), each for 5 * 10^6 * 17 / 16 + 16 keys
   // at 0.5 load: twice that plus 16 numeric slots, in 64-byte buckets of 5.
   const uint64_t per_table = (2 * (rows / 2 + rows / 2 / 16 + 16) + 16 + 4) / 5 * 64;
-  const uint64_t sparse = (16 << 20) + y_bytes + rows * 21 + 6 * chunk * 3 + 2 * per_table;
+  const uint64_t sparse = (16 << 20) + y_bytes + rows * 17 + 6 * chunk * 3 + 2 * per_table;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse, false), TableLoad::kSparse);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1, false), TableLoad::kCompact);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse, false), TableLoad::kCompact)

@@ -44,35 +44,53 @@ Status ScanY(const Table& y, unsigned threads, PandasRules rules, Progress* prog
   std::vector<ScanProblem> problems(chunks.size());
   std::vector<uint64_t> counts(chunks.size(), 0);
   out->arenas.resize(chunks.size());
+  std::vector<uint64_t> addresses(chunks.size(), 0);  // per chunk, every text address or-ed (YRow's 48 bits)
   ParallelFor(chunks.size(), threads, [&](size_t c, unsigned) {
     Record rec;
     std::string tmp;
     Arena& arena = out->arenas[c];
     YRow* dst = out->rows.data() + first[c];
+    uint64_t address_bits = 0;
     y.ScanChunk(chunks[c], rec, &problems[c], [&](const Record& r) {
       std::string_view key = r.fields[ki].view();
       scans[c].Add(key);
-      uint32_t key_len = static_cast<uint32_t>(key.size());
-      if (!r.has_quote_char && ki == 0) {  // the common layout: ID first, no quotes
-        const char* text = ncols == 1 ? key.data() + key.size() + 1 : r.fields[1].data;
-        *dst++ = YRow{text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len, kNoRow};
-      } else if (!r.has_quote_char && ki == ncols - 1) {
-        *dst++ = YRow{r.begin, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len | YRow::kKeyAfterText, kNoRow};
-      } else {  // re-encode into the arena as key, tab, text
+      const uint32_t key_len = static_cast<uint32_t>(key.size());
+      const bool short_key = key.size() < YRow::kLongKey;
+      const char* text;
+      if (!r.has_quote_char && ki == 0 && short_key) {  // the common layout: ID first, no quotes
+        text = ncols == 1 ? key.data() + key.size() + 1 : r.fields[1].data;
+        *dst++ = YRow::KeyBefore(text, static_cast<uint32_t>(ncols == 1 ? 0 : r.end - text), key_len);
+      } else if (!r.has_quote_char && ki == ncols - 1 && short_key) {
+        text = r.begin;
+        *dst++ = YRow::KeyAfter(text, static_cast<uint32_t>(key.data() - 1 - r.begin), key_len);
+      } else {  // re-encode into the arena as key, [its 8-byte length,] tab, text
         tmp.assign(key);
+        if (!short_key) {
+          const uint64_t long_len = key.size();
+          tmp.append(reinterpret_cast<const char*>(&long_len), sizeof long_len);
+        }
         tmp.push_back('\t');
         size_t text_at = tmp.size();
         std::string fields;
         EncodeFields(r, ki, fields);
         tmp += fields;
         std::string_view stored = arena.Copy(tmp);
-        *dst++ = YRow{stored.data() + text_at, static_cast<uint32_t>(stored.size() - text_at), key_len, kNoRow};
+        text = stored.data() + text_at;
+        *dst++ = YRow::KeyBefore(text, static_cast<uint32_t>(stored.size() - text_at),
+                                 short_key ? key_len : YRow::kLongKey);
       }
+      address_bits |= reinterpret_cast<uintptr_t>(text);
     });
+    addresses[c] = address_bits;
     counts[c] = static_cast<uint64_t>(dst - (out->rows.data() + first[c]));
     if (progress) progress->Add(counts[c], chunks[c].end - chunks[c].begin);
-    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow{nullptr, 0, kMissingKey, kNoRow};
+    for (YRow* end = out->rows.data() + first[c + 1]; dst < end; ++dst) *dst = YRow::Missing();
   });
+  for (uint64_t a : addresses)
+    if (a & ~YRow::kAddressMask)
+      return Status::Internal(fmt::format("{} was mapped above 2^48 bytes of address space, where the in-memory join "
+                                          "cannot address it; set a memory limit low enough to join out of core",
+                                          y.path())).WithSetting(Setting::kMemoryLimit);
   CM_RETURN_IF_ERROR(FirstProblem(y, problems));
   KeyScan total(rules);
   for (size_t c = 0; c < chunks.size(); ++c) {
@@ -101,7 +119,7 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
       YRow& r = y.rows[i];
       ProbeKey k;
       if (!r.missing() && MakeKey(y.mode, r.key(), &k, y.rules)) part[i] = static_cast<uint8_t>(PartitionOf(k.hash, partitions));
-      else { r.key_info = kMissingKey; part[i] = kNoPartition; }
+      else { r.set_missing(); part[i] = kNoPartition; }
     }
   });
   const size_t expected = ExpectedKeysPerTable(y.record_count, partitions);

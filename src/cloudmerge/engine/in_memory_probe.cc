@@ -213,7 +213,7 @@ class ChunkProber {
     const BigArray<YRow>& yrows = ctx_.b.y->rows;
     batch_.Flush([&](const Pending& p) { return ctx_.b.HeadCandidate(p.key); },
                  [&](uint32_t head) { PrefetchForRead(&yrows[head]); },
-                 [&](uint32_t head) { PrefetchForRead(yrows[head].out); },
+                 [&](uint32_t head) { PrefetchForRead(yrows[head].out()); },
                  [&](const Pending& p, uint32_t candidate) {
                    uint32_t head = ctx_.b.ConfirmHead(p.key, candidate);
                    if (head != kNoRow) Emit({p.row, p.len}, head);
@@ -234,7 +234,7 @@ class ChunkProber {
       buf_.append(xo);
       if (ctx_.y_has_values) {
         buf_.push_back('\t');
-        buf_.append(yr.out, yr.out_len);
+        buf_.append(yr.out(), yr.out_len);
       }
       buf_.push_back('\n');
       ++counts_.output_rows;

@@ -3,7 +3,8 @@
 // tables and row arrays are hundreds of MiB and accessed at random; huge pages
 // cut TLB misses and page faults, and the kernel hands the memory out zeroed,
 // so no initialisation pass is needed (all-zero bytes must be a valid T).
-// Thread safety: distinct elements may be written by distinct threads.
+// Thread safety: distinct elements may be written by distinct threads;
+// PrefaultForWrite races with nothing but itself on another array.
 #pragma once
 
 #include <sys/mman.h>
@@ -20,6 +21,8 @@ class BigArray {
   static_assert(std::is_trivially_copyable_v<T>);
 
  public:
+  static constexpr size_t kPageBytes = 4096;  // the smallest page: every one is written
+
   BigArray() = default;
   explicit BigArray(size_t n) : size_(n) {
     if (n == 0) return;
@@ -42,6 +45,16 @@ class BigArray {
     if (data_) munmap(data_, bytes_);
   }
 
+  // Faults every page in by writing a zero to it (contents unchanged: all zero).
+  // Memory whose first touch is a read (a hash table's inserts look before they
+  // write) is mapped to the shared zero page, then copied on the first write: a
+  // second fault, and with huge pages a TLB shootdown across cores each time.
+  // Written first, a page faults once. Call it from the thread that will use
+  // the array (the pages are zeroed by that thread's core).
+  void PrefaultForWrite() {
+    volatile char* p = reinterpret_cast<volatile char*>(data_);
+    for (size_t i = 0; i < bytes_; i += kPageBytes) p[i] = 0;
+  }
   T* data() { return data_; }
   const T* data() const { return data_; }
   size_t size() const { return size_; }

@@ -126,6 +126,9 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
   if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected, load);
   else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected, load);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
+    // Each thread faults in its own table before inserting: written first, not read first (BigArray).
+    if (b->numeric) b->numeric_tables[p].PrefaultForWrite();
+    else b->text_tables[p].PrefaultForWrite();
     InsertLastToFirst<ProbeKey>(
         n,
         [&](size_t i, ProbeKey* k) { return part[i] == p && MakeKey(y.mode, y.rows[i].key(), k, y.rules); },

@@ -151,6 +151,9 @@ class alignas(64) SlotArray {
   size_t capacity() const { return home_ * B::kSlots; }
   size_t size() const { return size_; }
   size_t memory_bytes() const { return buckets_.size() * sizeof(B); }
+  // Faults the slots in before a build (BigArray::PrefaultForWrite): an insert
+  // reads its bucket before it writes it.
+  void PrefaultForWrite() { buckets_.PrefaultForWrite(); }
   void Prefetch(uint64_t hash) const { PrefetchForRead(&buckets_[HomeOf(hash)]); }
   void PrefetchForInsert(uint64_t hash) const { PrefetchForWrite(&buckets_[HomeOf(hash)]); }
   // Empties the table for about expected_keys keys, keeping its slots when they

@@ -175,6 +175,65 @@ TEST(JoinHashTable, GrowingTablesFindWhatAMapFinds) {
   }
 }
 
+// The in-memory join's reference table (RefSlot) keeps no key: it reads a
+// slot's key from its head row. Random keys with repeats into tables that grow
+// many times (placing every key again by its row's key), at both loads: every
+// chain matches a map's, FindCandidate + Confirm give what Find gives, absent
+// keys are absent.
+TEST(RefHashTable, GrowingTablesFindWhatAMapFindsReadingKeysFromRows) {
+  for (TableLoad load : {TableLoad::kCompact, TableLoad::kSparse}) {
+    RefHashTable t(10, load);
+    std::unordered_map<int64_t, uint32_t> head;
+    uint64_t state = 12345;
+    auto next = [&] { state = state * 6364136223846793005ull + 1442695040888963407ull; return state >> 40; };
+    std::vector<NumericKey> rows;
+    for (uint32_t i = 0; i < 50000; ++i)
+      rows.push_back(NumericKey{static_cast<uint64_t>(static_cast<int64_t>(next() % 30000) - 15000), NumericKey::kSigned});
+    auto key_of_row = [&](uint32_t j) { return rows[j]; };
+    auto hash_of = [](const NumericKey& k) { return HashNumericKey(k); };
+    for (uint32_t i = static_cast<uint32_t>(rows.size()); i-- > 0;) {  // last to first, as the join builds
+      const int64_t v = static_cast<int64_t>(rows[i].bits);
+      auto it = head.find(v);
+      EXPECT_EQ(t.Insert(rows[i], HashNumericKey(rows[i]), i, key_of_row, hash_of), it == head.end() ? kNoRow : it->second)
+          << i;
+      head[v] = i;
+    }
+    EXPECT_EQ(t.size(), head.size());
+    EXPECT_GT(t.capacity(), 4 * head.size() / 3) << "grew";
+    for (int64_t v = -16000; v < 16000; ++v) {
+      const NumericKey k{static_cast<uint64_t>(v), NumericKey::kSigned};
+      auto it = head.find(v);
+      const uint32_t want = it == head.end() ? kNoRow : it->second;
+      EXPECT_EQ(t.Find(k, HashNumericKey(k), key_of_row), want) << v;
+      const uint32_t candidate = t.FindCandidate(HashNumericKey(k));
+      EXPECT_EQ(candidate == kNoRow ? kNoRow : t.Confirm(k, HashNumericKey(k), candidate, key_of_row), want) << v;
+      const NumericKey as_double{static_cast<uint64_t>(v), NumericKey::kDouble};  // same bits, another tag
+      EXPECT_EQ(t.Find(as_double, HashNumericKey(as_double), key_of_row), kNoRow) << v;
+    }
+  }
+}
+
+// Keys whose filters agree (here: all keys given one hash, so one bucket and one
+// filter) are told apart by their rows' keys, in Insert, Find and Confirm; the
+// pile-up overflows into later buckets and still finds every key.
+TEST(RefHashTable, KeysWithTheSameFilterAreToldApartByTheirRows) {
+  RefHashTable t(64, TableLoad::kSparse, RefHashTable::kUnscattered);
+  std::vector<std::string> rows;
+  for (int i = 0; i < 40; ++i) rows.push_back("key" + std::to_string(i % 20));  // each key twice
+  auto key_of_row = [&](uint32_t j) { return std::string_view(rows[j]); };
+  auto hash_of = [](std::string_view) { return uint64_t{42}; };
+  for (uint32_t i = static_cast<uint32_t>(rows.size()); i-- > 0;)
+    EXPECT_EQ(t.Insert(std::string_view(rows[i]), 42, i, key_of_row, hash_of), i >= 20 ? kNoRow : i + 20) << i;
+  EXPECT_EQ(t.size(), 20u);
+  for (uint32_t k = 0; k < 20; ++k) {
+    EXPECT_EQ(t.Find(std::string_view(rows[k]), 42, key_of_row), k);
+    const uint32_t candidate = t.FindCandidate(42);
+    ASSERT_NE(candidate, kNoRow);
+    EXPECT_EQ(t.Confirm(std::string_view(rows[k]), 42, candidate, key_of_row), k);
+  }
+  EXPECT_EQ(t.Find(std::string_view("key20"), 42, key_of_row), kNoRow);
+}
+
 // A sparse table has twice its keys in slots (load <= 0.5), a compact one 4/3
 // (<= 0.75), rounded up to whole buckets (5 numeric or 4 text slots in 64
 // bytes); both find every key and chain its rows alike.
@@ -202,8 +261,8 @@ TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, uint64_t{14} << 30, false), TableLoad::kSparse);
   // 16 MiB of process + y's bytes + 10^7 rows of 16 bytes and a partition byte + 6
   // chunks x 3 + two tables (one per thread), each for 5 * 10^6 * 17 / 16 + 16 keys
-  // at 0.5 load: twice that plus 16 numeric slots, in 64-byte buckets of 5.
-  const uint64_t per_table = (2 * (rows / 2 + rows / 2 / 16 + 16) + 16 + 4) / 5 * 64;
+  // at 0.5 load: twice that plus 16 reference slots, in 64-byte buckets of 8.
+  const uint64_t per_table = (2 * (rows / 2 + rows / 2 / 16 + 16) + 16 + 7) / 8 * 64;
   const uint64_t sparse = (16 << 20) + y_bytes + rows * 17 + 6 * chunk * 3 + 2 * per_table;
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse, false), TableLoad::kSparse);
   EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1, false), TableLoad::kCompact);

@@ -138,7 +138,9 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
         },
         [&](size_t i, const ProbeKey& k) {
           const uint32_t row = static_cast<uint32_t>(i);
-          y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(k.num, k.hash, row)
+          y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(
+                                            k.num, k.hash, row, [&](uint32_t j) { return y.NumericKeyOf(j); },
+                                            [](const NumericKey& key) { return HashNumericKey(key); })
                                       : b->text_tables[p].Insert(k.text, k.hash, row,
                                                                  [&](uint32_t j) { return y.rows[j].key(); });
         });

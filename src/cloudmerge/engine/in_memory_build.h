@@ -87,6 +87,13 @@ struct ScannedY {
   KeyMode mode = KeyMode::kText;
   PandasRules rules;  // the merge's, under which mode was inferred
   uint64_t plain_ints = 0;  // IDs typed by the fast path (KeyScan::plain_ints)
+
+  // The key of row j under a numeric mode. REQUIRES: row j is in a table (its key is valid).
+  NumericKey NumericKeyOf(uint32_t j) const {
+    NumericKey k{};
+    ToNumericKey(mode, rows[j].key(), &k, rules);
+    return k;
+  }
 };
 
 // Scans all of y (its one, whole segment) into *out: rows, key type, counts.
@@ -103,11 +110,15 @@ inline size_t ExpectedKeysPerTable(uint64_t rows, size_t partitions) {
 }
 
 // The build side: y's rows, the chains through them, and one table per partition.
+// Numeric keys are read back from their rows (RefHashTable: 8-byte slots); text
+// keys are filtered by their whole hash and length first (TextHashTable).
 struct BuildSide {
   const ScannedY* y = nullptr;
   bool numeric = false;
-  std::vector<NumericHashTable> numeric_tables;
+  std::vector<RefHashTable> numeric_tables;
   std::vector<TextHashTable> text_tables;
+
+  NumericKey KeyOfRow(uint32_t j) const { return y->NumericKeyOf(j); }
 
   void Prefetch(const ProbeKey& k) const {
     if (numeric) numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Prefetch(k.hash);
@@ -116,17 +127,19 @@ struct BuildSide {
 
   uint32_t Head(const ProbeKey& k) const {
     size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
-    return numeric ? numeric_tables[p].Find(k.num, k.hash)
+    return numeric ? numeric_tables[p].Find(k.num, k.hash, [&](uint32_t j) { return KeyOfRow(j); })
                    : text_tables[p].Find(k.text, k.hash, [&](uint32_t j) { return y->rows[j].key(); });
   }
-  // Head in two steps for the batched probe (TextHashTable::FindCandidate): the
-  // candidate from the slots alone, then, once its row is in cache, the head.
+  // Head in two steps for the batched probe (FindCandidate): the candidate from
+  // the slots alone, then, once its row is in cache, the head.
   uint32_t HeadCandidate(const ProbeKey& k) const {
-    if (numeric) return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Find(k.num, k.hash);
+    if (numeric) return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].FindCandidate(k.hash);
     return text_tables[PartitionOf(k.hash, text_tables.size())].FindCandidate(k.text, k.hash);
   }
   uint32_t ConfirmHead(const ProbeKey& k, uint32_t candidate) const {
-    if (numeric) return candidate;
+    if (numeric)
+      return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Confirm(
+          k.num, k.hash, candidate, [&](uint32_t j) { return KeyOfRow(j); });
     return text_tables[PartitionOf(k.hash, text_tables.size())].Confirm(
         k.text, k.hash, candidate, [&](uint32_t j) { return y->rows[j].key(); });
   }

@@ -14,7 +14,10 @@
 // all the keys before it, a quadratic build from a few megabytes of input.
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
 // text slot 16 (hash, length, chain head + 1: the key is read from the head
-// row). An all-zero slot is empty, so the tables need no initialisation pass.
+// row), a reference slot 8 (31 bits of hash, chain head + 1: the key of any
+// type is read from the head row; the in-memory join's numeric tables, where
+// it halves the table). An all-zero slot is empty, so the tables need no
+// initialisation pass.
 //
 // Built by inserting rows from last to first and prepending to each chain,
 // which yields chains in file order without a tail pointer. The join splits
@@ -53,22 +56,44 @@ struct NumericSlot {
 #pragma pack(pop)
 static_assert(sizeof(NumericSlot) == 12);
 
-// A text slot keeps no pointer to its key: the key is its head row's, which the
-// caller reads (key_of_row) only when the hash and length match, i.e. nearly
-// always for the key itself; a hit needs that row anyway to emit its match.
-// The length is a filter (keys of 2^31 bytes or more share one value); the top
-// bit of the first slot of a bucket is the bucket's overflow flag (Bucket).
-struct TextSlot {
+// The chain head and a 31-bit filter of the key (its length, or hash bits)
+// that text and reference slots share; the word's top bit is free for the
+// bucket's overflow flag (Bucket), set on the first slot only.
+struct FilteredHead {
   static constexpr uint32_t kFlag = 0x80000000u;
-  uint64_t hash;
-  uint32_t len_flag;
+  uint32_t filter_flag;
   uint32_t head_plus_one;  // 0 = empty
   bool empty() const { return head_plus_one == 0; }
   uint32_t head() const { return head_plus_one - 1; }
-  uint32_t key_len() const { return len_flag & ~kFlag; }
+  uint32_t filter() const { return filter_flag & ~kFlag; }
+};
+static_assert(sizeof(FilteredHead) == 8);
+
+// A text slot keeps no pointer to its key: the key is its head row's, which the
+// caller reads (key_of_row) only when the hash and length match, i.e. nearly
+// always for the key itself; a hit needs that row anyway to emit its match.
+// The filter is the length (keys of 2^31 bytes or more share one value).
+struct TextSlot : FilteredHead {
+  uint64_t hash;
+  TextSlot() = default;
+  TextSlot(uint64_t h, uint32_t len, uint32_t head_plus) : FilteredHead{len, head_plus}, hash(h) {}
+  uint32_t key_len() const { return filter(); }
   static uint32_t LenOf(std::string_view key) { return static_cast<uint32_t>(std::min<size_t>(key.size(), ~kFlag)); }
 };
 static_assert(sizeof(TextSlot) == 16);
+
+// A slot that keeps no key at all (the in-memory join's tables, RefHashTable):
+// 31 bits of the key's hash as a filter, and the chain head, whose row holds
+// the key. A lookup reads the row only when the filter matches: for the key
+// itself (whose row a hit reads anyway, to emit it) or, one time in 2^31 per
+// slot compared, another key. Half the bytes of a numeric slot, so twice the
+// slots fit a line (8) and a table at the sparse load costs 16 bytes a key
+// instead of 25.6.
+struct RefSlot : FilteredHead {
+  // High bits: the partitions of the in-memory join split by the low ones.
+  static uint32_t FilterOf(uint64_t hash) { return static_cast<uint32_t>(hash >> 33); }
+};
+static_assert(sizeof(RefSlot) == 8);
 
 // How full a table is built: a trade between its memory and a lookup's cache
 // misses. In buckets of one line (below), a lookup reads a second line when its
@@ -112,25 +137,37 @@ struct alignas(64) Bucket<NumericSlot> {
   void set_overflowed() { flag = 1; }
   static NumericSlot Moved(NumericSlot s) { return s; }  // a slot as it goes to another table
 };
-// Four text slots fill the line; the flag is the top bit of the first slot's
-// length, which is full whenever the flag is set (only a full bucket overflows).
-template <>
-struct alignas(64) Bucket<TextSlot> {
-  static constexpr size_t kSlots = 4;
-  TextSlot slots[kSlots];
-  bool overflowed() const { return slots[0].len_flag & TextSlot::kFlag; }
-  void set_overflowed() { slots[0].len_flag |= TextSlot::kFlag; }
-  static TextSlot Moved(TextSlot s) {
-    s.len_flag &= ~TextSlot::kFlag;
+// Text and reference slots fill the line (4 and 8); the flag is the top bit of
+// the first slot's filter word, which is in use whenever the flag is set (only
+// a full bucket overflows).
+template <class Slot>
+struct alignas(64) FirstSlotFlaggedBucket {
+  static constexpr size_t kSlots = 64 / sizeof(Slot);
+  Slot slots[kSlots];
+  bool overflowed() const { return slots[0].filter_flag & FilteredHead::kFlag; }
+  void set_overflowed() { slots[0].filter_flag |= FilteredHead::kFlag; }
+  static Slot Moved(Slot s) {
+    s.filter_flag &= ~FilteredHead::kFlag;
     return s;
   }
 };
-static_assert(sizeof(Bucket<NumericSlot>) == 64 && sizeof(Bucket<TextSlot>) == 64);
+template <>
+struct Bucket<TextSlot> : FirstSlotFlaggedBucket<TextSlot> {};
+template <>
+struct Bucket<RefSlot> : FirstSlotFlaggedBucket<RefSlot> {};
+static_assert(sizeof(Bucket<NumericSlot>) == 64 && sizeof(Bucket<TextSlot>) == 64 && sizeof(Bucket<RefSlot>) == 64);
+static_assert(Bucket<TextSlot>::kSlots == 4 && Bucket<RefSlot>::kSlots == 8);
 
 inline uint64_t SlotHash(const NumericSlot& s) {
   return HashNumericKey(NumericKey{s.bits, static_cast<uint8_t>(s.tag_bits() >> 30)});
 }
 inline uint64_t SlotHash(const TextSlot& s) { return s.hash; }
+// The hash of a slot's key when the table grows: from the slot (numeric, text),
+// or, for a RefSlot, from its head row (RefHashTable passes its own).
+struct HashFromSlot {
+  template <class Slot>
+  uint64_t operator()(const Slot& s) const { return SlotHash(s); }
+};
 
 // Cache-line aligned: the join keeps one table per partition side by side in a
 // vector and each thread inserts into its own; unaligned, two tables' counters
@@ -178,11 +215,12 @@ class alignas(64) SlotArray {
 
   // Whether slot s holds the key of `hash` that `same` recognises. A numeric
   // slot compares its key (cheap, and the same key has the same hash); a text
-  // slot compares the hash first (its `same` reads a row).
+  // slot compares the hash first (its `same` reads a row); a reference slot's
+  // `same` compares the filter first.
   template <class Same>
   static bool Holds(const Slot& s, uint64_t hash, Same& same) {
-    if constexpr (std::is_same_v<Slot, NumericSlot>) return same(s);
-    else return s.hash == hash && same(s);
+    if constexpr (std::is_same_v<Slot, TextSlot>) return s.hash == hash && same(s);
+    else return same(s);  // numeric: the key itself; reference: the filter, then the row
   }
 
   // The slot of the key, or nullptr.
@@ -197,10 +235,10 @@ class alignas(64) SlotArray {
     }
   }
   // The slot of the key, or the free slot it goes to (*fresh = true; counted in
-  // size()). May grow the table.
-  template <class Same>
-  Slot* Locate(uint64_t hash, Same&& same, bool* fresh) {
-    if (NeedsGrow()) Grow(home_ * 2, buckets_.size() - home_);
+  // size()). May grow the table, placing its keys by rehash(slot).
+  template <class Same, class Rehash = HashFromSlot>
+  Slot* Locate(uint64_t hash, Same&& same, bool* fresh, Rehash&& rehash = {}) {
+    if (NeedsGrow()) Grow(home_ * 2, buckets_.size() - home_, rehash);
     for (;;) {
       B* last = &buckets_[buckets_.size() - 1];
       for (B* b = &buckets_[HomeOf(hash)];; ++b) {
@@ -218,27 +256,29 @@ class alignas(64) SlotArray {
         if (b == last) break;  // it never overflows: more overflow buckets first
         b->set_overflowed();
       }
-      Grow(home_, 2 * (buckets_.size() - home_));
+      Grow(home_, 2 * (buckets_.size() - home_), rehash);
     }
   }
   // Rebuilds the table with `home` home buckets and at least `overflow` after
   // them (more if the keys need them).
-  void Grow(size_t home, size_t overflow) {
+  template <class Rehash>
+  void Grow(size_t home, size_t overflow, Rehash& rehash) {
     BigArray<B> old(std::move(buckets_));
     home_ = home;
     for (overflow = std::max(overflow, OverflowFor(home));; overflow *= 2) {
       buckets_ = BigArray<B>(home + overflow);
-      if (Reinsert(old)) return;
+      if (Reinsert(old, rehash)) return;
     }
   }
 
  private:
-  bool Reinsert(const BigArray<B>& old) {
+  template <class Rehash>
+  bool Reinsert(const BigArray<B>& old, Rehash& rehash) {
     B* last = &buckets_[buckets_.size() - 1];
     for (size_t o = 0; o < old.size(); ++o)
       for (const Slot& s : old[o].slots) {
         if (s.empty()) break;
-        B* b = &buckets_[HomeOf(SlotHash(s))];
+        B* b = &buckets_[HomeOf(rehash(s))];
         for (;; ++b) {
           Slot* free = std::find_if(std::begin(b->slots), std::end(b->slots), [](const Slot& t) { return t.empty(); });
           if (free != std::end(b->slots)) {
@@ -335,6 +375,55 @@ class TextHashTable : public SlotArray<TextSlot> {
   template <class KeyOfRow>
   static bool Same(const TextSlot& c, std::string_view key, KeyOfRow& key_of_row) {
     return c.key_len() == TextSlot::LenOf(key) && key_of_row(c.head()) == key;
+  }
+};
+
+// The in-memory join's table (RefSlot): chain heads filtered by 31 bits of the
+// key's hash; the key is read from the head row. Key is NumericKey or
+// std::string_view; key_of_row(r) is the key of a row already inserted, equal
+// keys have equal hashes, and hash_of(key) is the hash the table was given for it
+// (used to place keys again when the table grows).
+class RefHashTable : public SlotArray<RefSlot> {
+ public:
+  using SlotArray::SlotArray;
+
+  // Prepends row (< kMaxBuildRows) to the chain of key; returns the row that
+  // follows it in the chain (kNoRow for a new key).
+  template <class Key, class KeyOfRow, class HashOf>
+  uint32_t Insert(const Key& key, uint64_t hash, uint32_t row, KeyOfRow&& key_of_row, HashOf&& hash_of) {
+    const uint32_t filter = RefSlot::FilterOf(hash);
+    bool fresh;
+    RefSlot* s = Locate(
+        hash, [&](const RefSlot& c) { return c.filter() == filter && key_of_row(c.head()) == key; }, &fresh,
+        [&](const RefSlot& c) { return hash_of(key_of_row(c.head())); });
+    if (!fresh) {
+      uint32_t successor = s->head();
+      s->head_plus_one = row + 1;
+      return successor;
+    }
+    *s = RefSlot{{filter, row + 1}};  // a free slot: no flag to keep
+    return kNoRow;
+  }
+
+  template <class Key, class KeyOfRow>
+  uint32_t Find(const Key& key, uint64_t hash, KeyOfRow&& key_of_row) const {
+    const uint32_t filter = RefSlot::FilterOf(hash);
+    const RefSlot* s = Lookup(hash, [&](const RefSlot& c) { return c.filter() == filter && key_of_row(c.head()) == key; });
+    return s ? s->head() : kNoRow;
+  }
+
+  // Find in two steps, for the batched probe (as TextHashTable's): the head of
+  // the first slot whose filter matches (kNoRow: the key is absent), then, once
+  // that row is in cache, Confirm compares its key and looks further in the rare
+  // case it is another key.
+  uint32_t FindCandidate(uint64_t hash) const {
+    const uint32_t filter = RefSlot::FilterOf(hash);
+    const RefSlot* s = Lookup(hash, [&](const RefSlot& c) { return c.filter() == filter; });
+    return s ? s->head() : kNoRow;
+  }
+  template <class Key, class KeyOfRow>
+  uint32_t Confirm(const Key& key, uint64_t hash, uint32_t candidate, KeyOfRow&& key_of_row) const {
+    return key_of_row(candidate) == key ? candidate : Find(key, hash, key_of_row);
   }
 };
 

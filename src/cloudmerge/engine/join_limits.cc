@@ -28,7 +28,7 @@ constexpr uint64_t kProcessBytes = uint64_t{16} << 20;
 uint64_t TableBytes(uint64_t rows, bool numeric, TableLoad load, unsigned threads) {
   const size_t partitions = in_memory::BuildPartitions(threads);
   const size_t keys = in_memory::ExpectedKeysPerTable(rows, partitions);
-  return partitions * (numeric ? HashTableBytes<NumericSlot>(keys, load) : HashTableBytes<TextSlot>(keys, load));
+  return partitions * (numeric ? HashTableBytes<RefSlot>(keys, load) : HashTableBytes<TextSlot>(keys, load));
 }
 
 }  // namespace

@@ -166,9 +166,8 @@ TEST_F(MergeEnvTest, PlainIntegerIdsTakeTheFastPath) {
 
 // With room under the memory limit the in-memory join builds sparse hash tables
 // (join_hash_table.h TableLoad); a limit with room for compact ones only still
-// joins in memory, to the same bytes. Text IDs: the choice of the engine
-// assumes text's tables (y's type is not known yet), which at the compact load
-// are smaller than sparse ones; numeric tables are smaller than either.
+// joins in memory, to the same bytes (text IDs here; numeric ones use the same
+// tables).
 TEST_F(MergeEnvTest, SparseHashTablesWhenTheLimitHasRoomForThem) {
   {
     std::ofstream x(dir_ / "x.tsv"), y(dir_ / "y.tsv");
@@ -193,9 +192,9 @@ TEST_F(MergeEnvTest, SparseHashTablesWhenTheLimitHasRoomForThem) {
   MergeOptions o = Options();
   const uint64_t y_bytes = fs::file_size(dir_ / "y.tsv");
   const uint64_t sparse =
-      InMemoryJoinPeakBytes(y_bytes, 50000, false, TableLoad::kSparse, o.threads, o.chunk_bytes, o.key_stats);
-  // Below the sparse tables, above the estimate that chooses the in-memory engine (text, compact).
-  ASSERT_LT(InMemoryJoinPeakBytes(y_bytes, 50000, false, TableLoad::kCompact, o.threads, o.chunk_bytes, o.key_stats),
+      InMemoryJoinPeakBytes(y_bytes, 50000, TableLoad::kSparse, o.threads, o.chunk_bytes, o.key_stats);
+  // Below the sparse tables, above the estimate that chooses the in-memory engine (compact).
+  ASSERT_LT(InMemoryJoinPeakBytes(y_bytes, 50000, TableLoad::kCompact, o.threads, o.chunk_bytes, o.key_stats),
             sparse - 100000);
   o.memory_limit = sparse - 1;
   MergeStats tight;

@@ -258,19 +258,17 @@ TEST(JoinHashTable, SparseTablesHaveTwiceTheKeysInSlotsAndFindTheSame) {
 // them and compact ones when only those fit.
 TEST(InMemoryTableLoad, SparseWhenItFitsTheLimit) {
   const uint64_t y_bytes = 200 << 20, rows = 10'000'000, chunk = 4 << 20;
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, uint64_t{14} << 30, false), TableLoad::kSparse);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, 2, chunk, uint64_t{14} << 30, false), TableLoad::kSparse);
   // 16 MiB of process + y's bytes + 10^7 rows of 16 bytes and a partition byte + 6
   // chunks x 3 + two tables (one per thread), each for 5 * 10^6 * 17 / 16 + 16 keys
   // at 0.5 load: twice that plus 16 reference slots, in 64-byte buckets of 8.
   const uint64_t per_table = (2 * (rows / 2 + rows / 2 / 16 + 16) + 16 + 7) / 8 * 64;
   const uint64_t sparse = (16 << 20) + y_bytes + rows * 17 + 6 * chunk * 3 + 2 * per_table;
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse, false), TableLoad::kSparse);
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse - 1, false), TableLoad::kCompact);
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, false, 2, chunk, sparse, false), TableLoad::kCompact)
-      << "text slots are bigger (16 bytes, 4 to a bucket)";
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse, true), TableLoad::kCompact)
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, 2, chunk, sparse, false), TableLoad::kSparse);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, 2, chunk, sparse - 1, false), TableLoad::kCompact);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, 2, chunk, sparse, true), TableLoad::kCompact)
       << "key counters take 8 bytes a row";
-  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, true, 2, chunk, sparse + rows * 8, true), TableLoad::kSparse);
+  EXPECT_EQ(InMemoryTableLoad(y_bytes, rows, 2, chunk, sparse + rows * 8, true), TableLoad::kSparse);
 }
 
 // The out-of-core partition budget counts each y record's hash slots as the

@@ -123,26 +123,19 @@ Status Build(ScannedY& y, unsigned threads, TableLoad load, BuildSide* b) {
     }
   });
   const size_t expected = ExpectedKeysPerTable(y.record_count, partitions);
-  if (b->numeric) for (size_t p = 0; p < partitions; ++p) b->numeric_tables.emplace_back(expected, load);
-  else for (size_t p = 0; p < partitions; ++p) b->text_tables.emplace_back(expected, load);
+  for (size_t p = 0; p < partitions; ++p) b->tables.emplace_back(expected, load);
   ParallelFor(partitions, threads, [&](size_t p, unsigned) {
+    RefHashTable& table = b->tables[p];
     // Each thread faults in its own table before inserting: written first, not read first (BigArray).
-    if (b->numeric) b->numeric_tables[p].PrefaultForWrite();
-    else b->text_tables[p].PrefaultForWrite();
+    table.PrefaultForWrite();
     InsertLastToFirst<ProbeKey>(
         n,
         [&](size_t i, ProbeKey* k) { return part[i] == p && MakeKey(y.mode, y.rows[i].key(), k, y.rules); },
-        [&](const ProbeKey& k) {
-          if (b->numeric) b->numeric_tables[p].PrefetchForInsert(k.hash);
-          else b->text_tables[p].PrefetchForInsert(k.hash);
-        },
+        [&](const ProbeKey& k) { table.PrefetchForInsert(k.hash); },
         [&](size_t i, const ProbeKey& k) {
           const uint32_t row = static_cast<uint32_t>(i);
-          y.rows[i].next = b->numeric ? b->numeric_tables[p].Insert(
-                                            k.num, k.hash, row, [&](uint32_t j) { return y.NumericKeyOf(j); },
-                                            [](const NumericKey& key) { return HashNumericKey(key); })
-                                      : b->text_tables[p].Insert(k.text, k.hash, row,
-                                                                 [&](uint32_t j) { return y.rows[j].key(); });
+          y.rows[i].next = b->numeric ? table.Insert(k.num, k.hash, row, b->NumericKeys(), HashNumericKey)
+                                      : table.Insert(k.text, k.hash, row, b->TextKeys(), HashTextKey);
         });
   });
   return Status::OK();

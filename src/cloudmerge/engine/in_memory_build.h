@@ -109,41 +109,31 @@ inline size_t ExpectedKeysPerTable(uint64_t rows, size_t partitions) {
   return rows / partitions + rows / partitions / 16 + 16;
 }
 
-// The build side: y's rows, the chains through them, and one table per partition.
-// Numeric keys are read back from their rows (RefHashTable: 8-byte slots); text
-// keys are filtered by their whole hash and length first (TextHashTable).
+// The build side: y's rows, the chains through them, and one table per
+// partition. The tables keep no key (RefHashTable): a key is read back from its
+// head row, parsed under y's type when numeric.
 struct BuildSide {
   const ScannedY* y = nullptr;
   bool numeric = false;
-  std::vector<RefHashTable> numeric_tables;
-  std::vector<TextHashTable> text_tables;
+  std::vector<RefHashTable> tables;
 
-  NumericKey KeyOfRow(uint32_t j) const { return y->NumericKeyOf(j); }
+  const RefHashTable& TableOf(uint64_t hash) const { return tables[PartitionOf(hash, tables.size())]; }
+  auto NumericKeys() const { return [y = y](uint32_t j) { return y->NumericKeyOf(j); }; }
+  auto TextKeys() const { return [y = y](uint32_t j) { return y->rows[j].key(); }; }
 
-  void Prefetch(const ProbeKey& k) const {
-    if (numeric) numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Prefetch(k.hash);
-    else text_tables[PartitionOf(k.hash, text_tables.size())].Prefetch(k.hash);
-  }
-
+  void Prefetch(const ProbeKey& k) const { TableOf(k.hash).Prefetch(k.hash); }
   uint32_t Head(const ProbeKey& k) const {
-    size_t p = PartitionOf(k.hash, numeric ? numeric_tables.size() : text_tables.size());
-    return numeric ? numeric_tables[p].Find(k.num, k.hash, [&](uint32_t j) { return KeyOfRow(j); })
-                   : text_tables[p].Find(k.text, k.hash, [&](uint32_t j) { return y->rows[j].key(); });
+    return numeric ? TableOf(k.hash).Find(k.num, k.hash, NumericKeys()) : TableOf(k.hash).Find(k.text, k.hash, TextKeys());
   }
   // Head in two steps for the batched probe (FindCandidate): the candidate from
   // the slots alone, then, once its row is in cache, the head.
-  uint32_t HeadCandidate(const ProbeKey& k) const {
-    if (numeric) return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].FindCandidate(k.hash);
-    return text_tables[PartitionOf(k.hash, text_tables.size())].FindCandidate(k.text, k.hash);
-  }
+  uint32_t HeadCandidate(const ProbeKey& k) const { return TableOf(k.hash).FindCandidate(k.hash); }
   uint32_t ConfirmHead(const ProbeKey& k, uint32_t candidate) const {
-    if (numeric)
-      return numeric_tables[PartitionOf(k.hash, numeric_tables.size())].Confirm(
-          k.num, k.hash, candidate, [&](uint32_t j) { return KeyOfRow(j); });
-    return text_tables[PartitionOf(k.hash, text_tables.size())].Confirm(
-        k.text, k.hash, candidate, [&](uint32_t j) { return y->rows[j].key(); });
+    return numeric ? TableOf(k.hash).Confirm(k.num, k.hash, candidate, NumericKeys())
+                   : TableOf(k.hash).Confirm(k.text, k.hash, candidate, TextKeys());
   }
 };
+
 
 // Hashes y's rows into b's tables, built at `load` (marking rows whose key never
 // matches missing), linking each row to the next of its key.

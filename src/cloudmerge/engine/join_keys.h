@@ -30,6 +30,8 @@ struct ProbeKey {
   uint64_t hash;
 };
 
+inline uint64_t HashTextKey(std::string_view v) { return XXH3_64bits(v.data(), v.size()); }
+
 inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules rules) {
   if (IsNumeric(mode)) {
     if (!ToNumericKey(mode, v, &k->num, rules)) return false;
@@ -38,7 +40,7 @@ inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules r
   }
   if (mode == KeyMode::kText && IsNaMarker(v, rules)) return false;
   k->text = v;
-  k->hash = XXH3_64bits(v.data(), v.size());
+  k->hash = HashTextKey(v);
   return true;
 }
 

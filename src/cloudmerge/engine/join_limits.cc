@@ -25,31 +25,28 @@ namespace {
 constexpr uint64_t kProcessBytes = uint64_t{16} << 20;
 
 // The tables Build makes for y's rows (in_memory_build.h): one per partition.
-uint64_t TableBytes(uint64_t rows, bool numeric, TableLoad load, unsigned threads) {
+uint64_t TableBytes(uint64_t rows, TableLoad load, unsigned threads) {
   const size_t partitions = in_memory::BuildPartitions(threads);
-  const size_t keys = in_memory::ExpectedKeysPerTable(rows, partitions);
-  return partitions * (numeric ? HashTableBytes<RefSlot>(keys, load) : HashTableBytes<TextSlot>(keys, load));
+  return partitions * HashTableBytes<RefSlot>(in_memory::ExpectedKeysPerTable(rows, partitions), load);
 }
 
 }  // namespace
 
-uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, bool numeric, TableLoad load, unsigned threads,
-                               size_t chunk_bytes, bool key_counters) {
+uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, TableLoad load, unsigned threads, size_t chunk_bytes,
+                               bool key_counters) {
   const uint64_t per_row = sizeof(in_memory::YRow) + 1 + (key_counters ? 2 * sizeof(uint32_t) : 0);
-  return kProcessBytes + y_bytes + per_row * rows + TableBytes(rows, numeric, load, threads) +
+  return kProcessBytes + y_bytes + per_row * rows + TableBytes(rows, load, threads) +
          (2 * threads + 2) * chunk_bytes * 3;
 }
 
 uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes, bool key_counters) {
-  // y's key type is not known yet: text's tables, the bigger, at the compact load.
-  return InMemoryJoinPeakBytes(y.size(), SampleRows(y, y.size()), false, TableLoad::kCompact, threads, chunk_bytes,
+  return InMemoryJoinPeakBytes(y.size(), SampleRows(y, y.size()), TableLoad::kCompact, threads, chunk_bytes,
                                key_counters);
 }
 
-TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
+TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, unsigned threads, size_t chunk_bytes,
                             uint64_t memory_limit, bool key_counters) {
-  const uint64_t sparse =
-      InMemoryJoinPeakBytes(y_bytes, rows, numeric, TableLoad::kSparse, threads, chunk_bytes, key_counters);
+  const uint64_t sparse = InMemoryJoinPeakBytes(y_bytes, rows, TableLoad::kSparse, threads, chunk_bytes, key_counters);
   return sparse <= memory_limit ? TableLoad::kSparse : TableLoad::kCompact;
 }
 

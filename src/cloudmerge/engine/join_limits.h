@@ -23,17 +23,17 @@ uint64_t SampleRows(const Table& t, uint64_t bytes);
 // its two counts, the hash tables as Build sizes them at `load`, and the output
 // in flight. The join runs in memory only when this fits --memory-limit, so the
 // limit holds for the whole process.
-uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, bool numeric, TableLoad load, unsigned threads,
-                               size_t chunk_bytes, bool key_counters);
+uint64_t InMemoryJoinPeakBytes(uint64_t y_bytes, uint64_t rows, TableLoad load, unsigned threads, size_t chunk_bytes,
+                               bool key_counters);
 
 // InMemoryJoinPeakBytes before y is scanned: rows estimated from a sample, and
-// text's tables (the bigger) at the compact load.
+// the tables at the compact load (the tables are the same for any key type).
 uint64_t EstimateInMemoryJoinBytes(const Table& y, unsigned threads, size_t chunk_bytes, bool key_counters);
 
-// The load of the in-memory join's hash tables for y's `rows` (numeric keys or
-// text): sparse (fewer cache misses per lookup) when the join's bytes with it
-// (as EstimateInMemoryJoinBytes counts them) stay within memory_limit, else compact.
-TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, bool numeric, unsigned threads, size_t chunk_bytes,
+// The load of the in-memory join's hash tables for y's `rows`: sparse (fewer
+// cache misses per lookup) when the join's bytes with it (as
+// InMemoryJoinPeakBytes counts them) stay within memory_limit, else compact.
+TableLoad InMemoryTableLoad(uint64_t y_bytes, uint64_t rows, unsigned threads, size_t chunk_bytes,
                             uint64_t memory_limit, bool key_counters);
 
 // The refusal of a result bigger than the output-row limit: the count and the hottest keys.

@@ -105,13 +105,12 @@ class InMemoryJoin {
     if (build_.y) return Status::OK();
     PhaseTimer phase(o_.progress, &stats_->phases, "build", 0, ys_.record_count);
     // Sparse tables when the memory limit has room for them (join_hash_table.h TableLoad).
-    const TableLoad load = InMemoryTableLoad(stats_->y_bytes, ys_.record_count, y_numeric(), threads_,
+    const TableLoad load = InMemoryTableLoad(stats_->y_bytes, ys_.record_count, threads_,
                                              o_.chunk_bytes, stats_->memory_limit, want_keys_);
     stats_->sparse_hash_tables = load == TableLoad::kSparse;
     CM_RETURN_IF_ERROR(in_memory::Build(ys_, threads_, load, &build_));
     stats_->seconds_build = phase.End(ys_.record_count, 0);
-    for (const auto& tab : build_.numeric_tables) stats_->y_distinct_keys += tab.size();
-    for (const auto& tab : build_.text_tables) stats_->y_distinct_keys += tab.size();
+    for (const auto& tab : build_.tables) stats_->y_distinct_keys += tab.size();
     if (want_keys_) keys_.Init(ys_);
     return Status::OK();
   }

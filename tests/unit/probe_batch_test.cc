@@ -49,7 +49,8 @@ TEST(CountChains, LengthsFromEachRowOnAndZeroForMissingRows) {
   std::vector<bool> present{true, true, true, false, true, true};
   std::vector<uint32_t> chain(next.size(), 99);
   CountChains(
-      next.size(), [&](size_t i) { return next[i]; }, [&](size_t i) { return present[i]; }, chain.data());
+      next.size(), [&](size_t i) { return next[i]; }, [&](size_t i) { return present[i]; },
+      [&](size_t i) -> uint32_t& { return chain[i]; });
   EXPECT_EQ(chain, (std::vector<uint32_t>{3, 2, 2, 0, 1, 1}));
 }
 

@@ -146,7 +146,8 @@ void KeyCounters::Init(const ScannedY& y) {
   chain = BigArray<uint32_t>(n);
   x_counts = BigArray<uint32_t>(n);
   CountChains(
-      n, [&](size_t i) { return y.rows[i].next; }, [&](size_t i) { return !y.rows[i].missing(); }, chain.data());
+      n, [&](size_t i) { return y.rows[i].next; }, [&](size_t i) { return !y.rows[i].missing(); },
+      [&](size_t i) -> uint32_t& { return chain[i]; });
 }
 
 void KeyCounters::ResetX() {

@@ -78,18 +78,18 @@ void InsertLastToFirst(size_t n, MakeKeyOf&& make_key, Prefetch&& prefetch, Inse
   }
 }
 
-// chain[i] = rows from i to the end of its chain (next_of(i) gives the following
-// row or kNoRow); rows that are !present(i) (no key) get 0. Chains run forward
-// in the file (next > i), so one backward pass suffices.
-template <class NextOf, class Present>
-void CountChains(size_t n, NextOf&& next_of, Present&& present, uint32_t* chain) {
+// chain_at(i) (a uint32_t&) = rows from i to the end of its chain (next_of(i)
+// gives the following row or kNoRow); rows that are !present(i) (no key) get 0.
+// Chains run forward in the file (next > i), so one backward pass suffices.
+template <class NextOf, class Present, class ChainAt>
+void CountChains(size_t n, NextOf&& next_of, Present&& present, ChainAt&& chain_at) {
   for (size_t i = n; i-- > 0;) {
     if (!present(i)) {
-      chain[i] = 0;
+      chain_at(i) = 0;
       continue;
     }
     uint32_t next = next_of(i);
-    chain[i] = 1 + (next == kNoRow ? 0 : chain[next]);
+    chain_at(i) = 1 + (next == kNoRow ? 0 : chain_at(next));
   }
 }
 

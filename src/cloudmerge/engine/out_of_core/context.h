@@ -81,12 +81,12 @@ struct Context {
 
 
 // Bytes a partition's join holds per y record besides its raw bytes: its row
-// entry (kBuildRowEntryBytes: the parsed record and its two counters) and its
+// entry (kBuildRowEntryBytes: the parsed record with its chain length, and its x count) and its
 // hash slots at 0.5 load, in buckets of one cache line (join_hash_table.h): 5
 // numeric slots or 4 text slots per 64 bytes, so 26 or 32 bytes per record.
 // The type of x and y is not known when level 0's fan-out is chosen: that uses
 // the larger, text's.
-constexpr uint64_t kBuildRowEntryBytes = 56;
+constexpr uint64_t kBuildRowEntryBytes = 52;
 constexpr uint64_t BuildRowBytes(KeyMode y_mode) {
   return kBuildRowEntryBytes + (IsNumeric(y_mode) ? 26 : 32);
 }

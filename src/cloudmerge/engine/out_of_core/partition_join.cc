@@ -23,10 +23,12 @@ namespace {
 // y's records of a partition (or of one block of a hot partition), hashed.
 class BuildTable {
  public:
+  // A hit reads its head row: its chain length lives there too (in what was padding).
   struct Row {
     uint64_t pos;
     std::string_view key, text;
     uint32_t next;
+    uint32_t chain;  // rows of the key from this one on (CountChains): a head's is its key's y count
   };
 
   BuildTable(KeyMode mode, PandasRules rules) : mode_(mode), rules_(rules), numeric_(IsNumeric(mode)) {}
@@ -45,7 +47,7 @@ class BuildTable {
       PartRecords recs(b);
       PartRecord r;
       bool bad = false;
-      while (recs.Next(&r, &bad)) rows_.push_back(Row{r.pos, r.key, r.text, kNoRow});
+      while (recs.Next(&r, &bad)) rows_.push_back(Row{r.pos, r.key, r.text, kNoRow, 0});
       if (bad) return false;
     }
     size_t n = rows_.size();
@@ -70,8 +72,9 @@ class BuildTable {
         });
     // Chain lengths from each row on (so a head's is its key's y count), and x counts per head.
     // (A row without a key is never reached from a head, so its count does not matter.)
-    chain_.assign(n, 0);
-    CountChains(n, [&](size_t i) { return rows_[i].next; }, [](size_t) { return true; }, chain_.data());
+    CountChains(
+        n, [&](size_t i) { return rows_[i].next; }, [](size_t) { return true; },
+        [&](size_t i) -> uint32_t& { return rows_[i].chain; });
     x_count_.assign(n, 0);
     return true;
   }
@@ -91,7 +94,7 @@ class BuildTable {
     return numeric_ ? candidate : text_table_->Confirm(k.text, k.hash, candidate, key_of_row());
   }
   const Row& row(uint32_t i) const { return rows_[i]; }
-  uint32_t chain_length(uint32_t head) const { return chain_[head]; }
+  uint32_t chain_length(uint32_t head) const { return rows_[head].chain; }
   size_t distinct_keys() const { return numeric_ ? numeric_table_->size() : text_table_->size(); }
   // A key's identity under the mode: equal keys spelled differently (7, 7.0) have one.
   static std::string Identity(KeyMode mode, PandasRules rules, std::string_view key) {
@@ -110,7 +113,7 @@ class BuildTable {
   template <class F>
   void ForEachMatchedKey(F&& f) const {
     for (size_t i = 0; i < rows_.size(); ++i)
-      if (x_count_[i]) f(rows_[i].key, x_count_[i], chain_[i]);
+      if (x_count_[i]) f(rows_[i].key, x_count_[i], rows_[i].chain);
   }
 
  private:
@@ -128,10 +131,12 @@ class BuildTable {
   std::vector<Row> rows_;
   std::optional<NumericHashTable> numeric_table_;
   std::optional<TextHashTable> text_table_;
-  std::vector<uint32_t> chain_, x_count_;
+  std::vector<uint32_t> x_count_;
 };
-// The partition budget's per-record entry (context.h BuildRowBytes): a row and its two counters.
-static_assert(sizeof(BuildTable::Row) + 2 * sizeof(uint32_t) == kBuildRowEntryBytes);
+// The partition budget's per-record entry (context.h BuildRowBytes): a row (its chain
+// length included) and its x count.
+static_assert(sizeof(BuildTable::Row) == 48);
+static_assert(sizeof(BuildTable::Row) + sizeof(uint32_t) == kBuildRowEntryBytes);
 
 // Streams x's partition through a built table: counts, and emits while the
 // output-row limit allows.

@@ -261,5 +261,35 @@ TEST_F(MergeEnvTest, IdsOfAnyLengthJoinInMemoryInEveryLayoutOfY) {
   }
 }
 
+// The out-of-core engine writes short output records in one piece and long ones
+// piece by piece (RunSink::Emit): rows on both sides of that length, joined out
+// of core under a tiny limit, give the in-memory engine's bytes.
+TEST_F(MergeEnvTest, OutOfCoreRowsOfEveryLengthGiveTheInMemoryResult) {
+  {
+    std::ofstream x(dir_ / "x.tsv"), y(dir_ / "y.tsv");
+    x << "ID\tvalue\n";
+    y << "ID\tvalue\n";
+    for (int i = 0; i < 20000; ++i) {
+      x << i % 5000 << "\t" << std::string(static_cast<size_t>(i % 300), 'x') << "\n";
+      y << (i * 7) % 5000 << "\t" << std::string(static_cast<size_t>((i * 13) % 300), 'y') << "\n";
+    }
+  }
+  auto run = [&](uint64_t limit) {
+    MergeOptions o = Options();
+    o.memory_limit = limit;
+    MergeStats stats;
+    Status st = RunMerge(Env::Default(), o, &stats);
+    EXPECT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(stats.out_of_core, limit != 0);
+    std::ifstream f(dir_ / "out.tsv");
+    std::string out(std::istreambuf_iterator<char>(f), {});
+    fs::remove(dir_ / "out.tsv");
+    return out;
+  };
+  const std::string in_memory = run(0);
+  EXPECT_GT(in_memory.size(), 1000000u);
+  EXPECT_EQ(run(uint64_t{1} << 20), in_memory);
+}
+
 }  // namespace
 }  // namespace cloudmerge

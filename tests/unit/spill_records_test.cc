@@ -24,6 +24,8 @@ TEST(SpillRecords, PartitionRecordsRoundTripAtTheEdgesOfTheirFields) {
       {Pos(0, 127), "", ""},
       {Pos(0, 128), "007", std::string(300, 'v')},  // a two-byte text length
       {Pos(3, kRowMask), "k", "t"},                 // the largest row of a unit
+      {Pos(4, 1), std::string(100, 'a'), std::string(116, 'b')},  // the longest put together on the stack
+      {Pos(4, 2), std::string(100, 'a'), std::string(117, 'b')},  // the shortest appended piece by piece
       {Pos((uint64_t{1} << 24) - 1, 5), std::string(70000, 'k'), "\t\n"},
   };
   std::string block;

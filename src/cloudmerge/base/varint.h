@@ -7,20 +7,26 @@
 // Thread safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace cloudmerge {
 
-inline void PutVarint(std::string& out, uint64_t v) {
-  char buf[10];
-  size_t n = 0;
+// Writes v at p (at most kMaxVarintBytes bytes); returns the end.
+inline constexpr size_t kMaxVarintBytes = 10;
+inline char* EncodeVarint(char* p, uint64_t v) {
   while (v >= 0x80) {
-    buf[n++] = static_cast<char>(static_cast<uint8_t>(v) | 0x80);
+    *p++ = static_cast<char>(static_cast<uint8_t>(v) | 0x80);
     v >>= 7;
   }
-  buf[n++] = static_cast<char>(v);
-  out.append(buf, n);
+  *p++ = static_cast<char>(v);
+  return p;
+}
+
+inline void PutVarint(std::string& out, uint64_t v) {
+  char buf[kMaxVarintBytes];
+  out.append(buf, static_cast<size_t>(EncodeVarint(buf, v) - buf));
 }
 
 // Reads one varint at p (advancing it), never past end; false when the bytes

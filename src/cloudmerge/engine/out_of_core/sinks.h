@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -55,13 +56,28 @@ class RunSink final : public MatchSink {
   Status Emit(uint64_t x_pos, uint64_t y_pos, std::string_view x_text, std::string_view y_text) override {
     uint32_t len = static_cast<uint32_t>(x_text.size() + 1 + (ctx_->y_has_values ? y_text.size() + 1 : 0));
     Start(x_pos);
-    records_out_.Append(raw_, x_pos, y_pos, len);
-    raw_.append(x_text);
-    if (ctx_->y_has_values) {
-      raw_.push_back('\t');
-      raw_.append(y_text);
+    // A short record is put together on the stack and appended once (as AppendPartRecord).
+    char buf[256];
+    char* p = records_out_.Encode(buf, x_pos, y_pos, len);
+    if (len <= sizeof buf - OutRecordWriter::kMaxHeaderBytes) {
+      std::memcpy(p, x_text.data(), x_text.size());
+      p += x_text.size();
+      if (ctx_->y_has_values) {
+        *p++ = '\t';
+        std::memcpy(p, y_text.data(), y_text.size());
+        p += y_text.size();
+      }
+      *p++ = '\n';
+      raw_.append(buf, static_cast<size_t>(p - buf));
+    } else {
+      raw_.append(buf, static_cast<size_t>(p - buf));
+      raw_.append(x_text);
+      if (ctx_->y_has_values) {
+        raw_.push_back('\t');
+        raw_.append(y_text);
+      }
+      raw_.push_back('\n');
     }
-    raw_.push_back('\n');
     ++records_;
     if (raw_.size() >= ctx_->block_bytes) return Seal();
     return Status::OK();

@@ -34,9 +34,9 @@ namespace cloudmerge::ooc {
 constexpr int kRowBits = 40;
 constexpr uint64_t kRowMask = (uint64_t{1} << kRowBits) - 1;
 
-inline void PutPosition(std::string& s, uint64_t pos) {
-  PutVarint(s, pos >> kRowBits);
-  PutVarint(s, pos & kRowMask);
+inline char* EncodePosition(char* p, uint64_t pos) {
+  p = EncodeVarint(p, pos >> kRowBits);
+  return EncodeVarint(p, pos & kRowMask);
 }
 inline bool GetPosition(const char*& p, const char* end, uint64_t* pos) {
   uint64_t unit, row;
@@ -45,10 +45,24 @@ inline bool GetPosition(const char*& p, const char* end, uint64_t* pos) {
   return true;
 }
 
+// The partitioning loop's hottest write: a short record is put together on the
+// stack and appended once (four varints and two appends to a string cost more
+// in length checks than the bytes they copy).
 inline void AppendPartRecord(std::string& s, uint64_t pos, std::string_view key, std::string_view text) {
-  PutPosition(s, pos);
-  PutVarint(s, key.size());
-  PutVarint(s, text.size());
+  char buf[256];
+  constexpr size_t kHeader = 4 * kMaxVarintBytes;
+  char* p = EncodePosition(buf, pos);
+  p = EncodeVarint(p, key.size());
+  p = EncodeVarint(p, text.size());
+  if (key.size() + text.size() <= sizeof buf - kHeader) {
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    std::memcpy(p, text.data(), text.size());
+    p += text.size();
+    s.append(buf, static_cast<size_t>(p - buf));
+    return;
+  }
+  s.append(buf, static_cast<size_t>(p - buf));
   s.append(key);
   s.append(text);
 }
@@ -87,10 +101,16 @@ class OutRecordWriter {
  public:
   // REQUIRES: block is the block being filled; Reset() when a new one starts.
   void Append(std::string& block, uint64_t x_pos, uint64_t y_pos, size_t line_len) {
-    PutVarint(block, x_pos - last_x_);
+    char buf[kMaxHeaderBytes];
+    block.append(buf, static_cast<size_t>(Encode(buf, x_pos, y_pos, line_len) - buf));
+  }
+  // Append's bytes written at p (at most kMaxHeaderBytes); returns their end.
+  static constexpr size_t kMaxHeaderBytes = 4 * kMaxVarintBytes;
+  char* Encode(char* p, uint64_t x_pos, uint64_t y_pos, size_t line_len) {
+    p = EncodeVarint(p, x_pos - last_x_);
     last_x_ = x_pos;
-    PutPosition(block, y_pos);
-    PutVarint(block, line_len);
+    p = EncodePosition(p, y_pos);
+    return EncodeVarint(p, line_len);
   }
   void Reset() { last_x_ = 0; }
 

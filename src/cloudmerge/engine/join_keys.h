@@ -32,7 +32,7 @@ struct ProbeKey {
 
 inline uint64_t HashTextKey(std::string_view v) { return XXH3_64bits(v.data(), v.size()); }
 
-inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules rules) {
+[[gnu::always_inline]] inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules rules) {
   if (IsNumeric(mode)) {
     if (!ToNumericKey(mode, v, &k->num, rules)) return false;
     k->hash = HashNumericKey(k->num);

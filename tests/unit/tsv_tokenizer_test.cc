@@ -1,5 +1,6 @@
 // The tokenizer against pandas' reading of awkward inputs.
 #include "cloudmerge/engine/tsv_tokenizer.h"
+#include "cloudmerge/engine/error_report.h"
 
 #include <gtest/gtest.h>
 
@@ -136,6 +137,32 @@ TEST(Tokenizer, FieldListGrowsAndIsReused) {
   Record copy = rec;  // a copy owns its own fields
   EXPECT_EQ(copy.fields.size(), rec.fields.size());
   if (!rec.fields.empty()) EXPECT_NE(&copy.fields[0], &rec.fields[0]);
+}
+
+}  // namespace
+}  // namespace cloudmerge
+
+namespace cloudmerge {
+namespace {
+
+// FindEncodingError checks 64 bytes at a time while they are plain ASCII: a NUL,
+// a stray high byte or a cut UTF-8 character is found at its exact position
+// wherever it falls in a block or the tail; valid UTF-8 anywhere passes.
+TEST(FindEncodingError, FindsEachBadByteWhereverItFallsInABlock) {
+  const std::string ascii(300, 'a');
+  std::string what;
+  EXPECT_EQ(FindEncodingError(ascii.data(), ascii.data() + ascii.size(), &what), ascii.data() + ascii.size());
+  for (size_t at = 0; at < ascii.size(); ++at) {
+    for (char bad : {'\0', '\xff'}) {
+      std::string s = ascii;
+      s[at] = bad;
+      EXPECT_EQ(FindEncodingError(s.data(), s.data() + s.size(), &what), s.data() + at) << at;
+      EXPECT_NE(what.find(bad == '\0' ? "NUL" : "not valid UTF-8"), std::string::npos) << what;
+    }
+    std::string ok = ascii;
+    ok.replace(at, std::min<size_t>(2, ascii.size() - at), "\xce\xa9");  // Ω
+    EXPECT_EQ(FindEncodingError(ok.data(), ok.data() + ok.size(), &what), ok.data() + ok.size()) << at;
+  }
 }
 
 }  // namespace

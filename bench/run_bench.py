@@ -5,8 +5,8 @@ generated files, in the same run.
 The first line printed is the floor: reading both inputs and writing a file of
 the output's size (page cache warm), the time no join can beat; every tool's
 time is also given as a ratio to it. Runs are interleaved (run 1 of every tool,
-then run 2, ...) so that a noisy neighbour hurts all tools alike; the figures
-are medians. Every tool's output is checked against cloudmerge's (row count,
+then run 2, ...) so that a noisy neighbour hurts all tools alike, in an order
+that rotates every round; the figures are medians. Every tool's output is checked against cloudmerge's (row count,
 multiset checksum of rows; the ordered checksum for the tools that promise the
 script's order), and a Markdown table (median wall time, CPU time, peak memory,
 MB/s, ratio to the floor) is written. --baseline BIN adds another cloudmerge
@@ -136,7 +136,10 @@ def main():
     samples = {n: [] for n in chosen}
     checks = {}
     for r in range(a.runs):  # interleaved: run r of every tool, then run r + 1
-        for name in chosen:
+        # The order rotates every round: on a VM that hands freed memory back to its host, the
+        # process after one that freed a gigabyte pays for fresh memory, so no tool may always
+        # run in the same place (a fixed order favoured the --baseline build, run third, by 15%).
+        for name in chosen[r % len(chosen):] + chosen[:r % len(chosen)]:
             build, ordered = table_of_tools[name]
             if name.startswith("pandas") and r >= a.slow_runs:
                 continue

@@ -15,9 +15,8 @@
 // A numeric slot is 12 bytes (key bits; chain head + 1 and the key's tag), a
 // text slot 16 (hash, length, chain head + 1: the key is read from the head
 // row), a reference slot 8 (31 bits of hash, chain head + 1: the key of any
-// type is read from the head row; the in-memory join's numeric tables, where
-// it halves the table). An all-zero slot is empty, so the tables need no
-// initialisation pass.
+// type is read from the head row; the in-memory join's tables, numeric and
+// text). An all-zero slot is empty, so the tables need no initialisation pass.
 //
 // Built by inserting rows from last to first and prepending to each chain,
 // which yields chains in file order without a tail pointer. The join splits

@@ -32,6 +32,8 @@ struct ProbeKey {
 
 inline uint64_t HashTextKey(std::string_view v) { return XXH3_64bits(v.data(), v.size()); }
 
+// Always inline: the build and probe loops call it per row, and GCC stopped
+// inlining it there once YRow::key() grew.
 [[gnu::always_inline]] inline bool MakeKey(KeyMode mode, std::string_view v, ProbeKey* k, PandasRules rules) {
   if (IsNumeric(mode)) {
     if (!ToNumericKey(mode, v, &k->num, rules)) return false;

@@ -70,12 +70,12 @@ class PartitionFiles {
 class PartitionBuffers {
  public:
   PartitionBuffers(uint32_t fanout, size_t block_bytes, int zstd_level)
-      : raw_(fanout), records_(fanout, 0), framed_(fanout), framed_records_(fanout, 0), framed_raw_(fanout, 0),
+      : raw_(fanout), writers_(fanout), records_(fanout, 0), framed_(fanout), framed_records_(fanout, 0), framed_raw_(fanout, 0),
         sealed_(fanout), block_bytes_(block_bytes), zstd_level_(zstd_level) {}
 
-  std::string& raw(uint32_t p) { return raw_[p]; }
-  // After appending one record to raw(p).
-  void Added(uint32_t p) {
+  // Appends one record to partition p's block (sealed when full).
+  void Append(uint32_t p, uint64_t pos, std::string_view key, std::string_view text) {
+    writers_[p].Append(raw_[p], pos, key, text);
     ++records_[p];
     if (raw_[p].size() >= block_bytes_) Seal(p);
   }
@@ -88,6 +88,7 @@ class PartitionBuffers {
   void Clear() {
     for (uint32_t p = 0; p < raw_.size(); ++p) {
       raw_[p].clear();
+      writers_[p].Reset();
       records_[p] = 0;
       framed_[p].clear();
       framed_records_[p] = framed_raw_[p] = 0;
@@ -122,6 +123,7 @@ class PartitionBuffers {
     uint32_t records;
   };
   void Seal(uint32_t p) {
+    writers_[p].Reset();  // the next block's positions start afresh
     if (zstd_level_ == kSpillStoreRaw) {
       framed_total_ += raw_[p].size();
       sealed_[p].push_back(Sealed{std::move(raw_[p]), static_cast<uint32_t>(records_[p])});
@@ -145,6 +147,7 @@ class PartitionBuffers {
     records_[p] = 0;
   }
   std::vector<std::string> raw_;
+  std::vector<PartRecordWriter> writers_;  // per partition: the position the next record's difference is from
   std::vector<uint64_t> records_;
   std::vector<std::string> framed_;
   std::vector<uint64_t> framed_records_, framed_raw_;
@@ -273,8 +276,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
         std::string_view key = r.fields[ki].view();
         uint32_t p = PartitionAt(PartitionHashScanning(key, known, ctx.rules, &scans[u]), 0, fanout);
         std::string_view body = RecordText(r, key, is_y, ki, ncols, text);
-        AppendPartRecord(bufs.raw(p), ((base + u) << 40) | row++, key, body);
-        bufs.Added(p);
+        bufs.Append(p, ((base + u) << 40) | row++, key, body);
       });
       t.Release(chunks[c]);
       ctx.AddProgress(row - before, chunks[c].end - chunks[c].begin);
@@ -333,8 +335,7 @@ Result<std::vector<SpillPart>> Repartition(Context& ctx, const SpillPart& in, Ke
       ctx.env, in.path,
       [&](const PartRecord& r) {
         uint32_t p = PartitionAt(PartitionHashUnder(mode, r.key, ctx.rules), level, fanout);
-        AppendPartRecord(bufs.raw(p), r.pos, r.key, r.text);
-        bufs.Added(p);
+        bufs.Append(p, r.pos, r.key, r.text);
       },
       [&] { return bufs.framed_bytes() >= (4u << 20) ? bufs.FlushTo(&files) : Status::OK(); }));
   bufs.SealAll();

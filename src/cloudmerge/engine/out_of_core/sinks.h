@@ -56,7 +56,7 @@ class RunSink final : public MatchSink {
   Status Emit(uint64_t x_pos, uint64_t y_pos, std::string_view x_text, std::string_view y_text) override {
     uint32_t len = static_cast<uint32_t>(x_text.size() + 1 + (ctx_->y_has_values ? y_text.size() + 1 : 0));
     Start(x_pos);
-    // A short record is put together on the stack and appended once (as AppendPartRecord).
+    // A short record is put together on the stack and appended once (as PartRecordWriter does).
     char buf[256];
     char* p = records_out_.Encode(buf, x_pos, y_pos, len);
     if (len <= sizeof buf - OutRecordWriter::kMaxHeaderBytes) {

@@ -21,9 +21,15 @@ namespace cloudmerge::ooc {
 
 // ---- Record layouts (docs/spill-format.md, "Records") ------------------------
 // Numbers are varints (base/varint.h). A position is (unit << 40) | row within
-// the unit, increasing in file order; it is stored as two varints, unit then
-// row (~4 bytes instead of 8: units are few, rows within one under 2^21).
-// Partition record: unit | row | key length | text length | key | text
+// the unit, increasing in file order.
+// Partition record: position difference | key reference | text length | [key] | text
+//   position difference: from the previous record's position in the block (0
+//   for the block's first: from 0), modulo 2^64. Consecutive records of one
+//   partition are about `fanout` rows apart: one or two bytes, not four.
+//   key reference: key length << 2 | where the key is: kKeyStored (its bytes
+//   follow), kKeyLeadsText (the text's first K bytes: x's row with the ID
+//   first), kKeyEndsText (the text's last K bytes: the ID last). x's text
+//   holds its ID, so storing it again cost a third of an int-ID row of x.
 //   key: the ID as read (unquoted); text: x's whole row, or y's fields but the
 //   ID, encoded for output.
 // Output record: x position as the difference from the previous record's in
@@ -34,6 +40,9 @@ namespace cloudmerge::ooc {
 constexpr int kRowBits = 40;
 constexpr uint64_t kRowMask = (uint64_t{1} << kRowBits) - 1;
 
+// A position as two varints, unit then row (~4 bytes instead of 8: units are
+// few, rows within one under 2^21): the output records' y position, which has
+// no order to take differences in.
 inline char* EncodePosition(char* p, uint64_t pos) {
   p = EncodeVarint(p, pos >> kRowBits);
   return EncodeVarint(p, pos & kRowMask);
@@ -45,27 +54,48 @@ inline bool GetPosition(const char*& p, const char* end, uint64_t* pos) {
   return true;
 }
 
+enum PartKeyPlace : uint64_t { kKeyStored = 0, kKeyLeadsText = 1, kKeyEndsText = 2 };
+
+// Writes the partition records of one block, in order (PartRecords reads them).
 // The partitioning loop's hottest write: a short record is put together on the
 // stack and appended once (four varints and two appends to a string cost more
 // in length checks than the bytes they copy).
-inline void AppendPartRecord(std::string& s, uint64_t pos, std::string_view key, std::string_view text) {
-  char buf[256];
-  constexpr size_t kHeader = 4 * kMaxVarintBytes;
-  char* p = EncodePosition(buf, pos);
-  p = EncodeVarint(p, key.size());
-  p = EncodeVarint(p, text.size());
-  if (key.size() + text.size() <= sizeof buf - kHeader) {
-    std::memcpy(p, key.data(), key.size());
-    p += key.size();
-    std::memcpy(p, text.data(), text.size());
-    p += text.size();
-    s.append(buf, static_cast<size_t>(p - buf));
-    return;
+class PartRecordWriter {
+ public:
+  // REQUIRES: block is the block being filled; Reset() when a new one starts.
+  void Append(std::string& block, uint64_t pos, std::string_view key, std::string_view text) {
+    char buf[256];
+    constexpr size_t kHeader = 3 * kMaxVarintBytes;
+    // By address, not by content: the partitioning loop passes views of the
+    // input row (x's ID is a view into x's row), and a re-partition passes on
+    // what PartRecords decoded (a view into the text). Comparing bytes would
+    // cost every row of y two compares that almost never match.
+    const bool fits = key.size() <= text.size();
+    const uint64_t place = fits && key.data() == text.data()                                ? kKeyLeadsText
+                           : fits && key.data() + key.size() == text.data() + text.size() ? kKeyEndsText
+                                                                                           : kKeyStored;
+    const std::string_view stored = place == kKeyStored ? key : std::string_view();
+    char* p = EncodeVarint(buf, pos - last_pos_);
+    last_pos_ = pos;
+    p = EncodeVarint(p, key.size() << 2 | place);
+    p = EncodeVarint(p, text.size());
+    if (stored.size() + text.size() <= sizeof buf - kHeader) {
+      if (!stored.empty()) std::memcpy(p, stored.data(), stored.size());
+      p += stored.size();
+      std::memcpy(p, text.data(), text.size());
+      p += text.size();
+      block.append(buf, static_cast<size_t>(p - buf));
+      return;
+    }
+    block.append(buf, static_cast<size_t>(p - buf));
+    block.append(stored);
+    block.append(text);
   }
-  s.append(buf, static_cast<size_t>(p - buf));
-  s.append(key);
-  s.append(text);
-}
+  void Reset() { last_pos_ = 0; }
+
+ private:
+  uint64_t last_pos_ = 0;
+};
 
 struct PartRecord {
   uint64_t pos;
@@ -80,19 +110,28 @@ class PartRecords {
   // false at the end; *bad set when a record overruns the block.
   bool Next(PartRecord* r, bool* bad) {
     if (p_ == end_) return false;
-    uint64_t kl, tl;
-    if (!GetPosition(p_, end_, &r->pos) || !GetVarint(p_, end_, &kl) || !GetVarint(p_, end_, &tl) ||
-        static_cast<uint64_t>(end_ - p_) < kl || static_cast<uint64_t>(end_ - p_) - kl < tl)
+    uint64_t dpos, ref, tl;
+    if (!GetVarint(p_, end_, &dpos) || !GetVarint(p_, end_, &ref) || !GetVarint(p_, end_, &tl))
       return *bad = true, false;
-    r->key = {p_, kl};
-    r->text = {p_ + kl, tl};
-    p_ += kl + tl;
+    const uint64_t kl = ref >> 2, place = ref & 3;
+    const uint64_t stored = place == kKeyStored ? kl : 0;
+    const uint64_t left = static_cast<uint64_t>(end_ - p_);
+    if (place > kKeyEndsText || left < stored || left - stored < tl || (place != kKeyStored && kl > tl))
+      return *bad = true, false;
+    pos_ += dpos;
+    r->pos = pos_;
+    r->text = {p_ + stored, tl};
+    r->key = place == kKeyStored     ? std::string_view(p_, kl)
+             : place == kKeyLeadsText ? r->text.substr(0, kl)
+                                      : r->text.substr(tl - kl);
+    p_ += stored + tl;
     return true;
   }
 
  private:
   const char* p_;
   const char* end_;
+  uint64_t pos_ = 0;
 };
 
 // Output records of one block, written in order (the writer's side of

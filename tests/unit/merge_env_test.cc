@@ -51,6 +51,21 @@ class MergeEnvTest : public ::testing::Test {
     o.threads = 2;
     return o;
   }
+  // The output of a merge of x.tsv and y.tsv under memory_limit (0: none, in
+  // memory; else out of core), and its spill levels; the output file is removed.
+  std::pair<std::string, unsigned> OutputUnder(uint64_t limit, const std::string& key = "1") {
+    MergeOptions o = Options();
+    o.memory_limit = limit;
+    o.x_key = o.y_key = key;
+    MergeStats stats;
+    Status st = RunMerge(Env::Default(), o, &stats);
+    EXPECT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(stats.out_of_core, limit != 0);
+    std::ifstream f(dir_ / "out.tsv");
+    std::string out(std::istreambuf_iterator<char>(f), {});
+    fs::remove(dir_ / "out.tsv");
+    return {out, stats.spill_levels};
+  }
   size_t FilesInDir() { return static_cast<size_t>(std::distance(fs::directory_iterator(dir_), {})); }
 
   fs::path dir_;
@@ -274,21 +289,29 @@ TEST_F(MergeEnvTest, OutOfCoreRowsOfEveryLengthGiveTheInMemoryResult) {
       y << (i * 7) % 5000 << "\t" << std::string(static_cast<size_t>((i * 13) % 300), 'y') << "\n";
     }
   }
-  auto run = [&](uint64_t limit) {
-    MergeOptions o = Options();
-    o.memory_limit = limit;
-    MergeStats stats;
-    Status st = RunMerge(Env::Default(), o, &stats);
-    EXPECT_TRUE(st.ok()) << st.message();
-    EXPECT_EQ(stats.out_of_core, limit != 0);
-    std::ifstream f(dir_ / "out.tsv");
-    std::string out(std::istreambuf_iterator<char>(f), {});
-    fs::remove(dir_ / "out.tsv");
-    return out;
-  };
-  const std::string in_memory = run(0);
+  const std::string in_memory = OutputUnder(0).first;
   EXPECT_GT(in_memory.size(), 1000000u);
-  EXPECT_EQ(run(uint64_t{1} << 20), in_memory);
+  EXPECT_EQ(OutputUnder(uint64_t{1} << 20).first, in_memory);
+}
+
+// What the probe prefetches for a hit (YRow::first_byte, last_byte) spans every
+// byte the hit reads: the key, to confirm it, and the text, to write it.
+TEST(YRowTest, FirstAndLastBytesSpanTheKeyAndTheText) {
+  std::string line = "key123\tsome text";  // key before: "key123", separator, text
+  const char* text = line.data() + 7;
+  const in_memory::YRow before = in_memory::YRow::KeyBefore(text, 9, 6);
+  EXPECT_EQ(before.key(), "key123");
+  EXPECT_EQ(before.first_byte(), line.data());
+  EXPECT_EQ(before.last_byte(), line.data() + line.size() - 1);
+  std::string last = "a\tb\tkey9";  // key after: text "a\tb", separator, key
+  const in_memory::YRow after = in_memory::YRow::KeyAfter(last.data(), 3, 4);
+  EXPECT_EQ(after.key(), "key9");
+  EXPECT_EQ(after.first_byte(), last.data());
+  EXPECT_EQ(after.last_byte(), last.data() + last.size() - 1);
+  std::string only_key = "k\t";  // y with the ID only: an empty text
+  const in_memory::YRow empty = in_memory::YRow::KeyBefore(only_key.data() + 2, 0, 1);
+  EXPECT_EQ(empty.first_byte(), only_key.data());
+  EXPECT_EQ(empty.last_byte(), only_key.data() + 1);
 }
 
 // A partition record keeps x's ID once when it is a view into the row (the ID
@@ -316,19 +339,7 @@ TEST_F(MergeEnvTest, OutOfCoreIdsInEveryPlaceOfARowGiveTheInMemoryResult) {
           y << row(yp, std::to_string((i * 11) % 9000), "b" + std::to_string(i % 13), "c");
         }
       }
-      auto run = [&](uint64_t limit) {
-        MergeOptions o = Options();
-        o.memory_limit = limit;
-        o.x_key = o.y_key = "ID";
-        MergeStats stats;
-        Status st = RunMerge(Env::Default(), o, &stats);
-        EXPECT_TRUE(st.ok()) << st.message();
-        EXPECT_EQ(stats.out_of_core, limit != 0);
-        std::ifstream f(dir_ / "out.tsv");
-        std::string out(std::istreambuf_iterator<char>(f), {});
-        fs::remove(dir_ / "out.tsv");
-        return std::make_pair(out, stats.spill_levels);
-      };
+      auto run = [&](uint64_t limit) { return OutputUnder(limit, "ID"); };
       const auto in_memory = run(0);
       EXPECT_GT(in_memory.first.size(), 500000u);
       const auto once = run(uint64_t{4} << 20);

@@ -53,6 +53,20 @@ struct YRow {
   }
   static YRow Missing() { return YRow{kMissing, 0, kNoRow}; }
 
+  // The first and last bytes a hit reads: the key (to confirm it) and the text
+  // (to write it). They often sit on two cache lines (a 9-byte key before a
+  // text that starts near a line's start, or a text that runs into the next):
+  // the probe prefetches both. A long key's stored length is not looked up:
+  // its first line is then not prefetched.
+  const char* first_byte() const {
+    const uint32_t len = static_cast<uint32_t>(out_key >> kAddressBits) & kLongKey;
+    return (out_key & kKeyAfterText) || len == kLongKey ? out() : out() - 1 - len;
+  }
+  const char* last_byte() const {
+    const uint32_t len = static_cast<uint32_t>(out_key >> kAddressBits) & kLongKey;
+    return (out_key & kKeyAfterText) ? out() + out_len + len : out() + out_len - 1;  // text, separator, key
+  }
+
   bool missing() const { return out_key == kMissing; }
   void set_missing() { out_key = kMissing; }
   const char* out() const { return reinterpret_cast<const char*>(out_key & kAddressMask); }

@@ -213,12 +213,7 @@ class ChunkProber {
     const BigArray<YRow>& yrows = ctx_.b.y->rows;
     batch_.Flush([&](const Pending& p) { return ctx_.b.HeadCandidate(p.key); },
                  [&](uint32_t head) { PrefetchForRead(&yrows[head]); },
-                 [&](uint32_t head) {
-                   const char* first = yrows[head].first_byte();
-                   const char* last = yrows[head].last_byte();
-                   PrefetchForRead(first);
-                   if ((reinterpret_cast<uintptr_t>(first) ^ reinterpret_cast<uintptr_t>(last)) >> 6) PrefetchForRead(last);
-                 },
+                 [&](uint32_t head) { PrefetchSpanForRead(yrows[head].first_byte(), yrows[head].last_byte()); },
                  [&](const Pending& p, uint32_t candidate) {
                    uint32_t head = ctx_.b.ConfirmHead(p.key, candidate);
                    if (head != kNoRow) Emit({p.row, p.len}, head);

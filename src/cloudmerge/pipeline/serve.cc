@@ -45,14 +45,19 @@ class JobPool {
   JobPool(JobRunner* runner, JsonLog* log, unsigned workers) : runner_(runner), log_(log) {
     for (unsigned i = 0; i < std::max(1u, workers); ++i) threads_.emplace_back([this] { Work(); });
   }
-  ~JobPool() {  // the running jobs finish (a stop signal makes them short); queued ones are dropped
+  ~JobPool() { Stop(); }
+  // The running jobs finish, notifications included (a stop signal makes them
+  // short); queued ones are dropped. Called before "serve.stopped" is logged,
+  // so that nothing a job does is logged after it.
+  void Stop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
       queue_.clear();
     }
     cv_.notify_all();
-    for (auto& t : threads_) t.join();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
   }
   void Submit(const std::string& job) {
     {
@@ -151,6 +156,7 @@ Status ServeLocal(JobRunner* runner, JobStore* input, JsonLog* log, const ServeO
       }
     }
     if (g_stop.load()) {
+      pool.Stop();
       log->Info("serve.stopped", "", "stopped by a signal");
       return Status::OK();
     }

@@ -28,6 +28,7 @@ if ((!want_build_only)); then
   # (Debian's, so that the fresh venv of tests/e2e/test_python_package.py sees it, as it sees pandas).
   APT_PACKAGES+=(libgtest-dev python3 python3-venv python3-pandas python3-numpy python3-tqdm time zstd
     chromium)  # headless, for the dashboard's and report.html's browser tests
+  APT_PACKAGES+=(strace)  # delays syscalls on purpose (test_serve_local.py: a stop signal mid-notification)
   ((want_fuzz)) && APT_PACKAGES+=(clang libclang-rt-14-dev)
   APT_PACKAGES+=(openjdk-17-jre-headless)  # Java for the Spark path (spark/, pyspark below)
   APT_PACKAGES+=(maven)  # fetches the S3A jars for Spark (below)

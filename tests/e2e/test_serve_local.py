@@ -182,3 +182,39 @@ def test_polling_service_stops_on_sigterm(tmp_path, oracle):
     assert oracle_agrees(oracle, CASE["string_ids"] / "expected.tsv", tmp_path / "output" / "live" / "merged.tsv")
     events = [json.loads(l)["event"] for l in out.decode().splitlines()]
     assert events[-1] == "serve.stopped"
+
+
+def test_stop_signal_waits_for_a_running_jobs_notification(tmp_path):
+    """A stop signal that comes between a job's report and its email: the email
+    still goes out, and serve.stopped is the last line, after notify.sent. Every
+    rename is delayed by 0.3 s (strace's fault injection), which holds the
+    notification open long after report.json appears. Before the fix the loop
+    logged serve.stopped at once and the job logged notify.sent after it (the
+    TSan stage of CI hit this by timing alone)."""
+    strace = shutil.which("strace")
+    assert strace, "strace is needed (scripts/install-deps.sh installs it)"
+    log_path = tmp_path / "log.jsonl"
+    renames = "rename,renameat,renameat2"
+    with open(log_path, "wb") as log:
+        tracer = subprocess.Popen([strace, "-f", "-qq", "-o", "/dev/null", "-e", f"trace={renames}",
+                                   "-e", f"inject={renames}:delay_exit=300000",
+                                   BIN, "serve", "--local", str(tmp_path), "--poll-ms", "100"],
+                                  stdout=log, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            add_job(tmp_path, "live", CASE["string_ids"])
+            deadline = time.time() + 60
+            while time.time() < deadline and not (tmp_path / "output" / "live" / "report.json").exists():
+                time.sleep(0.05)
+            assert (tmp_path / "output" / "live" / "report.json").exists()
+            served = subprocess.run(["pgrep", "-P", str(tracer.pid)], capture_output=True, text=True).stdout.split()
+            assert served, "the traced cloudmerge process was not found"
+            os.kill(int(served[0]), signal.SIGTERM)
+            tracer.wait(timeout=60)
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+    events = [json.loads(l)["event"] for l in log_path.read_text().splitlines() if l.strip()]
+    assert "notify.sent" in events, events
+    assert events[-1] == "serve.stopped", events[-4:]
+    assert len(mails(tmp_path, "succeeded")) == 1

@@ -311,6 +311,8 @@ def main():
                 if tool.report:
                     rep = json.loads(report.read_text())
                     spilled, used = rep["out_of_core"]["spilled_bytes"], rep["out_of_core"]["used"]
+                    phases = ", ".join(f"{p['name']} {p['seconds']:.1f} s" for p in rep.get("phases", []))
+                    print(f"  {tool.name}: {rep['seconds_total']:.1f} s in the report: {phases}", flush=True)
             left = dir_bytes(temp_dir)
             if left:
                 print(f"  {tool.name} left {left} bytes in {temp_dir}; removing them", flush=True)
@@ -324,8 +326,9 @@ def main():
             d = digest(out)
             out_bytes = out.stat().st_size
             out.unlink()
-            print(f"  checked {d[0]:,} rows ({out_bytes / 1e6:.0f} MB) in {time.perf_counter() - t_check:.0f}s",
-                  flush=True)
+            # The digest itself, so that runs with one tool (10^9 rows) can be compared across runs and binaries.
+            print(f"  checked {d[0]:,} rows ({out_bytes / 1e6:.0f} MB) in {time.perf_counter() - t_check:.0f}s: "
+                  f"digest rows {d[0]} multiset {d[1]:016x} ordered {d[2]:08x}", flush=True)
             if reference is None:
                 reference = d
             same_rows = d[:2] == reference[:2]

@@ -294,30 +294,6 @@ TEST_F(MergeEnvTest, OutOfCoreRowsOfEveryLengthGiveTheInMemoryResult) {
   EXPECT_EQ(OutputUnder(uint64_t{1} << 20).first, in_memory);
 }
 
-// A plain file too big to map usefully is read in order (Env::OpenFileStream),
-// in segments, out of core and in memory (a large x probing a small y): the
-// same bytes as the mapped file gives, for one thread and two.
-TEST_F(MergeEnvTest, PlainFilesReadInOrderGiveTheMappedResult) {
-  const std::string in_memory = OutputUnder(0).first;
-  const std::string out_of_core = OutputUnder(uint64_t{1} << 20).first;
-  ASSERT_EQ(out_of_core, in_memory);
-  for (uint64_t limit : {uint64_t{0}, uint64_t{1} << 20})
-    for (unsigned threads : {1u, 2u}) {
-      MergeOptions o = Options();
-      o.memory_limit = limit;
-      o.threads = threads;
-      o.stream_files_from = 1;
-      o.segment_bytes = 16 << 10;  // many segments
-      MergeStats stats;
-      Status st = RunMerge(Env::Default(), o, &stats);
-      ASSERT_TRUE(st.ok()) << st.message();
-      std::ifstream f(dir_ / "out.tsv");
-      std::string out(std::istreambuf_iterator<char>(f), {});
-      fs::remove(dir_ / "out.tsv");
-      EXPECT_EQ(out, in_memory) << "limit " << limit << ", " << threads << " thread(s)";
-    }
-}
-
 // What the probe prefetches for a hit (YRow::first_byte, last_byte) spans every
 // byte the hit reads: the key, to confirm it, and the text, to write it.
 TEST(YRowTest, FirstAndLastBytesSpanTheKeyAndTheText) {

@@ -361,13 +361,6 @@ class UriEnv final : public Env {
         new DecodingStream(std::move(raw), NewDecoder(c, LocalPath(path), o_.max_decompressed_bytes)));
   }
 
-  // A plain local file only: S3 objects and compressed files are streams already (OpenStream).
-  Result<std::unique_ptr<InputStream>> OpenFileStream(const std::string& path, uint64_t min_bytes) override {
-    if (path == "-" || S3Uri::IsS3(path) || (o_.decode_inputs && CompressionForPath(path) != Compression::kNone))
-      return std::unique_ptr<InputStream>();
-    return local_->OpenFileStream(LocalPath(path), min_bytes);
-  }
-
   // Plain inputs only: a compressed one is read in order (its stream decodes it).
   Result<std::unique_ptr<RandomAccessInput>> OpenRandomAccess(const std::string& path,
                                                               const std::string& version) override {

@@ -231,8 +231,7 @@ class InMemoryJoin {
 // One attempt at the merge into *out (not committed).
 Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_ptr<AtomicOutput>* out,
                  MergeStats* stats) {
-  // Streamed inputs (S3 objects, .gz/.zst files, standard input, FIFOs, devices,
-  // plain files bigger than the memory limit) are read in segments. y, the
+  // Streamed inputs (S3 objects, .gz/.zst files, standard input, FIFOs, devices) are read in segments. y, the
   // build side, is read whole into memory only when it is small enough for the
   // in-memory join (a first segment of an eighth of the limit holds all of it);
   // otherwise the out-of-core join partitions it segment by segment.
@@ -240,13 +239,6 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
   SegmentSizes segments = StreamSegmentSizes(stats->memory_limit);
   if (o.segment_bytes) segments.first = segments.rest = o.segment_bytes;
   segments.temp_dir = o.temp_dir;  // where standard input is kept if it must be read twice
-  // A plain file bigger than the limit and than the page cache can keep is
-  // read once, in order (Env::OpenFileStream): mapped, it would be read from
-  // disk twice (the scan for quotes and line ends at open, then the pass).
-  // One the page cache keeps is cheaper mapped (no copy, no segment ends).
-  segments.stream_files_from = o.stream_files_from
-                                   ? o.stream_files_from
-                                   : std::max<uint64_t>(stats->memory_limit, AvailableMemoryBytes() / 2) + 1;
   SegmentSizes y_segments = segments;
   y_segments.first = std::max<size_t>(segments.first, stats->memory_limit / 8);
   auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes, y_segments);

@@ -29,11 +29,6 @@ struct MergeOptions {
   // Streamed inputs (S3 objects, .gz/.zst files) are read in segments of about
   // this many bytes (0: StreamSegmentSizes(memory limit), 1-64 MiB).
   size_t segment_bytes = 0;
-  // A plain local file this big or bigger is streamed like them (read in order
-  // with read(2)) rather than mapped. 0: when it is bigger than both the
-  // memory limit and half of the machine's memory, so that its pages would
-  // not stay in the page cache between two reads of a mapping.
-  uint64_t stream_files_from = 0;
   // Out of core (see grace_join.h): the memory the join may use (0: DefaultMemoryLimit()),
   // where it spills ("": DefaultTempParent()).
   uint64_t memory_limit = 0;

@@ -161,14 +161,10 @@ Status Table::Rewind() {
     CM_RETURN_IF_ERROR(spool_->Rewind());  // read once: the copy kept in the temp dir, then on
   } else {
     stream_.reset();
-    auto stream = file_stream_ ? env_->OpenFileStream(raw_path_, 0) : env_->OpenStream(raw_path_);
+    auto stream = env_->OpenStream(raw_path_);
     if (!stream.ok()) return stream.status();
     if (!*stream) return Status::Internal(fmt::format("{} could not be opened again as a stream", path_));
     stream_ = std::move(stream.value());
-    if (stream_->version() != stream_version_)
-      return Status::IOError(fmt::format("{} changed while the merge was reading it (it is not the file read the "
-                                         "first time). Run again once nothing writes it.",
-                                         path_));
   }
   Loaded first;
   CM_RETURN_IF_ERROR(LoadSegment(stream_.get(), path_, std::string(), sizes_.first, sizes_.max_record, 1, &first));
@@ -206,13 +202,7 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
   t->sizes_ = segments;
   Result<std::unique_ptr<InputStream>> stream = env->OpenStream(path);
   if (!stream.ok()) return stream.status();
-  if (!*stream && segments.stream_files_from > 0) {
-    stream = env->OpenFileStream(path, segments.stream_files_from);
-    if (!stream.ok()) return stream.status();
-    t->file_stream_ = *stream != nullptr;
-  }
   if (*stream) {
-    t->stream_version_ = (*stream)->version();
     if ((*stream)->reopenable()) {
       t->stream_ = std::move(stream.value());
     } else {

@@ -67,9 +67,6 @@ struct SegmentSizes {
   // spans more; past this, it is an error.
   size_t max_record = size_t{2} << 30;
   std::string temp_dir;  // "": DefaultTempParent()
-  // A plain local file at least this big is streamed (Env::OpenFileStream),
-  // not mapped; 0: always mapped.
-  uint64_t stream_files_from = 0;
 };
 
 // The longest record a streamed input may have under a memory limit: an
@@ -154,8 +151,6 @@ class Table {
   std::unique_ptr<InputData> input_;    // a mapped (or buffered) input
   std::unique_ptr<InputStream> stream_;  // a streamed input
   SpooledStream* spool_ = nullptr;       // stream_, when it is a one-pass input kept for a second pass
-  bool file_stream_ = false;             // stream_ is a plain file read in order (Env::OpenFileStream)
-  std::string stream_version_;           // stream_'s version() when first opened
   std::vector<std::string> names_;
   size_t key_index_ = 0;
   size_t body_ = 0;  // where the body starts in the first segment

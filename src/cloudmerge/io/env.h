@@ -8,8 +8,7 @@
 // InputStream the bytes of one input read in order, piece by piece, never
 //             whole: S3 objects (parallel ranged GETs, in order), .gz/.zst
 //             files (decoded as they are read), standard input, FIFOs and
-//             devices; and a plain local file too big to stay in memory
-//             (OpenFileStream). Opened again to read again, except those read once.
+//             devices. Opened again to read again, except those read once.
 // RandomAccessInput any byte range of an input that stays the same while it
 //             is read: a plain local file, an S3 object pinned to the ETag it
 //             had when opened (ranged GETs with If-Match). What a cluster task
@@ -75,10 +74,6 @@ class InputStream {
   // device): opening it again does not start it over. A reader that needs a
   // second pass keeps a copy (see table_scan.h).
   virtual bool reopenable() const { return true; }
-  // What identifies these bytes, as RandomAccessInput::version(); "" when
-  // unknown. A reader that opens the input again compares it, so that a second
-  // pass over a file rewritten in between is an error, not a mix of two files.
-  virtual std::string version() const { return ""; }
 };
 
 class RandomAccessInput {
@@ -138,17 +133,6 @@ class Env {
   // is the way (local regular files are mapped, which is cheaper and gives
   // random access).
   virtual Result<std::unique_ptr<InputStream>> OpenStream(const std::string& path) {
-    return std::unique_ptr<InputStream>();
-  }
-  // A plain local file of at least min_bytes, read in order with read(2)
-  // rather than mapped (reopenable; a file that changes while read is an
-  // IOError); nullptr for anything else, which OpenStream or ReadFile read.
-  // For inputs bigger than the memory limit: their pages cannot stay
-  // resident, so a mapping would read them from disk twice (the scan for
-  // quotes and line ends at open, then the pass itself) and fault in every
-  // page on a worker thread, where a stream reads each byte once, ahead of
-  // the workers (table_scan.h's prefetch).
-  virtual Result<std::unique_ptr<InputStream>> OpenFileStream(const std::string& path, uint64_t min_bytes) {
     return std::unique_ptr<InputStream>();
   }
   // The input for reads at any offset; nullptr when it cannot be read so

@@ -1,6 +1,5 @@
 // The POSIX Env (env.h): local files mapped (guarded against truncation,
-// mapped_input_guard.h) or streamed (standard input, FIFOs, devices, and
-// files too big to map usefully: OpenFileStream), outputs
+// mapped_input_guard.h) or streamed (standard input, FIFOs, devices), outputs
 // written with write(2), resolved through symbolic links and descriptors.
 #include "cloudmerge/io/env.h"
 
@@ -169,58 +168,6 @@ class FdStream final : public InputStream {
   bool owns_;
 };
 
-// A regular file read in order (Env::OpenFileStream). It checks, at its end,
-// that it read as many bytes as the file had when opened and that the file
-// still has them: a file truncated or extended meanwhile is an error, as a
-// mapped one is (MappedInput::Intact).
-class FileStream final : public InputStream {
- public:
-  FileStream(int fd, std::string path, const struct stat& st)
-      : fd_(fd),
-        path_(std::move(path)),
-        size_(static_cast<uint64_t>(st.st_size)),
-        version_(fmt::format("{}-{}-{}.{:09}", st.st_ino, st.st_size, st.st_mtim.tv_sec, st.st_mtim.tv_nsec)) {
-    posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);  // a larger readahead window
-  }
-  ~FileStream() override { ::close(fd_); }
-  Status Read(size_t max_bytes, std::string* out) override {
-    const size_t old = out->size();
-    const size_t want = std::min<size_t>(max_bytes, size_t{8} << 20);
-    out->resize(old + want);
-    size_t got = 0;
-    while (got < want) {
-      ssize_t n = ::read(fd_, out->data() + old + got, want - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        int err = errno;
-        out->resize(old);
-        return IoFailure("cannot read", path_, err);
-      }
-      if (n == 0) break;
-      got += static_cast<size_t>(n);
-    }
-    out->resize(old + got);
-    read_ += got;
-    if (got == 0 || read_ > size_) {  // the end, or past where it was
-      struct stat now {};
-      if (read_ != size_ || fstat(fd_, &now) != 0 || static_cast<uint64_t>(now.st_size) != size_) {
-        out->resize(old);
-        return ChangedSinceOpened(path_);
-      }
-    }
-    return Status::OK();
-  }
-  uint64_t size_hint() const override { return size_; }
-  std::string version() const override { return version_; }
-
- private:
-  int fd_;
-  std::string path_;
-  uint64_t size_;
-  uint64_t read_ = 0;
-  std::string version_;
-};
-
 class PosixWritableFile final : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path, bool owns) : fd_(fd), path_(std::move(path)), owns_(owns) {}
@@ -344,18 +291,6 @@ class PosixEnv final : public Env {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return IoFailure("cannot open input", path, errno);
     return std::unique_ptr<InputStream>(new FdStream(fd, path, true));
-  }
-
-  Result<std::unique_ptr<InputStream>> OpenFileStream(const std::string& path, uint64_t min_bytes) override {
-    if (path == "-") return std::unique_ptr<InputStream>();
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return IoFailure("cannot open input", path, errno);
-    struct stat st {};
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) < min_bytes) {
-      ::close(fd);
-      return std::unique_ptr<InputStream>();  // ReadFile/OpenStream read it (and word any error)
-    }
-    return std::unique_ptr<InputStream>(new FileStream(fd, path, st));
   }
 
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {

@@ -232,13 +232,8 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
   const size_t ki = t.key_index();
   const size_t ncols = t.column_names().size();
   // Units of consecutive chunks: big enough to amortise the turn, small enough
-  // that `threads` of them (input pages + records + framed copies) fit, and
-  // at least two per thread in the segment: a streamed segment is a 16th of
-  // the limit, and as one unit it would be scanned by one thread alone.
-  const size_t segment_bytes = chunks.empty() ? 0 : chunks.back().end - chunks.front().begin;
-  const size_t unit_target = std::clamp<size_t>(
-      std::min<size_t>(ctx.memory_limit / (8 * ctx.threads), segment_bytes / (2 * ctx.threads)), size_t{1} << 20,
-      size_t{64} << 20);
+  // that `threads` of them (input pages + records + framed copies) fit.
+  const size_t unit_target = std::clamp<size_t>(ctx.memory_limit / (8 * ctx.threads), size_t{1} << 20, size_t{64} << 20);
   const uint64_t base = *unit_base;
   const std::vector<std::pair<size_t, size_t>> units = GroupChunks(chunks, unit_target);
   Turns turns;

@@ -328,7 +328,7 @@ def main():
             out.unlink()
             # The digest itself, so that runs with one tool (10^9 rows) can be compared across runs and binaries.
             print(f"  checked {d[0]:,} rows ({out_bytes / 1e6:.0f} MB) in {time.perf_counter() - t_check:.0f}s: "
-                  f"digest rows {d[0]} multiset {d[1]:016x} ordered {d[2]:08x}", flush=True)
+                  f"digest multiset {d[1]:016x} ordered {d[2]:08x}", flush=True)
             if reference is None:
                 reference = d
             same_rows = d[:2] == reference[:2]

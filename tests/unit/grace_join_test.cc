@@ -258,6 +258,87 @@ TEST_F(GraceJoinTest, CompressedAndRawSpillsGiveTheSameBytes) {
   EXPECT_LT(spilled[0], spilled[1]);  // zstd does shrink these records
 }
 
+// A mapped input big enough is split before it is known to hold no '"', and
+// checked in the background just ahead of its scan (table_scan.h). Forced here
+// on small files: the same bytes as the check made first, in memory and out of
+// core, on 1 and 2 threads.
+TEST_F(GraceJoinTest, InputsCheckedForQuotesWhileScannedGiveTheSameBytes) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 20000, 11);
+  MergeOptions ref = Options("ref.tsv");
+  MergeStats rs;
+  ASSERT_TRUE(RunMerge(Env::Default(), ref, &rs).ok());
+  const std::string expected = Read(ref);
+  for (uint64_t limit : {uint64_t{16} << 10, uint64_t{1} << 34}) {
+    for (unsigned threads : {1u, 2u}) {
+      MergeOptions o = Options("out.tsv");
+      o.quote_check_ahead_from = 0;
+      o.memory_limit = limit;
+      o.threads = threads;
+      MergeStats s;
+      Status st = RunMerge(Env::Default(), o, &s);
+      ASSERT_TRUE(st.ok()) << st.message();
+      EXPECT_EQ(s.out_of_core, limit == 16 << 10);
+      EXPECT_EQ(Read(o), expected) << "limit " << limit << " threads " << threads;
+      EXPECT_TRUE(NoSpillLeft(dir_ / "tmp"));
+    }
+  }
+}
+
+// A '"' near the end of x, found by the background check once the scan has
+// written partitions (the check keeps a sixteenth of the body ahead of it): x
+// was split at line ends, one of them inside the quoted field. The scan starts
+// over as one chunk, and nothing of the first attempt is left behind.
+TEST_F(GraceJoinTest, QuoteFoundBehindTheScanStartsItOver) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 50000; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 120000, 12);  // several scan units (of 1 MiB) in x
+  {
+    std::ofstream x(dir_ / "x.tsv", std::ios::app);
+    x << "5\t\"two\nlines\tand a tab\"\n7\tlast\n";
+  }
+  MergeOptions ref = Options("ref.tsv");
+  MergeStats rs;
+  ASSERT_TRUE(RunMerge(Env::Default(), ref, &rs).ok());
+  const std::string expected = Read(ref);
+  ASSERT_NE(expected.find("two\nlines"), std::string::npos);
+  for (unsigned threads : {1u, 2u}) {
+    MergeOptions o = Options("out.tsv");
+    o.quote_check_ahead_from = 0;
+    o.memory_limit = 1 << 20;
+    o.threads = threads;
+    MergeStats s;
+    Status st = RunMerge(Env::Default(), o, &s);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_TRUE(s.out_of_core);
+    EXPECT_EQ(Read(o), expected) << "threads " << threads;
+    EXPECT_TRUE(NoSpillLeft(dir_ / "tmp"));
+  }
+}
+
+TEST_F(GraceJoinTest, BadRowDeepInXCheckedForQuotesWhileScannedFailsWithItsLine) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 100; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 20000, 13);
+  {
+    std::ofstream x(dir_ / "x.tsv", std::ios::app);
+    x << "5\ttoo\tmany\n";
+  }
+  for (unsigned threads : {1u, 2u}) {
+    MergeOptions o = Options("out.tsv");
+    o.quote_check_ahead_from = 0;
+    o.memory_limit = 1;
+    o.threads = threads;
+    MergeStats s;
+    Status st = RunMerge(Env::Default(), o, &s);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("line 20002"), std::string::npos) << st.message();
+    EXPECT_FALSE(fs::exists(o.out_path));
+    EXPECT_TRUE(NoSpillLeft(dir_ / "tmp"));
+  }
+}
+
 // The final merge splits x's positions into ranges, one thread each; a later
 // range waits in a temp file for its turn. Same bytes as one range, and a
 // failure in any part of it (the range file full or damaged, OUT failing while

@@ -239,6 +239,7 @@ Status MergeInto(Env* env, const MergeOptions& o, unsigned threads, std::unique_
   SegmentSizes segments = StreamSegmentSizes(stats->memory_limit);
   if (o.segment_bytes) segments.first = segments.rest = o.segment_bytes;
   segments.temp_dir = o.temp_dir;  // where standard input is kept if it must be read twice
+  segments.quote_check_ahead_from = o.quote_check_ahead_from;
   SegmentSizes y_segments = segments;
   y_segments.first = std::max<size_t>(segments.first, stats->memory_limit / 8);
   auto y = Table::Open(env, o.y_path, o.y_key, o.allow_numeric_header, o.chunk_bytes, y_segments);

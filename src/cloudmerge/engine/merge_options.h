@@ -29,6 +29,10 @@ struct MergeOptions {
   // Streamed inputs (S3 objects, .gz/.zst files) are read in segments of about
   // this many bytes (0: StreamSegmentSizes(memory limit), 1-64 MiB).
   size_t segment_bytes = 0;
+  // A mapped input whose body is at least this big is split before it is known
+  // to hold no '"' and checked in the background, just ahead of its scan
+  // (table_scan.h); 0: every mapped input big enough to split (tests).
+  uint64_t quote_check_ahead_from = uint64_t{1} << 30;
   // Out of core (see grace_join.h): the memory the join may use (0: DefaultMemoryLimit()),
   // where it spills ("": DefaultTempParent()).
   uint64_t memory_limit = 0;

@@ -134,6 +134,7 @@ Status Table::FinishPrefetch(Loaded* out) {
 
 Table::~Table() {
   if (prefetch_.joinable()) prefetch_.join();
+  quote_check_.reset();  // before the mapping it reads goes
 }
 
 Result<bool> Table::NextSegment() {
@@ -224,7 +225,8 @@ Result<std::unique_ptr<Table>> Table::Open(Env* env, const std::string& path, co
     t->at_end_ = true;
   }
   CM_RETURN_IF_ERROR(t->ParseHeader(allow_numeric_header, key, path));
-  t->SplitChunks(t->body_);
+  if (t->stream_) t->SplitChunks(t->body_);
+  else t->SplitMappedBody();
   if (!t->at_end_) t->StartPrefetch();
   return t;
 }
@@ -295,12 +297,20 @@ void Table::SplitChunks(size_t body) {
     if (n > body) chunks_.push_back({body, n});
     return;
   }
+  SplitAtLineEnds(body, chunk_bytes_);
+}
+
+void Table::SplitAtLineEnds(size_t body, size_t chunk_bytes) {
+  chunks_.clear();
+  std::string_view d = data_;
+  size_t n = d.size();
+  constexpr size_t kWindow = size_t{16} << 20;
   // Finding each line end maps the large folio around it (sequential readahead
   // builds big ones, often bigger than a chunk), so the file would become
   // resident as a whole: give the pages back as the search goes, in windows.
   size_t b = body, released = body;
   while (b < n) {
-    size_t e = b + chunk_bytes_;
+    size_t e = b + chunk_bytes;
     if (e >= n) e = n;
     else {
       const void* nl = std::memchr(d.data() + e, '\n', n - e);
@@ -314,6 +324,36 @@ void Table::SplitChunks(size_t body) {
     }
   }
   if (input_) input_->Release(body, n);
+}
+
+void Table::SplitMappedBody() {
+  const size_t n = data_.size();
+  if (n - body_ <= chunk_bytes_ || n - body_ < sizes_.quote_check_ahead_from) {
+    SplitChunks(body_);
+    return;
+  }
+  // Split first, check in the background (table_scan.h). Chunks of at least
+  // 1/4096 of the body: each line end sought at open reads from disk when the
+  // file is not cached, and 4096 of them take a moment, not a pass.
+  constexpr size_t kMaxChunks = 4096;
+  const size_t chunk = std::max(chunk_bytes_, (n - body_) / kMaxChunks);
+  // Far enough ahead that the scan does not wait for the disk (up to 512 MiB),
+  // near enough that the pages checked are still cached when the scan reads them.
+  const size_t lookahead = std::min(size_t{512} << 20, std::max(4 * chunk, (n - body_) / 16));
+  quote_free_ = true;
+  SplitAtLineEnds(body_, chunk);
+  quote_check_ = std::make_unique<BackgroundQuoteCheck>(input_.get(), data_, body_, lookahead);
+  quote_check_pending_.store(true, std::memory_order_release);
+}
+
+void Table::SettleQuoteCheck() const {
+  std::call_once(quote_check_settled_, [this] {
+    if (quote_check_->Finish() != BackgroundQuoteCheck::kNone) {
+      quote_free_ = false;
+      chunks_.assign(1, ChunkRange{body_, data_.size()});
+    }
+    quote_check_pending_.store(false, std::memory_order_release);
+  });
 }
 
 bool Table::CheckEncoding(const ChunkRange& c, ScanProblem* problem) const {

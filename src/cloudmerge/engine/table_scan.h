@@ -18,6 +18,14 @@
 // segment with quotes is scanned as one chunk, in order (correct, single-threaded).
 // Chunk offsets are relative to the current segment's data().
 //
+// A mapped file of at least SegmentSizes::quote_check_ahead_from bytes is split
+// at line ends before it is known to hold no '"': the check runs in the
+// background (BackgroundQuoteCheck), so that a file bigger than the page cache
+// is not read from disk once to check it and again to scan it. chunks() waits
+// for the whole check (and gives one chunk if a '"' turned up). A reader that
+// can start over instead scans unchecked_chunks(), calling WaitQuoteFree(end)
+// before each chunk, and starts over with chunks() if that returns false.
+//
 // ScanChunk validates as it goes (UTF-8, NUL bytes, field count per row,
 // unterminated quotes) and reports the first problem of the chunk with its byte
 // offset; Table::Error turns it into a file/line/column message (lines counted
@@ -29,9 +37,11 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -39,6 +49,7 @@
 
 #include "cloudmerge/io/env.h"
 #include "cloudmerge/engine/error_report.h"
+#include "cloudmerge/engine/quote_check.h"
 #include "cloudmerge/io/spooled_stream.h"
 #include "cloudmerge/base/status.h"
 #include "cloudmerge/engine/tsv_tokenizer.h"
@@ -67,6 +78,9 @@ struct SegmentSizes {
   // spans more; past this, it is an error.
   size_t max_record = size_t{2} << 30;
   std::string temp_dir;  // "": DefaultTempParent()
+  // A mapped file with a body this big or bigger is checked for '"' in the
+  // background, just ahead of its scan (see above); 0: every file that splits.
+  uint64_t quote_check_ahead_from = uint64_t{1} << 30;
 };
 
 // The longest record a streamed input may have under a memory limit: an
@@ -98,7 +112,15 @@ class Table {
 
   // --- The current segment.
   std::string_view data() const { return data_; }
-  const std::vector<ChunkRange>& chunks() const { return chunks_; }
+  const std::vector<ChunkRange>& chunks() const {
+    if (quote_check_pending()) SettleQuoteCheck();
+    return chunks_;
+  }
+  // The quote check of a large mapped file still runs (see above).
+  bool quote_check_pending() const { return quote_check_pending_.load(std::memory_order_acquire); }
+  // While it does: the chunks as split at line ends, and the wait before scanning one.
+  const std::vector<ChunkRange>& unchecked_chunks() const { return chunks_; }
+  bool WaitQuoteFree(size_t upto) const { return quote_check_->WaitQuoteFree(upto); }
   void Release(const ChunkRange& c) const {
     if (input_) input_->Release(c.begin, c.end);
   }
@@ -139,6 +161,9 @@ class Table {
                             size_t max_record, uint64_t first_line, Loaded* out);
   Status ParseHeader(bool allow_numeric_header, const std::string& key, const std::string& raw_path);
   void SplitChunks(size_t body);
+  void SplitAtLineEnds(size_t body, size_t chunk_bytes);
+  void SplitMappedBody();
+  void SettleQuoteCheck() const;
   void Adopt(Loaded loaded);
   void StartPrefetch();
   Status FinishPrefetch(Loaded* out);
@@ -166,13 +191,19 @@ class Table {
   uint64_t offset_ = 0;      // of data_[0] in the input
   bool at_end_ = true;       // no segment after this one
   std::optional<uint64_t> known_size_;  // once the end has been read
-  std::vector<ChunkRange> chunks_;
-  bool quote_free_ = false;  // no '"' in the segment's body: TokenizeSimple applies
+  // Both are set again, once, when a background quote check finds a '"'.
+  mutable std::vector<ChunkRange> chunks_;
+  mutable bool quote_free_ = false;  // no '"' in the segment's body: TokenizeSimple applies
 
   // The next segment, read in the background.
   std::thread prefetch_;
   Loaded prefetched_;
   Status prefetch_status_;
+
+  // A large mapped file's quote check (declared after input_, which it reads).
+  std::unique_ptr<BackgroundQuoteCheck> quote_check_;
+  mutable std::atomic<bool> quote_check_pending_{false};
+  mutable std::once_flag quote_check_settled_;
 };
 
 // Encodes the record's fields except `skip` (npos: none) as output TSV into *out (replaced).

@@ -3,6 +3,7 @@
 #include "cloudmerge/engine/out_of_core/partition.h"
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,15 @@ class PartitionFiles {
     return parts_;
   }
   uint32_t fanout() const { return static_cast<uint32_t>(parts_.size()); }
+  // Abandons and removes every file: the scan that wrote them starts over.
+  void Discard() {
+    for (uint32_t p = 0; p < writers_.size(); ++p) {
+      if (!writers_[p]) continue;
+      writers_[p].reset();
+      ctx_->env->RemoveFile(parts_[p].path);
+    }
+    parts_.assign(parts_.size(), SpillPart{});
+  }
 
  private:
   Status Open(uint32_t p) {
@@ -221,19 +231,49 @@ inline std::string_view RecordText(const Record& r, std::string_view key, bool i
   return body;
 }
 
+// The first problem in file order: units are numbered in it.
+Status FirstProblem(const Table& t, const std::vector<ScanProblem>& problems) {
+  for (const ScanProblem& p : problems)
+    if (p.found) return t.Error(p);
+  return Status::OK();
+}
+
+// Units of consecutive chunks: big enough to amortise the turn, small enough
+// that `threads` of them (input pages + records + framed copies) fit.
+size_t UnitTarget(const Context& ctx) {
+  return std::clamp<size_t>(ctx.memory_limit / (8 * ctx.threads), size_t{1} << 20, size_t{64} << 20);
+}
+
+// The scanned units' keys and rows into *out. Record positions hold the unit in 24 bits.
+Status AddUnits(const Table& t, const std::vector<KeyScan>& scans, const std::vector<uint64_t>& rows,
+                PartitionedSide* out, uint64_t* unit_base) {
+  for (size_t u = 0; u < scans.size(); ++u) {
+    out->scan.Append(scans[u]);
+    out->rows += rows[u];
+  }
+  *unit_base += scans.size();
+  if (*unit_base >= (uint64_t{1} << 24))
+    return Status::Internal(fmt::format("{} has more than 2^24 scan units: raise the memory limit", t.path()))
+        .WithSetting(Setting::kMemoryLimit);
+  return Status::OK();
+}
 
 // Level 0, one segment of the table: scans it in parallel units and appends
 // their rows to the partition files. Units are numbered from `unit_base` (the
 // units of earlier segments), so record positions keep the file's order.
 // `known`: the file's type when already inferred (a re-partition, see RunGraceJoin), else null.
+// A large mapped file may still be being checked for '"' (table_scan.h): each
+// chunk then waits for the check to pass its end, and a '"' found stops the
+// scan with *quote_found set (its chunks split where a quoted field may hold a
+// line break): the caller drops what was written and starts over.
 Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout, PartitionFiles& files,
-                        uint64_t* unit_base, PartitionedSide* out, const KeyMode* known) {
-  const auto& chunks = t.chunks();
+                        uint64_t* unit_base, PartitionedSide* out, const KeyMode* known, bool* quote_found) {
+  const bool unchecked = t.quote_check_pending();
+  const auto& chunks = unchecked ? t.unchecked_chunks() : t.chunks();
+  std::atomic<bool> quote{false};
   const size_t ki = t.key_index();
   const size_t ncols = t.column_names().size();
-  // Units of consecutive chunks: big enough to amortise the turn, small enough
-  // that `threads` of them (input pages + records + framed copies) fit.
-  const size_t unit_target = std::clamp<size_t>(ctx.memory_limit / (8 * ctx.threads), size_t{1} << 20, size_t{64} << 20);
+  const size_t unit_target = UnitTarget(ctx);
   const uint64_t base = *unit_base;
   const std::vector<std::pair<size_t, size_t>> units = GroupChunks(chunks, unit_target);
   Turns turns;
@@ -271,6 +311,8 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
       }
     };
     for (size_t c = units[u].first; c < units[u].second && !problems[u].found; ++c) {
+      if (unchecked && !t.WaitQuoteFree(chunks[c].end)) quote.store(true);
+      if (quote.load()) break;
       uint64_t before = row;
       t.ScanChunk(chunks[c], rec, &problems[u], [&](const Record& r) {
         std::string_view key = r.fields[ki].view();
@@ -283,7 +325,7 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
       if (bufs.framed_bytes() >= flush_bytes) flush();
     }
     rows[u] = row;
-    if (problems[u].found) {
+    if (problems[u].found || quote.load()) {
       turns.Fail();
       return;
     }
@@ -291,38 +333,44 @@ Status PartitionSegment(Context& ctx, const Table& t, bool is_y, uint32_t fanout
     flush();
     turns.Done(u);
   });
-  for (size_t u = 0; u < units.size(); ++u)
-    if (problems[u].found) return t.Error(problems[u]);
-  CM_RETURN_IF_ERROR(error.Get());
-  for (size_t u = 0; u < units.size(); ++u) {
-    out->scan.Append(scans[u]);
-    out->rows += rows[u];
+  if (quote.load()) {
+    (void)t.chunks();  // the check is over: one chunk from now on
+    *quote_found = true;
+    return Status::OK();
   }
-  *unit_base += units.size();
-  if (*unit_base >= (uint64_t{1} << 24))
-    return Status::Internal(fmt::format("{} has more than 2^24 scan units: raise the memory limit", t.path()))
-        .WithSetting(Setting::kMemoryLimit);
-  return Status::OK();
+  CM_RETURN_IF_ERROR(FirstProblem(t, problems));
+  CM_RETURN_IF_ERROR(error.Get());
+  return AddUnits(t, scans, rows, out, unit_base);
 }
 
 }  // namespace
 
 // Level 0: partitions a whole table, segment by segment (one for a mapped file).
+// At most twice: a scan stopped by a '"' found behind it starts over, and the
+// table's check is then over (PartitionSegment).
 Status PartitionTable(Context& ctx, Table& t, bool is_y, uint32_t fanout, PartitionedSide* out,
                       const KeyMode* known) {
-  PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
-  uint64_t unit_base = 0;
-  CM_RETURN_IF_ERROR(t.Rewind());
   for (;;) {
-    CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out, known));
-    auto more = t.NextSegment();
-    if (!more.ok()) return more.status();
-    if (!*more) break;
+    PartitionFiles files(&ctx, is_y ? "y" : "x", fanout);
+    uint64_t unit_base = 0;
+    bool quote_found = false;
+    CM_RETURN_IF_ERROR(t.Rewind());
+    for (;;) {
+      CM_RETURN_IF_ERROR(PartitionSegment(ctx, t, is_y, fanout, files, &unit_base, out, known, &quote_found));
+      if (quote_found) break;
+      auto more = t.NextSegment();
+      if (!more.ok()) return more.status();
+      if (!*more) break;
+    }
+    if (quote_found) {
+      files.Discard();
+      continue;
+    }
+    auto parts = files.Close();
+    if (!parts.ok()) return parts.status();
+    out->parts = std::move(parts.value());
+    return Status::OK();
   }
-  auto parts = files.Close();
-  if (!parts.ok()) return parts.status();
-  out->parts = std::move(parts.value());
-  return Status::OK();
 }
 
 // Level > 0: splits one partition file by the next level's hash.

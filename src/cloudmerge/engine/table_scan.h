@@ -162,6 +162,7 @@ class Table {
   Status ParseHeader(bool allow_numeric_header, const std::string& key, const std::string& raw_path);
   void SplitChunks(size_t body);
   void SplitAtLineEnds(size_t body, size_t chunk_bytes);
+  void SplitAtGrid(size_t body, size_t chunk_bytes);
   void SplitMappedBody();
   void SettleQuoteCheck() const;
   void Adopt(Loaded loaded);

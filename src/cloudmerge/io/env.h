@@ -52,6 +52,11 @@ class InputData {
   // Hint that [begin, end) will not be read again: lets a mapped file give its
   // pages back so that streaming over a large input keeps resident memory low.
   virtual void Release(size_t begin, size_t end) {}
+  // Hint that [begin, end) will be read soon: a mapped file starts reading it
+  // in the background, so that many small reads far apart (line ends sought at
+  // chunk boundaries) wait for the disk together, not one after another, and
+  // each reads only its pages, not a readahead window.
+  virtual void WillNeed(size_t begin, size_t end) {}
   // OK while the bytes are the ones the input had when opened. A mapped file
   // truncated by another process while being read would raise SIGBUS on the
   // vanished pages; they read as zeros instead and this says so (an IOError

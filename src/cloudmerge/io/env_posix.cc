@@ -90,6 +90,12 @@ class MappedInput final : public InputData {
     size_t e = std::min(end, size_) / page * page;
     if (e > b) madvise(const_cast<char*>(data_) + b, e - b, MADV_DONTNEED);
   }
+  void WillNeed(size_t begin, size_t end) override {
+    static const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+    size_t b = begin / page * page;
+    size_t e = std::min(end, size_);
+    if (e > b) madvise(const_cast<char*>(data_) + b, e - b, MADV_WILLNEED);
+  }
   Status Intact() const override {
     if (!MappingTruncated(slot_)) return Status::OK();
     return Status::IOError(fmt::format(

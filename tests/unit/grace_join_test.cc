@@ -286,6 +286,34 @@ TEST_F(GraceJoinTest, InputsCheckedForQuotesWhileScannedGiveTheSameBytes) {
   }
 }
 
+// The split at open (before the check) ends chunks at the first line end after
+// each point of a grid: a line longer than a chunk covers several points, and
+// the last line may have no line end.
+TEST_F(GraceJoinTest, GridSplitKeepsLinesLongerThanAChunk) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back(std::to_string(i));
+  Write(keys, 8000, 14);
+  {
+    std::ofstream x(dir_ / "x.tsv", std::ios::app), y(dir_ / "y.tsv", std::ios::app);
+    x << "7\t" << std::string(100 << 10, 'v') << "\n8\tshort\n9\t" << std::string(40 << 10, 'w');
+    y << "9\t" << std::string(70 << 10, 'z') << "\n7\tlast";
+  }
+  MergeOptions ref = Options("ref.tsv");
+  MergeStats rs;
+  ASSERT_TRUE(RunMerge(Env::Default(), ref, &rs).ok());
+  const std::string expected = Read(ref);
+  for (uint64_t limit : {uint64_t{1} << 20, uint64_t{1} << 34}) {
+    MergeOptions o = Options("out.tsv");
+    o.quote_check_ahead_from = 0;
+    o.memory_limit = limit;
+    o.threads = 2;
+    MergeStats s;
+    Status st = RunMerge(Env::Default(), o, &s);
+    ASSERT_TRUE(st.ok()) << st.message();
+    EXPECT_EQ(Read(o), expected) << "limit " << limit;
+  }
+}
+
 // A '"' near the end of x, found by the background check once the scan has
 // written partitions (the check keeps a sixteenth of the body ahead of it): x
 // was split at line ends, one of them inside the quoted field. The scan starts

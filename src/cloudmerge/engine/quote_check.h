@@ -3,10 +3,11 @@
 //
 // Why: a body with no '"' at all can be split at line ends and scanned in
 // parallel (table_scan.h), and knowing that takes reading the whole body. For a
-// file bigger than the page cache, reading it before the scan meant reading it
-// from disk twice: 55 s of 520 s at 10^9 rows per side (docs/benchmarks.md,
-// thirteenth session). Checked here, a little ahead of the scanners, the file
-// comes from disk once, and the check warms the pages the scan reads next.
+// file bigger than the page cache, checking before the scan meant reading it
+// from disk twice (with the line-end search at open, 41-55 s at 10^9 rows per
+// side: docs/benchmarks.md, fourteenth session). Checked here, a little ahead
+// of the scanners, the file comes from disk once, and the check warms the pages
+// the scan reads next.
 //
 // The check runs at most `lookahead` bytes past the furthest point a reader has
 // waited for (so that its pages are still cached when the scan gets there),

@@ -23,6 +23,7 @@
 #include "cloudmerge/base/memory_info.h"
 #include "cloudmerge/base/setting_names.h"
 #include "cloudmerge/engine/merge.h"
+#include "cloudmerge/io/compression.h"
 #include "cloudmerge/report/merge_report.h"
 #include "cloudmerge/base/progress.h"
 #include "tools/cluster_task_command.h"
@@ -303,6 +304,10 @@ int main(int argc, char** argv) {
                     "Output file (default: standard output). Written to a temporary next to it and renamed "
                     "into place only when complete")
       ->default_str("-");
+  merge->add_option("--compression-level", o.output_level,
+                    "Level of an output named .zst (1-19, default 1) or .gz (1-9, default 1): higher levels make "
+                    "a smaller file, slower")
+      ->check(CLI::Range(1, 19));
   merge->add_option("-k,--key", key, "Key column of both files: a 1-based position or a header name (default: 1)");
   merge->add_option("--x-key", o.x_key, "Key column of X only (overrides --key)");
   merge->add_option("--y-key", o.y_key, "Key column of Y only (overrides --key)");
@@ -472,6 +477,19 @@ int main(int argc, char** argv) {
       if (merge->count("--x-key") == 0) o.x_key = key;
       if (merge->count("--y-key") == 0) o.y_key = key;
     }
+    if (merge->count("--compression-level")) {
+      const cloudmerge::Compression c = cloudmerge::CompressionForPath(o.out_path);
+      std::string why = o.out_path == "-" || c == cloudmerge::Compression::kNone
+                            ? fmt::format("the output {} is not compressed: name it .zst or .gz, or leave the "
+                                          "option out", o.out_path == "-" ? "(standard output)" : o.out_path)
+                        : c == cloudmerge::Compression::kGzip && o.output_level > 9
+                            ? "gzip's levels are 1 to 9: give 9 or less, or name the output .zst"
+                            : "";
+      if (!why.empty()) {
+        fmt::print(stderr, "Error [cloudmerge merge]: --compression-level {}: {}.\n", o.output_level, why);
+        return 2;
+      }
+    }
     using SpillCompression = cloudmerge::MergeOptions::SpillCompression;
     o.spill_compression = spill_compression == "zstd"   ? SpillCompression::kZstd
                           : spill_compression == "none" ? SpillCompression::kNone
@@ -484,6 +502,12 @@ int main(int argc, char** argv) {
                  "Error [cloudmerge merge]: --pandas-version {}: the Spark engine reproduces pandas 1.5 only. Use "
                  "--engine native (the default) for another pandas version, or leave --pandas-version out.\n",
                  pandas_version);
+      return 2;
+    }
+    if (spark_flags.engine != cloudmerge::EngineKind::kNative && merge->count("--compression-level")) {
+      fmt::print(stderr,
+                 "Error [cloudmerge merge]: --compression-level: the Spark engine writes its output at the default "
+                 "level. Use --engine native (the default), or leave --compression-level out.\n");
       return 2;
     }
     if (spark_flags.engine != cloudmerge::EngineKind::kNative) return cloudmerge_cli::RunSparkMerge(spark_flags, o, s3_flags);

@@ -162,6 +162,16 @@ OPTION_ERRORS = {
     "memory_limit_empty": (["merge", "x.tsv", "x.tsv", "--memory-limit", ""], ["--memory-limit", "empty"]),
     "spill_compression_unknown": (["merge", "x.tsv", "x.tsv", "--spill-compression", "lz4"],
                                   ["--spill-compression", "lz4"]),
+    "compression_level_zero": (["merge", "x.tsv", "x.tsv", "-o", "o.tsv.zst", "--compression-level", "0"],
+                               ["--compression-level"]),
+    "compression_level_plain_output": (["merge", "x.tsv", "x.tsv", "-o", "o.tsv", "--compression-level", "3"],
+                                       ["--compression-level 3", "o.tsv is not compressed", ".zst or .gz"]),
+    "compression_level_standard_output": (["merge", "x.tsv", "x.tsv", "--compression-level", "3"],
+                                          ["(standard output) is not compressed"]),
+    "compression_level_gzip_too_high": (["merge", "x.tsv", "x.tsv", "-o", "o.tsv.gz", "--compression-level", "12"],
+                                        ["--compression-level 12", "gzip's levels are 1 to 9"]),
+    "compression_level_spark": (["merge", "x.tsv", "x.tsv", "-o", "o.tsv.zst", "--compression-level", "3",
+                                 "--engine", "spark"], ["--compression-level", "Spark engine"]),
 }
 
 

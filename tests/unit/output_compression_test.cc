@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -167,6 +168,40 @@ TEST_F(OutputCompressionTest, RewoundMergeRestartsTheCompressedStream) {
     ASSERT_TRUE(RunMerge(Env::Default(), Options(name), &stats).ok());
     EXPECT_TRUE(stats.speculation_failed);
     EXPECT_EQ(Decompress(dir_ / name), plain);
+  }
+}
+
+// --compression-level (MergeOptions::output_level) reaches the encoder: a
+// higher level makes a smaller file of the same rows. The level is kept for a
+// rewound output too (AtomicOutput::Restart opens a new encoder).
+TEST_F(OutputCompressionTest, OutputLevelReachesTheEncoderAlsoAfterARestart) {
+  WriteInputs(false);
+  MergeStats plain_stats;
+  ASSERT_TRUE(RunMerge(Env::Default(), Options("out.tsv"), &plain_stats).ok());
+  const std::string plain = Slurp(dir_ / "out.tsv");
+  for (const std::string ext : {".gz", ".zst"}) {
+    SCOPED_TRACE(ext);
+    std::map<int, uintmax_t> merged, restarted;
+    for (int level : {1, 9}) {
+      MergeOptions o = Options("l" + std::to_string(level) + ".tsv" + ext);
+      o.output_level = level;
+      MergeStats stats;
+      ASSERT_TRUE(RunMerge(Env::Default(), o, &stats).ok());
+      EXPECT_EQ(Decompress(o.out_path), plain);
+      merged[level] = fs::file_size(o.out_path);
+
+      const fs::path path = dir_ / ("r" + std::to_string(level) + ".tsv" + ext);
+      auto out = AtomicOutput::Open(Env::Default(), path.string(), /*compress_by_name=*/true, level);
+      ASSERT_TRUE(out.ok());
+      ASSERT_TRUE((*out)->Append(Text(1 << 20, 3)).ok());
+      ASSERT_TRUE((*out)->Restart().ok());
+      ASSERT_TRUE((*out)->Append(plain).ok());
+      ASSERT_TRUE((*out)->Commit().ok());
+      EXPECT_EQ(Decompress(path), plain);
+      restarted[level] = fs::file_size(path);
+    }
+    EXPECT_LT(merged[9], merged[1] * 95 / 100) << "level 9 should be smaller than level 1";
+    EXPECT_LT(restarted[9], restarted[1] * 95 / 100) << "the level was lost in Restart";
   }
 }
 

@@ -285,7 +285,7 @@ Status RunMerge(Env* env, const MergeOptions& o, MergeStats* stats) {
     return Status::InvalidArgument("x and y cannot both be standard input (-): give at least one of them as a file.");
 
   // Open the destination first: a bad output path fails before any work.
-  auto out = AtomicOutput::Open(env, o.out_path);
+  auto out = AtomicOutput::Open(env, o.out_path, /*compress_by_name=*/true, o.output_level);
   if (!out.ok()) return out.status();
   Status merged = MergeInto(env, o, threads, &out.value(), stats);
   // Standard input, a FIFO or a device cannot be read from the start again.

@@ -37,6 +37,9 @@ struct MergeOptions {
   // where it spills ("": DefaultTempParent()).
   uint64_t memory_limit = 0;
   std::string temp_dir;
+  // The gzip / zstd level of an output named *.gz / *.zst (--compression-level; < 0: the
+  // output level of io/compression.h).
+  int output_level = -1;
   // Refuse (Status::InvalidInput, nothing written) a result of more rows than this; 0: no limit.
   uint64_t max_output_rows = 0;
   // Partitions per level of spilling (0: chosen from the sizes); small values force deep recursion (tests).

@@ -39,9 +39,9 @@ class CompressingAtomicFile final : public AtomicFile {
 
 }  // namespace
 
-std::unique_ptr<AtomicFile> NewCompressedAtomicFile(std::unique_ptr<AtomicFile> base, Compression c) {
+std::unique_ptr<AtomicFile> NewCompressedAtomicFile(std::unique_ptr<AtomicFile> base, Compression c, int level) {
   if (c == Compression::kNone) return base;
-  return std::unique_ptr<AtomicFile>(new CompressingAtomicFile(std::move(base), NewEncoder(c)));
+  return std::unique_ptr<AtomicFile>(new CompressingAtomicFile(std::move(base), NewEncoder(c, level)));
 }
 
 }  // namespace cloudmerge

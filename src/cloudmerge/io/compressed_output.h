@@ -13,8 +13,9 @@
 
 namespace cloudmerge {
 
-// `base` receiving the appended bytes compressed with `c` (kNone: `base` itself).
+// `base` receiving the appended bytes compressed with `c` at `level` (< 0: the
+// output level of compression.h; kNone: `base` itself).
 // Destroying it uncommitted discards everything, with `base`.
-std::unique_ptr<AtomicFile> NewCompressedAtomicFile(std::unique_ptr<AtomicFile> base, Compression c);
+std::unique_ptr<AtomicFile> NewCompressedAtomicFile(std::unique_ptr<AtomicFile> base, Compression c, int level = -1);
 
 }  // namespace cloudmerge

@@ -56,12 +56,16 @@ class Encoder {
   virtual Status Finish(std::string* out) = 0;
 };
 
-// Output levels. A merge's output can be GBs and is compressed on the writer
-// thread, so speed matters: on a 47 MB merge output, gzip -1 took 1.6 s for
-// 19.4 MB, gzip -6 (gzip's default) 9.5 s for 17.2 MB; zstd -3 (zstd's
-// default) 1.3 s for 18.4 MB.
+// Output levels (merge --compression-level overrides them). A merge's output
+// can be GBs and its compression is on the merge's critical path, so speed
+// matters: on a 47 MB merge output, gzip -1 took 1.6 s for 19.4 MB, gzip -6
+// (gzip's default) 9.5 s for 17.2 MB. zstd -1 rather than zstd's default -3:
+// on merge outputs (numeric and string IDs, decimal values) -1 compressed
+// 2.3-3.4x faster and its files were 5% smaller, not larger; at 10^9 rows -3
+// cost ~2 CPU-minutes more (docs/benchmarks.md, fifteenth session). On prose
+// and code -3 is ~13% smaller: a user who wants that asks for it.
 inline constexpr int kOutputGzipLevel = 1;
-inline constexpr int kOutputZstdLevel = 3;
+inline constexpr int kOutputZstdLevel = 1;
 
 // nullptr for kNone. `level` < 0: the output level above.
 std::unique_ptr<Encoder> NewEncoder(Compression c, int level = -1);

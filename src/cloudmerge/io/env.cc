@@ -146,25 +146,26 @@ Result<std::unique_ptr<AtomicFile>> Env::NewAtomicFile(const std::string& reques
 namespace {
 
 // The destination, compressed when its name says so (never standard output).
-Result<std::unique_ptr<AtomicFile>> OpenDestination(Env* env, const std::string& path, bool compress) {
+Result<std::unique_ptr<AtomicFile>> OpenDestination(Env* env, const std::string& path, bool compress, int level) {
   auto file = env->NewAtomicFile(path);
   if (!file.ok()) return file.status();
   Compression c = path == "-" || !compress ? Compression::kNone : CompressionForPath(path);
-  return NewCompressedAtomicFile(std::move(file.value()), c);
+  return NewCompressedAtomicFile(std::move(file.value()), c, level);
 }
 
 }  // namespace
 
-Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path, bool compress_by_name) {
-  auto file = OpenDestination(env, path, compress_by_name);
+Result<std::unique_ptr<AtomicOutput>> AtomicOutput::Open(Env* env, const std::string& path, bool compress_by_name,
+                                                          int level) {
+  auto file = OpenDestination(env, path, compress_by_name, level);
   if (!file.ok()) return file.status();
-  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, compress_by_name, std::move(file.value())));
+  return std::unique_ptr<AtomicOutput>(new AtomicOutput(env, path, compress_by_name, level, std::move(file.value())));
 }
 
 Status AtomicOutput::Restart() {
   if (!file_->atomic()) return Status::Internal("standard output cannot be rewound");
   file_.reset();  // discards, and with it the encoder's state: the new file starts a fresh stream
-  auto file = OpenDestination(env_, path_, compress_);
+  auto file = OpenDestination(env_, path_, compress_, level_);
   if (!file.ok()) return file.status();
   file_ = std::move(file.value());
   return Status::OK();

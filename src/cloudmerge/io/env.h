@@ -185,7 +185,9 @@ std::string AtomicTemporaryPath(const std::string& path);
 class AtomicOutput {
  public:
   // compress_by_name false: the bytes go as they are whatever the name (`cloudmerge cp`).
-  static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path, bool compress_by_name = true);
+  // level: the gzip / zstd level of a compressed destination (< 0: the output level, compression.h).
+  static Result<std::unique_ptr<AtomicOutput>> Open(Env* env, const std::string& path, bool compress_by_name = true,
+                                                    int level = -1);
   Status Append(std::string_view data) { return file_->Append(data); }
   // Discards everything appended so far. REQUIRES: can_restart().
   Status Restart();
@@ -194,11 +196,12 @@ class AtomicOutput {
   const std::string& path() const { return path_; }
 
  private:
-  AtomicOutput(Env* env, std::string path, bool compress, std::unique_ptr<AtomicFile> file)
-      : env_(env), path_(std::move(path)), compress_(compress), file_(std::move(file)) {}
+  AtomicOutput(Env* env, std::string path, bool compress, int level, std::unique_ptr<AtomicFile> file)
+      : env_(env), path_(std::move(path)), compress_(compress), level_(level), file_(std::move(file)) {}
   Env* env_;
   std::string path_;
   bool compress_;
+  int level_;
   std::unique_ptr<AtomicFile> file_;
 };
 

@@ -26,6 +26,9 @@ LOOPS = {
     "out-of-core partition build": (r"ooc::.*BuildTable::Build|InsertLastToFirst<.*ooc::", None),
     "out-of-core probe": (r"ooc::.*ProbeThrough", r"ProbeBatch<"),
     "cluster join task build": (r"BuildChains", None),
+    # The next line of the block a record went to, for writing (partition.cc, PartitionBuffers::Append).
+    "out-of-core partition scan (block line prefetch)": (r"ooc::.*PartitionSegment", None),
+    "out-of-core re-partition (block line prefetch)": (r"ooc::Repartition", None),
 }
 PREFETCH = re.compile(r"^\s*[0-9a-f]+:\s+(prefetch\w*|prfm)\b")
 FUNCTION = re.compile(r"^[0-9a-f]+ <(.*)>:$")
